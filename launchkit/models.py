@@ -1,0 +1,475 @@
+"""Database schema: SQLAlchemy 2 typed models, one section per domain.
+
+Money is integer minor units (``*_cents``) next to an ISO ``currency``; every datetime is a
+timezone-aware UTC ``UTCDateTime``. Statuses are ``StrEnum`` values stored as short strings.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from launchkit.db import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+# --- statuses ---------------------------------------------------------------------------------
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class SuppressionReason(enum.StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    MANUAL = "manual"
+
+
+class SequenceStatus(enum.StrEnum):
+    ACTIVE = "active"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+class SendStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SKIPPED = "skipped"
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    ACTIVE_PLAN = "active_plan"
+    COMPLETED_PLAN = "completed_plan"
+    DEFAULTED = "defaulted"
+    REFUNDED = "refunded"
+    DISPUTED = "disputed"
+
+
+class StepStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def _str(length: int = 255) -> Any:
+    return mapped_column(String(length))
+
+
+# --- launches ---------------------------------------------------------------------------------
+
+
+class Launch(Base):
+    """A product launch and its milestones."""
+
+    __tablename__ = "launches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    product: Mapped[str] = mapped_column(String(255))
+    currency: Mapped[str] = mapped_column(String(3))
+    prelaunch_start: Mapped[datetime | None]
+    cart_open: Mapped[datetime]
+    cart_close: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    steps: Mapped[list[LaunchStep]] = relationship(back_populates="launch")
+
+
+class LaunchStep(Base):
+    """Completion record of one orchestrator step, so `launchkit run` resumes after a crash."""
+
+    __tablename__ = "launch_steps"
+    __table_args__ = (UniqueConstraint("launch_id", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    launch_id: Mapped[int] = mapped_column(ForeignKey("launches.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20), default=StepStatus.PENDING)
+    detail: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    launch: Mapped[Launch] = relationship(back_populates="steps")
+
+
+# --- audience ---------------------------------------------------------------------------------
+
+
+class Subscriber(Base):
+    """One person on the list; ``email`` is normalized (trimmed, lowercased, IDNA domain)."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    first_name: Mapped[str] = mapped_column(String(255), default="")
+    last_name: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.ACTIVE, index=True)
+    source: Mapped[str | None] = mapped_column(String(100), index=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+    signed_up_at: Mapped[datetime | None]
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id"))
+
+
+class SubscriberTag(Base):
+    """A tag on a subscriber (many per subscriber)."""
+
+    __tablename__ = "subscriber_tags"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+
+
+class Import(Base):
+    """One audience file imported, with its counts."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(1024))
+    file_sha256: Mapped[str | None] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    counts: Mapped[dict[str, Any] | None]
+
+
+class Consent(Base):
+    """GDPR consent record: who, when, how, the exact wording, confirmation and withdrawal."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    method: Mapped[str] = mapped_column(String(20))  # import | optin | manual
+    source: Mapped[str | None] = mapped_column(String(100))
+    given_at: Mapped[datetime | None]
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    page: Mapped[str | None] = mapped_column(String(1024))
+    magnet_id: Mapped[int | None] = mapped_column(ForeignKey("magnets.id"))
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id"))
+    wording: Mapped[str | None] = mapped_column(Text)
+    wording_sha256: Mapped[str | None] = mapped_column(String(64))
+    wording_version: Mapped[str | None] = mapped_column(String(50))
+    confirmed_at: Mapped[datetime | None]
+    confirm_ip: Mapped[str | None] = mapped_column(String(64))
+    withdrawn_at: Mapped[datetime | None]
+    withdrawal_method: Mapped[str | None] = mapped_column(String(50))
+
+
+class Suppression(Base):
+    """An address that must never be mailed again; no import can remove it."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class Segment(Base):
+    """A saved segment expression, e.g. ``tag:webinar and not tag:buyer``."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    expression: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+# --- lead magnets and web events ----------------------------------------------------------------
+
+
+class Magnet(Base):
+    """A free resource behind an opt-in page."""
+
+    __tablename__ = "magnets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    file_path: Mapped[str | None] = mapped_column(String(1024))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    tags: Mapped[dict[str, Any] | None]  # {"tags": [...]} kept as JSON for portability
+    sequence: Mapped[str | None] = mapped_column(String(100))
+    language: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime]
+
+
+class WebEvent(Base):
+    """A page view, signup, confirmation, download, sales-page visit or checkout start."""
+
+    __tablename__ = "web_events"
+    __table_args__ = (Index("ix_web_events_kind_at", "kind", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    magnet_id: Mapped[int | None] = mapped_column(ForeignKey("magnets.id"), index=True)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"), index=True)
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+
+
+# --- sequences and delivery -------------------------------------------------------------------
+
+
+class LaunchSequence(Base):
+    """A sequence folder attached to a launch (or to a magnet, timed from signup)."""
+
+    __tablename__ = "launch_sequences"
+    __table_args__ = (UniqueConstraint("launch_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    launch_id: Mapped[int | None] = mapped_column(ForeignKey("launches.id", ondelete="CASCADE"))
+    magnet_id: Mapped[int | None] = mapped_column(ForeignKey("magnets.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    segment: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default=SequenceStatus.ACTIVE)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+
+
+class Email(Base):
+    """One email of an attached sequence, with its resolved send time."""
+
+    __tablename__ = "emails"
+    __table_args__ = (UniqueConstraint("sequence_id", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sequence_id: Mapped[int] = mapped_column(ForeignKey("launch_sequences.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(Text)
+    send_at: Mapped[str | None] = mapped_column(String(100))  # e.g. "cart_close -3h"
+    scheduled_at: Mapped[datetime | None]
+    local_time: Mapped[bool] = mapped_column(Boolean, default=False)
+    deadline_at: Mapped[datetime | None]
+    kind: Mapped[str] = mapped_column(String(20), default="content")
+    segment: Mapped[str | None] = mapped_column(Text)
+    skip_if: Mapped[str | None] = mapped_column(Text)
+
+
+class Send(Base):
+    """The delivery ledger: one row per (email, subscriber), moved queued -> sending -> sent."""
+
+    __tablename__ = "sends"
+    __table_args__ = (
+        UniqueConstraint("email_id", "subscriber_id"),
+        Index("ix_sends_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(20), default=SendStatus.QUEUED)
+    reason: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class Link(Base):
+    """A tracked link."""
+
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+
+
+class LinkClick(Base):
+    """A click on a tracked link."""
+
+    __tablename__ = "link_clicks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"))
+    email_id: Mapped[int | None] = mapped_column(ForeignKey("emails.id", ondelete="SET NULL"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    occurred_at: Mapped[datetime]
+
+
+# --- checkout ---------------------------------------------------------------------------------
+
+
+class Offer(Base):
+    """What is sold in a launch: full price, plans, guarantee, optional order bump."""
+
+    __tablename__ = "offers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    launch_id: Mapped[int] = mapped_column(ForeignKey("launches.id", ondelete="CASCADE"))
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    product: Mapped[str] = mapped_column(String(255))
+    price_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    guarantee_days: Mapped[int] = mapped_column(Integer, default=30)
+    bump_name: Mapped[str | None] = mapped_column(String(255))
+    bump_cents: Mapped[int | None] = mapped_column(BigInteger)
+    stripe_product_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+    plans: Mapped[list[OfferPlan]] = relationship(
+        back_populates="offer", order_by="OfferPlan.instalments", cascade="all, delete-orphan"
+    )
+
+
+class OfferPlan(Base):
+    """An instalment plan of an offer, e.g. 3 x 177.00."""
+
+    __tablename__ = "offer_plans"
+    __table_args__ = (UniqueConstraint("offer_id", "instalments"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"))
+    instalments: Mapped[int] = mapped_column(Integer)
+    instalment_cents: Mapped[int] = mapped_column(BigInteger)
+
+    offer: Mapped[Offer] = relationship(back_populates="plans")
+
+
+class Order(Base):
+    """One purchase: pay in full or a plan, with what was paid, failed and refunded."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    launch_id: Mapped[int] = mapped_column(ForeignKey("launches.id"), index=True)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    source: Mapped[str | None] = mapped_column(String(100))
+    plan_instalments: Mapped[int] = mapped_column(Integer, default=1)
+    currency: Mapped[str] = mapped_column(String(3))
+    total_cents: Mapped[int] = mapped_column(BigInteger)  # booked value of the purchase
+    paid_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    fee_cents: Mapped[int | None] = mapped_column(BigInteger)
+    bump: Mapped[bool] = mapped_column(Boolean, default=False)
+    instalments_paid: Mapped[int] = mapped_column(Integer, default=0)
+    instalments_failed: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20), default=OrderStatus.PENDING, index=True)
+    access: Mapped[bool] = mapped_column(Boolean, default=False)
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]
+    refunded_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class Payment(Base):
+    """One successful or failed charge (a pay-in-full payment or one instalment)."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    stripe_id: Mapped[str] = mapped_column(String(255), unique=True)  # invoice or payment intent
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    instalment_number: Mapped[int | None] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    fee_cents: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20))  # paid | failed
+    recovered: Mapped[bool] = mapped_column(Boolean, default=False)  # paid after a failure
+    occurred_at: Mapped[datetime]
+
+
+class Refund(Base):
+    """A refund request and its Stripe refund."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20))  # requested | succeeded | failed
+    requested_at: Mapped[datetime]
+    refunded_at: Mapped[datetime | None]
+
+
+class StripeEvent(Base):
+    """A webhook event already processed (its id makes redeliveries no-ops)."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime | None]
+    processed_at: Mapped[datetime]
