@@ -18,8 +18,9 @@ from launchkit.workspace import init_workspace
 
 
 def test_init_creates_workspace(tmp_path: Path) -> None:
-    settings = init_workspace(tmp_path / "w", name="Atelier", timezone="America/Montreal",
-                              currency="cad", language="en")
+    settings = init_workspace(
+        tmp_path / "w", name="Atelier", timezone="America/Montreal", currency="cad", language="en"
+    )
     ws = settings.workspace
     assert (ws / "launchkit.toml").is_file()
     assert (ws / "emails").is_dir() and (ws / "templates").is_dir()
@@ -81,8 +82,17 @@ def test_schema_behind_is_reported(tmp_path: Path) -> None:
 
 
 def test_cli_launch_lifecycle(cli) -> None:
-    r = cli("launch", "create", "spring", "--product", "Cours photo", "--cart-open",
-            "2026-12-01 09:00", "--cart-close", "2026-12-08 23:59")
+    r = cli(
+        "launch",
+        "create",
+        "spring",
+        "--product",
+        "Cours photo",
+        "--cart-open",
+        "2026-12-01 09:00",
+        "--cart-close",
+        "2026-12-08 23:59",
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(cli("launch", "show", "spring", "--json").stdout)
     assert data["milestones"]["cart_open"] == "2026-12-01T08:00:00Z"
@@ -99,19 +109,42 @@ def test_cli_launch_lifecycle(cli) -> None:
 
 
 def test_cli_bad_time_and_dst_gap(cli) -> None:
-    r = cli("launch", "create", "x", "--product", "P", "--cart-open", "demain",
-            "--cart-close", "2026-12-08 23:59")
+    r = cli(
+        "launch",
+        "create",
+        "x",
+        "--product",
+        "P",
+        "--cart-open",
+        "demain",
+        "--cart-close",
+        "2026-12-08 23:59",
+    )
     assert r.exit_code == 1
     assert r.stderr.startswith('Error: --cart-open "demain" is not a date and time')
-    r = cli("launch", "create", "x", "--product", "P", "--cart-open", "2027-03-28 02:30",
-            "--cart-close", "2027-04-08 23:59")
+    r = cli(
+        "launch",
+        "create",
+        "x",
+        "--product",
+        "P",
+        "--cart-open",
+        "2027-03-28 02:30",
+        "--cart-close",
+        "2027-04-08 23:59",
+    )
     assert r.exit_code == 1 and "does not exist in Europe/Paris" in r.stderr
 
 
 def test_outside_workspace_exits_2(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAUNCHKIT_")}
-    proc = subprocess.run([sys.executable, "-m", "launchkit", "launch", "list"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "launchkit", "launch", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("Error: No launchkit workspace in")
     assert "Traceback" not in proc.stderr
@@ -119,8 +152,9 @@ def test_outside_workspace_exits_2(tmp_path: Path) -> None:
 
 
 def test_version_and_head() -> None:
-    proc = subprocess.run([sys.executable, "-m", "launchkit", "--version"], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "launchkit", "--version"], capture_output=True, text=True
+    )
     assert proc.stdout.strip() == "launchkit 0.1.0"
     assert head_revision().startswith("0001")
 

@@ -13,8 +13,14 @@ import typer
 from typer.core import TyperGroup
 
 from launchkit import __version__
+from launchkit.cli import analysis as analysis_cli
+from launchkit.cli import audience as audience_cli
+from launchkit.cli import checkout as checkout_cli
 from launchkit.cli import db as db_cli
 from launchkit.cli import launch as launch_cli
+from launchkit.cli import magnets as magnets_cli
+from launchkit.cli import orchestrator as orchestrator_cli
+from launchkit.cli import sequences as sequences_cli
 from launchkit.cli import workspace as workspace_cli
 from launchkit.cli.runtime import Runtime
 from launchkit.errors import LaunchkitError
@@ -80,6 +86,12 @@ def main_callback(
 workspace_cli.register(app)
 app.add_typer(launch_cli.app, name="launch")
 app.add_typer(db_cli.app, name="db")
+audience_cli.register(app)
+sequences_cli.register(app)
+magnets_cli.register(app)
+checkout_cli.register(app)
+analysis_cli.register(app)
+orchestrator_cli.register(app)
 
 
 def main() -> None:
