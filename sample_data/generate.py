@@ -761,15 +761,15 @@ SOURCE_TAG = {
 }
 MAGNET_TAGS = ["magnet:checklist-lancement", "magnet:mini-cours-email", "magnet:guide-tarifs"]
 
-UNSUB_CAMPAIGNS = [
-    ("Newsletter #8 — Les 3 erreurs de prix", 2),
-    ("Mini-cours : leçon 3 — l'objet qui fait ouvrir", 2),
-    ("Webinar : replay disponible 48 h", 2),
-    ("Newsletter #15 — Mon lancement de printemps en chiffres", 3),
-    ("Newsletter #19 — Faut-il une liste d'attente ?", 2),
-    ("Pré-lancement J-7 : la formation ouvre bientôt", 4),
-    ("Invitation webinar 22 octobre", 3),
-    ("", 1),
+UNSUB_CAMPAIGNS = [  # (title, send time or None for automations, weight)
+    ("Mini-cours : leçon 3 — l'objet qui fait ouvrir", None, 2),
+    ("Newsletter #8 — Les 3 erreurs de prix", datetime(2025, 9, 11, 8, 0), 2),
+    ("Newsletter #11 — Ce que m'a appris mon premier lancement", datetime(2025, 12, 4, 8, 0), 2),
+    ("Webinar : replay disponible 48 h", datetime(2026, 3, 20, 9, 0), 2),
+    ("Newsletter #15 — Mon lancement de printemps en chiffres", datetime(2026, 4, 16, 8, 0), 3),
+    ("Newsletter #19 — Faut-il une liste d'attente ?", datetime(2026, 8, 27, 8, 0), 2),
+    ("Invitation webinar 22 octobre", datetime(2026, 10, 8, 8, 0), 3),
+    ("Pré-lancement J-7 : la formation ouvre bientôt", datetime(2026, 11, 10, 8, 0), 4),
 ]
 UNSUB_REASONS = [
     ("I no longer want to receive these emails", 45),
@@ -1122,14 +1122,128 @@ def pdf_info_string(s: str) -> bytes:
     return b"<FEFF" + s.encode("utf-16-be").hex().upper().encode() + b">"
 
 
-def wrap(text: str, width: int) -> list[str]:
+# Helvetica advance widths (Adobe AFM, 1/1000 em) for ASCII 32..126.
+_HELV = [
+    278,
+    278,
+    355,
+    556,
+    556,
+    889,
+    667,
+    191,
+    333,
+    333,
+    389,
+    584,
+    278,
+    333,
+    278,
+    278,
+    556,
+    556,
+    556,
+    556,
+    556,
+    556,
+    556,
+    556,
+    556,
+    556,
+    278,
+    278,
+    584,
+    584,
+    584,
+    556,
+    1015,
+    667,
+    667,
+    722,
+    722,
+    667,
+    611,
+    778,
+    722,
+    278,
+    500,
+    667,
+    556,
+    833,
+    722,
+    778,
+    667,
+    778,
+    722,
+    667,
+    611,
+    722,
+    667,
+    944,
+    667,
+    667,
+    611,
+    278,
+    278,
+    278,
+    469,
+    556,
+    333,
+    556,
+    556,
+    500,
+    556,
+    556,
+    278,
+    556,
+    556,
+    222,
+    222,
+    500,
+    222,
+    833,
+    556,
+    556,
+    556,
+    556,
+    333,
+    500,
+    278,
+    556,
+    500,
+    722,
+    500,
+    500,
+    500,
+    334,
+    260,
+    334,
+    584,
+]
+_HELV_EXTRA = {"«": 556, "»": 556, "€": 556, "—": 1000, "–": 556, "’": 222, "×": 584, "…": 1000}
+
+
+def text_width(s: str, size: float, bold: bool = False) -> float:
+    total = 0
+    for ch in s:
+        if ch in _HELV_EXTRA:
+            total += _HELV_EXTRA[ch]
+            continue
+        base = unicodedata.normalize("NFKD", ch)[:1] or " "
+        o = ord(base)
+        total += _HELV[o - 32] if 32 <= o <= 126 else 600
+    return total * size / 1000 * (1.08 if bold else 1.0)
+
+
+def wrap(text: str, max_width: float, size: float = 11) -> list[str]:
     words, lines, cur = text.split(), [], ""
     for w in words:
-        if cur and len(cur) + 1 + len(w) > width:
+        cand = f"{cur} {w}" if cur else w
+        if cur and text_width(cand, size) > max_width:
             lines.append(cur)
             cur = w
         else:
-            cur = f"{cur} {w}" if cur else w
+            cur = cand
     if cur:
         lines.append(cur)
     return lines
@@ -1145,6 +1259,7 @@ def page_stream(title: str | None, blocks, footer: str) -> bytes:
         ops.append(b"/%s %d Tf 1 0 0 1 %d %d Tm %s Tj" % (font, size, x, yy, pdf_text(s)))
 
     if title:
+        assert text_width(title, 20, bold=True) < 483, title
         line(b"F2", 20, left, y, title)
         y -= 34
     for kind, text in blocks:
@@ -1154,7 +1269,7 @@ def page_stream(title: str | None, blocks, footer: str) -> bytes:
             y -= 20
         elif kind == "item":
             first = True
-            for ln in wrap(text, 80):
+            for ln in wrap(text, 483 - 26):
                 if first:
                     line(b"F1", 11, left, y, "[  ]")
                 line(b"F1", 11, left + 26, y, ln)
@@ -1162,7 +1277,7 @@ def page_stream(title: str | None, blocks, footer: str) -> bytes:
                 y -= 15
             y -= 3
         else:
-            for ln in wrap(text, 88):
+            for ln in wrap(text, 483):
                 line(b"F1", 11, left, y, ln)
                 y -= 15
             y -= 6
@@ -1481,24 +1596,36 @@ def generate(out: str, audience: int) -> dict:
     unsub_rows = []
     unsub_only_people = []
     campaign_ids = {}
-    for title, _w in UNSUB_CAMPAIGNS:
-        campaign_ids[title] = (
-            "".join(rng.choice("0123456789abcdef") for _ in range(10)) if title else ""
-        )
+    for title, _sent, _w in UNSUB_CAMPAIGNS:
+        campaign_ids[title] = "".join(rng.choice("0123456789abcdef") for _ in range(10))
 
     def unsub_row(p, cell):
         base = mc_row(ctx, p, cell, p.get("tags") or person_tags(rng, p))
         start = datetime.strptime(base["CONFIRM_TIME"], TS) + timedelta(days=1)
         start = min(start, EXPORT_TIME - timedelta(days=1))
-        ut = rand_between(rng, start, EXPORT_TIME - timedelta(hours=1))
-        title = wchoice(rng, UNSUB_CAMPAIGNS)
         reason = wchoice(rng, UNSUB_REASONS)
+        # only campaigns sent after the person joined; admin removals have none
+        sent_after = [
+            (c, w) for c in UNSUB_CAMPAIGNS for w in [c[2]] if c[1] is None or c[1] > start
+        ]
+        if reason.startswith("N/A") or rng.random() < 0.05:
+            title = ""
+            ut = rand_between(rng, start, EXPORT_TIME - timedelta(hours=1))
+        else:
+            title, sent, _w = wchoice(rng, sent_after)
+            if sent is None:
+                ut = rand_between(rng, start, EXPORT_TIME - timedelta(hours=1))
+            else:
+                ut = min(
+                    sent + timedelta(seconds=int(rng.expovariate(1 / 30000)) + 120),
+                    EXPORT_TIME - timedelta(hours=1),
+                )
         base["LAST_CHANGED"] = ts(ut)
         base.update(
             {
                 "UNSUB_TIME": ts(ut),
                 "UNSUB_CAMPAIGN_TITLE": title,
-                "UNSUB_CAMPAIGN_ID": campaign_ids[title],
+                "UNSUB_CAMPAIGN_ID": campaign_ids.get(title, ""),
                 "UNSUB_REASON": reason,
                 "UNSUB_REASON_OTHER": rng.choice(UNSUB_OTHER) if reason == "Other" else "",
             }
@@ -1650,13 +1777,18 @@ def generate(out: str, audience: int) -> dict:
 # --------------------------------------------------------------------------
 # Read-back checks
 # --------------------------------------------------------------------------
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
 def read_csv(path, encoding="utf-8", delimiter=","):
     with open(path, encoding=encoding, newline="") as fh:
         return list(csv.reader(fh, delimiter=delimiter))
 
 
 def check_pdf(path: str, pages: int) -> None:
-    data = open(path, "rb").read()
+    data = read_bytes(path)
     assert data.startswith(b"%PDF-1.4\n"), path
     assert data.rstrip().endswith(b"%%EOF"), path
     sx = data.rindex(b"startxref")
@@ -1679,7 +1811,7 @@ def check_pdf(path: str, pages: int) -> None:
 def check(out: str, info: dict) -> dict:
     counts = {}
     rows = read_csv(os.path.join(out, "audience_mailchimp.csv"))
-    raw = open(os.path.join(out, "audience_mailchimp.csv"), "rb").read()
+    raw = read_bytes(os.path.join(out, "audience_mailchimp.csv"))
     assert not raw.startswith(b"\xef\xbb\xbf") and raw.count(b"\r\n") == raw.count(b"\n")
     assert rows[0] == MC_COLUMNS and all(len(r) == len(MC_COLUMNS) for r in rows)
     body = rows[1:]
@@ -1758,7 +1890,7 @@ def check(out: str, info: dict) -> dict:
     assert counts["kit_in_mailchimp_subscribed"] == KIT_OVERLAP_SUBSCRIBED
     assert counts["kit_in_mailchimp_unsubscribed"] == KIT_OVERLAP_UNSUBSCRIBED
 
-    graw = open(os.path.join(out, "generic_contacts.csv"), "rb").read()
+    graw = read_bytes(os.path.join(out, "generic_contacts.csv"))
     assert graw.startswith(b"\xef\xbb\xbf") and graw.count(b"\r\n") == graw.count(b"\n")
     grows = read_csv(os.path.join(out, "generic_contacts.csv"), "utf-8-sig", ";")
     assert grows[0] == GENERIC_COLUMNS and all(len(r) == 5 for r in grows)
@@ -1768,7 +1900,7 @@ def check(out: str, info: dict) -> dict:
     )
     assert counts["generic_in_mailchimp_subscribed"] == GENERIC_OVERLAP
 
-    lraw = open(os.path.join(out, "generic_contacts_latin1.csv"), "rb").read()
+    lraw = read_bytes(os.path.join(out, "generic_contacts_latin1.csv"))
     try:
         lraw.decode("utf-8")
         raise AssertionError("latin-1 file must not be valid UTF-8")
