@@ -49,6 +49,21 @@ def parse_send_window(text: str) -> tuple[int, int]:
     return start, end
 
 
+def parse_rate_limit(text: str) -> tuple[int, timedelta]:
+    """Parse ``20/1m`` into (20, 1 minute); ``0`` means no limit."""
+    if text.strip() == "0":
+        return (0, timedelta(minutes=1))
+    count, _, window = text.partition("/")
+    if not count.strip().isdigit() or not window:
+        raise ConfigError(f'web rate limit "{text}" must look like 20/1m (or 0 for no limit).')
+    return (int(count), parse_duration(window, what="web rate limit window"))
+
+
+def _check_rate_limit(value: Any) -> str:
+    parse_rate_limit(str(value))
+    return str(value).strip()
+
+
 def _check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -255,6 +270,14 @@ SETTINGS: tuple[Setting, ...] = (
         parse=lambda v: parse_duration(v, what="unsubscribe_link_max_age"),
     ),
     Setting(
+        "web_rate_limit",
+        "web.rate_limit",
+        "LAUNCHKIT_WEB_RATE_LIMIT",
+        "20/1m",
+        "Form posts allowed per client IP in a sliding window, e.g. 20/1m (0 = no limit).",
+        parse=_check_rate_limit,
+    ),
+    Setting(
         "templates_dir", None, None, None, "Folder of web page templates (workspace/templates)."
     ),
     Setting("emails_dir", None, None, None, "Folder of email sequences (workspace/emails)."),
@@ -291,6 +314,7 @@ class Settings:
     download_link_max_age: timedelta = timedelta(days=7)
     confirm_link_max_age: timedelta = timedelta(days=7)
     unsubscribe_link_max_age: timedelta = timedelta(days=365)
+    web_rate_limit: str = "20/1m"
     templates_dir: Path = Path()
     emails_dir: Path = Path()
 

@@ -425,6 +425,10 @@ class Order(Base):
     created_at: Mapped[datetime]
     paid_at: Mapped[datetime | None]
     refunded_at: Mapped[datetime | None]
+    disputed_at: Mapped[datetime | None]
+    defaulted_at: Mapped[datetime | None]
+    subscription_cancelled_at: Mapped[datetime | None]
+    receipt_sent_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
 
@@ -443,6 +447,9 @@ class Payment(Base):
     fee_cents: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(20))  # paid | failed
     recovered: Mapped[bool] = mapped_column(Boolean, default=False)  # paid after a failure
+    refunded_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    notified_at: Mapped[datetime | None]  # dunning email sent (failed payments)
+    update_url: Mapped[str | None] = mapped_column(String(2048))  # where the buyer fixes a card
     occurred_at: Mapped[datetime]
 
 
@@ -453,6 +460,7 @@ class Refund(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"))
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     amount_cents: Mapped[int] = mapped_column(BigInteger)
@@ -473,3 +481,7 @@ class StripeEvent(Base):
     type: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime | None]
     processed_at: Mapped[datetime]
+    # "applied", "ignored", or "parked" (waiting for the order it refers to; replayed later)
+    status: Mapped[str] = mapped_column(String(20), default="applied")
+    ref: Mapped[str | None] = mapped_column(String(255), index=True)  # PI/subscription it awaits
+    payload: Mapped[dict[str, Any] | None]  # kept only while parked

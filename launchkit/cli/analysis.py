@@ -1,9 +1,197 @@
-"""CLI commands for the analysis domain (filled in by its issue)."""
+"""`launchkit analyze | compare | forecast | import-payments`: post-launch analysis."""
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from launchkit import analysis
+from launchkit.cli.output import print_json, print_table, say
+from launchkit.cli.runtime import Runtime
+from launchkit.clock import utcnow
+from launchkit.errors import InputError
+
+JSON_OPT = typer.Option("--json", help="Output JSON.")
+
+
+def _pct(rate: float | None, digits: int = 2) -> str:
+    return "" if rate is None else f"{rate * 100:.{digits}f}%"
+
+
+def _money(cents: float, currency: str) -> str:
+    return f"{cents / 100:,.2f} {currency}"
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"Cannot write {path}: {e.strerror}.") from e
+
+
+def _print_analysis(r: dict[str, Any]) -> None:
+    cur = r["currency"]
+    ci = r["conversion_ci95"]
+    interval = f" (95% CI {_pct(ci[0])}-{_pct(ci[1])})" if ci else ""
+    say(f"{r['launch']['slug']}: {r['launch']['product']} ({cur})")
+    say(f"Audience at cart open: {r['audience_size']:,}  buyers: {r['buyers']:,}  "
+        f"conversion: {_pct(r['conversion_rate'])}{interval}, {r['benchmark']['position']} "
+        "against the 0.5-2% / 2-4% bands")
+    say(f"Gross {_money(r['gross_revenue_cents'], cur)} - refunds "
+        f"{_money(r['refunded_cents'], cur)} - fees {_money(r['fees_cents'], cur)} = net "
+        f"{_money(r['net_revenue_cents'], cur)}  (booked {_money(r['booked_revenue_cents'], cur)})")
+    p = r["payment_plans"]
+    say(f"Refunds: {r['refunds']['count']} ({_pct(r['refund_rate'], 1)}), "
+        f"{r['refunds']['inside_guarantee']} inside the guarantee. Plans: {p['orders']} orders, "
+        f"completion {_pct(p['completion_rate'], 1)}. Last 48 h: "
+        f"{_pct(r['timing']['share_last_48h'], 1)} of sales.")
+    rows = [(s["source"], s["audience"], s["buyers"], _pct(s["conversion_rate"]),
+             f"{_pct(s['ci95_low'])}-{_pct(s['ci95_high'])}" if s["ci95_low"] is not None else "")
+            for s in r["by_source"]]
+    print_table("Conversion by source", ["source", "audience", "buyers", "conversion", "95% CI"],
+                rows)
+
+
+def analyze(
+    ctx: typer.Context,
+    launch: Annotated[str, typer.Argument(help="Launch slug.")],
+    as_json: Annotated[bool, JSON_OPT] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here.")] = None,
+    csv_dir: Annotated[Path | None, typer.Option("--csv", help="Write CSV tables here.")] = None,
+    currency: Annotated[
+        str | None, typer.Option(help="Analyze only orders in this currency, e.g. EUR.")
+    ] = None,
+    segment: Annotated[
+        str | None, typer.Option(help="Narrow the audience to a saved segment or expression.")
+    ] = None,
+) -> None:
+    """Analyze a launch: conversion, revenue, refunds, plans, timing, emails.
+
+    Example: launchkit analyze spring --html report.html --csv out/
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        result = analysis.analyze_launch(session, launch, currency=currency, segment=segment)
+    if html is not None:
+        settings = runtime.settings
+        _write(html, analysis.render_report(
+            result, language=settings.language, timezone=settings.timezone,
+            templates_dir=settings.templates_dir))
+    if csv_dir is not None:
+        analysis.write_csv(result, csv_dir)
+    if as_json:
+        print_json(result)
+        return
+    _print_analysis(result)
+    for path, what in ((html, "HTML report"), (csv_dir, "CSV tables")):
+        if path is not None:
+            say(f"Wrote {what} to {path}")
+
+
+def compare(
+    ctx: typer.Context,
+    launches: Annotated[list[str] | None, typer.Argument(help="Launch slugs (default: all).")] = None,
+    as_json: Annotated[bool, JSON_OPT] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Write an HTML page here.")] = None,
+) -> None:
+    """Compare launches side by side, with conversion against audience size.
+
+    Example: launchkit compare spring-2025 autumn-2025 spring-2026 --html compare.html
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        result = analysis.compare_launches(session, launches or None)
+    if html is not None:
+        settings = runtime.settings
+        _write(html, analysis.render_compare(
+            result, language=settings.language, templates_dir=settings.templates_dir))
+    if as_json:
+        print_json(result)
+        return
+    rows = [(r["launch"], r["audience_size"], r["buyers"], _pct(r["conversion_rate"]),
+             _money(r["net_revenue_cents"], r["currency"]), _pct(r["refund_rate"], 1))
+            for r in result["launches"]]
+    print_table("Launches", ["launch", "audience", "buyers", "conversion", "net", "refunds"], rows)
+    if result["fit"]:
+        say(f"Fitted line: conversion changes by {result['fit']['slope_per_1000'] * 100:+.3f} "
+            "points per 1,000 more subscribers.")
+
+
+def _price_cents(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text.strip()) * 100
+    except InvalidOperation:
+        raise InputError(f'--price "{text}" is not an amount like 497 or 497.50.') from None
+    if value <= 0 or value != value.to_integral_value():
+        raise InputError(f'--price "{text}" must be positive with at most 2 decimals.')
+    return int(value)
+
+
+def forecast(
+    ctx: typer.Context,
+    audience: Annotated[int, typer.Option(help="List size at cart open.")],
+    from_launches: Annotated[
+        list[str] | None, typer.Option("--from", help="Past launches to learn from (repeat).")
+    ] = None,
+    price: Annotated[str | None, typer.Option(help="Price in major units, e.g. 497.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 0,
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Forecast buyers and net revenue with an 80% interval, by simulation.
+
+    Example: launchkit forecast --audience 12000 --from spring-2026 --price 497
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        result = analysis.forecast_launch(
+            session, audience=audience, price_cents=_price_cents(price),
+            from_launches=from_launches or None, seed=seed,
+        )
+    if as_json:
+        print_json(result)
+        return
+    b, n = result["buyers"], result["net_revenue_cents"]
+    basis = ", ".join(result["based_on"]) or "the field benchmark (0.5-2%)"
+    cur = runtime.settings.currency
+    say(f"Forecast for {audience:,} subscribers, from {basis}:")
+    say(f"Buyers: {b['mean']:.0f} expected, 80% interval {b['p10']:.0f}-{b['p90']:.0f}")
+    say(f"Net revenue: {_money(n['mean'], cur)} expected, 80% interval "
+        f"{_money(n['p10'], cur)} - {_money(n['p90'], cur)}")
+
+
+def import_payments(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Stripe unified payments CSV export.")],
+    launch: Annotated[str, typer.Option(help="Launch the payments belong to.")],
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Import a Stripe payments CSV export as orders, matched to subscribers by email.
+
+    Example: launchkit import-payments unified_payments.csv --launch spring
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        result = analysis.import_payments(session, file, launch=launch, now=utcnow())
+    if as_json:
+        print_json(result)
+        return
+    say(f"Imported {result['imported']} payments into {result['launch']}: {result['created']} "
+        f"new, {result['updated']} updated, {result['unchanged']} unchanged, "
+        f"{result['skipped_failed']} failed rows skipped.")
+    say(f"Matched to subscribers: {result['matched']}; unmatched buyers: "
+        f"{result['unmatched_count']}")
+    for email in result["unmatched"]:
+        say(f"  unmatched: {email}")
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this domain's commands and sub-apps to the root app."""
+    """Attach this domain's commands to the root app."""
+    app.command("analyze")(analyze)
+    app.command("compare")(compare)
+    app.command("forecast")(forecast)
+    app.command("import-payments")(import_payments)

@@ -1,9 +1,181 @@
-"""CLI commands for the checkout domain (filled in by its issue)."""
+"""`launchkit offer ...`, `launchkit refund`, `launchkit orders`: offers, Stripe sync, refunds."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from launchkit import checkout
+from launchkit.cli.output import print_json, print_table, say
+from launchkit.cli.runtime import Runtime
+from launchkit.clock import format_local, utcnow
+from launchkit.errors import PaymentError
+
+offer_app = typer.Typer(
+    help="Offers: price, payment plans, guarantee, order bump.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
     """Attach this domain's commands and sub-apps to the root app."""
+    app.add_typer(offer_app, name="offer")
+    app.command("refund")(refund)
+    app.command("orders")(orders)
+
+
+@offer_app.command("add")
+def offer_add(
+    ctx: typer.Context,
+    launch: Annotated[str, typer.Argument(help="Launch slug.")],
+    slug: Annotated[str, typer.Argument(help="Offer slug, used in /buy/SLUG.")],
+    product: Annotated[str, typer.Option(help="Product name shown at checkout.")],
+    price: Annotated[str, typer.Option(help="Pay-in-full price, e.g. 497 or 497.00.")],
+    currency: Annotated[str | None, typer.Option(help="ISO currency (default: workspace).")] = None,
+    plan: Annotated[
+        list[str] | None, typer.Option("--plan", help="Instalment plan NxAMOUNT, e.g. 3x177.")
+    ] = None,
+    guarantee_days: Annotated[int, typer.Option(help="Money-back guarantee in days.")] = 30,
+    bump: Annotated[str | None, typer.Option(help='Order bump "Name:amount".')] = None,
+) -> None:
+    """Add an offer to a launch: pay in full, instalment plans, guarantee, optional bump.
+
+    Example: launchkit offer add spring cours --product "Cours photo" --price 497 --currency EUR
+    --plan 3x177 --plan 6x92 --guarantee-days 30 --bump "Workbook:27"
+    """
+    runtime: Runtime = ctx.obj
+    settings = runtime.settings
+    plans = [checkout.parse_plan(text) for text in plan or []]
+    bump_value = checkout.parse_bump(bump) if bump else None
+    with runtime.transaction() as session:
+        offer = checkout.add_offer(
+            session, launch, slug, product=product,
+            price_cents=checkout.parse_money(price, what="--price"),
+            currency=currency or settings.currency, plans=plans,
+            guarantee_days=guarantee_days, bump=bump_value, now=utcnow(),
+        )  # fmt: skip
+        money = checkout.format_money(offer.price_cents, offer.currency, settings.language)
+        say(f'Added offer "{offer.slug}" to launch "{launch}": {money}, {len(plans)} plan(s).')
+
+
+@offer_app.command("list")
+def offer_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Output JSON.")] = False,
+) -> None:
+    """List offers with their prices and plans.
+
+    Example: launchkit offer list --json
+    """
+    runtime: Runtime = ctx.obj
+    lang = runtime.settings.language
+    with runtime.transaction() as session:
+        data = [checkout.offer_as_dict(session, o) for o in checkout.list_offers(session)]
+    if as_json:
+        print_json(data)
+        return
+    rows = []
+    for item in data:
+        cur = item["currency"]
+        plans = ", ".join(
+            f"{p['instalments']} × {checkout.format_money(p['instalment_cents'], cur, lang)}"
+            for p in item["plans"]
+        )
+        rows.append(
+            (item["slug"], item["launch"], item["product"],
+             checkout.format_money(item["price_cents"], cur, lang), plans,
+             f"{item['guarantee_days']} d", item["stripe_product_id"] or "-")
+        )  # fmt: skip
+    print_table(
+        "Offers", ["slug", "launch", "product", "price", "plans", "guarantee", "stripe"], rows
+    )
+
+
+@offer_app.command("sync")
+def offer_sync(ctx: typer.Context) -> None:
+    """Create or update the Stripe Product of each offer (idempotent, safe to run twice).
+
+    Example: launchkit offer sync
+    """
+    runtime: Runtime = ctx.obj
+    client = checkout.make_client(runtime.settings)
+    with runtime.transaction() as session:
+        results = checkout.sync_offers(session, client, now=utcnow())
+    for item in results:
+        say(f"{item['offer']}: {item['action']} ({item['product']})")
+    if not results:
+        say("No offers to sync; add one with `launchkit offer add`.")
+
+
+def refund(
+    ctx: typer.Context,
+    order: Annotated[int, typer.Argument(help="Order number (see `launchkit orders`).")],
+    amount: Annotated[str | None, typer.Option(help="Partial amount, e.g. 50.00.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, kept with the refund.")] = None,
+    force: Annotated[bool, typer.Option(help="Refund even after the guarantee window.")] = False,
+) -> None:
+    """Refund an order through Stripe within its guarantee; a plan's remaining instalments stop.
+
+    Example: launchkit refund 42 --reason "not for me"
+    """
+    runtime: Runtime = ctx.obj
+    settings = runtime.settings
+    client = checkout.make_client(settings)
+    cents = checkout.parse_money(amount, what="--amount") if amount else None
+    with runtime.transaction() as session:
+        result = checkout.refund_order(
+            session, client, order, now=utcnow(), amount_cents=cents, reason=reason,
+            force=force, tz=settings.tz,
+        )  # fmt: skip
+        status, money = (
+            result.status,
+            checkout.format_money(result.amount_cents, result.currency, settings.language),
+        )
+        key = result.idempotency_key
+    if status != "succeeded":
+        raise PaymentError(
+            f"Stripe did not confirm the refund of order {order}; it is saved with key {key}. "
+            "Run the same command again to retry safely."
+        )
+    say(f"Refunded {money} on order {order}.")
+
+
+def _plan_cell(order: dict) -> str:
+    if order["plan_instalments"] == 1:
+        return "full"
+    return f"{order['instalments_paid']}/{order['plan_instalments']}"
+
+
+def orders(
+    ctx: typer.Context,
+    launch: Annotated[str | None, typer.Option(help="Only this launch.")] = None,
+    failing: Annotated[bool, typer.Option(help="Only plans with a failed instalment.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Output JSON.")] = False,
+) -> None:
+    """List orders: plan, instalments, paid, refunded, status, source.
+
+    Example: launchkit orders --launch spring --failing --json
+    """
+    runtime: Runtime = ctx.obj
+    settings = runtime.settings
+    with runtime.transaction() as session:
+        data = [
+            checkout.order_as_dict(session, o)
+            for o in checkout.list_orders(session, launch, failing=failing)
+        ]
+    if as_json:
+        print_json(data)
+        return
+    lang = settings.language
+    rows = [
+        (
+            o["id"], o["email"], o["offer"] or "-",
+            _plan_cell(o),
+            checkout.format_money(o["paid_cents"], o["currency"], lang),
+            checkout.format_money(o["refunded_cents"], o["currency"], lang),
+            o["status"], o["source"] or "-", format_local(o["paid_at"], settings.tz),
+        )
+        for o in data
+    ]  # fmt: skip
+    columns = ["order", "email", "offer", "plan", "paid", "refunded", "status", "source", "paid at"]
+    print_table("Orders", columns, rows)

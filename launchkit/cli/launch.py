@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from launchkit import launches
+from launchkit import launches, sequences
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, parse_local_datetime, utcnow
@@ -123,4 +123,5 @@ def update(
             cart_close=_parse(runtime, cart_close, "--cart-close"),
             prelaunch_start=_parse(runtime, prelaunch_start, "--prelaunch-start"),
         )
+        sequences.reschedule_launch(session, runtime.settings, launch.slug)
         say(f'Updated launch "{launch.slug}".')

@@ -1,9 +1,206 @@
-"""CLI commands for the orchestrator domain (filled in by its issue)."""
+"""`launchkit plan check`, `run`, `status`, `rehearse` and `demo`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from launchkit.cli.output import console, print_json, print_table, say
+from launchkit.cli.runtime import Runtime
+from launchkit.clock import parse_local_datetime, utcnow
+from launchkit.plan import PLAN_FILE, PlanInvalid, check_plan, load_plan
+
+plan_app = typer.Typer(help="Check a launch plan file (launch.toml).", no_args_is_help=True)
+
+PLAN_ARG = typer.Argument(help="The launch plan (default: launch.toml in the workspace).")
+JSON_OPT = typer.Option("--json", help="Output JSON.")
+
+
+def _plan_path(runtime: Runtime, path: Path | None) -> Path:
+    return path if path is not None else runtime.settings.workspace / PLAN_FILE
+
+
+def _load_checked(runtime: Runtime, path: Path | None):  # noqa: ANN202
+    plan_path = _plan_path(runtime, path)
+    plan = load_plan(plan_path, runtime.settings)
+    problems = check_plan(plan, runtime.settings)
+    if problems:
+        raise PlanInvalid(plan_path, problems)
+    return plan
+
+
+@plan_app.command("check")
+def check(ctx: typer.Context, path: Annotated[Path | None, PLAN_ARG] = None) -> None:
+    """Validate a launch plan: files, segments, sequences, templates, email times, prices.
+
+    Every problem is reported at once with its location.
+
+    Example: launchkit plan check launch.toml
+    """
+    runtime: Runtime = ctx.obj
+    plan = _load_checked(runtime, path)
+    say(f'{plan.path.name} is valid: launch "{plan.slug}", {len(plan.audience)} audience file(s), '
+        f"{len(plan.magnets)} magnet(s), {len(plan.offers)} offer(s), "
+        f"{len(plan.sequences)} sequence(s).")
+
+
+def run(
+    ctx: typer.Context,
+    path: Annotated[Path | None, PLAN_ARG] = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this step.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
+    now: Annotated[str | None, typer.Option(help="Pretend it is this local time.")] = None,
+    tick: Annotated[bool, typer.Option("--tick", help="Only what is due now (for cron).")] = False,
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Run the launch plan: import, publish magnets, sync offers, schedule, send, analyze.
+
+    Each step is recorded; rerunning continues where it stopped and redoes nothing.
+
+    Example: launchkit run launch.toml --until schedule_sequences
+
+    Cron (every 5 minutes): */5 * * * * cd /path/to/workspace && launchkit run --tick
+    """
+    from launchkit.orchestrator import RunContext, check_step_name, run_plan
+
+    runtime: Runtime = ctx.obj
+    plan = _load_checked(runtime, path)
+    moment = parse_local_datetime(now, runtime.settings.tz, what="--now") if now else utcnow()
+    run_ctx = RunContext(runtime.settings, plan, moment, dry_run=dry_run)
+    results = run_plan(runtime.sessions, run_ctx, until=check_step_name(until), only_due=tick)
+    if as_json:
+        print_json([{"step": r.step.value, "status": r.status, "message": r.message,
+                     "detail": r.detail} for r in results])
+        return
+    if tick:
+        say("; ".join(f"{r.step.value}: {r.message}" for r in results) or "nothing due")
+        return
+    print_table(f'Launch "{plan.slug}"', ["step", "status", "result"],
+                [(r.step.value, r.status, r.message) for r in results])
+
+
+def status(
+    ctx: typer.Context,
+    launch: Annotated[str | None, typer.Argument(help="Launch slug (default: the latest).")] = None,
+    now: Annotated[str | None, typer.Option(help="Pretend it is this local time.")] = None,
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Where the launch stands: milestones, emails, buyers, conversion, refunds, next action.
+
+    Example: launchkit status hiver-2026
+    """
+    from launchkit.orchestrator import latest_launch_slug, launch_status
+
+    runtime: Runtime = ctx.obj
+    moment = parse_local_datetime(now, runtime.settings.tz, what="--now") if now else utcnow()
+    with runtime.transaction() as session:
+        data = launch_status(session, runtime.settings, launch or latest_launch_slug(session), moment)
+    if as_json:
+        print_json(data)
+        return
+    _print_status(data)
+
+
+def _print_status(data: dict) -> None:
+    ms = data["milestones"]
+    nxt = ms["next"]
+    emails = data["emails"]
+    rows = [
+        ("phase", data["phase"]),
+        ("milestones passed", ", ".join(m["name"] for m in ms["passed"]) or "none"),
+        ("next milestone", f"{nxt['name']} at {nxt['local']}" if nxt else "none"),
+        ("emails", f"{emails['sent']} sent, {emails['due_now']} due, {emails['queued']} scheduled, "
+                   f"{emails['failed']} failed, {emails['skipped']} skipped"),
+        ("buyers", f"{data['buyers']} of {data['audience_size']} "
+                   f"({data['conversion_rate']:.2%} conversion)"),
+        ("refunds", str(data["refunds"])),
+        ("next action", data["next_action"]),
+    ]
+    print_table(f"{data['launch']}: {data['product']}", ["", ""], rows)
+
+
+def rehearse(
+    ctx: typer.Context,
+    path: Annotated[Path | None, PLAN_ARG] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated buyers.")] = 7,
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Replay the whole launch on a simulated clock against a copy of the data and check its promises.
+
+    Exits 1 if any promise is broken (each listed with the email and an example subscriber).
+
+    Example: launchkit rehearse launch.toml --json
+    """
+    from launchkit.orchestrator.rehearse import rehearse_plan
+
+    runtime: Runtime = ctx.obj
+    plan = _load_checked(runtime, path)
+    report = rehearse_plan(runtime.settings, runtime.engine, plan, seed=seed)
+    if as_json:
+        print_json(report)
+    else:
+        _print_rehearsal(report)
+    if report["broken"]:
+        raise typer.Exit(1)
+
+
+def _print_rehearsal(report: dict) -> None:
+    say(f"Rehearsed {report['launch']}: {report['messages']} messages, {report['buyers']} "
+        f"simulated buyers, {len(report['checks'])} promises checked.")
+    for check_ in report["checks"]:
+        mark = "ok " if check_["ok"] else "BROKEN"
+        say(f"  {mark} {check_['promise']}")
+    for broken in report["broken"]:
+        say(f"  - {broken['promise']}: email {broken['email']}, e.g. {broken['example']}: "
+            f"{broken['detail']}")
+
+
+def demo(
+    ctx: typer.Context,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Keep the demo workspace here.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same launch.")] = 2026,
+    audience: Annotated[int, typer.Option(help="Audience size of the generated sample.")] = 5000,
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Run a complete simulated launch on the sample data, then print the analysis.
+
+    No account and no network: emails go to the file outbox and payments are the signed
+    webhook events Stripe would send, through the same code as a real launch.
+
+    Example: launchkit demo --dir ./demo-launch --seed 7
+    """
+    from launchkit.orchestrator.demo import run_demo
+
+    with console.status("Running the simulated launch...") if not as_json else _null():
+        result = run_demo(directory, seed=seed, audience=audience)
+    if as_json:
+        print_json(result)
+        return
+    from launchkit.cli.analysis import print_analysis
+
+    print_analysis(result["analysis"])
+    say("")
+    say(f"Workspace: {result['workspace']}")
+    say(f"Emails delivered to the file outbox: {result['messages']} ({result['outbox']})")
+    say(f"HTML report: {result['report']}")
+    say(f"Next: launchkit -w {result['workspace']} status   or   "
+        f"launchkit -w {result['workspace']} analyze {result['launch']}")
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this domain's commands and sub-apps to the root app."""
+    """Attach the orchestration commands to the root app."""
+    app.add_typer(plan_app, name="plan")
+    app.command("run")(run)
+    app.command("status")(status)
+    app.command("rehearse")(rehearse)
+    app.command("demo")(demo)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-23 07:39:22.174387
+Create Date: 2026-11-23 07:46:53.626949
 """
 
 import sqlalchemy as sa
@@ -81,8 +81,14 @@ def upgrade() -> None:
         sa.Column("type", sa.String(length=100), nullable=False),
         sa.Column("created_at", launchkit.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("processed_at", launchkit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("ref", sa.String(length=255), nullable=True),
+        sa.Column("payload", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stripe_events")),
     )
+    with op.batch_alter_table("stripe_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_stripe_events_ref"), ["ref"], unique=False)
+
     op.create_table(
         "suppressions",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -288,6 +294,12 @@ def upgrade() -> None:
         sa.Column("created_at", launchkit.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("paid_at", launchkit.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("refunded_at", launchkit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("disputed_at", launchkit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("defaulted_at", launchkit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "subscription_cancelled_at", launchkit.db.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("receipt_sent_at", launchkit.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("updated_at", launchkit.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["launch_id"], ["launches.id"], name=op.f("fk_orders_launch_id_launches")
@@ -398,6 +410,9 @@ def upgrade() -> None:
         sa.Column("fee_cents", sa.BigInteger(), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("recovered", sa.Boolean(), nullable=False),
+        sa.Column("refunded_cents", sa.BigInteger(), nullable=False),
+        sa.Column("notified_at", launchkit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("update_url", sa.String(length=2048), nullable=True),
         sa.Column("occurred_at", launchkit.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["order_id"],
@@ -410,29 +425,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_payments_order_id"), ["order_id"], unique=False)
-
-    op.create_table(
-        "refunds",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("order_id", sa.Integer(), nullable=False),
-        sa.Column("idempotency_key", sa.String(length=255), nullable=False),
-        sa.Column("stripe_refund_id", sa.String(length=255), nullable=True),
-        sa.Column("amount_cents", sa.BigInteger(), nullable=False),
-        sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("forced", sa.Boolean(), nullable=False),
-        sa.Column("status", sa.String(length=20), nullable=False),
-        sa.Column("requested_at", launchkit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("refunded_at", launchkit.db.UTCDateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["order_id"], ["orders.id"], name=op.f("fk_refunds_order_id_orders"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_refunds")),
-        sa.UniqueConstraint("idempotency_key", name=op.f("uq_refunds_idempotency_key")),
-        sa.UniqueConstraint("stripe_refund_id", name=op.f("uq_refunds_stripe_refund_id")),
-    )
-    with op.batch_alter_table("refunds", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_refunds_order_id"), ["order_id"], unique=False)
 
     op.create_table(
         "sends",
@@ -465,21 +457,51 @@ def upgrade() -> None:
         batch_op.create_index("ix_sends_status_due", ["status", "due_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_sends_subscriber_id"), ["subscriber_id"], unique=False)
 
+    op.create_table(
+        "refunds",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("order_id", sa.Integer(), nullable=False),
+        sa.Column("payment_id", sa.Integer(), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=255), nullable=False),
+        sa.Column("stripe_refund_id", sa.String(length=255), nullable=True),
+        sa.Column("amount_cents", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("forced", sa.Boolean(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("requested_at", launchkit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("refunded_at", launchkit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["order_id"], ["orders.id"], name=op.f("fk_refunds_order_id_orders"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["payment_id"],
+            ["payments.id"],
+            name=op.f("fk_refunds_payment_id_payments"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_refunds")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_refunds_idempotency_key")),
+        sa.UniqueConstraint("stripe_refund_id", name=op.f("uq_refunds_stripe_refund_id")),
+    )
+    with op.batch_alter_table("refunds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_refunds_order_id"), ["order_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("refunds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_refunds_order_id"))
+
+    op.drop_table("refunds")
     with op.batch_alter_table("sends", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sends_subscriber_id"))
         batch_op.drop_index("ix_sends_status_due")
         batch_op.drop_index(batch_op.f("ix_sends_sent_at"))
 
     op.drop_table("sends")
-    with op.batch_alter_table("refunds", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_refunds_order_id"))
-
-    op.drop_table("refunds")
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_payments_order_id"))
 
@@ -517,6 +539,9 @@ def downgrade() -> None:
     op.drop_table("launch_steps")
     op.drop_table("launch_sequences")
     op.drop_table("suppressions")
+    with op.batch_alter_table("stripe_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_stripe_events_ref"))
+
     op.drop_table("stripe_events")
     op.drop_table("segments")
     op.drop_table("magnets")

@@ -1,0 +1,158 @@
+"""`analyze_launch`: load one launch, pick its currency, and assemble every metric."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from launchkit.analysis import metrics
+from launchkit.analysis.load import LaunchData, launch_window, load_launch
+from launchkit.clock import iso_utc
+from launchkit.errors import InputError
+from launchkit.launches import get_launch
+from launchkit.models import Launch, Segment, Subscriber
+
+
+def _segment_module() -> Any:
+    try:
+        from launchkit import segments  # written by the audience issue
+    except ImportError:
+        return None
+    return getattr(segments, "segment_filter", None)
+
+
+def segment_condition(session: Session, name_or_expression: str) -> Any:
+    """SQL condition on subscribers for a saved segment name or a segment expression."""
+    segment_filter = _segment_module()
+    if segment_filter is None:
+        raise InputError("Segments are not available in this build (launchkit.segments).")
+    saved = session.scalar(sa.select(Segment.expression).where(Segment.name == name_or_expression))
+    return segment_filter(saved or name_or_expression)
+
+
+def _segment_members(session: Session) -> dict[str, pd.Series]:
+    """Subscriber ids of every saved segment (one query per segment, none per row)."""
+    segment_filter = _segment_module()
+    if segment_filter is None:
+        return {}
+    conn = session.connection()
+    members = {}
+    for name, expression in conn.execute(sa.select(Segment.name, Segment.expression)):
+        stmt = sa.select(Subscriber.id).where(segment_filter(expression))
+        members[name] = pd.read_sql(stmt, conn)["id"]
+    return members
+
+
+def choose_currency(data: LaunchData, currency: str | None) -> str:
+    """The launch's single order currency, or the one picked; mixed without a pick is an error."""
+    found = sorted(data.orders["currency"].str.upper().unique())
+    if currency:
+        return currency.upper()
+    if len(found) > 1:
+        listed = " and ".join(found) if len(found) == 2 else ", ".join(found)
+        raise InputError(
+            f"Launch {data.launch.slug} has orders in {listed}; pick one with --currency"
+        )
+    return found[0] if found else data.launch.currency
+
+
+def keep_currency(data: LaunchData, currency: str) -> None:
+    """Drop orders (and their payments and refunds) in other currencies."""
+    data.orders = data.orders[data.orders["currency"].str.upper() == currency].copy()
+    kept = data.orders["id"]
+    data.payments = data.payments[data.payments["order_id"].isin(kept)]
+    data.refunds = data.refunds[data.refunds["order_id"].isin(kept)]
+
+
+def _conversion(data: LaunchData, members: dict[str, pd.Series]) -> dict[str, Any]:
+    audience = data.audience
+    keys = metrics.buyer_keys(data.orders)
+    buyer_ids = data.orders["subscriber_id"].dropna().astype("int64")
+    is_buyer = audience["id"].isin(buyer_ids)
+    size, buyers = len(audience), int(keys.nunique())
+    ci = metrics.wilson_interval(buyers, size)
+    rate = metrics.safe_rate(buyers, size)
+    segments = [
+        metrics.conversion_row(name, int(audience["id"].isin(ids).sum()),
+                               int((is_buyer & audience["id"].isin(ids)).sum()), "segment")
+        for name, ids in members.items()
+    ]
+    return {
+        "audience_size": size,
+        "buyers": buyers,
+        "buyers_in_audience": int(is_buyer.sum()),
+        "buyers_outside_audience": buyers - int(is_buyer.sum()),
+        "conversion_rate": rate,
+        "conversion_ci95": list(ci) if ci else None,
+        "benchmark": metrics.benchmark_position(rate),
+        "by_source": metrics.conversion_by(audience["source"], is_buyer, "source"),
+        "by_magnet": metrics.conversion_by_tags(data.tags, buyer_ids, magnets=True),
+        "by_tag": metrics.conversion_by_tags(data.tags, buyer_ids, magnets=False),
+        "by_cohort": sorted(
+            metrics.conversion_by(audience["cohort"], is_buyer, "cohort"),
+            key=lambda row: row["cohort"],
+        ),
+        "by_segment": segments,
+    }
+
+
+def _launch_info(launch: Launch, data: LaunchData) -> dict[str, Any]:
+    start, end = launch_window(launch)
+    return {
+        "slug": launch.slug,
+        "product": launch.product,
+        "prelaunch_start": iso_utc(launch.prelaunch_start),
+        "cart_open": iso_utc(launch.cart_open),
+        "cart_close": iso_utc(launch.cart_close),
+        "window_start": iso_utc(start),
+        "window_end": iso_utc(end),
+        "offers": [
+            {"slug": o["slug"], "price_cents": int(o["price_cents"]),
+             "guarantee_days": int(o["guarantee_days"]), "plans": int(o["plans"])}
+            for o in data.offers.to_dict("records")
+        ],
+    }
+
+
+def analyze_data(data: LaunchData, *, currency: str | None = None, segment: str | None = None,
+                 members: dict[str, pd.Series] | None = None) -> dict[str, Any]:
+    """Every metric of a loaded launch, as one JSON-ready dict."""
+    chosen = choose_currency(data, currency)
+    keep_currency(data, chosen)
+    launch = data.launch
+    conversion = _conversion(data, members or {})
+    revenue = metrics.revenue_summary(data.orders, conversion["audience_size"])
+    return {
+        "launch": _launch_info(launch, data),
+        "currency": chosen,
+        "segment": segment,
+        **conversion,
+        **revenue,
+        "refund_rate": metrics.safe_rate(
+            int(metrics.refunded_mask(data.orders).sum()), len(data.orders)
+        ),
+        "refunds": metrics.refund_summary(data.orders, data.refunds, data.offers),
+        "payment_plans": metrics.plan_summary(data.orders, data.payments),
+        "timing": metrics.timing_summary(data.orders, launch.cart_open, launch.cart_close),
+        "emails": metrics.email_summary(
+            data.emails, data.send_events, data.orders, data.leavers, data.web
+        ),
+    }
+
+
+def analyze_launch(
+    session: Session, slug: str, *, currency: str | None = None, segment: str | None = None
+) -> dict[str, Any]:
+    """Analyze launch ``slug``: the dict behind ``launchkit analyze --json``.
+
+    ``currency`` picks one currency when the orders mix several; ``segment`` (a saved segment
+    name or an expression) narrows the audience.
+    """
+    launch = get_launch(session, slug)
+    condition = segment_condition(session, segment) if segment else None
+    data = load_launch(session, launch, condition)
+    members = {} if segment else _segment_members(session)
+    return analyze_data(data, currency=currency, segment=segment, members=members)

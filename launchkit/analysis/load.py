@@ -1,0 +1,317 @@
+"""Load one launch's data into pandas: one query per table, only the columns the analysis uses.
+
+Nothing here loops over rows in Python or queries per row. The subscriber query filters the
+audience in SQL (the only place the analysis uses a dialect-specific expression: the signup
+month, computed by the database so a million timestamps are never parsed in Python).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from launchkit.db import UTCDateTime
+from launchkit.models import (
+    Email,
+    Launch,
+    LaunchSequence,
+    Offer,
+    OfferPlan,
+    Order,
+    OrderStatus,
+    Payment,
+    Refund,
+    Send,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTag,
+    Suppression,
+    WebEvent,
+)
+
+UNKNOWN = "(unknown)"
+WEB_KINDS = ("sales_view", "checkout_start")
+
+
+@dataclass
+class LaunchData:
+    """Everything the metrics need about one launch, as DataFrames."""
+
+    launch: Launch
+    window_start: datetime
+    audience: pd.DataFrame  # id, source, cohort, status, unsubscribed_at
+    tags: pd.DataFrame  # subscriber_id, tag (audience members only)
+    orders: pd.DataFrame
+    payments: pd.DataFrame
+    refunds: pd.DataFrame
+    offers: pd.DataFrame
+    emails: pd.DataFrame  # id, step, subject, position, scheduled_at, sent, bounced
+    send_events: pd.DataFrame  # subscriber_id, email_id, sent_at (buyers and leavers only)
+    leavers: pd.DataFrame  # subscriber_id, kind (unsubscribed|complained|bounced), left_at
+    web: dict[str, int | None] = field(default_factory=dict)
+
+
+def _utc(bound: datetime) -> Any:
+    return sa.bindparam(None, bound, type_=UTCDateTime())
+
+
+def _frame(conn: Connection, stmt: Any, dates: tuple[str, ...] = ()) -> pd.DataFrame:
+    frame = pd.read_sql(stmt, conn)
+    for column in dates:
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    return frame
+
+
+def _cohort_expr(conn: Connection) -> Any:
+    signup = sa.func.coalesce(Subscriber.signed_up_at, Subscriber.created_at)
+    if conn.dialect.name == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", signup), "YYYY-MM")
+    return sa.func.substr(sa.type_coerce(signup, sa.String), 1, 7)
+
+
+def audience_filter(cart_open: datetime) -> Any:
+    """SQL condition: subscribed before ``cart_open`` and still reachable at that moment."""
+    signup = sa.func.coalesce(Subscriber.signed_up_at, Subscriber.created_at)
+    suppressed = sa.select(Suppression.email).where(Suppression.created_at <= _utc(cart_open))
+    still_there = sa.or_(
+        Subscriber.status == SubscriberStatus.ACTIVE,
+        Subscriber.unsubscribed_at > _utc(cart_open),
+    )
+    return sa.and_(signup <= _utc(cart_open), still_there, Subscriber.email.not_in(suppressed))
+
+
+def load_audience(conn: Connection, cart_open: datetime, segment: Any = None) -> pd.DataFrame:
+    """Active subscribers at cart open: id, source, signup cohort, status, unsubscribed_at."""
+    where = audience_filter(cart_open)
+    if segment is not None:
+        where = sa.and_(where, segment)
+    stmt = sa.select(
+        Subscriber.id,
+        Subscriber.source,
+        _cohort_expr(conn).label("cohort"),
+        Subscriber.status,
+        Subscriber.unsubscribed_at,
+    ).where(where)
+    frame = _frame(conn, stmt, ("unsubscribed_at",))
+    frame["source"] = frame["source"].fillna(UNKNOWN).astype("category")
+    frame["cohort"] = frame["cohort"].fillna(UNKNOWN).astype("category")
+    frame["status"] = frame["status"].astype("category")
+    return frame
+
+
+def load_tags(conn: Connection, audience_ids: pd.Series) -> pd.DataFrame:
+    """Tags of the audience members (tags as they are now, not as of cart open)."""
+    frame = _frame(conn, sa.select(SubscriberTag.subscriber_id, SubscriberTag.tag))
+    frame = frame[frame["subscriber_id"].isin(audience_ids)]
+    return frame.assign(tag=frame["tag"].astype("category"))
+
+
+def load_orders(conn: Connection, launch_id: int) -> pd.DataFrame:
+    """The launch's orders that went past checkout (status is not pending)."""
+    stmt = sa.select(
+        Order.id,
+        Order.offer_id,
+        Order.subscriber_id,
+        Order.email,
+        Order.source,
+        Order.plan_instalments,
+        Order.currency,
+        Order.total_cents,
+        Order.paid_cents,
+        Order.refunded_cents,
+        Order.fee_cents,
+        Order.instalments_paid,
+        Order.instalments_failed,
+        Order.status,
+        Order.created_at,
+        Order.paid_at,
+        Order.refunded_at,
+    ).where(Order.launch_id == launch_id, Order.status != OrderStatus.PENDING)
+    frame = _frame(conn, stmt, ("created_at", "paid_at", "refunded_at"))
+    frame["subscriber_id"] = frame["subscriber_id"].astype("Int64")
+    frame["offer_id"] = frame["offer_id"].astype("Int64")
+    frame["fee_cents"] = frame["fee_cents"].astype("Int64")
+    frame["sold_at"] = frame["paid_at"].fillna(frame["created_at"])
+    return frame
+
+
+def _launch_orders(launch_id: int) -> Any:
+    return sa.select(Order.id).where(
+        Order.launch_id == launch_id, Order.status != OrderStatus.PENDING
+    )
+
+
+def load_payments(conn: Connection, launch_id: int) -> pd.DataFrame:
+    """Charges and instalment attempts of the launch's orders."""
+    stmt = sa.select(
+        Payment.order_id,
+        Payment.instalment_number,
+        Payment.amount_cents,
+        Payment.fee_cents,
+        Payment.status,
+        Payment.recovered,
+        Payment.occurred_at,
+    ).where(Payment.order_id.in_(_launch_orders(launch_id)))
+    frame = _frame(conn, stmt, ("occurred_at",))
+    frame["instalment_number"] = frame["instalment_number"].astype("Int64")
+    frame["recovered"] = frame["recovered"].fillna(False).astype(bool)
+    return frame
+
+
+def load_refunds(conn: Connection, launch_id: int) -> pd.DataFrame:
+    """Refund records of the launch's orders (all statuses; metrics keep the succeeded ones)."""
+    stmt = sa.select(
+        Refund.order_id,
+        Refund.amount_cents,
+        Refund.reason,
+        Refund.status,
+        Refund.requested_at,
+        Refund.refunded_at,
+    ).where(Refund.order_id.in_(_launch_orders(launch_id)))
+    return _frame(conn, stmt, ("requested_at", "refunded_at"))
+
+
+def load_offers(conn: Connection, launch_id: int) -> pd.DataFrame:
+    """Offers of the launch with their guarantee and number of plans."""
+    plans = (
+        sa.select(sa.func.count(OfferPlan.id))
+        .where(OfferPlan.offer_id == Offer.id)
+        .scalar_subquery()
+    )
+    stmt = sa.select(
+        Offer.id, Offer.slug, Offer.price_cents, Offer.guarantee_days, plans.label("plans")
+    ).where(Offer.launch_id == launch_id)
+    return _frame(conn, stmt)
+
+
+def _launch_email_ids(launch_id: int) -> Any:
+    return (
+        sa.select(Email.id)
+        .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+        .where(LaunchSequence.launch_id == launch_id)
+    )
+
+
+def load_emails(conn: Connection, launch_id: int) -> pd.DataFrame:
+    """The launch's emails with their sent and bounced counts (one grouped query on sends)."""
+    stmt = (
+        sa.select(
+            Email.id,
+            Email.step,
+            Email.subject,
+            Email.position,
+            Email.scheduled_at,
+            LaunchSequence.name.label("sequence"),
+        )
+        .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+        .where(LaunchSequence.launch_id == launch_id)
+        .order_by(Email.scheduled_at, LaunchSequence.name, Email.position)
+    )
+    emails = _frame(conn, stmt, ("scheduled_at",))
+    counts = sa.select(
+        Send.email_id,
+        sa.func.sum(sa.case((Send.status == "sent", 1), else_=0)).label("sent"),
+        sa.func.sum(sa.case((Send.status == "bounced", 1), else_=0)).label("bounced"),
+    ).where(Send.email_id.in_(_launch_email_ids(launch_id)))
+    counts = _frame(conn, counts.group_by(Send.email_id)).rename(columns={"email_id": "id"})
+    emails = emails.merge(counts, on="id", how="left")
+    emails[["sent", "bounced"]] = emails[["sent", "bounced"]].fillna(0).astype("int64")
+    return emails
+
+
+def load_send_events(
+    conn: Connection, launch_id: int, window: tuple[datetime, datetime]
+) -> pd.DataFrame:
+    """Deliveries of the launch's emails to buyers and to people who left during the launch."""
+    buyers = sa.select(Order.subscriber_id).where(
+        Order.launch_id == launch_id, Order.subscriber_id.is_not(None)
+    )
+    leavers = sa.select(Subscriber.id).where(
+        Subscriber.unsubscribed_at.between(_utc(window[0]), _utc(window[1]))
+    )
+    stmt = sa.select(Send.subscriber_id, Send.email_id, Send.sent_at).where(
+        Send.email_id.in_(_launch_email_ids(launch_id)),
+        Send.status.in_(("sent", "bounced")),
+        Send.sent_at.is_not(None),
+        sa.or_(Send.subscriber_id.in_(buyers), Send.subscriber_id.in_(leavers)),
+    )
+    return _frame(conn, stmt, ("sent_at",))
+
+
+def load_leavers(conn: Connection, window: tuple[datetime, datetime]) -> pd.DataFrame:
+    """Subscribers who unsubscribed, complained or bounced during the launch window."""
+    start, end = _utc(window[0]), _utc(window[1])
+    left = sa.select(
+        Subscriber.id.label("subscriber_id"),
+        Subscriber.status.label("kind"),
+        Subscriber.unsubscribed_at.label("left_at"),
+    ).where(Subscriber.unsubscribed_at.between(start, end))
+    frame = _frame(conn, left, ("left_at",))
+    suppressed = (
+        sa.select(
+            Subscriber.id.label("subscriber_id"),
+            Suppression.reason.label("kind"),
+            Suppression.created_at.label("left_at"),
+        )
+        .join(Subscriber, Subscriber.email == Suppression.email)
+        .where(Suppression.created_at.between(start, end))
+    )
+    frame = pd.concat([frame, _frame(conn, suppressed, ("left_at",))], ignore_index=True)
+    frame["kind"] = frame["kind"].replace({"manual": "unsubscribed", "active": "unsubscribed"})
+    return frame.sort_values("left_at").drop_duplicates(["subscriber_id", "kind"])
+
+
+def load_web_counts(
+    conn: Connection, offer_ids: list[int], window: tuple[datetime, datetime]
+) -> dict[str, int | None]:
+    """Sales-page visits and checkout starts in the launch window; None when none are recorded."""
+    offer_match = WebEvent.offer_id.is_(None)
+    if offer_ids:
+        offer_match = sa.or_(offer_match, WebEvent.offer_id.in_(offer_ids))
+    stmt = (
+        sa.select(WebEvent.kind, sa.func.count().label("n"))
+        .where(
+            WebEvent.kind.in_(WEB_KINDS),
+            WebEvent.occurred_at.between(_utc(window[0]), _utc(window[1])),
+            offer_match,
+        )
+        .group_by(WebEvent.kind)
+    )
+    counts = {kind: int(n) for kind, n in conn.execute(stmt)}
+    if not counts:
+        return dict.fromkeys(WEB_KINDS)
+    return {kind: counts.get(kind, 0) for kind in WEB_KINDS}
+
+
+def launch_window(launch: Launch) -> tuple[datetime, datetime]:
+    """From the pre-launch start (or a week before cart open) to cart close."""
+    start = launch.prelaunch_start or (launch.cart_open - timedelta(days=7))
+    return start, launch.cart_close
+
+
+def load_launch(session: Session, launch: Launch, segment: Any = None) -> LaunchData:
+    """Read everything about ``launch`` through the session's connection."""
+    conn = session.connection()
+    window = launch_window(launch)
+    audience = load_audience(conn, launch.cart_open, segment)
+    offers = load_offers(conn, launch.id)
+    return LaunchData(
+        launch=launch,
+        window_start=window[0],
+        audience=audience,
+        tags=load_tags(conn, audience["id"]),
+        orders=load_orders(conn, launch.id),
+        payments=load_payments(conn, launch.id),
+        refunds=load_refunds(conn, launch.id),
+        offers=offers,
+        emails=load_emails(conn, launch.id),
+        send_events=load_send_events(conn, launch.id, window),
+        leavers=load_leavers(conn, window),
+        web=load_web_counts(conn, [int(i) for i in offers["id"]], window),
+    )

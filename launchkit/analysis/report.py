@@ -1,0 +1,246 @@
+"""HTML reports (Jinja2, inline CSS and SVG, FR/EN) and CSV exports of an analysis."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from babel.numbers import format_currency, format_decimal, format_percent
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from launchkit.analysis import charts
+from launchkit.resources import starter_dir
+
+LOCALES = {"fr": "fr_FR", "en": "en_US"}
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "report_title": "Launch report", "compare_title": "Launches compared",
+        "audience_size": "Audience at cart open", "buyers": "Buyers",
+        "conversion": "Conversion", "conversion_pct": "Conversion (%)",
+        "gross": "Gross", "refunds_label": "Refunds", "fees": "Fees", "net": "Net",
+        "booked": "Booked", "aov": "Average order", "refund_rate": "Refund rate",
+        "per_subscriber": "Net per subscriber", "band_typical": "Typical (0.5-2%)",
+        "band_established": "Established creators (2-4%)", "benchmark": "Benchmark",
+        "position_below": "below the typical band", "position_typical": "in the typical band",
+        "position_established": "in the established creators' band",
+        "position_above": "above the established band", "ci95": "95% interval",
+        "by_source": "Conversion by source", "by_magnet": "Conversion by lead magnet",
+        "by_tag": "Conversion by tag", "by_cohort": "Conversion by signup month",
+        "by_segment": "Conversion by segment", "revenue": "Revenue",
+        "chart_conversion": "Conversion by source with 95% intervals",
+        "chart_waterfall": "From gross to net revenue", "chart_refunds": "Days from purchase to refund",
+        "chart_sales": "Sales over time", "chart_plans": "Payment plan instalments",
+        "chart_scatter": "Conversion against audience size", "guarantee_window": "Guarantee window",
+        "days": "days", "days_to_refund": "Days from purchase to refund",
+        "cart_open": "cart open", "cart_close": "cart close", "hours_since_open": "Hours since cart open",
+        "days_since_open": "Days since cart open", "orders": "Orders", "paid_on_time": "Paid",
+        "recovered": "Recovered by dunning", "defaulted": "Defaulted", "instalment": "Instalment",
+        "fitted_line": "Least-squares line", "source": "Source", "audience": "Audience",
+        "magnet": "Lead magnet", "tag": "Tag", "cohort": "Signup month", "segment": "Segment",
+        "refunds_title": "Refunds", "inside": "Inside the guarantee", "outside": "Outside the guarantee",
+        "reasons": "Reasons", "median_days": "Median days to refund", "plans_title": "Payment plans",
+        "plan_orders": "Plan orders", "expected": "Instalments expected", "paid": "paid",
+        "failed": "failed", "completion_rate": "Completion rate", "recovered_share": "Recovered by dunning",
+        "collected": "Collected", "refund_rate_plan": "Refund rate, plans",
+        "refund_rate_full": "Refund rate, pay in full", "timing_title": "Timing",
+        "last48": "Sales in the last 48 hours", "first24": "Sales in the first 24 hours",
+        "emails_title": "Emails", "sent": "Sent", "bounced": "Bounced", "unsubscribed": "Unsubscribed",
+        "complaints": "Complaints", "sales_views": "Sales-page visits", "checkout_starts": "Checkout starts",
+        "email": "Email", "revenue_per_send": "Revenue per send", "no_email": "No email before purchase",
+        "mix": "Pay in full / plan", "pay_in_full": "Pay in full", "plan": "Plan",
+        "empty": "No orders for this launch yet.", "launch": "Launch", "fit": "Fitted line",
+        "slope": "Change in conversion per 1,000 more subscribers", "generated": "Figures in",
+        "outside_audience": "buyers not in the audience at cart open", "unknown": "unknown",
+    },
+    "fr": {
+        "report_title": "Bilan du lancement", "compare_title": "Comparaison des lancements",
+        "audience_size": "Audience à l'ouverture", "buyers": "Acheteurs",
+        "conversion": "Conversion", "conversion_pct": "Conversion (%)",
+        "gross": "Brut", "refunds_label": "Remboursements", "fees": "Frais", "net": "Net",
+        "booked": "Vendu", "aov": "Panier moyen", "refund_rate": "Taux de remboursement",
+        "per_subscriber": "Net par abonné", "band_typical": "Habituel (0,5-2 %)",
+        "band_established": "Créateurs établis (2-4 %)", "benchmark": "Repère",
+        "position_below": "sous la fourchette habituelle",
+        "position_typical": "dans la fourchette habituelle",
+        "position_established": "dans la fourchette des créateurs établis",
+        "position_above": "au-dessus de la fourchette des créateurs établis",
+        "ci95": "intervalle à 95 %", "by_source": "Conversion par source",
+        "by_magnet": "Conversion par aimant à prospects", "by_tag": "Conversion par tag",
+        "by_cohort": "Conversion par mois d'inscription", "by_segment": "Conversion par segment",
+        "revenue": "Chiffre d'affaires",
+        "chart_conversion": "Conversion par source avec intervalles à 95 %",
+        "chart_waterfall": "Du brut au net", "chart_refunds": "Jours entre achat et remboursement",
+        "chart_sales": "Ventes dans le temps", "chart_plans": "Échéances des paiements en plusieurs fois",
+        "chart_scatter": "Conversion selon la taille de l'audience",
+        "guarantee_window": "Période de garantie", "days": "jours",
+        "days_to_refund": "Jours entre achat et remboursement", "cart_open": "ouverture",
+        "cart_close": "fermeture", "hours_since_open": "Heures depuis l'ouverture",
+        "days_since_open": "Jours depuis l'ouverture", "orders": "Commandes", "paid_on_time": "Payée",
+        "recovered": "Récupérée après relance", "defaulted": "Impayée", "instalment": "Échéance",
+        "fitted_line": "Droite des moindres carrés", "source": "Source", "audience": "Audience",
+        "magnet": "Aimant à prospects", "tag": "Tag", "cohort": "Mois d'inscription",
+        "segment": "Segment", "refunds_title": "Remboursements", "inside": "Dans la garantie",
+        "outside": "Hors garantie", "reasons": "Motifs", "median_days": "Délai médian (jours)",
+        "plans_title": "Paiements en plusieurs fois", "plan_orders": "Commandes en plusieurs fois",
+        "expected": "Échéances prévues", "paid": "payées", "failed": "échouées",
+        "completion_rate": "Taux de complétion", "recovered_share": "Récupéré après relance",
+        "collected": "Encaissé", "refund_rate_plan": "Remboursements, plusieurs fois",
+        "refund_rate_full": "Remboursements, comptant", "timing_title": "Chronologie",
+        "last48": "Ventes des 48 dernières heures", "first24": "Ventes des 24 premières heures",
+        "emails_title": "E-mails", "sent": "Envoyés", "bounced": "Rejetés",
+        "unsubscribed": "Désinscriptions", "complaints": "Plaintes",
+        "sales_views": "Visites de la page de vente", "checkout_starts": "Paiements commencés",
+        "email": "E-mail", "revenue_per_send": "CA par envoi", "no_email": "Aucun e-mail avant l'achat",
+        "mix": "Comptant / plusieurs fois", "pay_in_full": "Comptant", "plan": "Plusieurs fois",
+        "empty": "Aucune commande pour ce lancement.", "launch": "Lancement", "fit": "Droite ajustée",
+        "slope": "Variation de la conversion pour 1 000 abonnés de plus", "generated": "Montants en",
+        "outside_audience": "acheteurs hors audience à l'ouverture", "unknown": "inconnu",
+    },
+}
+
+
+class Formatter:
+    """Money, percentages and counts in the report's language."""
+
+    def __init__(self, language: str, currency: str, timezone: str = "UTC"):
+        self.locale = LOCALES.get(language, "en_US")
+        self.currency = currency
+        self.tz = ZoneInfo(timezone)
+
+    def when(self, iso: str | None) -> str:
+        """``2026-12-01T09:00:00Z`` -> ``1 déc. 2026, 10:00 CET`` in the workspace timezone."""
+        if not iso:
+            return "—"
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(self.tz)
+        text = format_datetime(moment, "d MMM y, HH:mm", locale=self.locale)
+        return f"{text} {moment.tzname()}"
+
+    def money(self, cents: float | None, currency: str | None = None) -> str:
+        if cents is None:
+            return "—"
+        value = Decimal(round(cents)) / 100
+        return format_currency(value, currency or self.currency, locale=self.locale)
+
+    def pct(self, rate: float | None, digits: int = 1) -> str:
+        if rate is None:
+            return "—"
+        return format_percent(rate, format=f"#,##0.{'0' * digits}%", locale=self.locale)
+
+    def num(self, value: float | None) -> str:
+        return "—" if value is None else format_decimal(value, locale=self.locale)
+
+
+def _environment(templates_dir: Path | None) -> Environment:
+    folders = [str(p) for p in (templates_dir, starter_dir("templates")) if p and p.is_dir()]
+    return Environment(
+        loader=FileSystemLoader(folders),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+    )
+
+
+def _labels(language: str) -> dict[str, str]:
+    return LABELS["fr"] if language.startswith("fr") else LABELS["en"]
+
+
+def report_charts(result: dict[str, Any], t: dict[str, str], money: Callable) -> dict[str, dict]:
+    """Every chart of the launch report, as SVG strings (missing data: no chart)."""
+    found: dict[str, dict] = {}
+    if any(row["audience"] for row in result["by_source"]):
+        bands = result["benchmark"]["bands"]
+        found["conversion"] = charts.conversion_chart(result["by_source"], "source", bands, t)
+    if result["orders"]:
+        found["waterfall"] = charts.waterfall_chart(result, t, money)
+        found["sales"] = charts.sales_chart(result["timing"], t)
+    if result["refunds"]["count"]:
+        found["refunds"] = charts.refund_chart(result["refunds"], t)
+    if result["payment_plans"]["by_instalment"]:
+        found["plans"] = charts.plan_chart(result["payment_plans"], t)
+    return found
+
+
+def render_report(
+    result: dict[str, Any],
+    *,
+    language: str = "en",
+    timezone: str = "UTC",
+    templates_dir: Path | None = None,
+) -> str:
+    """The self-contained HTML report of one analysis (times shown in ``timezone``)."""
+    t = _labels(language)
+    fmt = Formatter(language, result["currency"], timezone)
+    template = _environment(templates_dir).get_template("report.html")
+    return template.render(
+        r=result, t=t, f=fmt, lang="fr" if language.startswith("fr") else "en",
+        charts=report_charts(result, t, fmt.money),
+    )
+
+
+def render_compare(
+    result: dict[str, Any], *, language: str = "en", templates_dir: Path | None = None
+) -> str:
+    """The self-contained HTML comparison of several launches."""
+    t = _labels(language)
+    fmt = Formatter(language, "EUR")
+    measured = [row for row in result["launches"] if row["audience_size"] > 0]
+    chart = charts.scatter_chart(measured, result["fit"], t) if measured else None
+    template = _environment(templates_dir).get_template("compare.html")
+    return template.render(
+        c=result, t=t, f=fmt, lang="fr" if language.startswith("fr") else "en", chart=chart
+    )
+
+
+CSV_TABLES = {
+    "by_source": lambda r: r["by_source"],
+    "by_magnet": lambda r: r["by_magnet"],
+    "by_tag": lambda r: r["by_tag"],
+    "by_cohort": lambda r: r["by_cohort"],
+    "by_segment": lambda r: r["by_segment"],
+    "emails": lambda r: r["emails"]["per_email"],
+    "sales_per_hour": lambda r: r["timing"]["per_hour"],
+    "sales_per_day": lambda r: r["timing"]["per_day"],
+    "refund_days": lambda r: r["refunds"]["histogram"],
+    "refund_reasons": lambda r: r["refunds"]["reasons"],
+    "plan_instalments": lambda r: r["payment_plans"]["by_instalment"],
+}
+SUMMARY_FIELDS = (
+    "currency", "audience_size", "buyers", "conversion_rate", "gross_revenue_cents",
+    "refunded_cents", "fees_cents", "net_revenue_cents", "booked_revenue_cents",
+    "average_order_cents", "refund_rate", "net_revenue_per_subscriber_cents",
+)
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_csv(result: dict[str, Any], directory: Path) -> list[Path]:
+    """One CSV per table of the analysis plus ``summary.csv``; returns the files written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [directory / "summary.csv"]
+    summary = {"launch": result["launch"]["slug"], **{k: result[k] for k in SUMMARY_FIELDS}}
+    _write_rows(written[0], [summary], list(summary))
+    for name, pick in CSV_TABLES.items():
+        rows = pick(result)
+        columns = list(rows[0]) if rows else _empty_columns(name)
+        path = directory / f"{name}.csv"
+        _write_rows(path, rows, columns)
+        written.append(path)
+    return written
+
+
+def _empty_columns(name: str) -> list[str]:
+    if name.startswith("by_"):
+        key = name.removeprefix("by_")
+        return [key, "audience", "buyers", "conversion_rate", "ci95_low", "ci95_high"]
+    return ["empty"]

@@ -1,0 +1,127 @@
+"""`launchkit status`: where a launch stands, at a glance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from launchkit.clock import format_local, iso_utc
+from launchkit.config import Settings
+from launchkit.launches import milestones
+from launchkit.models import (
+    Email,
+    Launch,
+    LaunchSequence,
+    LaunchStep,
+    Order,
+    OrderStatus,
+    Send,
+    SendStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+
+COUNTED_ORDERS = [s.value for s in OrderStatus if s is not OrderStatus.PENDING]
+
+
+def _milestones(launch: Launch, settings: Settings, now: datetime) -> dict[str, Any]:
+    passed, upcoming = [], []
+    for name, moment in milestones(launch).items():
+        if moment is None:
+            continue
+        item = {"name": name, "at": iso_utc(moment), "local": format_local(moment, settings.tz)}
+        (passed if moment <= now else upcoming).append(item)
+    return {"passed": passed, "next": upcoming[0] if upcoming else None}
+
+
+def _send_counts(session: Session, launch_id: int, now: datetime) -> dict[str, int]:
+    base = (select(Send.status, func.count()).join(Email, Email.id == Send.email_id)
+            .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+            .where(LaunchSequence.launch_id == launch_id))
+    counts = {status: n for status, n in session.execute(base.group_by(Send.status))}
+    due = session.scalar(select(func.count()).select_from(base.where(
+        Send.status == SendStatus.QUEUED, Send.due_at <= now).subquery())) or 0
+    return {
+        "sent": counts.get(SendStatus.SENT, 0),
+        "queued": counts.get(SendStatus.QUEUED, 0),
+        "due_now": due,
+        "failed": counts.get(SendStatus.FAILED, 0) + counts.get(SendStatus.BOUNCED, 0),
+        "skipped": counts.get(SendStatus.SKIPPED, 0),
+        "sending": counts.get(SendStatus.SENDING, 0),
+    }
+
+
+def _next_email(session: Session, launch_id: int, now: datetime) -> dict[str, Any] | None:
+    row = session.execute(
+        select(Email.step, Email.subject, func.min(Send.due_at), func.count())
+        .join(Send, Send.email_id == Email.id)
+        .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+        .where(LaunchSequence.launch_id == launch_id, Send.status == SendStatus.QUEUED,
+               Send.due_at > now)
+        .group_by(Email.id, Email.step, Email.subject)
+        .order_by(func.min(Send.due_at)).limit(1)
+    ).first()
+    if row is None:
+        return None
+    return {"step": row[0], "subject": row[1], "at": iso_utc(row[2]), "recipients": row[3]}
+
+
+def _orders(session: Session, launch_id: int) -> dict[str, Any]:
+    row = session.execute(
+        select(func.count(func.distinct(Order.email)), func.count(),
+               func.coalesce(func.sum(Order.paid_cents), 0),
+               func.coalesce(func.sum(Order.refunded_cents), 0))
+        .where(Order.launch_id == launch_id, Order.status.in_(COUNTED_ORDERS))
+    ).one()
+    refunds = session.scalar(select(func.count()).select_from(Order).where(
+        Order.launch_id == launch_id, Order.refunded_cents > 0)) or 0
+    return {"buyers": row[0], "orders": row[1], "collected_cents": int(row[2]),
+            "refunded_cents": int(row[3]), "refunds": refunds}
+
+
+def _next_action(launch: Launch, sends: dict[str, int], steps: dict[str, str],
+                 next_email: dict[str, Any] | None, now: datetime) -> str:
+    if steps.get("schedule_sequences") != "done":
+        return "run `launchkit run launch.toml` to import, publish and schedule the launch"
+    if sends["due_now"]:
+        return f"{sends['due_now']} email(s) are due: run `launchkit run --tick` (or `launchkit send`)"
+    if sends["failed"]:
+        return f"{sends['failed']} delivery failure(s): check `launchkit schedule {launch.slug}`"
+    if next_email:
+        return f"wait: next email \"{next_email['step']}\" goes out at {next_email['at']}"
+    if now < launch.cart_close:
+        return "all emails sent; the cart is open until it closes"
+    if steps.get("analyze") != "done":
+        return "the cart is closed: run `launchkit run --tick` to write the analysis"
+    return f"done: read the report with `launchkit analyze {launch.slug} --html report.html`"
+
+
+def build_status(session: Session, settings: Settings, launch: Launch, now: datetime) -> dict[str, Any]:
+    """Milestones passed and next, emails sent/due/failed, buyers, conversion, next action."""
+    steps = {row.step: row.status for row in session.scalars(
+        select(LaunchStep).where(LaunchStep.launch_id == launch.id))}
+    sends = _send_counts(session, launch.id, now)
+    orders = _orders(session, launch.id)
+    audience = session.scalar(select(func.count()).select_from(Subscriber).where(
+        Subscriber.status == SubscriberStatus.ACTIVE)) or 0
+    next_email = _next_email(session, launch.id, now)
+    phase = ("prelaunch" if now < launch.cart_open else
+             "cart open" if now < launch.cart_close else "closed")
+    return {
+        "launch": launch.slug,
+        "product": launch.product,
+        "now": iso_utc(now),
+        "phase": phase,
+        "milestones": _milestones(launch, settings, now),
+        "steps": steps,
+        "emails": sends,
+        "next_email": next_email,
+        "audience_size": audience,
+        **orders,
+        "conversion_rate": round(orders["buyers"] / audience, 4) if audience else 0.0,
+        "currency": launch.currency,
+        "next_action": _next_action(launch, sends, steps, next_email, now),
+    }

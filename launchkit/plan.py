@@ -1,0 +1,324 @@
+"""The launch plan file (``launch.toml``): parse it and check it, reporting every problem at once.
+
+A plan names the launch and its milestones, the audience files to import, the lead magnets,
+the offers with their plans and guarantee, saved segments and the sequences to attach. Paths
+are relative to the plan file. Times are wall-clock times in the workspace timezone.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from launchkit.clock import parse_local_datetime
+from launchkit.config import Settings
+from launchkit.errors import InputError, LaunchkitError
+
+PLAN_FILE = "launch.toml"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a plan, with where it is."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class PlanInvalid(InputError):
+    "The launch plan has problems; each is listed."
+
+    def __init__(self, path: Path, problems: list[Problem]):
+        self.problems = problems
+        noun = "problem" if len(problems) == 1 else "problems"
+        detail = "; ".join(str(p) for p in problems)
+        super().__init__(f"{path.name} has {len(problems)} {noun}: {detail}")
+
+
+@dataclass(frozen=True)
+class AudienceSource:
+    file: Path
+    format: str = "auto"
+    source: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MagnetSpec:
+    slug: str
+    title: str
+    file: Path | None = None
+    url: str | None = None
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    sequence: str | None = None
+
+
+@dataclass(frozen=True)
+class OfferSpec:
+    slug: str
+    price_cents: int
+    currency: str
+    plans: tuple[tuple[int, int], ...] = ()
+    guarantee_days: int = 30
+    bump: tuple[str, int] | None = None
+    product: str | None = None
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    name: str
+    segment: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A parsed launch plan."""
+
+    path: Path
+    slug: str
+    product: str
+    cart_open: datetime
+    cart_close: datetime
+    prelaunch_start: datetime | None = None
+    audience: tuple[AudienceSource, ...] = ()
+    magnets: tuple[MagnetSpec, ...] = ()
+    offers: tuple[OfferSpec, ...] = ()
+    sequences: tuple[SequenceSpec, ...] = ()
+    segments: dict[str, str] = field(default_factory=dict)
+
+
+def parse_amount(text: Any, *, what: str) -> int:
+    """``497``, ``"497.50"`` or ``"497,50"`` in major units -> integer cents."""
+    try:
+        amount = Decimal(str(text).strip().replace(",", "."))
+    except InvalidOperation as e:
+        raise InputError(f'{what} "{text}" is not an amount like 497 or 497.50.') from e
+    cents = amount * 100
+    if cents != cents.to_integral_value():
+        raise InputError(f'{what} "{text}" has more than 2 decimals.')
+    if cents <= 0:
+        raise InputError(f'{what} "{text}" must be positive.')
+    return int(cents)
+
+
+def parse_plan_spec(text: str, *, what: str = "plan") -> tuple[int, int]:
+    """``3x177`` -> (3 instalments, 17700 cents each)."""
+    count, sep, amount = str(text).lower().replace("×", "x").partition("x")
+    if not sep or not count.strip().isdigit() or int(count) < 2:
+        raise InputError(f'{what} "{text}" must look like 3x177 (at least 2 instalments).')
+    return int(count), parse_amount(amount, what=what)
+
+
+def parse_bump(text: str, *, what: str = "bump") -> tuple[str, int]:
+    """``Workbook:27`` -> ("Workbook", 2700)."""
+    name, sep, amount = str(text).rpartition(":")
+    if not sep or not name.strip():
+        raise InputError(f'{what} "{text}" must look like "Workbook:27".')
+    return name.strip(), parse_amount(amount, what=what)
+
+
+class _Reader:
+    """Collects problems while reading the raw TOML, so all are reported at once."""
+
+    def __init__(self, path: Path, settings: Settings):
+        self.path = path
+        self.base = path.parent
+        self.settings = settings
+        self.problems: list[Problem] = []
+
+    def problem(self, location: str, message: str) -> None:
+        self.problems.append(Problem(f"{self.path.name}: {location}", message))
+
+    def attempt(self, location: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LaunchkitError as e:
+            self.problem(location, str(e))
+            return None
+
+    def text(self, table: dict[str, Any], key: str, location: str, required: bool = True) -> Any:
+        value = table.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                self.problem(f"{location}.{key}", "is required")
+            return None
+        return value
+
+    def time(self, table: dict[str, Any], key: str, required: bool = True) -> datetime | None:
+        raw = self.text(table, key, "launch", required)
+        if raw is None:
+            return None
+        if isinstance(raw, datetime):
+            raw = raw.isoformat()
+        return self.attempt(f"launch.{key}", parse_local_datetime, str(raw), self.settings.tz,
+                            what=key)
+
+    def file(self, raw: Any, location: str) -> Path | None:
+        if raw is None:
+            return None
+        path = (self.base / str(raw)).resolve()
+        if not path.is_file():
+            self.problem(location, f"file {raw} does not exist (looked in {self.base})")
+        return path
+
+
+def load_plan(path: Path, settings: Settings) -> Plan:
+    """Parse a launch plan; raises PlanInvalid listing every problem found while reading."""
+    reader = _Reader(path, settings)
+    data = _read_toml(path)
+    launch = data.get("launch")
+    if not isinstance(launch, dict):
+        raise PlanInvalid(path, [Problem(f"{path.name}: [launch]", "table is missing")])
+    plan = Plan(
+        path=path,
+        slug=reader.text(launch, "slug", "launch") or "",
+        product=reader.text(launch, "product", "launch") or "",
+        cart_open=reader.time(launch, "cart_open"),  # type: ignore[arg-type]
+        cart_close=reader.time(launch, "cart_close"),  # type: ignore[arg-type]
+        prelaunch_start=reader.time(launch, "prelaunch_start", required=False),
+        audience=tuple(_audience(reader, data.get("audience", []))),
+        magnets=tuple(_magnets(reader, data.get("magnets", []))),
+        offers=tuple(_offers(reader, data.get("offers", []), launch)),
+        sequences=tuple(_sequences(reader, data.get("sequences", []))),
+        segments={str(k): str(v) for k, v in data.get("segments", {}).items()},
+    )
+    if reader.problems:
+        raise PlanInvalid(path, reader.problems)
+    return plan
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as e:
+        raise InputError(f"Plan file {path} does not exist.") from e
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{path}: {e}") from e
+
+
+def _items(reader: _Reader, raw: Any, name: str) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(raw, list):
+        reader.problem(name, "must be an array of tables ([[" + name + "]])")
+        return []
+    return [(f"{name}[{i}]", item) for i, item in enumerate(raw) if isinstance(item, dict)]
+
+
+def _audience(reader: _Reader, raw: Any) -> list[AudienceSource]:
+    out = []
+    for loc, item in _items(reader, raw, "audience"):
+        path = reader.file(reader.text(item, "file", loc), f"{loc}.file")
+        if path is not None:
+            out.append(AudienceSource(path, str(item.get("format", "auto")), item.get("source"),
+                                      tuple(item.get("tags", ()))))
+    return out
+
+
+def _magnets(reader: _Reader, raw: Any) -> list[MagnetSpec]:
+    out = []
+    for loc, item in _items(reader, raw, "magnets"):
+        slug, title = reader.text(item, "slug", loc), reader.text(item, "title", loc)
+        file = reader.file(item.get("file"), f"{loc}.file") if item.get("file") else None
+        if not item.get("file") and not item.get("url"):
+            reader.problem(loc, "needs a file or a url")
+        if slug and title:
+            out.append(MagnetSpec(slug, title, file, item.get("url"), item.get("description", ""),
+                                  tuple(item.get("tags", ())), item.get("sequence") or None))
+    return out
+
+
+def _offers(reader: _Reader, raw: Any, launch: dict[str, Any]) -> list[OfferSpec]:
+    out = []
+    currency = reader.settings.currency
+    for loc, item in _items(reader, raw, "offers"):
+        slug = reader.text(item, "slug", loc)
+        price = reader.text(item, "price", loc)
+        cents = reader.attempt(f"{loc}.price", parse_amount, price, what="price") if price else None
+        plans = [reader.attempt(f"{loc}.plans[{i}]", parse_plan_spec, p, what="plan")
+                 for i, p in enumerate(item.get("plans", []))]
+        bump = (reader.attempt(f"{loc}.bump", parse_bump, item["bump"], what="bump")
+                if item.get("bump") else None)
+        days = item.get("guarantee_days", 30)
+        if not isinstance(days, int) or days < 0:
+            reader.problem(f"{loc}.guarantee_days", "must be a whole number of days >= 0")
+        if slug and cents and None not in plans and isinstance(days, int):
+            out.append(OfferSpec(slug, cents, str(item.get("currency", currency)).upper(),
+                                 tuple(plans), days, bump, item.get("product") or launch.get("product")))
+    return out
+
+
+def _sequences(reader: _Reader, raw: Any) -> list[SequenceSpec]:
+    out = []
+    for loc, item in _items(reader, raw, "sequences"):
+        name = reader.text(item, "name", loc)
+        if name:
+            out.append(SequenceSpec(str(name), item.get("segment") or None))
+    return out
+
+
+def check_plan(plan: Plan, settings: Settings) -> list[Problem]:
+    """Semantic checks beyond parsing: milestones, segments, sequences, templates, email times."""
+    problems: list[Problem] = []
+    where = plan.path.name
+    if plan.cart_close <= plan.cart_open:
+        problems.append(Problem(f"{where}: launch.cart_close", "the cart must open before it closes"))
+    if plan.prelaunch_start and plan.prelaunch_start > plan.cart_open:
+        problems.append(Problem(f"{where}: launch.prelaunch_start",
+                                "the pre-launch must start before the cart opens"))
+    problems += _check_segments(plan, where)
+    problems += _check_sequences(plan, settings, where)
+    problems += _check_templates(plan, settings, where)
+    return problems
+
+
+def _check_segments(plan: Plan, where: str) -> list[Problem]:
+    from launchkit.segments import parse_segment
+
+    found = []
+    named = [(f"segments.{k}", v) for k, v in plan.segments.items()]
+    named += [(f"sequences[{i}].segment", s.segment) for i, s in enumerate(plan.sequences)
+              if s.segment and s.segment not in plan.segments]
+    for location, expression in named:
+        try:
+            parse_segment(expression)
+        except LaunchkitError as e:
+            found.append(Problem(f"{where}: {location}", str(e)))
+    return found
+
+
+def _check_sequences(plan: Plan, settings: Settings, where: str) -> list[Problem]:
+    from launchkit.sequences import check_sequence_folder
+
+    found = []
+    magnet_sequences = [(f"magnets[{i}].sequence", m.sequence) for i, m in enumerate(plan.magnets)
+                        if m.sequence]
+    launch_sequences = [(f"sequences[{i}].name", s.name) for i, s in enumerate(plan.sequences)]
+    for location, name in launch_sequences + magnet_sequences:
+        for message in check_sequence_folder(settings, name, plan):
+            found.append(Problem(f"{where}: {location}", message))
+    return found
+
+
+def _check_templates(plan: Plan, settings: Settings, where: str) -> list[Problem]:
+    from launchkit.resources import starter_dir
+
+    needed = []
+    if plan.magnets:
+        needed += ["optin.html", "confirmed.html"]
+    if plan.offers:
+        needed += ["checkout.html"]
+    needed.append("report.html")
+    found = []
+    for name in needed:
+        if not ((settings.templates_dir / name).is_file() or (starter_dir("templates") / name).is_file()):
+            found.append(Problem(f"{where}: templates", f"template {name} is missing from "
+                                 f"{settings.templates_dir}"))
+    return found

@@ -1,0 +1,135 @@
+"""The plain data a launch email is rendered with (never ORM objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from babel.numbers import format_currency
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from launchkit.config import LANGUAGES, Settings
+from launchkit.models import Consent, Launch, Magnet, Offer
+from launchkit.tokens import Purpose, make_token
+
+DATE_PATTERNS = {"fr": "EEEE d MMMM 'à' HH:mm", "en": "EEEE, MMMM d 'at' h:mm a"}
+SAMPLE = {
+    "id": 0,
+    "email": "sample@example.com",
+    "first_name": "Camille",
+    "last_name": "Martin",
+    "timezone": None,
+    "language": None,
+}
+
+
+@lru_cache(maxsize=256)
+def format_moment(moment: datetime | None, language: str, zone: str) -> str:
+    """``lundi 8 décembre à 23:59`` in the given language and timezone."""
+    if moment is None:
+        return ""
+    pattern = DATE_PATTERNS.get(language, DATE_PATTERNS["en"])
+    return format_datetime(moment, pattern, tzinfo=ZoneInfo(zone), locale=language)
+
+
+def format_money(cents: int, currency: str, language: str) -> str:
+    """``497,00 €`` / ``€497.00``."""
+    return format_currency(cents / 100, currency, locale=language)
+
+
+def sequence_language(name: str, subscriber_language: str | None, settings: Settings) -> str:
+    """A ``-fr``/``-en`` folder is written in that language; otherwise the subscriber's."""
+    suffix = name.rsplit("-", 1)[-1]
+    if suffix in LANGUAGES:
+        return suffix
+    return subscriber_language if subscriber_language in LANGUAGES else settings.language
+
+
+@dataclass
+class LaunchData:
+    """Launch-wide values, read once per send run."""
+
+    slug: str
+    product: str
+    currency: str
+    cart_open: datetime | None
+    cart_close: datetime | None
+    offer_slug: str | None = None
+    price_cents: int | None = None
+    plans: list[tuple[int, int]] = field(default_factory=list)
+    guarantee_days: int = 30
+
+
+def load_launch_data(session: Session, launch: Launch) -> LaunchData:
+    """The launch's milestones and its first offer (price, plans, guarantee)."""
+    data = LaunchData(
+        launch.slug, launch.product, launch.currency, launch.cart_open, launch.cart_close
+    )
+    offer = session.scalar(select(Offer).where(Offer.launch_id == launch.id).order_by(Offer.id))
+    if offer is not None:
+        data.offer_slug = offer.slug
+        data.price_cents = offer.price_cents
+        data.currency = offer.currency
+        data.plans = [(p.instalments, p.instalment_cents) for p in offer.plans]
+        data.guarantee_days = offer.guarantee_days
+    return data
+
+
+def magnet_titles(session: Session, subscriber_ids: list[int]) -> dict[int, str]:
+    """The title of the lead magnet each subscriber signed up for (latest consent)."""
+    if not subscriber_ids:
+        return {}
+    query = (
+        select(Consent.subscriber_id, Magnet.title)
+        .join(Magnet, Magnet.id == Consent.magnet_id)
+        .where(Consent.subscriber_id.in_(subscriber_ids))
+        .order_by(Consent.id)
+    )
+    return {sid: title for sid, title in session.execute(query)}
+
+
+def email_context(
+    settings: Settings,
+    launch: LaunchData,
+    subscriber: dict[str, Any],
+    *,
+    language: str,
+    magnet_title: str = "",
+) -> dict[str, Any]:
+    """Template variables for one subscriber."""
+    zone = subscriber.get("timezone") or settings.timezone
+    try:
+        ZoneInfo(zone)
+    except Exception:  # an unknown zone falls back to the workspace's
+        zone = settings.timezone
+    price = (
+        format_money(launch.price_cents, launch.currency, language) if launch.price_cents else ""
+    )
+    plans = [f"{n} × {format_money(c, launch.currency, language)}" for n, c in launch.plans]
+    return {
+        "first_name": subscriber.get("first_name") or "",
+        "last_name": subscriber.get("last_name") or "",
+        "email": subscriber["email"],
+        "product": launch.product,
+        "creator_name": settings.sender_name,
+        "cart_open": format_moment(launch.cart_open, language, zone),
+        "cart_close": format_moment(launch.cart_close, language, zone),
+        "price": price,
+        "plans": plans,
+        "guarantee_days": launch.guarantee_days,
+        "checkout_url": checkout_url(settings, launch, int(subscriber["id"])),
+        "magnet_title": magnet_title,
+        "download_url": "",
+        "confirm_url": "",
+    }
+
+
+def checkout_url(settings: Settings, launch: LaunchData, subscriber_id: int) -> str:
+    """``{base_url}/buy/{offer}?t={token}``: the checkout, prefilled for this subscriber."""
+    token = make_token(settings, Purpose.CHECKOUT, {"s": subscriber_id})
+    return f"{settings.base_url.rstrip('/')}/buy/{launch.offer_slug or launch.slug}?t={token}"

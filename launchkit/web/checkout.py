@@ -1,0 +1,357 @@
+"""Web routes of the checkout: the sales page, the jump to Stripe Checkout, the Stripe webhook.
+
+``GET /buy/{offer}`` shows the offer, its plans and the deadline with a countdown;
+``POST /buy/{offer}`` creates a Checkout Session and redirects (303) to Stripe; before the cart
+opens and after it closes (plus ``checkout_grace``) the page says so and no session is created.
+``POST /stripe/webhook`` verifies the signature, then applies the event once, in one
+transaction; Stripe cancellations and emails happen after the commit.
+
+Tests and the demo can give the app a ready Stripe client: ``app.state.stripe_client``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from babel.dates import format_datetime
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from launchkit import checkout, tokens
+from launchkit.db import make_sessionmaker
+from launchkit.errors import LaunchkitError, NotFound
+from launchkit.models import Launch, Offer, Subscriber, WebEvent
+from launchkit.tokens import Purpose
+from launchkit.web import client_ip, error_page, rate_limited, render_page, state_of
+from launchkit.web import too_many_requests as too_many
+
+log = logging.getLogger("launchkit.web")
+
+MAX_WEBHOOK_BODY = 1024 * 1024
+MAX_FORM_BODY = 8 * 1024
+
+STRINGS = {
+    "fr": {
+        "pay_full": "Paiement en une fois",
+        "pay_plan": "{n} mensualités de {amount}",
+        "total": "soit {amount} au total",
+        "choose": "Choisissez votre formule",
+        "email": "Adresse email",
+        "bump": "Ajouter {name} pour {amount}",
+        "buy": "Passer au paiement sécurisé",
+        "guarantee": "Garantie satisfait ou remboursé de {days} jours.",
+        "closes": "Fin des inscriptions le {when}",
+        "countdown": "Il reste",
+        "secure": "Paiement sécurisé par Stripe. Vos coordonnées bancaires ne passent pas "
+        "par nos serveurs.",
+        "before_title": "Les inscriptions ne sont pas encore ouvertes",
+        "before": "Les portes ouvrent le {when}. Revenez à ce moment-là !",
+        "closed_title": "Les inscriptions sont fermées",
+        "closed": "Les portes ont fermé le {when}. Merci de votre intérêt : vous serez "
+        "prévenu·e de la prochaine session.",
+        "thanks_title": "Merci pour votre commande !",
+        "thanks": "Votre paiement est en cours de confirmation. Vous allez recevoir votre reçu "
+        "et vos accès par email.",
+        "days": "j",
+    },
+    "en": {
+        "pay_full": "Pay in full",
+        "pay_plan": "{n} monthly payments of {amount}",
+        "total": "{amount} in total",
+        "choose": "Choose how to pay",
+        "email": "Email address",
+        "bump": "Add {name} for {amount}",
+        "buy": "Continue to secure checkout",
+        "guarantee": "{days}-day money-back guarantee.",
+        "closes": "Doors close on {when}",
+        "countdown": "Time left",
+        "secure": "Secure payment by Stripe. Your card details never touch our servers.",
+        "before_title": "Doors are not open yet",
+        "before": "Doors open on {when}. Come back then!",
+        "closed_title": "Doors are closed",
+        "closed": "Doors closed on {when}. Thank you for your interest: you'll hear about "
+        "the next session.",
+        "thanks_title": "Thank you for your order!",
+        "thanks": "Your payment is being confirmed. Your receipt and access details are on "
+        "their way to your inbox.",
+        "days": "d",
+    },
+}
+
+
+def checkout_routes() -> list[BaseRoute]:
+    """The routes of this module."""
+    return [
+        Route("/buy/{offer}", sales_page, methods=["GET"]),
+        Route("/buy/{offer}", buy, methods=["POST"]),
+        Route("/buy/{offer}/thanks", thanks, methods=["GET"]),
+        Route("/stripe/webhook", webhook, methods=["POST"]),
+    ]
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _strings(request: Request) -> dict[str, str]:
+    return STRINGS.get(state_of(request).settings.language, STRINGS["fr"])
+
+
+def _when(request: Request, moment: datetime) -> str:
+    settings = state_of(request).settings
+    locale = checkout.LOCALES.get(settings.language, "en_GB")
+    return format_datetime(moment, "d MMMM y HH:mm zzz", tzinfo=settings.tz, locale=locale)
+
+
+def _subscriber_from_token(request: Request, session: Any, token: str | None) -> Subscriber | None:
+    """The subscriber named by a CHECKOUT token (None when absent, invalid or expired)."""
+    if not token:
+        return None
+    state = state_of(request)
+    try:
+        data = tokens.read_token(
+            state.settings, Purpose.CHECKOUT, token, now_ts=state.clock().timestamp()
+        )
+        return session.get(Subscriber, int(data["s"]))
+    except (LaunchkitError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _record(
+    session: Any, kind: str, offer: Offer, subscriber: Subscriber | None, request: Request
+) -> None:
+    session.add(
+        WebEvent(
+            kind=kind,
+            offer_id=offer.id,
+            subscriber_id=subscriber.id if subscriber else None,
+            ip=client_ip(request),
+            occurred_at=state_of(request).clock(),
+        )
+    )
+
+
+def _plans(request: Request, offer: Offer) -> list[dict[str, Any]]:
+    c, lang = _strings(request), state_of(request).settings.language
+    plans = []
+    for key, count, cents in checkout.plan_choices(offer):
+        amount = checkout.format_money(cents, offer.currency, lang)
+        label = c["pay_full"] if count == 1 else c["pay_plan"].format(n=count, amount=amount)
+        total = checkout.format_money(cents * count, offer.currency, lang)
+        plans.append({"key": key, "label": label, "price": amount, "total": total, "n": count})
+    return plans
+
+
+def _closed_page(request: Request, offer: Offer, launch: Launch, cart: str) -> Response:
+    c = _strings(request)
+    when = _when(request, launch.cart_open if cart == "before" else launch.cart_close)
+    context = {
+        "c": c,
+        "title": c[f"{cart}_title"],
+        "message": c[cart].format(when=when),
+        "offer": offer,
+        "page_title": offer.product,
+        "kind": cart,
+    }
+    return render_page(request, "checkout_closed.html", context, status=403)
+
+
+def _load(request: Request, session: Any) -> tuple[Offer, Launch] | Response:
+    try:
+        offer = checkout.get_offer(session, request.path_params["offer"])
+    except NotFound:
+        return error_page(request, 404, "not_found_title", "not_found")
+    launch = session.get(Launch, offer.launch_id)
+    return offer, launch
+
+
+# --- sales page -----------------------------------------------------------------------------
+
+
+def sales_page(request: Request) -> Response:
+    """GET /buy/{offer}: the sales/checkout page, or the "not open" / "closed" page."""
+    state = state_of(request)
+    token = request.query_params.get("t")
+    with state.sessions.begin() as session:
+        loaded = _load(request, session)
+        if isinstance(loaded, Response):
+            return loaded
+        offer, launch = loaded
+        subscriber = _subscriber_from_token(request, session, token)
+        _record(session, "sales_view", offer, subscriber, request)
+        cart = checkout.cart_state(launch, state.clock(), state.settings.checkout_grace)
+        if cart != "open":
+            return _closed_page(request, offer, launch, cart)
+        return _render_offer(request, offer, launch, subscriber, token)
+
+
+def _render_offer(
+    request: Request, offer: Offer, launch: Launch, subscriber: Subscriber | None, token: str | None
+) -> Response:
+    state = state_of(request)
+    c, lang = _strings(request), state.settings.language
+    bump = None
+    if offer.bump_name and offer.bump_cents:
+        price = checkout.format_money(offer.bump_cents, offer.currency, lang)
+        bump = c["bump"].format(name=offer.bump_name, amount=price)
+    selected = request.query_params.get("plan") or checkout.PLAN_FULL
+    context = {
+        "c": c,
+        "offer": offer,
+        "plans": _plans(request, offer),
+        "selected": selected,
+        "bump": bump,
+        "email": subscriber.email if subscriber else "",
+        "token": token or "",
+        "deadline": c["closes"].format(when=_when(request, launch.cart_close)),
+        "deadline_ms": int((launch.cart_close + state.settings.checkout_grace).timestamp() * 1000),
+        "now_ms": int(state.clock().timestamp() * 1000),
+        "guarantee": c["guarantee"].format(days=offer.guarantee_days)
+        if offer.guarantee_days
+        else "",
+        "page_title": offer.product,
+        "action": f"/buy/{offer.slug}",
+    }
+    return render_page(request, "checkout.html", context)
+
+
+def thanks(request: Request) -> Response:
+    """GET /buy/{offer}/thanks: where Stripe sends the buyer back."""
+    c = _strings(request)
+    context = {"c": c, "title": c["thanks_title"], "message": c["thanks"], "kind": "thanks"}
+    context["page_title"] = c["thanks_title"]
+    return render_page(request, "checkout_closed.html", context)
+
+
+# --- POST /buy: to Stripe -------------------------------------------------------------------
+
+
+async def buy(request: Request) -> Response:
+    """POST /buy/{offer}: create a Checkout Session and 303 to it (form or query ``plan``)."""
+    if rate_limited(request, "buy"):
+        return too_many(request)
+    if int(request.headers.get("content-length") or 0) > MAX_FORM_BODY:
+        return error_page(request, 413, "error_title", "server")
+    form = {k: str(v)[:320] for k, v in (await request.form()).items() if isinstance(v, str)}
+    return await run_in_threadpool(_buy, request, form)
+
+
+def _buy(request: Request, form: dict[str, str]) -> Response:
+    state = state_of(request)
+    plan = form.get("plan") or request.query_params.get("plan")
+    token = form.get("t") or request.query_params.get("t")
+    with state.sessions.begin() as session:
+        loaded = _load(request, session)
+        if isinstance(loaded, Response):
+            return loaded
+        offer, launch = loaded
+        now = state.clock()
+        if checkout.cart_state(launch, now, state.settings.checkout_grace) != "open":
+            return _closed_page(
+                request,
+                offer,
+                launch,
+                checkout.cart_state(launch, now, state.settings.checkout_grace),
+            )
+        subscriber = _subscriber_from_token(request, session, token)
+        email = subscriber.email if subscriber else (form.get("email") or "").strip() or None
+        try:
+            started = checkout.start_checkout(
+                session, state.settings, _client(request), offer.slug, plan=plan,
+                subscriber_id=subscriber.id if subscriber else None, email=email,
+                bump=form.get("bump") == "1", now=now,
+            )  # fmt: skip
+        except LaunchkitError as e:
+            log.warning("checkout for %s not started: %s", offer.slug, e)
+            return error_page(request, 400 if "plan" in str(e) else 502, "error_title", "server")
+        _record(session, "checkout_start", offer, subscriber, request)
+    return RedirectResponse(started.url, status_code=303)
+
+
+def _client(request: Request) -> Any:
+    ready = getattr(request.app.state, "stripe_client", None)
+    return ready if ready is not None else checkout.make_client(state_of(request).settings)
+
+
+# --- webhook --------------------------------------------------------------------------------
+
+
+async def webhook(request: Request) -> Response:
+    """POST /stripe/webhook: 400 on a bad signature (nothing written), else apply once."""
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BODY:
+        return JSONResponse({"error": "too large"}, status_code=413)
+    state = state_of(request)
+    try:
+        event = checkout.verify_event(
+            body,
+            request.headers.get("stripe-signature"),
+            state.settings.stripe_webhook_secret,
+            now_ts=state.clock().timestamp(),
+        )
+    except checkout.SignatureError as e:
+        return JSONResponse({"error": str(e)}, status_code=400)
+    return await run_in_threadpool(_apply_event, request, event)
+
+
+def _apply_event(request: Request, event: dict[str, Any]) -> Response:
+    state = state_of(request)
+    sessions = make_sessionmaker(state.engine, immediate=True)
+    outcome = None
+    for attempt in range(5):
+        try:
+            with sessions.begin() as session:
+                outcome = checkout.handle_event(session, state.settings, event, now=state.clock())
+            break
+        except IntegrityError:
+            outcome = "duplicate" if _seen(sessions, event["id"]) else None
+            if outcome:
+                break
+        except OperationalError:
+            log.warning("webhook %s: database busy (attempt %d)", event["id"], attempt + 1)
+    if outcome is None:
+        return JSONResponse({"error": "not processed, retry"}, status_code=503)
+    _after_commit(request, sessions)
+    return JSONResponse({"received": True, "outcome": outcome})
+
+
+def _seen(sessions: Any, event_id: str) -> bool:
+    from launchkit.models import StripeEvent
+
+    with sessions.begin() as session:
+        return session.get(StripeEvent, event_id) is not None
+
+
+def _after_commit(request: Request, sessions: Any) -> None:
+    """Stop finished plans in Stripe and send due emails; failures are retried next time."""
+    state = state_of(request)
+    try:
+        if state.settings.stripe_api_key:
+            with sessions.begin() as session:
+                checkout.cancel_due_subscriptions(session, _client(request), now=state.clock())
+    except LaunchkitError:
+        log.exception("cancelling finished plans failed; will retry on the next event")
+    try:
+        _send_due_emails(request, sessions)
+    except Exception:  # the mailer may be misconfigured; the event itself is applied
+        log.exception("sending receipts/dunning failed; will retry on the next event")
+
+
+def _send_due_emails(request: Request, sessions: Any) -> None:
+    from launchkit import mailer
+
+    state = state_of(request)
+    messenger = mailer.messenger_from_settings(state.settings)
+    try:
+        with sessions.begin() as session:
+            checkout.send_notifications(
+                session, state.settings, messenger, now=state.clock(), env=state.email_env
+            )
+    finally:
+        close = getattr(messenger, "close", None)
+        if close is not None:
+            close()

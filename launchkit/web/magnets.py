@@ -1,0 +1,446 @@
+"""Web routes of lead magnets: opt-in page, confirmation, download, unsubscribe.
+
+Database work and SMTP run in the thread pool (sync handlers); only form parsing is async.
+Emails are sent after the transaction commits, so a mail never refers to rolled-back rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from launchkit import magnets, tokens
+from launchkit.errors import LaunchkitError, NotFound
+from launchkit.models import Magnet, Subscriber, SubscriberStatus
+from launchkit.tokens import Purpose, TokenExpired, TokenInvalid
+from launchkit.web import (
+    CSRF_FIELD,
+    WebState,
+    client_ip,
+    csrf_ok,
+    csrf_token,
+    error_page,
+    rate_limited,
+    render_page,
+    set_csrf_cookie,
+    state_of,
+    strings_for,
+    too_many_requests,
+)
+
+log = logging.getLogger("launchkit.web")
+
+MAX_BODY = 16 * 1024
+FORM_FIELDS = ("email", "first_name", "consent", "website", CSRF_FIELD, "reason", "other")
+UNSUB_REASONS = ("too_many", "not_relevant", "never", "other")
+
+
+def magnet_routes() -> list[BaseRoute]:
+    """The routes of this module."""
+    return [
+        Route("/m/{slug}", optin_page, methods=["GET"]),
+        Route("/m/{slug}", optin_post, methods=["POST"]),
+        Route("/m/{slug}/sent", optin_sent, methods=["GET"]),
+        Route("/confirm/{token}", confirm, methods=["GET"]),
+        Route("/d/{token}", download, methods=["GET"]),
+        Route("/d/{token}/resend", download_resend, methods=["POST"]),
+        Route("/u/{token}", unsubscribe_page, methods=["GET"]),
+        Route("/u/{token}", unsubscribe_post, methods=["POST"]),
+    ]
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _now_ts(state: WebState) -> float:
+    return state.clock().timestamp()
+
+
+def _read(state: WebState, purpose: Purpose, token: str) -> dict[str, Any]:
+    return tokens.read_token(state.settings, purpose, token, now_ts=_now_ts(state))
+
+
+def _expired_payload(state: WebState, purpose: Purpose, token: str) -> dict[str, Any] | None:
+    """The payload of a genuine but expired token (signature checked, age ignored)."""
+    try:
+        return tokens.read_token(state.settings, purpose, token, now_ts=0.0)
+    except LaunchkitError:
+        return None
+
+
+async def _read_form(request: Request) -> dict[str, str] | None:
+    """The posted fields we know, each capped; None when the body is too large."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        return None
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return None
+    form = await request.form(max_files=0, max_fields=20)
+    values = {}
+    for name in FORM_FIELDS:
+        value = form.get(name)
+        values[name] = value[: magnets.MAX_FIELD] if isinstance(value, str) else ""
+    values["one_click"] = str(form.get("List-Unsubscribe") or "")
+    return values
+
+
+def _too_large(request: Request) -> Response:
+    return error_page(request, 413, "error_title", "err_form")
+
+
+def _send(
+    state: WebState,
+    template: str,
+    subscriber: Subscriber,
+    context: Mapping[str, Any],
+    *,
+    key: str,
+    language: str,
+) -> str:
+    """Send one transactional email now (after the commit); raises DeliveryError."""
+    from launchkit import mailer
+
+    settings = dataclasses.replace(state.settings, language=language)
+    base = {
+        "first_name": subscriber.first_name or "",
+        "last_name": subscriber.last_name or "",
+        "email": subscriber.email,
+        "product": settings.name,
+        "creator_name": settings.sender_name or settings.name,
+    }
+    messenger = mailer.messenger_from_settings(settings)
+    try:
+        message_id = mailer.send_transactional(
+            settings, messenger, state.email_env, template,
+            to_email=subscriber.email, to_name=subscriber.first_name or "",
+            context={**base, **context}, subscriber_id=subscriber.id, key=key,
+            now=state.clock(), unsubscribe_url=tokens.unsubscribe_url(settings, subscriber.id),
+        )  # fmt: skip
+        messenger.flush()
+        return message_id
+    finally:
+        messenger.close()
+
+
+def _magnet_or_404(request: Request, session: Any, slug: str) -> Magnet | Response:
+    try:
+        return magnets.get_magnet(session, slug)
+    except NotFound:
+        return error_page(request, 404, "not_found_title", "not_found")
+
+
+# --- opt-in ---------------------------------------------------------------------------------
+
+
+def _optin_response(
+    request: Request,
+    magnet: Magnet,
+    *,
+    values: Mapping[str, str] | None = None,
+    errors: Mapping[str, str] | None = None,
+    top_error: str | None = None,
+    status: int = 200,
+) -> Response:
+    state = state_of(request)
+    lang = magnets.page_language(state.settings, magnet)
+    t = strings_for(lang)
+    token, cookie = csrf_token(request)
+    messages = {field: t[f"err_{field}_{code}"] for field, code in (errors or {}).items()}
+    context = {
+        "magnet": magnet,
+        "values": values or {},
+        "errors": messages,
+        "top_error": t[top_error] if top_error else ("" if not errors else t["err_form"]),
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": token,
+        "wording": magnets.consent_wording(state.settings, magnet).text,
+        "action": f"/m/{magnet.slug}",
+        "page_title": magnet.title,
+        **_describe(magnet.description),
+    }
+    response = render_page(request, "optin.html", context, status=status, language=lang)
+    set_csrf_cookie(request, response, cookie)
+    return response
+
+
+def _describe(description: str) -> dict[str, list[str]]:
+    """Split a magnet description into paragraphs and ``- bullet`` lines."""
+    lines = [line.strip() for line in description.splitlines() if line.strip()]
+    bullets = [line[2:].strip() for line in lines if line[:2] in ("- ", "* ")]
+    paragraphs = [line for line in lines if line[:2] not in ("- ", "* ")]
+    return {"paragraphs": paragraphs, "bullets": bullets}
+
+
+def optin_page(request: Request) -> Response:
+    """GET /m/{slug}: the opt-in page (counts a page view)."""
+    state = state_of(request)
+    with state.transaction() as session:
+        magnet = _magnet_or_404(request, session, request.path_params["slug"])
+        if isinstance(magnet, Response):
+            return magnet
+        magnets.record_event(
+            session, magnets.EVENT_VIEW, now=state.clock(), magnet_id=magnet.id,
+            ip=client_ip(request),
+        )  # fmt: skip
+        return _optin_response(request, magnet)
+
+
+async def optin_post(request: Request) -> Response:
+    """POST /m/{slug}: validate, record a pending signup, email the confirmation link."""
+    if rate_limited(request):
+        return too_many_requests(request)
+    form = await _read_form(request)
+    if form is None:
+        return _too_large(request)
+    return await run_in_threadpool(_optin_post, request, form)
+
+
+def _optin_post(request: Request, form: dict[str, str]) -> Response:
+    state = state_of(request)
+    slug = request.path_params["slug"]
+    typed = {"email": form["email"], "first_name": form["first_name"], "consent": form["consent"]}
+    with state.transaction() as session:
+        magnet = _magnet_or_404(request, session, slug)
+        if isinstance(magnet, Response):
+            return magnet
+        if not csrf_ok(request, form):
+            return _optin_response(request, magnet, values=typed, top_error="err_csrf", status=400)
+        if magnets.is_bot(form):
+            return RedirectResponse(f"/m/{slug}/sent", status_code=303)
+        data, errors = magnets.validate_signup(form)
+        if data is None:
+            return _optin_response(request, magnet, values=typed, errors=errors, status=400)
+        visitor = magnets.Visitor(
+            client_ip(request), request.headers.get("user-agent"), str(request.url)
+        )
+        result = magnets.signup(session, state.settings, magnet, data, visitor, now=state.clock())
+        subscriber, consent, title = result.subscriber, result.consent, magnet.title
+        lang = magnets.page_language(state.settings, magnet)
+    try:
+        _send(
+            state, "confirm-optin", subscriber,
+            {"magnet_title": title, "confirm_url": result.confirm_url},
+            key=f"optin-confirm:{consent.id}", language=lang,
+        )  # fmt: skip
+    except LaunchkitError:
+        log.exception("confirmation email to subscriber %s failed", subscriber.id)
+        return error_page(request, 503, "server_title", "mail_failed")
+    return RedirectResponse(f"/m/{slug}/sent", status_code=303)
+
+
+def optin_sent(request: Request) -> Response:
+    """GET /m/{slug}/sent: the "check your inbox" page."""
+    state = state_of(request)
+    with state.transaction() as session:
+        magnet = _magnet_or_404(request, session, request.path_params["slug"])
+        if isinstance(magnet, Response):
+            return magnet
+        lang = magnets.page_language(state.settings, magnet)
+        context = {"magnet": magnet, "page_title": strings_for(lang)["sent_title"]}
+        return render_page(request, "optin_sent.html", context, language=lang)
+
+
+# --- confirm and download -------------------------------------------------------------------
+
+
+def _token_error(request: Request, purpose: Purpose, token: str, exc: Exception) -> Response:
+    """400 for a tampered link, 410 for an expired one (with a way forward)."""
+    state = state_of(request)
+    if isinstance(exc, TokenInvalid):
+        return error_page(request, 400, "invalid_title", "invalid")
+    payload = _expired_payload(state, purpose, token) or {}
+    if purpose == Purpose.CONFIRM:
+        action = _signup_again_action(state, payload)
+        return error_page(request, 410, "expired_title", "expired_confirm", action=action)
+    if purpose == Purpose.DOWNLOAD:
+        form_token, cookie = csrf_token(request)
+        action = {"form": f"/d/{token}/resend", "label_key": "resend", "csrf": form_token}
+        response = error_page(request, 410, "expired_title", "expired_download", action=action)
+        set_csrf_cookie(request, response, cookie)
+        return response
+    return error_page(request, 410, "expired_title", "expired_unsubscribe")
+
+
+def _signup_again_action(state: WebState, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    with state.transaction() as session:
+        magnet = session.get(Magnet, magnets._int(payload.get("m")))
+        if magnet is None:
+            return None
+        return {"href": f"/m/{magnet.slug}", "label_key": "signup_again"}
+
+
+def confirm(request: Request) -> Response:
+    """GET /confirm/{token}: activate, tag, send the delivery email once, show the download."""
+    state = state_of(request)
+    token = request.path_params["token"]
+    try:
+        payload = _read(state, Purpose.CONFIRM, token)
+    except (TokenExpired, TokenInvalid) as e:
+        return _token_error(request, Purpose.CONFIRM, token, e)
+    try:
+        with state.transaction() as session:
+            result = magnets.confirm_signup(
+                session, state.settings, payload, ip=client_ip(request), now=state.clock()
+            )
+            magnet, subscriber = result.magnet, result.subscriber
+    except NotFound:
+        return error_page(request, 404, "not_found_title", "not_found")
+    if result.first_time:
+        _send_delivery(state, magnet, subscriber, result.download_url)
+    lang = magnets.page_language(state.settings, magnet)
+    t = strings_for(lang)
+    context = {
+        "magnet": magnet,
+        "download_url": result.download_url,
+        "lead": t["confirmed_lead"] if result.first_time else t["confirmed_again"],
+        "page_title": t["confirmed_title"],
+    }
+    return render_page(request, "confirmed.html", context, language=lang)
+
+
+def _send_delivery(state: WebState, magnet: Magnet, subscriber: Subscriber, url: str) -> None:
+    # the thank-you page already shows the download button: a failed email is logged, not fatal
+    try:
+        _send(
+            state, "magnet-delivery", subscriber,
+            {"magnet_title": magnet.title, "download_url": url},
+            key=f"magnet-delivery:{subscriber.id}:{magnet.id}:{int(state.clock().timestamp())}",
+            language=magnets.page_language(state.settings, magnet),
+        )  # fmt: skip
+    except LaunchkitError:
+        log.exception("delivery email to subscriber %s failed", subscriber.id)
+
+
+def download(request: Request) -> Response:
+    """GET /d/{token}: serve the file (attachment) or redirect to the magnet URL; counted."""
+    state = state_of(request)
+    token = request.path_params["token"]
+    try:
+        payload = _read(state, Purpose.DOWNLOAD, token)
+    except (TokenExpired, TokenInvalid) as e:
+        return _token_error(request, Purpose.DOWNLOAD, token, e)
+    try:
+        with state.transaction() as session:
+            found = magnets.resolve_download(
+                session, state.settings, payload, ip=client_ip(request), now=state.clock()
+            )
+    except NotFound:
+        return error_page(request, 404, "not_found_title", "not_found")
+    if found.path is not None:
+        return FileResponse(
+            found.path, filename=found.path.name, content_disposition_type="attachment"
+        )
+    return RedirectResponse(str(found.url), status_code=303)
+
+
+async def download_resend(request: Request) -> Response:
+    """POST /d/{token}/resend: email a fresh download link for a genuine expired link."""
+    if rate_limited(request):
+        return too_many_requests(request)
+    form = await _read_form(request)
+    if form is None:
+        return _too_large(request)
+    return await run_in_threadpool(_download_resend, request, form)
+
+
+def _download_resend(request: Request, form: dict[str, str]) -> Response:
+    state = state_of(request)
+    payload = _expired_payload(state, Purpose.DOWNLOAD, request.path_params["token"])
+    if payload is None or not csrf_ok(request, form):
+        return error_page(request, 400, "invalid_title", "invalid")
+    with state.transaction() as session:
+        subscriber = session.get(Subscriber, magnets._int(payload.get("s")))
+        magnet = session.get(Magnet, magnets._int(payload.get("m")))
+    if subscriber is None or magnet is None:
+        return error_page(request, 404, "not_found_title", "not_found")
+    url = magnets.download_url(state.settings, subscriber.id, magnet.id)
+    _send_delivery(state, magnet, subscriber, url)
+    lang = magnets.page_language(state.settings, magnet)
+    return error_page(request, 200, "resent_title", "resent", language=lang)
+
+
+# --- unsubscribe ----------------------------------------------------------------------------
+
+
+def unsubscribe_page(request: Request) -> Response:
+    """GET /u/{token}: a page with a confirm button. A GET never unsubscribes."""
+    state = state_of(request)
+    token = request.path_params["token"]
+    try:
+        payload = _read(state, Purpose.UNSUBSCRIBE, token)
+    except (TokenExpired, TokenInvalid) as e:
+        return _token_error(request, Purpose.UNSUBSCRIBE, token, e)
+    with state.transaction() as session:
+        subscriber = session.get(Subscriber, magnets._int(payload.get("s")))
+        if subscriber is None:
+            return error_page(request, 404, "not_found_title", "not_found")
+        email, status = subscriber.email, subscriber.status
+    if status == SubscriberStatus.UNSUBSCRIBED:
+        return _unsubscribed(request, email, changed=False)
+    form_token, cookie = csrf_token(request)
+    t = strings_for(state.settings.language)
+    context = {
+        "email": email,
+        "action": f"/u/{token}",
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": form_token,
+        "reasons": [(r, t[f"unsub_reason_{r}"]) for r in UNSUB_REASONS],
+        "page_title": t["unsub_title"],
+    }
+    response = render_page(request, "unsubscribe.html", context)
+    set_csrf_cookie(request, response, cookie)
+    return response
+
+
+async def unsubscribe_post(request: Request) -> Response:
+    """POST /u/{token}: RFC 8058 one-click (no cookie, no CSRF) or the page's own form."""
+    form = await _read_form(request)
+    if form is None:
+        return _too_large(request)
+    one_click = form["one_click"] == "One-Click"
+    if not one_click and rate_limited(request):
+        return too_many_requests(request)
+    return await run_in_threadpool(_unsubscribe_post, request, form, one_click)
+
+
+def _unsubscribe_post(request: Request, form: dict[str, str], one_click: bool) -> Response:
+    state = state_of(request)
+    token = request.path_params["token"]
+    try:
+        payload = _read(state, Purpose.UNSUBSCRIBE, token)
+    except (TokenExpired, TokenInvalid) as e:
+        return _token_error(request, Purpose.UNSUBSCRIBE, token, e)
+    if not one_click and not csrf_ok(request, form):
+        return error_page(request, 400, "invalid_title", "err_csrf")
+    reason = None
+    if not one_click:
+        reason = form["reason"] if form["reason"] in UNSUB_REASONS else None
+        if form["other"].strip():
+            reason = f"{reason or 'other'}: {form['other'].strip()}"
+    try:
+        with state.transaction() as session:
+            subscriber, changed = magnets.unsubscribe_subscriber(
+                session, payload, method="one-click" if one_click else "page", reason=reason,
+                ip=client_ip(request), now=state.clock(),
+            )  # fmt: skip
+            email = subscriber.email
+    except NotFound:
+        return error_page(request, 404, "not_found_title", "not_found")
+    return _unsubscribed(request, email, changed=changed)
+
+
+def _unsubscribed(request: Request, email: str, *, changed: bool) -> Response:
+    t = strings_for(state_of(request).settings.language)
+    context = {
+        "email": email,
+        "lead": t["unsubscribed_lead" if changed else "unsubscribed_again"],
+        "page_title": t["unsubscribed_title"],
+    }
+    return render_page(request, "unsubscribed.html", context)

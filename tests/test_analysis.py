@@ -1,0 +1,372 @@
+"""Analysis library: every figure of a hand-computed launch, empty and edge launches, compare,
+forecast and the Stripe payments import, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from launchkit.analysis import (
+    analyze_launch,
+    compare_launches,
+    fit_line,
+    forecast_launch,
+    import_payments,
+    render_report,
+    to_minor_units,
+    wilson_interval,
+)
+from launchkit.errors import InputError, NotFound
+from launchkit.models import Order, Subscriber
+from tests.analysis_data import CLOSE, OPEN, build_small_launch, make_launch
+
+NOW = datetime(2027, 3, 1, tzinfo=UTC)
+
+
+def wilson(x: int, n: int) -> tuple[float, float]:
+    """Wilson score interval, written out independently of the library."""
+    z = 1.959963984540054
+    p = x / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    margin = (z / (1 + z**2 / n)) * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    return centre - margin, centre + margin
+
+
+def conv(key: str, label: str, audience: int, buyers: int) -> dict:
+    low, high = wilson(buyers, audience)
+    return {key: label, "audience": audience, "buyers": buyers,
+            "conversion_rate": pytest.approx(buyers / audience),
+            "ci95_low": pytest.approx(low), "ci95_high": pytest.approx(high)}
+
+
+@pytest.fixture
+def small(session) -> dict:
+    build_small_launch(session)
+    session.flush()
+    return analyze_launch(session, "spring")
+
+
+def test_wilson_matches_textbook_values() -> None:
+    # 8/200: worked by hand (p=0.04, z^2=3.8415): centre 0.04826, half-width 0.02786
+    low, high = wilson_interval(8, 200)
+    assert (round(low, 4), round(high, 4)) == (0.0204, 0.0769)
+    assert wilson_interval(0, 0) is None
+    assert wilson_interval(0, 10)[0] == 0.0
+
+
+def test_headline_figures(small) -> None:
+    r = small
+    assert r["currency"] == "EUR"
+    assert r["launch"]["slug"] == "spring"
+    assert r["audience_size"] == 200  # 211 rows minus late, unsubscribed, pending, suppressed
+    assert r["buyers"] == 8  # 7 subscribers + 1 buyer not on the list
+    assert (r["buyers_in_audience"], r["buyers_outside_audience"]) == (7, 1)
+    assert r["conversion_rate"] == pytest.approx(8 / 200)
+    assert r["conversion_ci95"] == pytest.approx(list(wilson(8, 200)))
+    assert r["benchmark"]["position"] == "established"  # 4% is the top of the 2-4% band
+    assert r["benchmark"]["bands"]["typical"] == {"low": 0.005, "high": 0.02}
+    # gross: 5 x 497 + 354 (2 of 3 instalments) + 531 + 547 (with bump)
+    assert r["gross_revenue_cents"] == 5 * 49700 + 35400 + 53100 + 54700 == 391700
+    assert r["refunded_cents"] == 2 * 49700
+    assert r["fees_cents"] == 1500 * 4 + 1200 + 1800 + 1650 == 10650  # order 5: fee unknown
+    assert r["fees_known_orders"] == 7
+    assert r["net_revenue_cents"] == 391700 - 99400 - 10650 == 281650
+    assert r["booked_revenue_cents"] == 5 * 49700 + 2 * 53100 + 54700 == 409400
+    assert r["orders"] == 8
+    assert r["average_order_cents"] == 409400 // 8 == 51175
+    assert r["net_revenue_per_subscriber_cents"] == pytest.approx(281650 / 200)
+    assert r["mix"] == {
+        "pay_in_full": {"orders": 6, "booked_cents": 303200, "collected_cents": 303200},
+        "plan": {"orders": 2, "booked_cents": 106200, "collected_cents": 88500},
+    }
+    assert r["refund_rate"] == pytest.approx(2 / 8)
+
+
+def test_conversion_breakdowns(small) -> None:
+    assert small["by_source"] == [
+        conv("source", "instagram", 100, 3),
+        conv("source", "podcast", 60, 2),
+        conv("source", "webinar", 40, 2),
+    ]
+    # magnet:guide is also on subscriber 201, who joined after cart open: not counted
+    assert small["by_magnet"] == [conv("magnet", "checklist", 70, 5), conv("magnet", "guide", 40, 2)]
+    assert small["by_tag"] == [conv("tag", "vip", 10, 3)]
+    assert small["by_cohort"] == [
+        conv("cohort", "2026-09", 100, 3),
+        conv("cohort", "2026-10", 60, 2),
+        conv("cohort", "2026-11", 40, 2),
+    ]
+
+
+def test_refunds(small) -> None:
+    refunds = small["refunds"]
+    assert refunds["count"] == 2
+    assert refunds["rate"] == pytest.approx(0.25)
+    assert refunds["amount_cents"] == 99400
+    assert refunds["guarantee_days"] == 30
+    assert (refunds["inside_guarantee"], refunds["outside_guarantee"]) == (1, 1)
+    assert refunds["timing_unknown"] == 0
+    assert refunds["days"] == [10.0, 40.0]
+    assert refunds["median_days"] == 25.0
+    hist = {row["day"]: row["refunds"] for row in refunds["histogram"]}
+    assert len(hist) == 41 and hist[10] == 1 and hist[40] == 1 and sum(hist.values()) == 2
+    # the failed refund on order 1 is neither a refund nor a reason
+    assert refunds["reasons"] == [{"reason": "changed mind", "count": 1},
+                                  {"reason": "not for me", "count": 1}]
+
+
+def test_payment_plans(small) -> None:
+    plans = small["payment_plans"]
+    assert plans["orders"] == 2
+    assert plans["instalments_expected"] == 6
+    assert plans["instalments_paid"] == 5
+    assert plans["instalments_failed"] == 2
+    assert (plans["completed"], plans["active"], plans["defaulted"]) == (1, 0, 1)
+    assert plans["completion_rate"] == 0.5
+    assert (plans["failed_payments"], plans["recovered_payments"]) == (2, 1)
+    assert plans["recovered_share"] == 0.5
+    assert plans["by_instalment"] == [
+        {"instalment": 1, "orders": 2, "paid": 2, "failed": 0, "recovered": 0, "defaulted": 0,
+         "default_rate": 0.0},
+        {"instalment": 2, "orders": 2, "paid": 2, "failed": 1, "recovered": 1, "defaulted": 0,
+         "default_rate": 0.0},
+        {"instalment": 3, "orders": 2, "paid": 1, "failed": 1, "recovered": 0, "defaulted": 1,
+         "default_rate": 0.5},
+    ]
+    assert (plans["booked_cents"], plans["collected_cents"]) == (106200, 88500)
+    assert plans["refund_rate_plan"] == 0.0
+    assert plans["refund_rate_pay_in_full"] == pytest.approx(2 / 6)
+
+
+def test_timing(small) -> None:
+    timing = small["timing"]
+    assert timing["open_hours"] == 168.0
+    assert (timing["orders_before_open"], timing["orders_after_close"]) == (0, 0)
+    assert timing["share_first_24h"] == pytest.approx(2 / 8)  # open+1h, open+2h30
+    assert timing["share_last_48h"] == pytest.approx(3 / 8)  # close-30h, -10h, -1h
+    hours = [(row["hour"], row["orders"]) for row in timing["per_hour"]]
+    assert hours == [(1, 1), (2, 1), (26, 1), (72, 1), (120, 1), (138, 1), (158, 1), (167, 1)]
+    days = [(row["day"], row["orders"], row["booked_cents"]) for row in timing["per_day"]]
+    assert days == [(0, 2, 99400), (1, 1, 53100), (2, 0, 0), (3, 1, 53100), (4, 0, 0),
+                    (5, 2, 99400), (6, 2, 104400)]
+    before_close = {row["hours_before_close"] for row in timing["per_hour_before_close"]}
+    assert {1, 10, 30} <= before_close  # whole hours left: close-1h, -10h, -30h
+
+
+def test_emails_and_attribution(small) -> None:
+    emails = small["emails"]
+    assert emails["sent"] == 198 + 197 + 195 == emails["delivered"]
+    assert emails["bounced"] == 2
+    assert emails["unsubscribed"] == 5  # 50 and 190 in the audience, 206-208 before cart open
+    assert emails["complaints"] == 1  # 191: status and suppression row count once
+    assert (emails["sales_page_visits"], emails["checkout_starts"]) == (30, 12)
+    assert emails["checkout_start_rate"] == pytest.approx(0.4)
+    assert (emails["orders_without_email"], emails["revenue_without_email_cents"]) == (1, 49700)
+    rows = {row["step"]: row for row in emails["per_email"]}
+    # E1 precedes orders 1, 2, 3; E2 orders 4 and 6; E3 orders 5 and 7
+    expected = {"e1": (198, 2, 3, 134800, 152500, 1, 0), "e2": (197, 0, 2, 102800, 102800, 1, 1),
+                "e3": (195, 0, 2, 104400, 104400, 0, 0)}
+    for step, (sent, bounced, orders, revenue, booked, unsubs, complaints) in expected.items():
+        row = rows[step]
+        assert (row["sent"], row["bounced"], row["orders"]) == (sent, bounced, orders)
+        assert (row["revenue_cents"], row["booked_cents"]) == (revenue, booked)
+        assert row["revenue_per_send_cents"] == round(revenue / sent, 2)
+        assert (row["unsubscribes"], row["complaints"]) == (unsubs, complaints)
+
+
+def test_empty_launch_has_zero_rates_and_renders(session) -> None:
+    make_launch(session, "empty")
+    session.execute(sa.insert(Subscriber), [
+        {"email": f"e{i}@example.com", "status": "active", "source": "ads",
+         "signed_up_at": datetime(2026, 10, 1, tzinfo=UTC), "created_at": datetime(2026, 10, 1, tzinfo=UTC),
+         "updated_at": datetime(2026, 10, 1, tzinfo=UTC)} for i in range(5)
+    ])
+    r = analyze_launch(session, "empty")
+    assert (r["audience_size"], r["buyers"], r["conversion_rate"]) == (5, 0, 0.0)
+    assert r["conversion_ci95"][0] == 0.0 and 0 < r["conversion_ci95"][1] < 1
+    assert (r["gross_revenue_cents"], r["net_revenue_cents"], r["average_order_cents"]) == (0, 0, 0)
+    assert r["refund_rate"] == 0.0 and r["refunds"]["count"] == 0
+    assert r["payment_plans"]["completion_rate"] == 0.0
+    assert r["timing"]["per_hour"] == [] and r["timing"]["share_last_48h"] == 0.0
+    assert r["emails"]["sales_page_visits"] is None and r["emails"]["per_email"] == []
+    assert r["currency"] == "EUR" and r["benchmark"]["position"] == "below"
+    html = render_report(r, language="en")
+    assert "No orders for this launch yet." in html and "<svg" in html
+
+
+def test_launch_with_no_audience_at_all(session) -> None:
+    make_launch(session, "nobody")
+    r = analyze_launch(session, "nobody")
+    assert r["audience_size"] == 0 and r["conversion_ci95"] is None and r["by_source"] == []
+    assert "<html" in render_report(r, language="fr")
+
+
+def _order(launch_id: int, i: int, currency: str = "EUR", **extra) -> dict:
+    at = OPEN + (i + 1) * (CLOSE - OPEN) / 10
+    return {"launch_id": launch_id, "email": f"o{i}@example.com", "currency": currency,
+            "total_cents": 10000, "paid_cents": 10000, "refunded_cents": 0, "status": "paid",
+            "plan_instalments": 1, "created_at": at, "paid_at": at, "updated_at": at, **extra}
+
+
+def test_launch_with_only_refunds(session) -> None:
+    launch_id = make_launch(session, "refunded")
+    session.execute(sa.insert(Order), [
+        _order(launch_id, i, refunded_cents=10000, status="refunded", fee_cents=300,
+               refunded_at=OPEN + (i + 2) * (CLOSE - OPEN) / 10) for i in range(3)
+    ])
+    r = analyze_launch(session, "refunded")
+    assert r["buyers"] == 3 and r["audience_size"] == 0 and r["conversion_rate"] == 0.0
+    assert r["gross_revenue_cents"] == 30000 and r["refunded_cents"] == 30000
+    assert r["net_revenue_cents"] == -900  # fees are not given back
+    assert r["refund_rate"] == 1.0 and r["refunds"]["inside_guarantee"] == 3
+    assert r["refunds"]["reasons"] == []
+    assert r["refunds"]["days"] == [pytest.approx(16.8 / 24)] * 3
+    assert "<svg" in render_report(r, language="en")
+
+
+def test_mixed_currencies_are_refused_unless_picked(session) -> None:
+    launch_id = make_launch(session, "mixed")
+    session.execute(sa.insert(Order), [
+        _order(launch_id, 0, "EUR"), _order(launch_id, 1, "USD", total_cents=20000,
+                                            paid_cents=20000), _order(launch_id, 2, "EUR"),
+    ])
+    with pytest.raises(InputError) as caught:
+        analyze_launch(session, "mixed")
+    assert str(caught.value) == "Launch mixed has orders in EUR and USD; pick one with --currency"
+    usd = analyze_launch(session, "mixed", currency="usd")
+    assert (usd["currency"], usd["orders"], usd["gross_revenue_cents"]) == ("USD", 1, 20000)
+    eur = analyze_launch(session, "mixed", currency="EUR")
+    assert (eur["orders"], eur["gross_revenue_cents"]) == (2, 20000)
+
+
+def test_unknown_launch(session) -> None:
+    with pytest.raises(NotFound):
+        analyze_launch(session, "nope")
+
+
+def test_compare_fits_a_line(session) -> None:
+    build_small_launch(session)
+    session.flush()
+    result = compare_launches(session)
+    slugs = [row["launch"] for row in result["launches"]]
+    assert slugs == ["spring", "other"]  # oldest first
+    spring = result["launches"][0]
+    assert (spring["audience_size"], spring["buyers"], spring["net_revenue_cents"]) == (200, 8, 281650)
+    other = result["launches"][1]
+    # "other" opens 60 days later: the 200 + the 5 late joiners + 211 (suppression predates) ...
+    assert other["audience_size"] > 0
+    fit = result["fit"]
+    x = [spring["audience_size"], other["audience_size"]]
+    y = [spring["conversion_rate"], other["conversion_rate"]]
+    slope = (y[1] - y[0]) / (x[1] - x[0])
+    assert fit["slope"] == pytest.approx(slope)
+    assert fit["intercept"] == pytest.approx(y[0] - slope * x[0])
+    assert fit_line([100], [0.01]) is None
+
+
+def test_forecast_from_past_launches_is_seeded(session) -> None:
+    build_small_launch(session)
+    session.flush()
+    first = forecast_launch(session, audience=12000, from_launches=["spring"], seed=7,
+                            simulations=5000)
+    again = forecast_launch(session, audience=12000, from_launches=["spring"], seed=7,
+                            simulations=5000)
+    assert first == again
+    assert first["method"] == "monte-carlo" and first["based_on"] == ["spring"]
+    assert first["assumptions"]["price_cents"] == 51175  # past average order
+    for key in ("buyers", "net_revenue_cents", "conversion_rate"):
+        band = first[key]
+        assert band["p10"] <= band["mean"] <= band["p90"]
+    # 8/200 past conversion -> about 4-5% of 12,000 (Beta(9, 193) mean 4.5%)
+    assert 400 < first["buyers"]["mean"] < 700
+    assert first["net_revenue_cents"]["mean"] < first["buyers"]["mean"] * 51175
+
+
+def test_forecast_without_past_uses_benchmark(session) -> None:
+    result = forecast_launch(session, audience=10000, price_cents=49700, seed=1, simulations=4000)
+    assert result["method"] == "monte-carlo-benchmark" and result["based_on"] == []
+    assert 0.005 <= result["conversion_rate"]["p10"] <= result["conversion_rate"]["p90"] <= 0.02
+    assert 50 <= result["buyers"]["p10"] < result["buyers"]["mean"] < result["buyers"]["p90"] <= 200
+    with pytest.raises(InputError, match="--price is required"):
+        forecast_launch(session, audience=10000)
+    with pytest.raises(InputError, match="--audience"):
+        forecast_launch(session, audience=0, price_cents=100)
+
+
+STRIPE_HEADER = (
+    "id,Description,Seller Message,Created date (UTC),Amount,Amount Refunded,Currency,Captured,"
+    "Converted Amount,Converted Amount Refunded,Fee,Tax,Converted Currency,Status,"
+    "Customer ID,Customer Description,Customer Email\n"
+)
+
+
+def _export(tmp_path: Path, rows: list[str], name: str = "unified_payments.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(STRIPE_HEADER + "".join(row + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+ROWS = [
+    "ch_1,Cours photo,Payment complete.,2026-12-01 10:15:00,497.00,0.00,eur,true,497.00,0.00,"
+    "7.21,0.00,eur,Paid,cus_1,Ann,S1@Example.com ",
+    "ch_2,Cours photo,Payment complete.,2026-12-02 11:00:00,\"1,497.00\",1497.00,eur,true,"
+    "1497.00,1497.00,21.21,0.00,eur,Refunded,cus_2,Bob,stranger@example.org",
+    "ch_3,Cours photo,Declined,2026-12-02 12:00:00,497.00,0.00,eur,false,0.00,0.00,0.00,0.00,"
+    "eur,Failed,cus_3,Cy,s2@example.com",
+    "ch_4,Cours photo,Payment complete.,2026-12-03 08:00:00,497.00,100.00,eur,true,540.00,"
+    "108.70,8.10,0.00,usd,Paid,cus_4,Di,s2@example.com",
+]
+
+
+def test_import_payments_matches_and_reports_unmatched(session, tmp_path: Path) -> None:
+    build_small_launch(session)
+    path = _export(tmp_path, ROWS)
+    result = import_payments(session, path, launch="other", now=NOW)
+    assert result == {
+        "launch": "other", "file": "unified_payments.csv", "rows": 4, "imported": 3,
+        "created": 3, "updated": 0, "unchanged": 0, "skipped_failed": 1, "matched": 2,
+        "unmatched_count": 1, "unmatched": ["stranger@example.org"],
+    }
+    orders = {o.external_id: o for o in session.scalars(
+        sa.select(Order).where(Order.external_id.is_not(None)))}
+    assert orders["ch_1"].subscriber_id == 1 and orders["ch_1"].email == "s1@example.com"
+    assert (orders["ch_1"].paid_cents, orders["ch_1"].fee_cents) == (49700, 721)
+    assert orders["ch_2"].subscriber_id is None and orders["ch_2"].email == "stranger@example.org"
+    assert (orders["ch_2"].total_cents, orders["ch_2"].refunded_cents) == (149700, 149700)
+    assert orders["ch_2"].status == "refunded"
+    assert orders["ch_4"].fee_cents is None  # fee reported in USD for a EUR charge
+    assert (orders["ch_4"].refunded_cents, orders["ch_4"].status) == (10000, "paid")
+    # re-import: idempotent; a newer export with a refund updates the order
+    again = import_payments(session, path, launch="other", now=NOW)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 3)
+    newer = _export(tmp_path, [ROWS[0].replace("497.00,0.00,eur,true", "497.00,497.00,eur,true")],
+                    "newer.csv")
+    third = import_payments(session, newer, launch="other", now=NOW)
+    assert (third["created"], third["updated"]) == (0, 1)
+    assert orders["ch_1"].refunded_cents == 49700 and orders["ch_1"].status == "refunded"
+    analyzed = analyze_launch(session, "other")
+    assert analyzed["orders"] == 4  # the three imports + one order inserted by the fixture
+
+
+def test_import_payments_bad_rows_name_row_and_field(session, tmp_path: Path) -> None:
+    make_launch(session, "spring")
+    bad_amount = _export(tmp_path, [ROWS[0].replace("497.00,0.00,eur", "49.7.00,0.00,eur")])
+    with pytest.raises(InputError, match=r"unified_payments.csv, row 2, field Amount: "):
+        import_payments(session, bad_amount, launch="spring", now=NOW)
+    (tmp_path / "x.csv").write_text("id,Amount\nch_1,5.00\n", encoding="utf-8")
+    with pytest.raises(InputError, match="missing column"):
+        import_payments(session, tmp_path / "x.csv", launch="spring", now=NOW)
+    assert session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
+
+
+def test_minor_units_are_exact() -> None:
+    assert to_minor_units("0.29", "EUR", where="x") == 29  # float would give 28.999...
+    assert to_minor_units("1,234.56", "USD", where="x") == 123456
+    assert to_minor_units("500", "JPY", where="x") == 500
+    assert to_minor_units("1.234", "KWD", where="x") == 1234
+    with pytest.raises(InputError, match="more decimals"):
+        to_minor_units("1.005", "EUR", where="x")

@@ -1,0 +1,570 @@
+"""mailer.py: MIME building parsed back header by header, messengers against a real SMTP sink."""
+
+from __future__ import annotations
+
+import email
+import re
+import smtplib
+import traceback
+from datetime import UTC, datetime, timedelta, timezone
+from email import policy
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from launchkit.config import Settings, settings_for_test
+from launchkit.errors import ConfigError, DeliveryError, InputError
+from launchkit.mailer import (
+    FileMessenger,
+    OutgoingMessage,
+    PermanentFailure,
+    SMTPMessenger,
+    TemporaryFailure,
+    build_message,
+    make_message_id,
+    mask_url,
+    messenger_from_settings,
+    outbox_path,
+    parse_smtp_url,
+    send_transactional,
+)
+from launchkit.render import make_environment, sample_context
+from tests.fixtures.smtp import SINK_PASSWORD, SmtpSink, free_port
+
+DATE = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+UNSUB = "https://atelier.example/u/InRva2VuIg.abc-_123"
+FORBIDDEN = ["\r", "\n", "\x00", "\u2028", "\u2029", "\x85"]
+
+
+def outgoing(**overrides: Any) -> OutgoingMessage:
+    values: dict[str, Any] = {
+        "to_email": "zoe@example.com",
+        "to_name": "Zoë 🚀 Dupont",
+        "from_email": "hello@atelier.example",
+        "from_name": "Atelier Élodie",
+        "subject": "Les portes sont ouvertes : café ☕ et 🎉",
+        "html": '<p>Bonjour Zoë,</p>\n<p><a href="https://atelier.example/c">Go</a></p>\n',
+        "text": "Bonjour Zoë,\n\nGo (https://atelier.example/c)\n",
+        "message_id": make_message_id("email", 12, 345, "atelier.example"),
+        "unsubscribe_url": UNSUB,
+        "unsubscribe_mailto": "mailto:hello@atelier.example?subject=unsubscribe",
+        "headers": {"X-Launchkit-Send": "12:345"},
+    }
+    values.update(overrides)
+    return OutgoingMessage(**values)
+
+
+def parse(raw: bytes) -> Any:
+    return email.message_from_bytes(raw, policy=policy.default)
+
+
+def part_text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(part.get_content_charset() or "ascii").replace("\r\n", "\n")
+
+
+def assert_headers(raw: bytes, msg: OutgoingMessage) -> None:
+    """Check every header and both parts of a received or built message."""
+    legacy = email.message_from_bytes(raw)
+    for name in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version"):
+        assert len(legacy.get_all(name, [])) == 1, name
+    assert legacy.get_all("Bcc") is None and legacy.get_all("Cc") is None
+    parsed = parse(raw)
+    sender, recipient = parsed["From"].addresses[0], parsed["To"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == (msg.from_name, msg.from_email)
+    assert (recipient.display_name, recipient.addr_spec) == (msg.to_name, msg.to_email)
+    assert str(parsed["Subject"]) == msg.subject
+    assert parsed["Message-ID"] == msg.message_id
+    assert parsed["MIME-Version"] == "1.0"
+    assert parsed["Date"].datetime == DATE
+    assert parsed.get_content_type() == "multipart/alternative"
+    plain, html = legacy.get_payload()
+    assert plain.get_content_type() == "text/plain" and plain.get_content_charset() == "utf-8"
+    assert html.get_content_type() == "text/html" and html.get_content_charset() == "utf-8"
+    assert part_text(plain) == msg.text
+    assert part_text(html) == msg.html
+    assert not parsed.defects and not plain.defects and not html.defects
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+def test_build_message_parses_back_header_by_header() -> None:
+    msg = outgoing()
+    raw = build_message(msg, date=DATE)
+    assert_headers(raw, msg)
+    parsed = parse(raw)
+    assert parsed["List-Unsubscribe"] == (
+        f"<{UNSUB}>, <mailto:hello@atelier.example?subject=unsubscribe>"
+    )
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parsed["Precedence"] == "bulk"
+    assert parsed["X-Launchkit-Send"] == "12:345"
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78
+    assert raw.isascii()
+
+
+def test_non_ascii_headers_use_rfc2047() -> None:
+    raw = build_message(outgoing(), date=DATE)
+    head = raw.split(b"\r\n\r\n")[0].decode("ascii")
+    assert "From: =?utf-8?b?" in head and "To: =?utf-8?b?" in head
+    assert "Subject: =?utf-8?b?" in head
+    assert "é" not in head
+
+
+def test_transactional_message_has_no_bulk_or_list_headers() -> None:
+    msg = outgoing(bulk=False, unsubscribe_url=None, unsubscribe_mailto=None, headers={})
+    parsed = parse(build_message(msg, date=DATE))
+    for name in ("Precedence", "List-Unsubscribe", "List-Unsubscribe-Post"):
+        assert parsed[name] is None
+
+
+def test_ascii_names_are_quoted_when_needed() -> None:
+    msg = outgoing(to_name='Doe, John "JD" \\ (admin)', from_name="Plain Name")
+    raw = build_message(msg, date=DATE)
+    assert b"From: Plain Name <hello@atelier.example>" in raw
+    assert parse(raw)["To"].addresses[0].display_name == 'Doe, John "JD" \\ (admin)'
+
+
+def test_idn_domain_and_date_offset() -> None:
+    paris = timezone(timedelta(hours=1))
+    msg = outgoing(to_email="anne@café.example")
+    raw = build_message(msg, date=DATE.astimezone(paris))
+    parsed = parse(raw)
+    assert parsed["To"].addresses[0].domain == "xn--caf-dma.example"
+    assert parsed["Date"].datetime == DATE
+    assert "+0100" in str(parsed["Date"])
+
+
+@pytest.mark.parametrize("char", FORBIDDEN)
+@pytest.mark.parametrize(
+    "field", ["to_name", "from_name", "subject", "to_email", "from_email", "unsubscribe_url"]
+)
+def test_header_injection_is_refused(field: str, char: str) -> None:
+    value = getattr(outgoing(), field) + f"{char}Bcc: victim@example.com"
+    with pytest.raises(InputError, match="line break or control character"):
+        build_message(outgoing(**{field: value}), date=DATE)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Ok": "a\r\nBcc: victim@example.com"},
+        {"X-Bad\r\nBcc": "victim@example.com"},
+        {"Bcc": "victim@example.com"},
+        {"X Space": "x"},
+        {"Subject": "second subject"},
+    ],
+)
+def test_extra_headers_cannot_inject(headers: dict[str, str]) -> None:
+    with pytest.raises(InputError):
+        build_message(outgoing(headers=headers), date=DATE)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["no-at-sign", "a@b@c", "Eve <eve@example.com>", "eve@example.com, bob@example.com", "é@x.fr"],
+)
+def test_bad_addresses_are_refused(address: str) -> None:
+    with pytest.raises(InputError, match="is not a valid email address"):
+        build_message(outgoing(to_email=address), date=DATE)
+
+
+def test_naive_date_and_bad_message_id_are_refused() -> None:
+    with pytest.raises(InputError, match="timezone-aware"):
+        build_message(outgoing(), date=datetime(2026, 1, 1))  # noqa: DTZ001
+    with pytest.raises(InputError, match="must look like <id@domain>"):
+        build_message(outgoing(message_id="no-brackets@x"), date=DATE)
+
+
+HEADER_CHARS = st.one_of(
+    st.sampled_from([*FORBIDDEN, "\t", " ", '"', "\\", "<", ">", ",", "@", ":", ";", "(", ")"]),
+    st.sampled_from(["=?utf-8?b?QQ==?=", "=?", "?=", "Bcc: x@y.z", "é", "🚀", "\u200b", "\x7f"]),
+    st.characters(codec="utf-8"),
+)
+HEADER_TEXT = st.lists(HEADER_CHARS, max_size=40).map("".join)
+
+
+@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=HEADER_TEXT, subject=HEADER_TEXT)
+def test_fuzzed_names_and_subjects_are_refused_or_exact(name: str, subject: str) -> None:
+    msg = outgoing(to_name=name, from_name=name, subject=subject)
+    try:
+        raw = build_message(msg, date=DATE)
+    except InputError:
+        assert re.search(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]", name + subject)
+        return
+    legacy = email.message_from_bytes(raw)
+    for header in ("From", "To", "Subject"):
+        assert len(legacy.get_all(header, [])) == 1
+    assert legacy.get_all("Bcc") is None and legacy.get_all("Cc") is None
+    parsed = parse(raw)
+    assert str(parsed["Subject"]) == " ".join(subject.split())
+    for header in ("From", "To"):
+        addresses = parsed[header].addresses
+        assert len(addresses) == 1
+        assert addresses[0].display_name == " ".join(name.split())
+    assert parsed["To"].addresses[0].addr_spec == "zoe@example.com"
+
+
+BODY_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(["\n", "\r\n", "\r", ".", "\n.\n", "From ", "--=_lk", " \n", "\t\n", "="]),
+        st.characters(codec="utf-8"),
+        st.just("x" * 100),
+    ),
+    max_size=60,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=BODY_TEXT, html=BODY_TEXT)
+def test_fuzzed_bodies_round_trip(text: str, html: str) -> None:
+    raw = build_message(outgoing(text=text, html=html), date=DATE)
+    plain_part, html_part = email.message_from_bytes(raw).get_payload()
+
+    def normal(value: str) -> str:
+        return value.replace("\r\n", "\n").replace("\r", "\n")
+
+    assert part_text(plain_part) == normal(text)
+    assert part_text(html_part) == normal(html)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78
+    assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b"")
+
+
+def test_message_ids_are_deterministic_and_unique() -> None:
+    first = make_message_id("email", 12, 345, "atelier.example")
+    assert first == make_message_id("email", 12, 345, "atelier.example")
+    assert re.fullmatch(r"<lk\.email-12\.sub-345\.[0-9a-f]{20}@atelier\.example>", first)
+    ids = {
+        make_message_id(kind, key, sub, "atelier.example")
+        for kind in ("email", "test")
+        for key in range(10)
+        for sub in range(5_000)
+    }
+    assert len(ids) == 100_000
+    assert make_message_id("tx-receipt", "receipt:7:0", 3, "Café.example").endswith(
+        "@xn--caf-dma.example>"
+    )
+    odd = make_message_id("a b", "x<y>@z\r\n", "1 2", "atelier.example")
+    assert re.fullmatch(r"<[\x21-\x3b\x3d\x3f-\x7e]+@atelier\.example>", odd)
+    assert odd != make_message_id("a b", "x<y>@z", "1 2", "atelier.example")
+
+
+# --- file backend --------------------------------------------------------------------------
+
+
+def test_file_messenger_writes_parseable_eml_atomically(tmp_path: Path) -> None:
+    messenger = FileMessenger(tmp_path / "outbox")
+    msg = outgoing()
+    raw = build_message(msg, date=DATE)
+    messenger.push(msg, raw)
+    messenger.push(msg, raw)  # the same Message-ID lands in the same file
+    files = list((tmp_path / "outbox").iterdir())
+    assert files == [outbox_path(tmp_path / "outbox", msg.message_id)]
+    assert files[0].read_bytes() == raw
+    assert_headers(files[0].read_bytes(), msg)
+    other = outgoing(message_id=make_message_id("email", 12, 346, "atelier.example"))
+    messenger.push(other, build_message(other, date=DATE))
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+    assert not list((tmp_path / "outbox").glob(".*"))  # no temp files left
+    messenger.flush()
+    messenger.close()
+
+
+def test_outbox_names_are_safe(tmp_path: Path) -> None:
+    path = outbox_path(tmp_path, "<../../etc/passwd@x>")
+    assert path.parent == tmp_path and "/" not in path.name and not path.name.startswith(".")
+
+
+# --- SMTP backend --------------------------------------------------------------------------
+
+
+def test_smtp_delivers_many_messages_on_one_connection(smtp_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(smtp_sink.url)
+    sent = []
+    for sub in range(30):
+        msg = outgoing(
+            to_email=f"user{sub}@example.com",
+            message_id=make_message_id("email", 12, sub, "atelier.example"),
+        )
+        messenger.push(msg, build_message(msg, date=DATE))
+        sent.append(msg)
+    messenger.close()
+    received = smtp_sink.wait_for(30)
+    assert messenger.connections == 1 and smtp_sink.connections == 1
+    for msg, got in zip(sent, received, strict=True):
+        assert got.envelope_from == "hello@atelier.example"
+        assert got.rcpt_tos == [msg.to_email]
+        assert_headers(got.raw, msg)
+        parsed = parse(got.raw)
+        assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert parsed["Precedence"] == "bulk"
+        assert f"<{UNSUB}>" in parsed["List-Unsubscribe"]
+
+
+def test_smtp_dot_lines_survive_transparency(smtp_sink: SmtpSink) -> None:
+    msg = outgoing(text=".\n..\n. leading dot\n", html="<p>\n.\n</p>\n")
+    messenger = SMTPMessenger(smtp_sink.url)
+    messenger.push(msg, build_message(msg, date=DATE))
+    messenger.close()
+    assert_headers(smtp_sink.wait_for(1)[0].raw, msg)
+
+
+def test_smtp_reconnects_after_a_drop(smtp_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(smtp_sink.url)
+    msg = outgoing()
+    raw = build_message(msg, date=DATE)
+    messenger.push(msg, raw)
+    smtp_sink.drop_after_data(1)
+    with pytest.raises(TemporaryFailure, match="may have been delivered") as info:
+        messenger.push(msg, raw)
+    assert info.value.code is None
+    messenger.push(msg, raw)
+    assert smtp_sink.count == 2 and messenger.connections == 2
+
+
+def test_smtp_reconnects_silently_when_an_idle_connection_was_closed(
+    smtp_sink: SmtpSink,
+) -> None:
+    messenger = SMTPMessenger(smtp_sink.url)
+    msg = outgoing()
+    messenger.push(msg, build_message(msg, date=DATE))
+    smtp_sink.disconnect_all()
+    messenger.push(msg, build_message(msg, date=DATE))  # nothing was sent yet: safe to retry
+    assert smtp_sink.count == 2 and messenger.connections == 2
+
+
+@pytest.mark.parametrize("code", [421, 451, 452])
+def test_smtp_4xx_is_a_temporary_failure(smtp_sink: SmtpSink, code: int) -> None:
+    messenger = SMTPMessenger(smtp_sink.url)
+    msg = outgoing()
+    raw = build_message(msg, date=DATE)
+    smtp_sink.fail_next(1, code)
+    with pytest.raises(TemporaryFailure) as info:
+        messenger.push(msg, raw)
+    assert info.value.code == code
+    assert f"answered {code} " in str(info.value) and "zoe@example.com" in str(info.value)
+    messenger.push(msg, raw)  # the server recovered
+    assert smtp_sink.count == 1
+
+
+def test_smtp_4xx_on_rcpt_is_temporary(smtp_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(smtp_sink.url)
+    smtp_sink.fail_next(1, 450, "4.2.1 Mailbox busy", stage="RCPT")
+    with pytest.raises(TemporaryFailure, match="450 4.2.1 Mailbox busy to RCPT TO"):
+        messenger.push(outgoing(), build_message(outgoing(), date=DATE))
+
+
+def test_smtp_550_on_rcpt_is_a_permanent_failure(smtp_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(smtp_sink.url)
+    smtp_sink.fail_rcpt["gone@example.com"] = (550, "5.1.1 No such user")
+    bad = outgoing(to_email="gone@example.com")
+    with pytest.raises(PermanentFailure) as info:
+        messenger.push(bad, build_message(bad, date=DATE))
+    assert info.value.code == 550 and info.value.recipient is True
+    good = outgoing()
+    messenger.push(good, build_message(good, date=DATE))  # same connection still usable
+    assert smtp_sink.count == 1 and messenger.connections == 1
+
+
+def test_smtp_content_rejection_is_not_the_address_fault(smtp_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(smtp_sink.url)
+    smtp_sink.fail_next(1, 554, "5.7.1 Message rejected as spam")
+    with pytest.raises(PermanentFailure) as info:
+        messenger.push(outgoing(), build_message(outgoing(), date=DATE))
+    assert info.value.code == 554 and info.value.recipient is False
+    smtp_sink.fail_next(1, 550, "5.2.2 Mailbox full")
+    with pytest.raises(PermanentFailure) as info:
+        messenger.push(outgoing(), build_message(outgoing(), date=DATE))
+    assert info.value.recipient is True
+
+
+def test_smtp_connection_refused_is_temporary() -> None:
+    messenger = SMTPMessenger(f"smtp://127.0.0.1:{free_port()}?timeout=2")
+    with pytest.raises(TemporaryFailure, match=r"^Cannot connect to smtp://127.0.0.1:"):
+        messenger.push(outgoing(), build_message(outgoing(), date=DATE))
+
+
+def test_smtp_starttls_and_auth(smtp_tls_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(smtp_tls_sink.url)
+    msg = outgoing()
+    messenger.push(msg, build_message(msg, date=DATE))
+    messenger.close()
+    received = smtp_tls_sink.wait_for(1)
+    assert_headers(received[0].raw, msg)
+    assert smtp_tls_sink.auth_attempts == 1
+
+
+def test_smtps_implicit_tls(smtps_sink: SmtpSink) -> None:
+    assert smtps_sink.url.startswith("smtps://")
+    messenger = SMTPMessenger(smtps_sink.url)
+    msg = outgoing()
+    messenger.push(msg, build_message(msg, date=DATE))
+    messenger.close()
+    assert smtps_sink.wait_for(1)[0]["Message-ID"] == msg.message_id
+
+
+def test_wrong_password_is_a_clear_error_without_the_password(smtp_tls_sink: SmtpSink) -> None:
+    url = smtp_tls_sink.url.replace("canary", "wrong-canary")
+    messenger = SMTPMessenger(url)
+    with pytest.raises(DeliveryError) as info:
+        messenger.push(outgoing(), build_message(outgoing(), date=DATE))
+    error = info.value
+    assert not isinstance(error, TemporaryFailure | PermanentFailure)
+    assert str(error).startswith("smtp://launchkit:***@127.0.0.1:")
+    assert "refused the login for user 'launchkit': 535" in str(error)
+    shown = "".join(traceback.format_exception(error)) + repr(messenger) + repr(messenger.config)
+    for secret in ("canary", "Smtp-Pw", "7f3a"):
+        assert secret not in shown
+    assert error.__cause__ is None and error.__suppress_context__
+
+
+def test_starttls_required_but_not_offered(smtp_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(smtp_sink.url + "?tls=starttls")
+    with pytest.raises(DeliveryError, match="does not offer STARTTLS"):
+        messenger.push(outgoing(), build_message(outgoing(), date=DATE))
+
+
+def test_untrusted_certificate_is_refused(smtp_tls_sink: SmtpSink) -> None:
+    url = re.sub(r"&cafile=[^&]*", "", smtp_tls_sink.url)
+    with pytest.raises(DeliveryError, match="TLS with smtp://launchkit:\\*\\*\\*@") as info:
+        SMTPMessenger(url).push(outgoing(), build_message(outgoing(), date=DATE))
+    assert "canary" not in str(info.value)
+
+
+# --- URLs and settings ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("smtp://user:s3cret@host:587?tls=starttls", "smtp://user:***@host:587?tls=starttls"),
+        ("smtp://user:p@ss:w/rd@host:587", "smtp://user:***@host:587"),
+        ("smtps://host:465", "smtps://host:465"),
+        ("smtp://u:%2Fx%40y@h?password=abc&tls=none", "smtp://u:***@h?password=***&tls=none"),
+        ("", ""),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_parse_smtp_url_defaults_and_decoding() -> None:
+    cfg = parse_smtp_url("smtp://me%40x.fr:p%40ss%3Aw@mail.example:587")
+    assert (cfg.host, cfg.port, cfg.tls, cfg.username, cfg.password) == (
+        "mail.example", 587, "starttls", "me@x.fr", "p@ss:w",
+    )  # fmt: skip
+    assert "p@ss" not in repr(cfg)
+    assert parse_smtp_url("smtps://mail.example").port == 465
+    assert parse_smtp_url("smtp://127.0.0.1").tls == "none"
+    assert parse_smtp_url("smtp://h:2525?tls=starttls&timeout=5").timeout == 5.0
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://host", "must look like smtp://"),
+        ("smtp://host:99999", "is not a valid URL"),
+        ("smtp://h?tls=maybe", "tls must be one of"),
+        ("smtp://user:canary@mail.example:25", "would send the password unencrypted"),
+        ("smtp://h?timeout=soon", "timeout must be a number"),
+    ],
+)
+def test_parse_smtp_url_errors_never_show_the_password(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_smtp_url(url)
+    assert "canary" not in str(info.value)
+
+
+def test_messenger_from_settings(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    file_backend = messenger_from_settings(settings_for_test(tmp_path))
+    assert isinstance(file_backend, FileMessenger) and file_backend.outbox == tmp_path / "outbox"
+    smtp_backend = messenger_from_settings(
+        settings_for_test(tmp_path, email_backend="smtp", smtp_url=smtp_sink.url)
+    )
+    assert isinstance(smtp_backend, SMTPMessenger) and smtp_backend.name == "smtp"
+    with pytest.raises(ConfigError, match="needs LAUNCHKIT_SMTP_URL"):
+        messenger_from_settings(settings_for_test(tmp_path, email_backend="smtp"))
+
+
+# --- transactional -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tx_settings(tmp_path: Path) -> Settings:
+    return settings_for_test(
+        tmp_path,
+        sender_name="Atelier Élodie",
+        sender_email="hello@atelier.example",
+        postal_address="12 rue des Lilas, 75011 Paris",
+        language="fr",
+    )
+
+
+def test_send_transactional_over_smtp(tx_settings: Settings, smtp_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(smtp_sink.url)
+    env = make_environment(tx_settings)
+    context = sample_context("fr")
+    message_id = send_transactional(
+        tx_settings, messenger, env, "confirm-optin",
+        to_email="camille@example.com", to_name="Camille", context=context,
+        subscriber_id=7, key="optin:7", now=DATE, unsubscribe_url=None,
+    )  # fmt: skip
+    received = smtp_sink.wait_for(1)[0]
+    parsed = parse(received.raw)
+    assert (
+        parsed["Message-ID"]
+        == message_id
+        == make_message_id("tx-confirm-optin", "optin:7", 7, "atelier.example")
+    )
+    assert parsed["Precedence"] is None and parsed["List-Unsubscribe"] is None
+    assert parsed["To"].addresses[0].display_name == "Camille"
+    assert parsed["From"].addresses[0].display_name == "Atelier Élodie"
+    assert context["confirm_url"] in parsed.get_body(("plain",)).get_content()
+    assert context["confirm_url"] in parsed.get_body(("html",)).get_content()
+
+
+def test_send_transactional_to_file_with_unsubscribe(tx_settings: Settings) -> None:
+    messenger = FileMessenger(tx_settings.outbox_dir)
+    env = make_environment(tx_settings)
+    message_id = send_transactional(
+        tx_settings, messenger, env, "receipt",
+        to_email="camille@example.com", to_name="", context=sample_context("fr"),
+        subscriber_id=7, key="receipt:1", now=DATE, unsubscribe_url=UNSUB,
+    )  # fmt: skip
+    parsed = parse(outbox_path(tx_settings.outbox_dir, message_id).read_bytes())
+    assert parsed["List-Unsubscribe"].startswith(f"<{UNSUB}>")
+    assert str(parsed["To"]) == "camille@example.com"
+    assert str(parsed["Subject"]).startswith("Bienvenue dans Atelier Aquarelle")
+
+
+def test_send_transactional_errors(tx_settings: Settings, tmp_path: Path) -> None:
+    env = make_environment(tx_settings)
+    messenger = FileMessenger(tmp_path / "out")
+    kwargs: dict[str, Any] = {
+        "to_email": "a@example.com", "to_name": "", "context": sample_context("fr"),
+        "subscriber_id": 1, "key": "k", "now": DATE, "unsubscribe_url": None,
+    }  # fmt: skip
+    with pytest.raises(InputError, match='"../secret" is not a transactional email name'):
+        send_transactional(tx_settings, messenger, env, "../secret", **kwargs)
+    with pytest.raises(InputError, match='no email "transactional-fr/nope.md"'):
+        send_transactional(tx_settings, messenger, env, "nope", **kwargs)
+    no_sender = settings_for_test(tmp_path)
+    with pytest.raises(ConfigError, match=r"Set \[sender\] email"):
+        send_transactional(no_sender, messenger, env, "receipt", **kwargs)
+
+
+def test_smtplib_is_not_left_in_debug_mode(smtp_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(smtp_sink.url)
+    messenger.push(outgoing(), build_message(outgoing(), date=DATE))
+    assert isinstance(messenger._smtp, smtplib.SMTP) and messenger._smtp.debuglevel == 0
+    messenger.close()
+    assert messenger._smtp is None
+    assert SINK_PASSWORD not in repr(messenger)

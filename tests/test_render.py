@@ -1,0 +1,514 @@
+"""render.py: front matter, the hardened sandbox, Markdown, plain text, lint, the starter kit."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from launchkit.config import Settings, settings_for_test
+from launchkit.errors import InputError
+from launchkit.render import (
+    EmailSource,
+    RenderedEmail,
+    check_header_value,
+    html_to_text,
+    lint_email,
+    make_environment,
+    markdown_to_html,
+    parse_email_file,
+    render_email,
+    sample_context,
+)
+from launchkit.resources import starter_dir
+
+UNSUB = "https://example.com/u/tok-123"
+
+
+@pytest.fixture
+def ws_settings(tmp_path: Path) -> Settings:
+    (tmp_path / "emails").mkdir()
+    return settings_for_test(
+        tmp_path,
+        sender_name="Atelier Élodie",
+        sender_email="hello@atelier.example",
+        postal_address="12 rue des Lilas\n75011 Paris",
+    )
+
+
+def write_email(settings: Settings, name: str, body: str, **front: str) -> Path:
+    """Write ``emails/<name>`` with a front matter (subject defaults to "Hello")."""
+    path = settings.emails_dir / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    front = {"subject": '"Hello {{ first_name }}"', **front}
+    header = "".join(f"{k}: {v}\n" for k, v in front.items())
+    path.write_text(f"---\n{header}---\n{body}", encoding="utf-8")
+    return path
+
+
+def render(settings: Settings, path: Path, **context: Any) -> RenderedEmail:
+    env = make_environment(settings)
+    values = {**sample_context("en"), **context}
+    return render_email(
+        env, parse_email_file(path), values, settings=settings, unsubscribe_url=UNSUB
+    )
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def test_parse_email_file_reads_front_matter_and_body(ws_settings: Settings) -> None:
+    path = write_email(
+        ws_settings,
+        "launch-fr/04-cart-open.md",
+        "Bonjour\n",
+        preheader='"Ça ouvre"',
+        send_at='"cart_open +0h"',
+        skip_if='"tag:buyer"',
+        local="true",
+    )
+    source = parse_email_file(path)
+    assert source.step == "04-cart-open"
+    assert source.subject == "Hello {{ first_name }}"
+    assert source.preheader == "Ça ouvre"
+    assert source.body == "Bonjour\n"
+    assert source.is_markdown
+    assert source.meta["send_at"] == "cart_open +0h"
+    assert source.meta["local"] is True
+    assert source.meta["skip_if"] == "tag:buyer"
+    assert source.body_line == 8
+    assert source.display_name == "launch-fr/04-cart-open.md"
+
+
+def test_parse_email_file_names_file_and_line_on_bad_yaml(ws_settings: Settings) -> None:
+    path = ws_settings.emails_dir / "seq" / "01-a.md"
+    path.parent.mkdir()
+    path.write_text('---\nsubject: "ok"\npreheader: [unclosed\n---\nbody\n')
+    with pytest.raises(InputError, match=r'^Email "seq/01-a.md" line \d: invalid front matter'):
+        parse_email_file(path)
+
+
+BAD = 'Email "seq/01-a.md"'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("---\npreheader: x\n---\nbody", f'{BAD} line 1: the front matter has no "subject".'),
+        ('---\nsubject: ""\n---\nbody', f'{BAD} line 1: the front matter has no "subject".'),
+        ("subject: x\nbody", f'{BAD} line 1: expected front matter starting with "---".'),
+        ("---\nsubject: x\nbody", f'{BAD}: the front matter is not closed by a "---" line.'),
+        ("---\n- a\n---\nbody", f'{BAD} line 2: the front matter must be "key: value" lines.'),
+    ],
+)
+def test_parse_email_file_refuses_bad_files(ws_settings: Settings, text: str, message: str) -> None:
+    path = ws_settings.emails_dir / "seq" / "01-a.md"
+    path.parent.mkdir()
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        parse_email_file(path)
+    assert str(info.value) == message
+
+
+# --- header values -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("char", ["\r", "\n", "\x00", "\u2028", "\u2029", "\x85", "\x0b", "\x1e"])
+def test_check_header_value_refuses_line_breaks(char: str) -> None:
+    with pytest.raises(InputError, match=r"^Subject contains a line break or control character"):
+        check_header_value(f"Hello{char}Bcc: victim@example.com", "Subject")
+
+
+def test_check_header_value_keeps_ordinary_text() -> None:
+    value = "Café ☕, 50 % off — «today»\tonly"
+    assert check_header_value(value, "Subject") == value
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def test_render_markdown_email_has_layout_button_footer_and_text(ws_settings: Settings) -> None:
+    path = write_email(
+        ws_settings,
+        "launch-en/04-open.md",
+        "Hi {{ first_name }},\n\n**Doors are open.** Read [the FAQ]({{ checkout_url }}/faq).\n\n"
+        "[Join {{ product }}]({{ checkout_url }})\n\n- one\n- two\n",
+        preheader='"Until {{ cart_close }}"',
+    )
+    rendered = render(ws_settings, path)
+    assert rendered.subject == "Hello Camille"
+    assert rendered.preheader == "Until Friday, December 5 at 11:59 PM"
+    html = rendered.html
+    assert '<html lang="en"' in html
+    assert re.search(r'<a class="button" href="https://example.com/checkout/atelier"', html)
+    assert re.search(r'<a href="https://example.com/checkout/atelier/faq"', html)
+    assert f'href="{UNSUB}"' in html
+    assert "Atelier Élodie" in html and "75011 Paris" in html
+    assert "style=" in html  # CSS inlined
+    assert "<strong" in html and "<li" in html
+    text = rendered.text
+    assert text.startswith("Hi Camille,\n\nDoors are open. Read the FAQ (https://example.com/")
+    assert "Join Watercolour Workshop (https://example.com/checkout/atelier)" in text
+    assert "- one\n- two" in text
+    assert f"Unsubscribe: {UNSUB}" in text
+    assert "12 rue des Lilas\n75011 Paris" in text
+    assert lint_email(rendered, parse_email_file(path), postal_address="12 rue des Lilas") == []
+
+
+def test_language_comes_from_the_folder_or_the_argument(ws_settings: Settings) -> None:
+    path = write_email(ws_settings, "launch-fr/01.md", "Salut\n")
+    assert "Se désabonner" in render(ws_settings, path).html
+    env = make_environment(ws_settings)
+    rendered = render_email(
+        env,
+        parse_email_file(path),
+        sample_context(),
+        settings=ws_settings,
+        unsubscribe_url=UNSUB,
+        language="en",
+    )
+    assert "Unsubscribe" in rendered.html and '<html lang="en"' in rendered.html
+
+
+def test_txt_sibling_is_used_for_the_plain_part(ws_settings: Settings) -> None:
+    path = write_email(ws_settings, "seq/01-a.md", "HTML version {{ first_name }}\n")
+    path.with_suffix(".txt").write_text("Plain & simple, {{ first_name }} <3\n")
+    rendered = render(ws_settings, path, first_name="Zoé <b>")
+    assert rendered.text.startswith("Plain & simple, Zoé <b> <3\n")
+    assert "HTML version Zoé &lt;b&gt;" in rendered.html
+
+
+def test_html_email_is_autoescaped(ws_settings: Settings) -> None:
+    path = write_email(
+        ws_settings,
+        "seq/01-a.html",
+        '<p>Hi {{ first_name }}</p><p><a href="{{ checkout_url }}">Go</a></p>\n',
+    )
+    rendered = render(ws_settings, path, first_name="<img src=x onerror=alert(1)>")
+    assert "<img src=x" not in rendered.html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in rendered.html
+    assert "Go (https://example.com/checkout/atelier)" in rendered.text
+
+
+def test_workspace_layout_overrides_the_starter_and_default_prefix_reaches_it(
+    ws_settings: Settings,
+) -> None:
+    (ws_settings.emails_dir / "base.html").write_text(
+        '{% extends "default/base.html" %}'
+        "{% block header %}<tr><td>MY BRAND</td></tr>{% endblock %}"
+    )
+    path = write_email(ws_settings, "seq/01-a.md", "Hello\n")
+    html = render(ws_settings, path).html
+    assert "MY BRAND" in html and f'href="{UNSUB}"' in html
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "<script>alert(1)</script>",
+        "<img src=x onerror=alert(1)>",
+        '"><script>alert(1)</script>',
+        "[click me](https://evil.example)",
+        "![x](https://evil.example/p.png)",
+        "<https://evil.example>",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "**bold** _it_ `code`",
+        "\\<script>alert(1)\\</script>",
+    ],
+)
+def test_subscriber_data_cannot_inject_html_or_markdown(ws_settings: Settings, name: str) -> None:
+    path = write_email(
+        ws_settings,
+        "seq/01-a.md",
+        "Bonjour {{ first_name }},\n\n{{ first_name }}\n\n[Go]({{ checkout_url }})\n",
+    )
+    rendered = render(ws_settings, path, first_name=name)
+    html = rendered.html.lower()
+    assert "<script" not in html
+    assert "<img" not in html
+    assert "evil.example" not in re.sub(r">[^<]*<", "><", html)  # never inside a tag
+    assert "<strong" not in html and "<em" not in html and "<code" not in html
+    assert name in rendered.text  # the plain part shows the name as typed
+
+
+def test_line_breaks_from_data_are_folded_into_one_subject_line(ws_settings: Settings) -> None:
+    path = write_email(ws_settings, "seq/01-a.md", "Hi\n")
+    rendered = render(ws_settings, path, first_name="Eve\r\nBcc: victim@example.com\u2028X")
+    assert rendered.subject == "Hello Eve Bcc: victim@example.com X"
+
+
+def test_control_characters_from_data_in_subject_are_refused(ws_settings: Settings) -> None:
+    path = write_email(ws_settings, "seq/01-a.md", "Hi\n")
+    with pytest.raises(InputError, match=r'^Email "seq/01-a.md" subject contains a line break'):
+        render(ws_settings, path, first_name="Eve\x00")
+
+
+def test_undefined_variable_is_an_error_naming_file_and_line(ws_settings: Settings) -> None:
+    path = write_email(ws_settings, "launch-fr/04-cart-open.md", "Bonjour\n\n{{ foo }}\n")
+    with pytest.raises(InputError) as info:
+        render(ws_settings, path)
+    assert (
+        str(info.value) == 'Email "launch-fr/04-cart-open.md": undefined variable "foo" (line 6).'
+    )
+
+
+def test_undefined_variable_in_subject_and_attribute(ws_settings: Settings) -> None:
+    path = write_email(ws_settings, "seq/01-a.md", "Hi\n", subject='"Hi {{ nope }}"')
+    with pytest.raises(InputError) as info:
+        render(ws_settings, path)
+    assert str(info.value) == 'Email "seq/01-a.md": undefined variable "nope" (in the subject).'
+    path = write_email(ws_settings, "seq/02-b.md", "{{ plans.missing }}\n")
+    with pytest.raises(InputError, match=r"has no attribute 'missing' \(line 4\)"):
+        render(ws_settings, path)
+
+
+def test_undefined_default_filter_still_works(ws_settings: Settings) -> None:
+    path = write_email(ws_settings, "seq/01-a.md", 'Hi {{ first_name | default("there", true) }}\n')
+    assert render(ws_settings, path, first_name="").text.startswith("Hi there\n")
+
+
+def test_template_syntax_error_names_file_and_line(ws_settings: Settings) -> None:
+    path = write_email(ws_settings, "seq/01-a.md", "Hi\n\n{% if first_name %}\nno end\n")
+    with pytest.raises(
+        InputError, match=r'^Email "seq/01-a.md": template syntax error: .* \(line \d+\)\.$'
+    ):
+        render(ws_settings, path)
+
+
+def test_markdown_to_html_buttons_only_for_lone_links() -> None:
+    html = markdown_to_html("[Alone](https://a.example)\n\nText [inline](https://b.example) more\n")
+    assert '<a href="https://a.example" class="button">Alone</a>' in html
+    assert '<a href="https://b.example">inline</a>' in html
+    table = markdown_to_html("| a | b |\n|---|---|\n| 1 | 2 |\n")
+    assert "<table>" in table and "<td>1</td>" in table
+
+
+def test_html_to_text_layout() -> None:
+    html = (
+        "<h2>Title</h2><p>One <a href='https://x.example/a'>link</a> and "
+        "<a href='https://x.example/b'>https://x.example/b</a>.</p>"
+        "<ol><li>first</li><li>second</li></ol><blockquote><p>quoted</p></blockquote>"
+        "<p>line<br>break</p><style>p{}</style><img src='https://x.example/i.png' alt='Logo'>"
+    )
+    assert html_to_text(html) == (
+        "Title\n\nOne link (https://x.example/a) and https://x.example/b.\n\n"
+        "1. first\n2. second\n\n> quoted\n\nline\nbreak\n\n[Logo]\n"
+    )
+
+
+# --- the sandbox under attack --------------------------------------------------------------
+
+SSTI_PAYLOADS = [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ ().__class__.__bases__[0].__subclasses__() }}",
+    "{{ [].__class__.__base__.__subclasses__() }}",
+    "{{ first_name.__class__ }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ joiner.__init__.__globals__ }}",
+    "{{ namespace.__init__.__globals__ }}",
+    "{{ lipsum.__globals__ }}",
+    "{{ lipsum.__globals__['os'].popen('id').read() }}",
+    "{{ self.__init__.__globals__ }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ range.__globals__ }}",
+    "{{ ''|attr('__class__') }}",
+    "{{ ''|attr('\\x5f\\x5fclass\\x5f\\x5f') }}",
+    "{{ ''.__class__.__mro__[1]|attr('__subclasses__')() }}",
+    "{{ '{0.__class__}'|attr('format')('') }}",
+    "{{ '{0.__class__.__mro__}'.format('') }}",
+    "{{ '{0.__init__.__globals__}'.format(cycler) }}",
+    "{{ '{x.__class__}'.format_map({'x': ''}) }}",
+    "{{ request.application.__globals__ }}",
+    "{{ config.items() }}",
+    "{{ get_flashed_messages.__globals__ }}",
+    "{{ plans.append('x') }}",
+    "{{ plans.pop() }}",
+    "{% include '../../../../etc/passwd' %}",
+    "{% include '/etc/passwd' %}",
+    "{% extends '../.launchkit_secret' %}",
+    "{% import 'os' as os %}{{ os }}",
+    "{{ range(10**9)|list }}",
+    "{% for i in range(99999999) %}{% endfor %}",
+    "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+    "{% set s = 'x' * 100000 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}",
+    "{{ 'x' * 10**9 }}",
+    "{{ [0] * 10**9 }}",
+    "{{ 9**9**9 }}",
+    "{{ 9**(9**9) }}",
+    "{{ 2**(2**40) }}",
+    "{{ 10**1000000 }}",
+    "{{ '%999999999d'|format(1) }}",
+    "{{ '%.999999999f' % 1.0 }}",
+    "{{ '{:>999999999}'.format(1) }}",
+    "{{ '{:{w}}'.format(1, w=999999999) }}",
+    "{{ 'a'.center(999999999) }}",
+    "{{ 'a'.ljust(999999999) }}",
+    "{{ 'a'|center(999999999) }}",
+    "{{ 'ab'|indent(999999999) }}",
+    "{{ 'abc'|tojson(indent=999999999) }}",
+    "{{ ('x' * 100000).replace('x', 'y' * 100000) }}",
+    "{{ ('x' * 100000)|replace('x', 'y' * 100000) }}",
+    "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+    "{% endfor %}",
+    "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}"
+    "{% endfor %}",
+    "{% for i in range(10000) %}{{ 'x' * 100000 }}{% endfor %}",
+    "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "{{ ('y' * 100000).join(['x'] * 100000) }}",
+]
+LEAK_MARKERS = ("<class", "<module", "<function", "built-in", "uid=", "root:", "popen", "environ")
+
+
+@pytest.mark.parametrize("payload", SSTI_PAYLOADS)
+def test_template_injection_is_blocked_quickly(ws_settings: Settings, payload: str) -> None:
+    path = write_email(ws_settings, "seq/01-evil.md", f"Hi\n\n{payload}\n")
+    start = time.perf_counter()
+    try:
+        rendered = render(ws_settings, path)
+    except InputError as e:
+        assert str(e).startswith('Email "seq/01-evil.md": ')
+        outcome = "blocked"
+    else:
+        body = (rendered.html + rendered.text).lower()
+        assert not any(marker in body for marker in LEAK_MARKERS), payload
+        outcome = "harmless"
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, f"{payload} took {elapsed:.2f} s ({outcome})"
+
+
+def test_injection_payloads_are_counted() -> None:
+    assert len(SSTI_PAYLOADS) >= 30
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{{ ''.__class__ }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ 'x' * 10**9 }}",
+        "{{ range(10**9) }}",
+    ],
+)
+def test_injection_in_subject_is_blocked(ws_settings: Settings, payload: str) -> None:
+    path = write_email(ws_settings, "seq/01-evil.md", "Hi\n", subject=f'"{payload}"')
+    with pytest.raises(InputError, match=r"\(in the subject\)\.$"):
+        render(ws_settings, path)
+
+
+def test_data_is_never_compiled_as_a_template(ws_settings: Settings) -> None:
+    path = write_email(ws_settings, "seq/01-a.md", "Hi {{ first_name }}\n")
+    rendered = render(ws_settings, path, first_name="{{ 7*7 }}{% print 1 %}")
+    assert "{{ 7*7 }}{% print 1 %}" in rendered.text and "49" not in rendered.text
+
+
+def test_reasonable_loops_and_ranges_still_work(ws_settings: Settings) -> None:
+    path = write_email(
+        ws_settings,
+        "seq/01-a.md",
+        "{% for p in plans %}- {{ p }}\n{% endfor %}\n{{ range(10000)|sum }} {{ '-' * 40 }} "
+        "{{ '%05.1f'|format(3.14159) }} {{ '{:,}'.format(1234567) }} {{ 2**64 }}\n",
+    )
+    text = render(ws_settings, path, plans=["A", "B"]).text
+    assert "- A\n- B" in text
+    assert "49995000 " + "-" * 40 + " 003.1 1,234,567 18446744073709551616" in text
+
+
+# --- lint ----------------------------------------------------------------------------------
+
+
+def _source(tmp_path: Path) -> EmailSource:
+    return EmailSource(tmp_path / "s" / "01.md", "01", "x", "", "", True, {})
+
+
+def _rendered(html: str = "", subject: str = "Hi", text: str = f"x {UNSUB}") -> RenderedEmail:
+    html = html or f'<p>Hi</p><a href="{UNSUB}">Unsubscribe</a>'
+    return RenderedEmail(subject, "", html, text, UNSUB)
+
+
+def test_lint_passes_a_clean_email(tmp_path: Path) -> None:
+    assert lint_email(_rendered(), _source(tmp_path)) == []
+
+
+U = f'<a href="{UNSUB}">u</a>'
+NOT_ABSOLUTE = "is not absolute (use https://...)"
+PNG = "https://x.example/a.png"
+
+
+@pytest.mark.parametrize(
+    ("rendered", "problem"),
+    [
+        (_rendered(subject=""), "the subject is empty"),
+        (_rendered(subject="x" * 80), "the subject is 80 characters; keep it under 80"),
+        (_rendered(html=U + "x" * 110_000), "the email is 107 KB; Gmail clips emails over 102 KB"),
+        (_rendered(html=f'<a href="/relative">r</a>{U}'), f'the link "/relative" {NOT_ABSOLUTE}'),
+        (_rendered(html=f'<a href="">r</a>{U}'), f'the link "" {NOT_ABSOLUTE}'),
+        (
+            _rendered(html=f'<a href="javascript:x()">r</a>{U}'),
+            f'the link "javascript:x()" {NOT_ABSOLUTE}',
+        ),
+        (_rendered(html="<p>no footer</p>"), "the HTML part has no unsubscribe link"),
+        (_rendered(text="no link"), "the plain-text part has no unsubscribe link"),
+        (_rendered(html=f'<img src="{PNG}">{U}'), f'the image "{PNG}" has no alt text'),
+        (_rendered(html=f'<img src="{PNG}" alt=" ">{U}'), f'the image "{PNG}" has no alt text'),
+        (
+            _rendered(html=f'<img src="a.png" alt="A">{U}'),
+            'the image "a.png" is not an absolute https:// URL',
+        ),
+    ],
+)
+def test_lint_catches_each_problem(tmp_path: Path, rendered: RenderedEmail, problem: str) -> None:
+    assert problem in lint_email(rendered, _source(tmp_path))
+
+
+def test_lint_checks_the_postal_address(tmp_path: Path) -> None:
+    problems = lint_email(_rendered(), _source(tmp_path), postal_address="")
+    assert "no postal address is set (sender.postal_address in launchkit.toml)" in problems
+    problems = lint_email(_rendered(), _source(tmp_path), postal_address="1 Main St")
+    assert "the postal address is missing from the email" in problems
+
+
+def test_lint_long_preheader(tmp_path: Path) -> None:
+    rendered = RenderedEmail("Hi", "p" * 111, f'<a href="{UNSUB}">u</a>', UNSUB, UNSUB)
+    assert lint_email(rendered, _source(tmp_path)) == [
+        "the preheader is 111 characters; keep it under 110"
+    ]
+
+
+# --- the starter kit -----------------------------------------------------------------------
+
+STARTER = starter_dir("emails")
+STARTER_FILES = sorted(
+    p.relative_to(STARTER).as_posix()
+    for folder in ("launch-fr", "launch-en", "transactional-fr", "transactional-en")
+    for p in (STARTER / folder).glob("*.md")
+)
+
+
+def test_starter_kit_is_complete() -> None:
+    assert len([f for f in STARTER_FILES if f.startswith("launch-fr/")]) >= 10
+    assert len([f for f in STARTER_FILES if f.startswith("launch-en/")]) >= 10
+    for lang in ("fr", "en"):
+        for name in ("confirm-optin", "magnet-delivery", "receipt", "dunning"):
+            assert f"transactional-{lang}/{name}.md" in STARTER_FILES
+
+
+@pytest.mark.parametrize("name", STARTER_FILES)
+def test_starter_emails_render_and_lint_clean(ws_settings: Settings, name: str) -> None:
+    language = name.split("/")[0].rpartition("-")[2]
+    env = make_environment(ws_settings)
+    source = parse_email_file(STARTER / name)
+    context = sample_context(language)
+    rendered = render_email(
+        env, source, context, settings=ws_settings, unsubscribe_url=UNSUB, language=language
+    )
+    assert lint_email(rendered, source, postal_address=ws_settings.postal_address) == []
+    assert context["product"] in rendered.html + rendered.subject + rendered.text
+    assert "{{" not in rendered.html and "{%" not in rendered.text
+    assert f'lang="{language}"' in rendered.html
+    for url in re.findall(r'href="([^"]+)"', rendered.html):
+        assert url.startswith(("https://", "mailto:")), url
