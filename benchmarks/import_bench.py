@@ -154,7 +154,8 @@ def main() -> None:
     started = time.perf_counter()
     generate(csv_path, args.rows)
     size_mb = csv_path.stat().st_size / 1e6
-    print(f"generated {args.rows:,} rows ({size_mb:.0f} MB) in {time.perf_counter() - started:.1f} s")
+    elapsed = time.perf_counter() - started
+    print(f"generated {args.rows:,} rows ({size_mb:.0f} MB) in {elapsed:.1f} s")
     child = subprocess.run(
         [sys.executable, __file__, "--child", str(csv_path), str(work / "lk")],
         check=True, capture_output=True, text=True,

@@ -310,7 +310,7 @@ def signup(
     An active subscriber stays active; an unsubscribed or suppressed one keeps its status until
     it confirms this fresh signup. Returns the confirmation link to email.
     """
-    subscriber = _upsert_pending(session, settings, data, now)
+    subscriber = _upsert_pending(session, data, page_language(settings, magnet), now)
     wording = consent_wording(settings, magnet)
     consent = Consent(
         subscriber_id=subscriber.id,
@@ -337,7 +337,7 @@ def signup(
 
 
 def _upsert_pending(
-    session: Session, settings: Settings, data: SignupInput, now: datetime
+    session: Session, data: SignupInput, language: str, now: datetime
 ) -> Subscriber:
     subscriber = session.scalar(sa.select(Subscriber).where(Subscriber.email == data.email))
     if subscriber is None:
@@ -345,7 +345,7 @@ def _upsert_pending(
             email=data.email,
             first_name=data.first_name,
             status=SubscriberStatus.PENDING,
-            language=settings.language,
+            language=language,
             signed_up_at=now,
             created_at=now,
             updated_at=now,
@@ -475,17 +475,19 @@ class Download:
 
 def resolve_download(
     session: Session, settings: Settings, payload: Mapping[str, Any], *, ip: str | None,
-    now: datetime,
+    now: datetime, count: bool = True,
 ) -> Download:  # fmt: skip
-    """Count a download of a verified DOWNLOAD token and say what to serve."""
+    """Say what a verified DOWNLOAD token serves, and count the download (unless ``count`` is
+    False, e.g. for a HEAD request from a link scanner)."""
     subscriber, magnet = _token_objects(session, payload)
     path = magnet_file(settings, magnet)
     if path is None and not magnet.url:
         raise NotFound(f'The file of magnet "{magnet.slug}" is missing from the workspace.')
-    record_event(
-        session, EVENT_DOWNLOAD, now=now, magnet_id=magnet.id, subscriber_id=subscriber.id,
-        ip=_cap(ip, 64),
-    )  # fmt: skip
+    if count:
+        record_event(
+            session, EVENT_DOWNLOAD, now=now, magnet_id=magnet.id, subscriber_id=subscriber.id,
+            ip=_cap(ip, 64),
+        )  # fmt: skip
     return Download(magnet, subscriber, path, None if path else magnet.url)
 
 

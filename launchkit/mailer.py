@@ -40,6 +40,7 @@ from launchkit.resources import starter_dir
 
 _PLAIN_HEADER = re.compile(r"[\x21-\x7e]+( [\x21-\x7e]+)*")
 _ATOM_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")
+_ATOM_WORD = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+")
 _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 _ADDRESS = re.compile(r"[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+")
 _RESERVED_HEADERS = {
@@ -197,7 +198,7 @@ def encode_header_value(value: str) -> str:
         and "=?" not in value
         and value.isascii()
     ):
-        return value
+        return _fold(value.split(" "))
     if not value:
         return ""
     return "\r\n ".join(_encoded_words(value))
@@ -231,7 +232,39 @@ def format_address(name: str, address: str, what: str = "Address") -> str:
             return f"{name} <{address}>"
         quoted = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{quoted}" <{address}>'
-    return " ".join(_encoded_words(name)) + f" <{address}>"
+    return _encoded_phrase(name, f"<{address}>")
+
+
+def _encoded_phrase(name: str, address: str) -> str:
+    """A display name with plain words kept and each run of other words as encoded words.
+
+    Like the stdlib's folder, this keeps ordinary words readable and puts the spaces between
+    runs outside the encoded words, where they are significant (RFC 2047 section 6.2).
+    """
+    tokens: list[str] = []
+    run: list[str] = []
+    for word in name.split(" "):
+        if _ATOM_WORD.fullmatch(word) and "=?" not in word:
+            if run:
+                tokens += _encoded_words(" ".join(run))
+                run = []
+            tokens.append(word)
+        else:
+            run.append(word)
+    if run:
+        tokens += _encoded_words(" ".join(run))
+    return _fold([*tokens, address])
+
+
+def _fold(tokens: list[str], width: int = 70) -> str:
+    """Join with spaces, starting a continuation line instead when a line would pass ``width``."""
+    lines = [tokens[0]]
+    for token in tokens[1:]:
+        if len(lines[-1]) + 1 + len(token) > width:
+            lines.append(token)
+        else:
+            lines[-1] += " " + token
+    return "\r\n ".join(lines)
 
 
 def check_address(address: str, what: str = "Address") -> str:

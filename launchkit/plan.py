@@ -158,8 +158,9 @@ class _Reader:
             return None
         if isinstance(raw, datetime):
             raw = raw.isoformat()
-        return self.attempt(f"launch.{key}", parse_local_datetime, str(raw), self.settings.tz,
-                            what=key)
+        return self.attempt(
+            f"launch.{key}", parse_local_datetime, str(raw), self.settings.tz, what=key
+        )
 
     def file(self, raw: Any, location: str) -> Path | None:
         if raw is None:
@@ -217,8 +218,14 @@ def _audience(reader: _Reader, raw: Any) -> list[AudienceSource]:
     for loc, item in _items(reader, raw, "audience"):
         path = reader.file(reader.text(item, "file", loc), f"{loc}.file")
         if path is not None:
-            out.append(AudienceSource(path, str(item.get("format", "auto")), item.get("source"),
-                                      tuple(item.get("tags", ()))))
+            out.append(
+                AudienceSource(
+                    path,
+                    str(item.get("format", "auto")),
+                    item.get("source"),
+                    tuple(item.get("tags", ())),
+                )
+            )
     return out
 
 
@@ -230,8 +237,17 @@ def _magnets(reader: _Reader, raw: Any) -> list[MagnetSpec]:
         if not item.get("file") and not item.get("url"):
             reader.problem(loc, "needs a file or a url")
         if slug and title:
-            out.append(MagnetSpec(slug, title, file, item.get("url"), item.get("description", ""),
-                                  tuple(item.get("tags", ())), item.get("sequence") or None))
+            out.append(
+                MagnetSpec(
+                    slug,
+                    title,
+                    file,
+                    item.get("url"),
+                    item.get("description", ""),
+                    tuple(item.get("tags", ())),
+                    item.get("sequence") or None,
+                )
+            )
     return out
 
 
@@ -242,16 +258,30 @@ def _offers(reader: _Reader, raw: Any, launch: dict[str, Any]) -> list[OfferSpec
         slug = reader.text(item, "slug", loc)
         price = reader.text(item, "price", loc)
         cents = reader.attempt(f"{loc}.price", parse_amount, price, what="price") if price else None
-        plans = [reader.attempt(f"{loc}.plans[{i}]", parse_plan_spec, p, what="plan")
-                 for i, p in enumerate(item.get("plans", []))]
-        bump = (reader.attempt(f"{loc}.bump", parse_bump, item["bump"], what="bump")
-                if item.get("bump") else None)
+        plans = [
+            reader.attempt(f"{loc}.plans[{i}]", parse_plan_spec, p, what="plan")
+            for i, p in enumerate(item.get("plans", []))
+        ]
+        bump = (
+            reader.attempt(f"{loc}.bump", parse_bump, item["bump"], what="bump")
+            if item.get("bump")
+            else None
+        )
         days = item.get("guarantee_days", 30)
         if not isinstance(days, int) or days < 0:
             reader.problem(f"{loc}.guarantee_days", "must be a whole number of days >= 0")
         if slug and cents and None not in plans and isinstance(days, int):
-            out.append(OfferSpec(slug, cents, str(item.get("currency", currency)).upper(),
-                                 tuple(plans), days, bump, item.get("product") or launch.get("product")))
+            out.append(
+                OfferSpec(
+                    slug,
+                    cents,
+                    str(item.get("currency", currency)).upper(),
+                    tuple(plans),
+                    days,
+                    bump,
+                    item.get("product") or launch.get("product"),
+                )
+            )
     return out
 
 
@@ -269,10 +299,16 @@ def check_plan(plan: Plan, settings: Settings) -> list[Problem]:
     problems: list[Problem] = []
     where = plan.path.name
     if plan.cart_close <= plan.cart_open:
-        problems.append(Problem(f"{where}: launch.cart_close", "the cart must open before it closes"))
+        problems.append(
+            Problem(f"{where}: launch.cart_close", "the cart must open before it closes")
+        )
     if plan.prelaunch_start and plan.prelaunch_start > plan.cart_open:
-        problems.append(Problem(f"{where}: launch.prelaunch_start",
-                                "the pre-launch must start before the cart opens"))
+        problems.append(
+            Problem(
+                f"{where}: launch.prelaunch_start",
+                "the pre-launch must start before the cart opens",
+            )
+        )
     problems += _check_segments(plan, where)
     problems += _check_sequences(plan, settings, where)
     problems += _check_templates(plan, settings, where)
@@ -284,8 +320,11 @@ def _check_segments(plan: Plan, where: str) -> list[Problem]:
 
     found = []
     named = [(f"segments.{k}", v) for k, v in plan.segments.items()]
-    named += [(f"sequences[{i}].segment", s.segment) for i, s in enumerate(plan.sequences)
-              if s.segment and s.segment not in plan.segments]
+    named += [
+        (f"sequences[{i}].segment", s.segment)
+        for i, s in enumerate(plan.sequences)
+        if s.segment and s.segment not in plan.segments
+    ]
     for location, expression in named:
         try:
             parse_segment(expression)
@@ -298,8 +337,9 @@ def _check_sequences(plan: Plan, settings: Settings, where: str) -> list[Problem
     from launchkit.sequences import check_sequence_folder
 
     found = []
-    magnet_sequences = [(f"magnets[{i}].sequence", m.sequence) for i, m in enumerate(plan.magnets)
-                        if m.sequence]
+    magnet_sequences = [
+        (f"magnets[{i}].sequence", m.sequence) for i, m in enumerate(plan.magnets) if m.sequence
+    ]
     launch_sequences = [(f"sequences[{i}].name", s.name) for i, s in enumerate(plan.sequences)]
     for location, name in launch_sequences + magnet_sequences:
         for message in check_sequence_folder(settings, name, plan):
@@ -318,7 +358,13 @@ def _check_templates(plan: Plan, settings: Settings, where: str) -> list[Problem
     needed.append("report.html")
     found = []
     for name in needed:
-        if not ((settings.templates_dir / name).is_file() or (starter_dir("templates") / name).is_file()):
-            found.append(Problem(f"{where}: templates", f"template {name} is missing from "
-                                 f"{settings.templates_dir}"))
+        if not (
+            (settings.templates_dir / name).is_file() or (starter_dir("templates") / name).is_file()
+        ):
+            found.append(
+                Problem(
+                    f"{where}: templates",
+                    f"template {name} is missing from {settings.templates_dir}",
+                )
+            )
     return found

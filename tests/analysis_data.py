@@ -50,39 +50,78 @@ def make_launch(session: Session, slug: str = "spring", currency: str = "EUR", *
     values = {"prelaunch_start": PRELAUNCH, "cart_open": OPEN, "cart_close": CLOSE, **times}
     return session.execute(
         sa.insert(Launch).returning(Launch.id),
-        [{"slug": slug, "product": "Cours photo", "currency": currency, "created_at": CREATED,
-          "updated_at": CREATED, **values}],
+        [
+            {
+                "slug": slug,
+                "product": "Cours photo",
+                "currency": currency,
+                "created_at": CREATED,
+                "updated_at": CREATED,
+                **values,
+            }
+        ],
     ).scalar_one()
 
 
-def _subscriber(i: int, source: str, signed: datetime, status: str = "active",
-                unsubscribed_at: datetime | None = None) -> dict:
-    return {"id": i, "email": f"s{i}@example.com", "first_name": f"S{i}", "last_name": "",
-            "status": status, "source": source, "signed_up_at": signed,
-            "unsubscribed_at": unsubscribed_at, "created_at": signed, "updated_at": signed}
+def _subscriber(
+    i: int,
+    source: str,
+    signed: datetime,
+    status: str = "active",
+    unsubscribed_at: datetime | None = None,
+) -> dict:
+    return {
+        "id": i,
+        "email": f"s{i}@example.com",
+        "first_name": f"S{i}",
+        "last_name": "",
+        "status": status,
+        "source": source,
+        "signed_up_at": signed,
+        "unsubscribed_at": unsubscribed_at,
+        "created_at": signed,
+        "updated_at": signed,
+    }
 
 
 def subscribers() -> list[dict]:
     rows = []
     for i in range(1, 201):
-        source, signed = (("instagram", datetime(2026, 9, 15, tzinfo=UTC)) if i <= 100 else
-                          ("podcast", datetime(2026, 10, 10, tzinfo=UTC)) if i <= 160 else
-                          ("webinar", datetime(2026, 11, 5, tzinfo=UTC)))
+        source, signed = (
+            ("instagram", datetime(2026, 9, 15, tzinfo=UTC))
+            if i <= 100
+            else ("podcast", datetime(2026, 10, 10, tzinfo=UTC))
+            if i <= 160
+            else ("webinar", datetime(2026, 11, 5, tzinfo=UTC))
+        )
         rows.append(_subscriber(i, source, signed))
     rows[49] |= {"status": "unsubscribed", "unsubscribed_at": OPEN + 90 * timedelta(minutes=1)}
     rows[189] |= {"status": "unsubscribed", "unsubscribed_at": OPEN + 2 * D + H}
     rows[190] |= {"status": "complained", "unsubscribed_at": OPEN + 4 * D}
-    rows += [_subscriber(i, "instagram", datetime(2026, 12, 2, tzinfo=UTC)) for i in range(201, 206)]
-    rows += [_subscriber(i, "instagram", datetime(2026, 9, 1, tzinfo=UTC), "unsubscribed",
-                         datetime(2026, 11, 25, tzinfo=UTC)) for i in range(206, 209)]
-    rows += [_subscriber(i, "podcast", datetime(2026, 11, 1, tzinfo=UTC), "pending")
-             for i in (209, 210)]
+    rows += [
+        _subscriber(i, "instagram", datetime(2026, 12, 2, tzinfo=UTC)) for i in range(201, 206)
+    ]
+    rows += [
+        _subscriber(
+            i,
+            "instagram",
+            datetime(2026, 9, 1, tzinfo=UTC),
+            "unsubscribed",
+            datetime(2026, 11, 25, tzinfo=UTC),
+        )
+        for i in range(206, 209)
+    ]
+    rows += [
+        _subscriber(i, "podcast", datetime(2026, 11, 1, tzinfo=UTC), "pending") for i in (209, 210)
+    ]
     rows.append(_subscriber(211, "instagram", datetime(2026, 9, 1, tzinfo=UTC)))
     return rows
 
 
 def tags() -> list[dict]:
-    rows = [{"subscriber_id": i, "tag": "magnet:checklist"} for i in [*range(1, 51), *range(101, 121)]]
+    rows = [
+        {"subscriber_id": i, "tag": "magnet:checklist"} for i in [*range(1, 51), *range(101, 121)]
+    ]
     rows += [{"subscriber_id": i, "tag": "magnet:guide"} for i in [*range(161, 201), 201]]
     rows += [{"subscriber_id": i, "tag": "vip"} for i in range(1, 11)]
     return rows
@@ -98,9 +137,16 @@ def sends(email_ids: list[int]) -> list[dict]:
             if i in skip[email_id] or (i > 198 and email_id != e1):
                 continue
             bounced = i > 198
-            rows.append({"email_id": email_id, "subscriber_id": i,
-                         "status": "bounced" if bounced else "sent", "due_at": at,
-                         "attempts": 1, "sent_at": at})
+            rows.append(
+                {
+                    "email_id": email_id,
+                    "subscriber_id": i,
+                    "status": "bounced" if bounced else "sent",
+                    "due_at": at,
+                    "attempts": 1,
+                    "sent_at": at,
+                }
+            )
     return rows
 
 
@@ -120,74 +166,167 @@ ORDERS = [
 def orders(launch_id: int, offer_id: int, currency: str = "EUR") -> list[dict]:
     rows = []
     for oid, sub, email, plan, total, paid, refunded, fee, ip, fail, status, at in ORDERS:
-        rows.append({
-            "id": oid, "launch_id": launch_id, "offer_id": offer_id, "subscriber_id": sub,
-            "email": email or f"s{sub}@example.com", "plan_instalments": plan,
-            "currency": currency, "total_cents": total, "paid_cents": paid,
-            "refunded_cents": refunded, "fee_cents": fee, "instalments_paid": ip,
-            "instalments_failed": fail, "status": status, "created_at": at - timedelta(minutes=5),
-            "paid_at": at, "updated_at": at,
-            "refunded_at": at + (10 * D if oid == 2 else 40 * D) if refunded else None,
-        })
+        rows.append(
+            {
+                "id": oid,
+                "launch_id": launch_id,
+                "offer_id": offer_id,
+                "subscriber_id": sub,
+                "email": email or f"s{sub}@example.com",
+                "plan_instalments": plan,
+                "currency": currency,
+                "total_cents": total,
+                "paid_cents": paid,
+                "refunded_cents": refunded,
+                "fee_cents": fee,
+                "instalments_paid": ip,
+                "instalments_failed": fail,
+                "status": status,
+                "created_at": at - timedelta(minutes=5),
+                "paid_at": at,
+                "updated_at": at,
+                "refunded_at": at + (10 * D if oid == 2 else 40 * D) if refunded else None,
+            }
+        )
     return rows
 
 
 def payments() -> list[dict]:
     def pay(order, number, status, at, recovered=False, amount=17700):
-        return {"order_id": order, "stripe_id": f"in_{order}_{number}_{status}_{recovered}",
-                "instalment_number": number, "amount_cents": amount, "currency": "EUR",
-                "status": status, "recovered": recovered, "occurred_at": at}
+        return {
+            "order_id": order,
+            "stripe_id": f"in_{order}_{number}_{status}_{recovered}",
+            "instalment_number": number,
+            "amount_cents": amount,
+            "currency": "EUR",
+            "status": status,
+            "recovered": recovered,
+            "occurred_at": at,
+        }
 
     rows = [pay(o, None, "paid", OPEN + H, amount=49700) for o in (1, 2, 5, 6, 8)]
     rows.append(pay(7, None, "paid", CLOSE - H, amount=54700))
-    rows += [pay(3, 1, "paid", OPEN + 26 * H), pay(3, 2, "paid", OPEN + 30 * D),
-             pay(3, 3, "failed", OPEN + 60 * D)]
-    rows += [pay(4, 1, "paid", OPEN + 3 * D), pay(4, 2, "failed", OPEN + 33 * D),
-             pay(4, 2, "paid", OPEN + 36 * D, recovered=True), pay(4, 3, "paid", OPEN + 63 * D)]
+    rows += [
+        pay(3, 1, "paid", OPEN + 26 * H),
+        pay(3, 2, "paid", OPEN + 30 * D),
+        pay(3, 3, "failed", OPEN + 60 * D),
+    ]
+    rows += [
+        pay(4, 1, "paid", OPEN + 3 * D),
+        pay(4, 2, "failed", OPEN + 33 * D),
+        pay(4, 2, "paid", OPEN + 36 * D, recovered=True),
+        pay(4, 3, "paid", OPEN + 63 * D),
+    ]
     return rows
 
 
 def refunds() -> list[dict]:
     def refund(order, at, reason, status="succeeded", forced=False):
-        return {"order_id": order, "idempotency_key": f"r{order}{status}", "amount_cents": 49700,
-                "currency": "EUR", "reason": reason, "forced": forced, "status": status,
-                "requested_at": at, "refunded_at": at if status == "succeeded" else None}
+        return {
+            "order_id": order,
+            "idempotency_key": f"r{order}{status}",
+            "amount_cents": 49700,
+            "currency": "EUR",
+            "reason": reason,
+            "forced": forced,
+            "status": status,
+            "requested_at": at,
+            "refunded_at": at if status == "succeeded" else None,
+        }
 
-    return [refund(2, OPEN + 150 * timedelta(minutes=1) + 10 * D, "not for me"),
-            refund(6, CLOSE - 30 * H + 40 * D, "changed mind", forced=True),
-            refund(1, OPEN + 2 * D, "card issue", status="failed")]
+    return [
+        refund(2, OPEN + 150 * timedelta(minutes=1) + 10 * D, "not for me"),
+        refund(6, CLOSE - 30 * H + 40 * D, "changed mind", forced=True),
+        refund(1, OPEN + 2 * D, "card issue", status="failed"),
+    ]
 
 
 def build_small_launch(session: Session) -> int:
     """Insert the hand-computed launch; returns its id."""
     launch_id = make_launch(session)
-    other = make_launch(session, "other", cart_open=OPEN + 60 * D, cart_close=OPEN + 67 * D,
-                        prelaunch_start=OPEN + 50 * D)
+    other = make_launch(
+        session,
+        "other",
+        cart_open=OPEN + 60 * D,
+        cart_close=OPEN + 67 * D,
+        prelaunch_start=OPEN + 50 * D,
+    )
     session.execute(sa.insert(Subscriber), subscribers())
     session.execute(sa.insert(SubscriberTag), tags())
-    session.execute(sa.insert(Suppression), [
-        {"email": "s211@example.com", "reason": "bounced", "created_at": datetime(2026, 11, 10, tzinfo=UTC)},
-        {"email": "s191@example.com", "reason": "complained", "created_at": OPEN + 4 * D},
-    ])
-    offer_id = session.execute(sa.insert(Offer).returning(Offer.id), [{
-        "launch_id": launch_id, "slug": "cours", "product": "Cours photo", "price_cents": 49700,
-        "currency": "EUR", "guarantee_days": 30, "created_at": CREATED}]).scalar_one()
-    session.execute(sa.insert(OfferPlan), [{"offer_id": offer_id, "instalments": 3,
-                                            "instalment_cents": 17700}])
-    seq = session.execute(sa.insert(LaunchSequence).returning(LaunchSequence.id), [{
-        "launch_id": launch_id, "name": "launch", "status": "finished",
-        "consecutive_failures": 0, "created_at": CREATED}]).scalar_one()
-    email_ids = [session.execute(sa.insert(Email).returning(Email.id), [{
-        "sequence_id": seq, "step": f"e{n}", "position": n, "subject": f"Email {n}",
-        "scheduled_at": at, "local_time": False, "kind": "sales"}]).scalar_one()
-        for n, at in ((1, OPEN), (2, OPEN + 2 * D), (3, CLOSE - 12 * H))]
+    session.execute(
+        sa.insert(Suppression),
+        [
+            {
+                "email": "s211@example.com",
+                "reason": "bounced",
+                "created_at": datetime(2026, 11, 10, tzinfo=UTC),
+            },
+            {"email": "s191@example.com", "reason": "complained", "created_at": OPEN + 4 * D},
+        ],
+    )
+    offer_id = session.execute(
+        sa.insert(Offer).returning(Offer.id),
+        [
+            {
+                "launch_id": launch_id,
+                "slug": "cours",
+                "product": "Cours photo",
+                "price_cents": 49700,
+                "currency": "EUR",
+                "guarantee_days": 30,
+                "created_at": CREATED,
+            }
+        ],
+    ).scalar_one()
+    session.execute(
+        sa.insert(OfferPlan), [{"offer_id": offer_id, "instalments": 3, "instalment_cents": 17700}]
+    )
+    seq = session.execute(
+        sa.insert(LaunchSequence).returning(LaunchSequence.id),
+        [
+            {
+                "launch_id": launch_id,
+                "name": "launch",
+                "status": "finished",
+                "consecutive_failures": 0,
+                "created_at": CREATED,
+            }
+        ],
+    ).scalar_one()
+    email_ids = [
+        session.execute(
+            sa.insert(Email).returning(Email.id),
+            [
+                {
+                    "sequence_id": seq,
+                    "step": f"e{n}",
+                    "position": n,
+                    "subject": f"Email {n}",
+                    "scheduled_at": at,
+                    "local_time": False,
+                    "kind": "sales",
+                }
+            ],
+        ).scalar_one()
+        for n, at in ((1, OPEN), (2, OPEN + 2 * D), (3, CLOSE - 12 * H))
+    ]
     session.execute(sa.insert(Send), sends(email_ids))
     session.execute(sa.insert(Order), orders(launch_id, offer_id))
-    session.execute(sa.insert(Order), [
-        {**orders(launch_id, offer_id)[0], "id": 9, "subscriber_id": 3, "email": "s3@example.com",
-         "status": "pending", "paid_cents": 0, "paid_at": None},
-        {**orders(other, None)[0], "id": 10, "subscriber_id": 4, "email": "s4@example.com"},
-    ])
+    session.execute(
+        sa.insert(Order),
+        [
+            {
+                **orders(launch_id, offer_id)[0],
+                "id": 9,
+                "subscriber_id": 3,
+                "email": "s3@example.com",
+                "status": "pending",
+                "paid_cents": 0,
+                "paid_at": None,
+            },
+            {**orders(other, None)[0], "id": 10, "subscriber_id": 4, "email": "s4@example.com"},
+        ],
+    )
     session.execute(sa.insert(Payment), payments())
     session.execute(sa.insert(Refund), refunds())
     web = [{"kind": "sales_view", "occurred_at": OPEN + i * H} for i in range(30)]
@@ -203,6 +342,9 @@ def _fix_sequences(session: Session) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     for table in ("subscribers", "orders"):
-        session.execute(sa.text(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
-        ))
+        session.execute(
+            sa.text(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT max(id) FROM {table}))"
+            )
+        )

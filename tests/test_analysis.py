@@ -38,9 +38,14 @@ def wilson(x: int, n: int) -> tuple[float, float]:
 
 def conv(key: str, label: str, audience: int, buyers: int) -> dict:
     low, high = wilson(buyers, audience)
-    return {key: label, "audience": audience, "buyers": buyers,
-            "conversion_rate": pytest.approx(buyers / audience),
-            "ci95_low": pytest.approx(low), "ci95_high": pytest.approx(high)}
+    return {
+        key: label,
+        "audience": audience,
+        "buyers": buyers,
+        "conversion_rate": pytest.approx(buyers / audience),
+        "ci95_low": pytest.approx(low),
+        "ci95_high": pytest.approx(high),
+    }
 
 
 @pytest.fixture
@@ -93,7 +98,10 @@ def test_conversion_breakdowns(small) -> None:
         conv("source", "webinar", 40, 2),
     ]
     # magnet:guide is also on subscriber 201, who joined after cart open: not counted
-    assert small["by_magnet"] == [conv("magnet", "checklist", 70, 5), conv("magnet", "guide", 40, 2)]
+    assert small["by_magnet"] == [
+        conv("magnet", "checklist", 70, 5),
+        conv("magnet", "guide", 40, 2),
+    ]
     assert small["by_tag"] == [conv("tag", "vip", 10, 3)]
     assert small["by_cohort"] == [
         conv("cohort", "2026-09", 100, 3),
@@ -115,8 +123,10 @@ def test_refunds(small) -> None:
     hist = {row["day"]: row["refunds"] for row in refunds["histogram"]}
     assert len(hist) == 41 and hist[10] == 1 and hist[40] == 1 and sum(hist.values()) == 2
     # the failed refund on order 1 is neither a refund nor a reason
-    assert refunds["reasons"] == [{"reason": "changed mind", "count": 1},
-                                  {"reason": "not for me", "count": 1}]
+    assert refunds["reasons"] == [
+        {"reason": "changed mind", "count": 1},
+        {"reason": "not for me", "count": 1},
+    ]
 
 
 def test_payment_plans(small) -> None:
@@ -130,12 +140,33 @@ def test_payment_plans(small) -> None:
     assert (plans["failed_payments"], plans["recovered_payments"]) == (2, 1)
     assert plans["recovered_share"] == 0.5
     assert plans["by_instalment"] == [
-        {"instalment": 1, "orders": 2, "paid": 2, "failed": 0, "recovered": 0, "defaulted": 0,
-         "default_rate": 0.0},
-        {"instalment": 2, "orders": 2, "paid": 2, "failed": 1, "recovered": 1, "defaulted": 0,
-         "default_rate": 0.0},
-        {"instalment": 3, "orders": 2, "paid": 1, "failed": 1, "recovered": 0, "defaulted": 1,
-         "default_rate": 0.5},
+        {
+            "instalment": 1,
+            "orders": 2,
+            "paid": 2,
+            "failed": 0,
+            "recovered": 0,
+            "defaulted": 0,
+            "default_rate": 0.0,
+        },
+        {
+            "instalment": 2,
+            "orders": 2,
+            "paid": 2,
+            "failed": 1,
+            "recovered": 1,
+            "defaulted": 0,
+            "default_rate": 0.0,
+        },
+        {
+            "instalment": 3,
+            "orders": 2,
+            "paid": 1,
+            "failed": 1,
+            "recovered": 0,
+            "defaulted": 1,
+            "default_rate": 0.5,
+        },
     ]
     assert (plans["booked_cents"], plans["collected_cents"]) == (106200, 88500)
     assert plans["refund_rate_plan"] == 0.0
@@ -151,8 +182,15 @@ def test_timing(small) -> None:
     hours = [(row["hour"], row["orders"]) for row in timing["per_hour"]]
     assert hours == [(1, 1), (2, 1), (26, 1), (72, 1), (120, 1), (138, 1), (158, 1), (167, 1)]
     days = [(row["day"], row["orders"], row["booked_cents"]) for row in timing["per_day"]]
-    assert days == [(0, 2, 99400), (1, 1, 53100), (2, 0, 0), (3, 1, 53100), (4, 0, 0),
-                    (5, 2, 99400), (6, 2, 104400)]
+    assert days == [
+        (0, 2, 99400),
+        (1, 1, 53100),
+        (2, 0, 0),
+        (3, 1, 53100),
+        (4, 0, 0),
+        (5, 2, 99400),
+        (6, 2, 104400),
+    ]
     before_close = {row["hours_before_close"] for row in timing["per_hour_before_close"]}
     assert {1, 10, 30} <= before_close  # whole hours left: close-1h, -10h, -30h
 
@@ -168,8 +206,11 @@ def test_emails_and_attribution(small) -> None:
     assert (emails["orders_without_email"], emails["revenue_without_email_cents"]) == (1, 49700)
     rows = {row["step"]: row for row in emails["per_email"]}
     # E1 precedes orders 1, 2, 3; E2 orders 4 and 6; E3 orders 5 and 7
-    expected = {"e1": (198, 2, 3, 134800, 152500, 1, 0), "e2": (197, 0, 2, 102800, 102800, 1, 1),
-                "e3": (195, 0, 2, 104400, 104400, 0, 0)}
+    expected = {
+        "e1": (198, 2, 3, 134800, 152500, 1, 0),
+        "e2": (197, 0, 2, 102800, 102800, 1, 1),
+        "e3": (195, 0, 2, 104400, 104400, 0, 0),
+    }
     for step, (sent, bounced, orders, revenue, booked, unsubs, complaints) in expected.items():
         row = rows[step]
         assert (row["sent"], row["bounced"], row["orders"]) == (sent, bounced, orders)
@@ -180,11 +221,20 @@ def test_emails_and_attribution(small) -> None:
 
 def test_empty_launch_has_zero_rates_and_renders(session) -> None:
     make_launch(session, "empty")
-    session.execute(sa.insert(Subscriber), [
-        {"email": f"e{i}@example.com", "status": "active", "source": "ads",
-         "signed_up_at": datetime(2026, 10, 1, tzinfo=UTC), "created_at": datetime(2026, 10, 1, tzinfo=UTC),
-         "updated_at": datetime(2026, 10, 1, tzinfo=UTC)} for i in range(5)
-    ])
+    session.execute(
+        sa.insert(Subscriber),
+        [
+            {
+                "email": f"e{i}@example.com",
+                "status": "active",
+                "source": "ads",
+                "signed_up_at": datetime(2026, 10, 1, tzinfo=UTC),
+                "created_at": datetime(2026, 10, 1, tzinfo=UTC),
+                "updated_at": datetime(2026, 10, 1, tzinfo=UTC),
+            }
+            for i in range(5)
+        ],
+    )
     r = analyze_launch(session, "empty")
     assert (r["audience_size"], r["buyers"], r["conversion_rate"]) == (5, 0, 0.0)
     assert r["conversion_ci95"][0] == 0.0 and 0 < r["conversion_ci95"][1] < 1
@@ -207,17 +257,38 @@ def test_launch_with_no_audience_at_all(session) -> None:
 
 def _order(launch_id: int, i: int, currency: str = "EUR", **extra) -> dict:
     at = OPEN + (i + 1) * (CLOSE - OPEN) / 10
-    return {"launch_id": launch_id, "email": f"o{i}@example.com", "currency": currency,
-            "total_cents": 10000, "paid_cents": 10000, "refunded_cents": 0, "status": "paid",
-            "plan_instalments": 1, "created_at": at, "paid_at": at, "updated_at": at, **extra}
+    return {
+        "launch_id": launch_id,
+        "email": f"o{i}@example.com",
+        "currency": currency,
+        "total_cents": 10000,
+        "paid_cents": 10000,
+        "refunded_cents": 0,
+        "status": "paid",
+        "plan_instalments": 1,
+        "created_at": at,
+        "paid_at": at,
+        "updated_at": at,
+        **extra,
+    }
 
 
 def test_launch_with_only_refunds(session) -> None:
     launch_id = make_launch(session, "refunded")
-    session.execute(sa.insert(Order), [
-        _order(launch_id, i, refunded_cents=10000, status="refunded", fee_cents=300,
-               refunded_at=OPEN + (i + 2) * (CLOSE - OPEN) / 10) for i in range(3)
-    ])
+    session.execute(
+        sa.insert(Order),
+        [
+            _order(
+                launch_id,
+                i,
+                refunded_cents=10000,
+                status="refunded",
+                fee_cents=300,
+                refunded_at=OPEN + (i + 2) * (CLOSE - OPEN) / 10,
+            )
+            for i in range(3)
+        ],
+    )
     r = analyze_launch(session, "refunded")
     assert r["buyers"] == 3 and r["audience_size"] == 0 and r["conversion_rate"] == 0.0
     assert r["gross_revenue_cents"] == 30000 and r["refunded_cents"] == 30000
@@ -230,10 +301,14 @@ def test_launch_with_only_refunds(session) -> None:
 
 def test_mixed_currencies_are_refused_unless_picked(session) -> None:
     launch_id = make_launch(session, "mixed")
-    session.execute(sa.insert(Order), [
-        _order(launch_id, 0, "EUR"), _order(launch_id, 1, "USD", total_cents=20000,
-                                            paid_cents=20000), _order(launch_id, 2, "EUR"),
-    ])
+    session.execute(
+        sa.insert(Order),
+        [
+            _order(launch_id, 0, "EUR"),
+            _order(launch_id, 1, "USD", total_cents=20000, paid_cents=20000),
+            _order(launch_id, 2, "EUR"),
+        ],
+    )
     with pytest.raises(InputError) as caught:
         analyze_launch(session, "mixed")
     assert str(caught.value) == "Launch mixed has orders in EUR and USD; pick one with --currency"
@@ -255,7 +330,11 @@ def test_compare_fits_a_line(session) -> None:
     slugs = [row["launch"] for row in result["launches"]]
     assert slugs == ["spring", "other"]  # oldest first
     spring = result["launches"][0]
-    assert (spring["audience_size"], spring["buyers"], spring["net_revenue_cents"]) == (200, 8, 281650)
+    assert (spring["audience_size"], spring["buyers"], spring["net_revenue_cents"]) == (
+        200,
+        8,
+        281650,
+    )
     other = result["launches"][1]
     # "other" opens 60 days later: the 200 + the 5 late joiners + 211 (suppression predates) ...
     assert other["audience_size"] > 0
@@ -271,10 +350,12 @@ def test_compare_fits_a_line(session) -> None:
 def test_forecast_from_past_launches_is_seeded(session) -> None:
     build_small_launch(session)
     session.flush()
-    first = forecast_launch(session, audience=12000, from_launches=["spring"], seed=7,
-                            simulations=5000)
-    again = forecast_launch(session, audience=12000, from_launches=["spring"], seed=7,
-                            simulations=5000)
+    first = forecast_launch(
+        session, audience=12000, from_launches=["spring"], seed=7, simulations=5000
+    )
+    again = forecast_launch(
+        session, audience=12000, from_launches=["spring"], seed=7, simulations=5000
+    )
     assert first == again
     assert first["method"] == "monte-carlo" and first["based_on"] == ["spring"]
     assert first["assumptions"]["price_cents"] == 51175  # past average order
@@ -313,7 +394,7 @@ def _export(tmp_path: Path, rows: list[str], name: str = "unified_payments.csv")
 ROWS = [
     "ch_1,Cours photo,Payment complete.,2026-12-01 10:15:00,497.00,0.00,eur,true,497.00,0.00,"
     "7.21,0.00,eur,Paid,cus_1,Ann,S1@Example.com ",
-    "ch_2,Cours photo,Payment complete.,2026-12-02 11:00:00,\"1,497.00\",1497.00,eur,true,"
+    'ch_2,Cours photo,Payment complete.,2026-12-02 11:00:00,"1,497.00",1497.00,eur,true,'
     "1497.00,1497.00,21.21,0.00,eur,Refunded,cus_2,Bob,stranger@example.org",
     "ch_3,Cours photo,Declined,2026-12-02 12:00:00,497.00,0.00,eur,false,0.00,0.00,0.00,0.00,"
     "eur,Failed,cus_3,Cy,s2@example.com",
@@ -327,12 +408,22 @@ def test_import_payments_matches_and_reports_unmatched(session, tmp_path: Path) 
     path = _export(tmp_path, ROWS)
     result = import_payments(session, path, launch="other", now=NOW)
     assert result == {
-        "launch": "other", "file": "unified_payments.csv", "rows": 4, "imported": 3,
-        "created": 3, "updated": 0, "unchanged": 0, "skipped_failed": 1, "matched": 2,
-        "unmatched_count": 1, "unmatched": ["stranger@example.org"],
+        "launch": "other",
+        "file": "unified_payments.csv",
+        "rows": 4,
+        "imported": 3,
+        "created": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "skipped_failed": 1,
+        "matched": 2,
+        "unmatched_count": 1,
+        "unmatched": ["stranger@example.org"],
     }
-    orders = {o.external_id: o for o in session.scalars(
-        sa.select(Order).where(Order.external_id.is_not(None)))}
+    orders = {
+        o.external_id: o
+        for o in session.scalars(sa.select(Order).where(Order.external_id.is_not(None)))
+    }
     assert orders["ch_1"].subscriber_id == 1 and orders["ch_1"].email == "s1@example.com"
     assert (orders["ch_1"].paid_cents, orders["ch_1"].fee_cents) == (49700, 721)
     assert orders["ch_2"].subscriber_id is None and orders["ch_2"].email == "stranger@example.org"
@@ -343,8 +434,9 @@ def test_import_payments_matches_and_reports_unmatched(session, tmp_path: Path) 
     # re-import: idempotent; a newer export with a refund updates the order
     again = import_payments(session, path, launch="other", now=NOW)
     assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 3)
-    newer = _export(tmp_path, [ROWS[0].replace("497.00,0.00,eur,true", "497.00,497.00,eur,true")],
-                    "newer.csv")
+    newer = _export(
+        tmp_path, [ROWS[0].replace("497.00,0.00,eur,true", "497.00,497.00,eur,true")], "newer.csv"
+    )
     third = import_payments(session, newer, launch="other", now=NOW)
     assert (third["created"], third["updated"]) == (0, 1)
     assert orders["ch_1"].refunded_cents == 49700 and orders["ch_1"].status == "refunded"
@@ -370,3 +462,28 @@ def test_minor_units_are_exact() -> None:
     assert to_minor_units("1.234", "KWD", where="x") == 1234
     with pytest.raises(InputError, match="more decimals"):
         to_minor_units("1.005", "EUR", where="x")
+
+
+def test_segments_saved_and_narrowing(session) -> None:
+    from launchkit.models import Segment
+
+    build_small_launch(session)
+    session.execute(
+        sa.insert(Segment),
+        [
+            {"name": "podcasters", "expression": "source:podcast", "created_at": NOW},
+            {"name": "checklist", "expression": "magnet:checklist", "created_at": NOW},
+        ],
+    )
+    r = analyze_launch(session, "spring")
+    assert sorted(r["by_segment"], key=lambda row: row["segment"]) == [
+        conv("segment", "checklist", 70, 5),
+        conv("segment", "podcasters", 60, 2),
+    ]
+    narrowed = analyze_launch(session, "spring", segment="podcasters")
+    assert (narrowed["audience_size"], narrowed["buyers_in_audience"]) == (60, 2)
+    assert narrowed["segment"] == "podcasters" and narrowed["by_segment"] == []
+    expression = analyze_launch(session, "spring", segment="tag:vip")
+    assert (expression["audience_size"], expression["buyers_in_audience"]) == (10, 3)
+    with pytest.raises(NotFound):
+        analyze_launch(session, "spring", segment="nosuchsegment")

@@ -29,11 +29,17 @@ class RecordingClient(stripe.HTTPXClient):
         self.cut = cut or {}
 
     def request(self, method, url, headers, post_data=None, *, _usage=None):  # noqa: ANN001
-        fields = dict(parse_qsl(post_data.decode() if isinstance(post_data, bytes) else post_data or ""))
+        fields = dict(
+            parse_qsl(post_data.decode() if isinstance(post_data, bytes) else post_data or "")
+        )
         method = method.upper()
         self.requests.append((method, url, dict(headers or {}), fields))
         if url.endswith("/v1/checkout/sessions"):
-            body = {"id": "cs_test_123", "object": "checkout.session", "url": "https://checkout.stripe.com/c/pay/cs_test_123"}
+            body = {
+                "id": "cs_test_123",
+                "object": "checkout.session",
+                "url": "https://checkout.stripe.com/c/pay/cs_test_123",
+            }
             return json.dumps(body), 200, {}
         plan = self.cut.get(f"{method} {url.split('/v1/', 1)[-1].split('?')[0]}", [])
         fault = plan.pop(0) if plan else None
@@ -47,7 +53,11 @@ class RecordingClient(stripe.HTTPXClient):
 
 
 def _posted(client: RecordingClient, path: str) -> list[dict[str, str]]:
-    return [fields for method, url, _, fields in client.requests if method == "POST" and url.endswith(path)]
+    return [
+        fields
+        for method, url, _, fields in client.requests
+        if method == "POST" and url.endswith(path)
+    ]
 
 
 def _order(sessions) -> Order:
@@ -62,11 +72,16 @@ def _pay_in_full(sessions, settings, client, now, **purchase: Any) -> Purchase:
     with sessions.begin() as s:
         offer = s.scalars(select(checkout.Offer)).one()
         subscriber = create_subscriber(s, now)
-        meta = checkout.checkout_metadata(offer, s.get(checkout.Launch, offer.launch_id), 1, subscriber.id, False)
+        meta = checkout.checkout_metadata(
+            offer, s.get(checkout.Launch, offer.launch_id), 1, subscriber.id, False
+        )
     pi = real_payment(client, 49700, meta, "camille@example.fr")
     deal = Purchase(meta, "camille@example.fr", 49700, "EUR", payment_intent=pi, **purchase)
     with sessions.begin() as s:
-        assert checkout.handle_event(s, settings, deal.completed(int(now.timestamp())), now=now) == "applied"
+        assert (
+            checkout.handle_event(s, settings, deal.completed(int(now.timestamp())), now=now)
+            == "applied"
+        )
     return deal
 
 
@@ -129,7 +144,7 @@ def test_checkout_session_request_pay_in_full(session, stripe_settings, now):
         email="camille@example.fr", bump=True, now=now,
     )  # fmt: skip
     assert started.url == "https://checkout.stripe.com/c/pay/cs_test_123"
-    (method, url, headers, fields), = http.requests
+    ((method, url, headers, fields),) = http.requests
     assert headers["Stripe-Version"] == checkout.STRIPE_API_VERSION == stripe.api_version
     assert headers["Idempotency-Key"]
     assert fields["mode"] == "payment"
@@ -141,7 +156,12 @@ def test_checkout_session_request_pay_in_full(session, stripe_settings, now):
     assert fields["line_items[1][price_data][product_data][name]"] == "Workbook"
     assert fields["customer_email"] == "camille@example.fr"
     assert fields["client_reference_id"] == "7"
-    for key, value in {"launch": "spring", "offer": "cours", "plan": "full", "subscriber": "7"}.items():
+    for key, value in {
+        "launch": "spring",
+        "offer": "cours",
+        "plan": "full",
+        "subscriber": "7",
+    }.items():
         assert fields[f"metadata[{key}]"] == value
         assert fields[f"payment_intent_data[metadata][{key}]"] == value
     assert fields["success_url"].endswith("/buy/cours/thanks?session_id={CHECKOUT_SESSION_ID}")
@@ -194,7 +214,12 @@ def test_pay_in_full_then_refund_within_guarantee(sessions, stripe_settings, now
         create_offer(s, now)
     deal = _pay_in_full(sessions, stripe_settings, client, now)
     order = _order(sessions)
-    assert (order.status, order.paid_cents, order.access, order.source) == ("paid", 49700, True, "webinar")
+    assert (order.status, order.paid_cents, order.access, order.source) == (
+        "paid",
+        49700,
+        True,
+        "webinar",
+    )
     with sessions.begin() as s:
         tags = set(s.scalars(select(SubscriberTag.tag)))
         assert tags == {"buyer", "buyer:spring"}
@@ -221,8 +246,11 @@ def test_refund_one_second_after_the_window_is_refused(sessions, stripe_settings
     _pay_in_full(sessions, stripe_settings, client, now)
     order = _order(sessions)
     late = order.paid_at + timedelta(days=30, seconds=1)
-    with sessions.begin() as s, pytest.raises(
-        PaymentError, match=r"guarantee window closed on 2026-12-20 11:00; use --force"
+    with (
+        sessions.begin() as s,
+        pytest.raises(
+            PaymentError, match=r"guarantee window closed on 2026-12-20 11:00; use --force"
+        ),
     ):
         checkout.refund_order(s, client, order.id, now=late, tz=stripe_settings.tz)
     with sessions.begin() as s:
@@ -244,7 +272,10 @@ def test_partial_refunds_cannot_exceed_the_charge(sessions, stripe_settings, now
         checkout.refund_order(s, client, order.id, now=now, amount_cents=44701)
     with sessions.begin() as s:
         checkout.refund_order(s, client, order.id, now=now, amount_cents=44700)
-    amounts = [r.amount for r in client.v1.refunds.list(params={"payment_intent": deal.payment_intent}).data]
+    amounts = [
+        r.amount
+        for r in client.v1.refunds.list(params={"payment_intent": deal.payment_intent}).data
+    ]
     assert sorted(amounts) == [5000, 44700]
     assert _order(sessions).status == OrderStatus.REFUNDED
 
@@ -279,7 +310,11 @@ def test_refund_survives_cut_or_throttled_calls_without_double_refund(
         key = refund.idempotency_key
     keys = {fields["metadata[launchkit_refund]"] for fields in _posted(http, "/v1/refunds")}
     assert keys == {key}
-    headers = [h["Idempotency-Key"] for m, u, h, _ in http.requests if u.endswith("/v1/refunds") and m == "POST"]
+    headers = [
+        h["Idempotency-Key"]
+        for m, u, h, _ in http.requests
+        if u.endswith("/v1/refunds") and m == "POST"
+    ]
     assert set(headers) == {key}
     with sessions.begin() as s:
         if refund.status == "requested":  # every attempt failed: the next call reuses the key
@@ -310,7 +345,9 @@ def test_refund_lost_by_a_crash_is_adopted_not_repeated(sessions, stripe_setting
 def test_handle_event_is_idempotent_and_counts_one_payment(sessions, stripe_settings, now):
     with sessions.begin() as s:
         offer = create_offer(s, now)
-        meta = checkout.checkout_metadata(offer, s.get(checkout.Launch, offer.launch_id), 1, None, False)
+        meta = checkout.checkout_metadata(
+            offer, s.get(checkout.Launch, offer.launch_id), 1, None, False
+        )
     deal = Purchase(meta, "Alex@Example.com", 49700, "EUR")
     ts = int(now.timestamp())
     events = [deal.completed(ts), checkout_pi := _pi_succeeded(deal, ts)]

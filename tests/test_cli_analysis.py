@@ -25,15 +25,41 @@ def test_analyze_json_has_the_documented_keys(launched) -> None:
     r = launched("analyze", "spring", "--json")
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)
-    for key in ("launch", "audience_size", "buyers", "conversion_rate", "conversion_ci95",
-                "benchmark", "gross_revenue_cents", "refunded_cents", "fees_cents",
-                "net_revenue_cents", "booked_revenue_cents", "average_order_cents",
-                "refund_rate", "currency", "by_source", "by_magnet", "by_tag", "by_cohort",
-                "by_segment", "payment_plans", "refunds", "timing", "emails"):
+    for key in (
+        "launch",
+        "audience_size",
+        "buyers",
+        "conversion_rate",
+        "conversion_ci95",
+        "benchmark",
+        "gross_revenue_cents",
+        "refunded_cents",
+        "fees_cents",
+        "net_revenue_cents",
+        "booked_revenue_cents",
+        "average_order_cents",
+        "refund_rate",
+        "currency",
+        "by_source",
+        "by_magnet",
+        "by_tag",
+        "by_cohort",
+        "by_segment",
+        "payment_plans",
+        "refunds",
+        "timing",
+        "emails",
+    ):
         assert key in data, key
     assert (data["audience_size"], data["buyers"], data["net_revenue_cents"]) == (200, 8, 281650)
-    assert set(data["by_source"][0]) >= {"source", "audience", "buyers", "conversion_rate",
-                                         "ci95_low", "ci95_high"}
+    assert set(data["by_source"][0]) >= {
+        "source",
+        "audience",
+        "buyers",
+        "conversion_rate",
+        "ci95_low",
+        "ci95_high",
+    }
 
 
 def test_analyze_text_html_and_csv(launched, tmp_path: Path) -> None:
@@ -41,7 +67,9 @@ def test_analyze_text_html_and_csv(launched, tmp_path: Path) -> None:
     r = launched("analyze", "spring", "--html", str(html), "--csv", str(out))
     assert r.exit_code == 0, r.stderr
     assert "Audience at cart open: 200  buyers: 8  conversion: 4.00%" in r.stdout
-    assert "Gross 3,917.00 EUR - refunds 994.00 EUR - fees 106.50 EUR = net 2,816.50 EUR" in r.stdout
+    assert (
+        "Gross 3,917.00 EUR - refunds 994.00 EUR - fees 106.50 EUR = net 2,816.50 EUR" in r.stdout
+    )
     assert f"Wrote HTML report to {html}" in r.stdout
     page = html.read_text(encoding="utf-8")
     assert page.count("<svg") >= 2 * 5  # five charts, wide and narrow
@@ -53,12 +81,19 @@ def test_analyze_text_html_and_csv(launched, tmp_path: Path) -> None:
     with (out / "by_source.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["source"], row["audience"], row["buyers"]) for row in rows] == [
-        ("instagram", "100", "3"), ("podcast", "60", "2"), ("webinar", "40", "2")]
+        ("instagram", "100", "3"),
+        ("podcast", "60", "2"),
+        ("webinar", "40", "2"),
+    ]
     with (out / "summary.csv").open(encoding="utf-8") as handle:
         summary = next(csv.DictReader(handle))
     assert summary["net_revenue_cents"] == "281650" and summary["launch"] == "spring"
-    assert {p.name for p in out.iterdir()} >= {"emails.csv", "plan_instalments.csv",
-                                               "refund_days.csv", "by_cohort.csv"}
+    assert {p.name for p in out.iterdir()} >= {
+        "emails.csv",
+        "plan_instalments.csv",
+        "refund_days.csv",
+        "by_cohort.csv",
+    }
 
 
 def test_analyze_errors(sessions, cli) -> None:
@@ -67,7 +102,9 @@ def test_analyze_errors(sessions, cli) -> None:
     assert r.stderr == 'Error: Launch "nope" does not exist; see `launchkit launch list`.\n'
     with sessions.begin() as session:
         launch_id = make_launch(session, "mixed")
-        session.execute(sa.insert(Order), [_order(launch_id, 0, "EUR"), _order(launch_id, 1, "USD")])
+        session.execute(
+            sa.insert(Order), [_order(launch_id, 0, "EUR"), _order(launch_id, 1, "USD")]
+        )
     r = cli("analyze", "mixed", "--json")
     assert r.exit_code == 1
     assert r.stderr == "Error: Launch mixed has orders in EUR and USD; pick one with --currency\n"
@@ -83,8 +120,18 @@ def test_compare_and_forecast(launched, tmp_path: Path) -> None:
     assert data["fit"] is not None and "<svg" in (tmp_path / "c.html").read_text()
     r = launched("compare", "spring")
     assert r.exit_code == 0 and "spring" in r.stdout
-    r = launched("forecast", "--audience", "12000", "--from", "spring", "--price", "497",
-                 "--seed", "3", "--json")
+    r = launched(
+        "forecast",
+        "--audience",
+        "12000",
+        "--from",
+        "spring",
+        "--price",
+        "497",
+        "--seed",
+        "3",
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     forecast = json.loads(r.stdout)
     assert forecast["assumptions"]["price_cents"] == 49700 and forecast["seed"] == 3

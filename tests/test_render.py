@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from launchkit.config import Settings, settings_for_test
 from launchkit.errors import InputError
@@ -18,6 +21,7 @@ from launchkit.render import (
     html_to_text,
     lint_email,
     make_environment,
+    markdown_parts,
     markdown_to_html,
     parse_email_file,
     render_email,
@@ -26,6 +30,7 @@ from launchkit.render import (
 from launchkit.resources import starter_dir
 
 UNSUB = "https://example.com/u/tok-123"
+SCALE = float(os.environ.get("LAUNCHKIT_TEST_SCALE", "1"))
 
 
 @pytest.fixture
@@ -234,6 +239,36 @@ def test_subscriber_data_cannot_inject_html_or_markdown(ws_settings: Settings, n
     assert name in rendered.text  # the plain part shows the name as typed
 
 
+_FUZZ: dict[Path, tuple[Any, EmailSource]] = {}
+NAME_PIECES = st.one_of(
+    st.sampled_from(list("<>&\"'[]()*_`!|\\#~-+=:/. ")),
+    st.sampled_from(["javascript:", "https://evil.example", "<script>", "&lt;", "&#60;", "{{"]),
+    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp")),
+)
+
+
+@settings(
+    max_examples=int(300 * SCALE),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(name=st.lists(NAME_PIECES, max_size=30).map("".join))
+def test_fuzzed_names_never_become_markup(ws_settings: Settings, name: str) -> None:
+    path = ws_settings.emails_dir / "seq" / "01-fuzz.md"
+    if not path.exists():
+        body = "Bonjour {{ first_name }},\n\n[Go]({{ checkout_url }})\n"
+        write_email(ws_settings, "seq/01-fuzz.md", body)
+        _FUZZ[path] = (make_environment(ws_settings), parse_email_file(path))
+    env, source = _FUZZ[path]
+    context = {**sample_context("en"), "first_name": name}
+    rendered = render_email(env, source, context, settings=ws_settings, unsubscribe_url=UNSUB)
+    html = rendered.html.lower()
+    assert html.count("<a ") == 2  # the button and the unsubscribe link, nothing else
+    for tag in ("<script", "<img", "<em", "<strong", "<code", "<h1", "<li"):
+        assert tag not in html
+    assert " ".join(name.split()) in " ".join(rendered.text.split())
+
+
 def test_line_breaks_from_data_are_folded_into_one_subject_line(ws_settings: Settings) -> None:
     path = write_email(ws_settings, "seq/01-a.md", "Hi\n")
     rendered = render(ws_settings, path, first_name="Eve\r\nBcc: victim@example.com\u2028X")
@@ -284,6 +319,19 @@ def test_markdown_to_html_buttons_only_for_lone_links() -> None:
     assert '<a href="https://b.example">inline</a>' in html
     table = markdown_to_html("| a | b |\n|---|---|\n| 1 | 2 |\n")
     assert "<table>" in table and "<td>1</td>" in table
+
+
+def test_markdown_plain_text_keeps_structure_and_links() -> None:
+    text = markdown_parts(
+        "# Title\n\nSee you soon,\nÉlodie\n\n> quoted\n> twice\n\n1. a\n2. b\n   - nested\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n\n[Join](https://x.example/j) or "
+        "[mail me](mailto:me@x.example) or [https://x.example](https://x.example)\n"
+    )[1]
+    assert text == (
+        "Title\n\nSee you soon,\nÉlodie\n\n> quoted\n> twice\n\n1. a\n2. b\n  - nested\n\n"
+        "a | b\n1 | 2\n\nJoin (https://x.example/j) or mail me (me@x.example) or "
+        "https://x.example\n"
+    )
 
 
 def test_html_to_text_layout() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -16,7 +17,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.testclient import TestClient
 
 from launchkit import magnets, tokens
 from launchkit.config import Settings
@@ -31,6 +31,10 @@ from launchkit.models import (
 )
 from launchkit.tokens import Purpose
 from launchkit.web import create_app
+
+with warnings.catch_warnings():  # starlette: "use httpx2" (not packaged here yet)
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 PDF = b"%PDF-1.4\n% launchkit test magnet\n"
 
@@ -175,6 +179,7 @@ def test_optin_confirm_download_flow(web: Web, now: datetime) -> None:
     assert web.events("confirm") == 1
     assert len(web.sink.messages) == 2
 
+    assert web.client.head(download_path).status_code == 200  # a link scanner: not counted
     r = web.client.get(download_path)
     assert r.status_code == 200 and r.content == PDF
     assert r.headers["content-disposition"].startswith("attachment")
@@ -186,28 +191,25 @@ def test_optin_confirm_download_flow(web: Web, now: datetime) -> None:
     assert stats["downloads"] == 1 and stats["confirm_rate"] == 1.0
 
 
-@pytest.mark.parametrize(
-    ("fields", "field", "message"),
-    [
-        ({"email": "not-an-email"}, "email", "ne semble pas valide"),
-        ({"email": ""}, "email", "Indiquez votre adresse email"),
-        ({"consent": ""}, "consent", "Cochez la case"),
-        ({"first_name": "A" * 101}, "first_name", "100 caractères au plus"),
-        ({"email": "a" * 320 + "@example.fr"}, "email", "trop longue"),
-    ],
-)
-def test_invalid_input_shows_inline_errors_and_stores_nothing(
-    web: Web, fields: dict[str, str], field: str, message: str
-) -> None:
-    r = post_optin(web, **{"first_name": '<b>"Zoé"</b>', **fields})
-    assert r.status_code == 400
-    assert message in r.text
-    typed = fields.get("first_name", '<b>"Zoé"</b>')
-    if field != "first_name":
-        assert 'value="&lt;b&gt;&#34;Zoé&#34;&lt;/b&gt;"' in r.text  # kept and escaped
-        assert "<b>" not in r.text.split("<form", 1)[1]
-    else:
-        assert typed in r.text
+INVALID = [
+    ({"email": "not-an-email"}, "email", "ne semble pas valide"),
+    ({"email": ""}, "email", "Indiquez votre adresse email"),
+    ({"consent": ""}, "consent", "Cochez la case"),
+    ({"first_name": "A" * 101}, "first_name", "100 caractères au plus"),
+    ({"email": "a" * 320 + "@example.fr"}, "email", "trop longue"),
+]
+
+
+def test_invalid_input_shows_inline_errors_and_stores_nothing(web: Web) -> None:
+    for fields, field, message in INVALID:
+        r = post_optin(web, **{"first_name": '<b>"Zoé"</b>', **fields})
+        assert r.status_code == 400, fields
+        assert message in r.text
+        if field != "first_name":
+            assert 'value="&lt;b&gt;&#34;Zoé&#34;&lt;/b&gt;"' in r.text  # kept and escaped
+            assert "<b>" not in r.text.split("<form", 1)[1]
+        else:
+            assert 'value="' + "A" * 101 + '"' in r.text
     assert web.rows(Subscriber) == [] and web.rows(Consent) == []
     assert web.events("signup") == 0 and web.sink.messages == []
 
@@ -342,9 +344,9 @@ def test_one_click_unsubscribe_without_cookie_or_csrf(web: Web, now: datetime) -
     assert suppression.email == "camille@example.fr"
     [consent] = web.rows(Consent, Consent.subscriber_id == sub_id)
     assert consent.withdrawn_at == web.clock.now and consent.withdrawal_method == "one-click"
-    # idempotent: a second one-click changes nothing
+    # idempotent: a second one-click (multipart this time, also allowed) changes nothing
     web.clock.now += timedelta(hours=1)
-    assert bare.post(path, content=body, headers=headers).status_code == 200
+    assert bare.post(path, files={"List-Unsubscribe": (None, "One-Click")}).status_code == 200
     sub = web.subscriber("camille@example.fr")
     assert sub is not None and sub.unsubscribed_at == now + timedelta(days=40)
     assert web.events("unsubscribe") == 1
@@ -369,6 +371,9 @@ def test_suppressed_address_needs_a_fresh_confirmation(web: Web, now: datetime) 
     sub_id, path = _confirmed_subscriber(web)
     web.client.post(path, content="List-Unsubscribe=One-Click",
                     headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    # replaying the old confirmation link does not re-subscribe
+    assert web.client.get(link_in(web.sink.messages[0], "/confirm")).status_code == 200
+    assert web.subscriber("camille@example.fr").status == "unsubscribed"  # type: ignore[union-attr]
     web.client.cookies.clear()
     r = post_optin(web, first_name="Intrus")
     assert r.status_code == 303
@@ -416,6 +421,12 @@ def test_english_magnet_page(web: Web, now: datetime) -> None:
     assert r.status_code == 200 and "Send it to me" in r.text and 'lang="en"' in r.text
     r = post_optin(web, slug="course", consent="")
     assert r.status_code == 400 and "Tick the box" in r.text
+    assert post_optin(web, slug="course", email="alex@example.com").status_code == 303
+    sub = web.subscriber("alex@example.com")
+    assert sub is not None and sub.language == "en"
+    assert "One click to confirm" in str(web.sink.wait_for(1)[0]["Subject"])  # English email
+    page = web.client.get(tokens.unsubscribe_url(web.settings, sub.id).split("8000")[1])
+    assert "Confirm unsubscribe" in page.text and 'lang="en"' in page.text
 
 
 def test_workspace_template_overrides_starter(web: Web, tmp_path: Path) -> None:
@@ -428,3 +439,48 @@ def test_workspace_template_overrides_starter(web: Web, tmp_path: Path) -> None:
     with TestClient(app) as client:
         assert "<title>Custom</title>" in client.get("/m/guide/sent").text
     app.state.lk.engine.dispose()
+
+
+def test_active_subscriber_stays_active_and_gets_the_magnet(web: Web, now: datetime) -> None:
+    with web.sessions.begin() as s:
+        s.add(Subscriber(email="camille@example.fr", first_name="Camille", status="active",
+                         source="import:mailchimp", created_at=now, updated_at=now))  # fmt: skip
+    assert post_optin(web, first_name="Autre").status_code == 303
+    sub = web.subscriber("camille@example.fr")
+    assert sub is not None and sub.status == "active" and sub.first_name == "Camille"
+    assert web.client.get(link_in(web.sink.wait_for(1)[0], "/confirm")).status_code == 200
+    sub = web.subscriber("camille@example.fr")
+    assert sub is not None and sub.source == "import:mailchimp"  # the first source is kept
+    assert web.tags(sub.id) == {"magnet:guide", "lead"}
+    assert len(web.sink.wait_for(2)) == 2  # the delivery email
+
+
+def test_links_survive_key_rotation(web: Web) -> None:
+    sub_id, unsubscribe_path = _confirmed_subscriber(web)
+    rotated = dataclasses.replace(
+        web.settings, secret_keys=("a-brand-new-key", *web.settings.secret_keys)
+    )
+    app = create_app(rotated, clock=web.clock)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get(unsubscribe_path).status_code == 200  # signed with the old key
+        fresh = tokens.unsubscribe_url(rotated, sub_id).split("8000")[1]
+        assert client.get(fresh).status_code == 200
+    # an app that dropped the old key refuses the old link
+    only_new = dataclasses.replace(web.settings, secret_keys=("a-brand-new-key",))
+    app2 = create_app(only_new, clock=web.clock)
+    with TestClient(app2, base_url="http://127.0.0.1:8000") as client:
+        assert client.get(unsubscribe_path).status_code == 400
+    app.state.lk.engine.dispose()
+    app2.state.lk.engine.dispose()
+
+
+def test_unsubscribe_bad_links(web: Web) -> None:
+    ghost = tokens.unsubscribe_url(web.settings, 4242).split("8000")[1]
+    assert web.client.get(ghost).status_code == 404
+    r = web.client.post(ghost, content="List-Unsubscribe=One-Click",
+                        headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert r.status_code == 404
+    sub_id, path = _confirmed_subscriber(web)
+    web.clock.now = datetime.now(UTC) + web.settings.unsubscribe_link_max_age + timedelta(days=1)
+    assert web.client.get(path).status_code == 410
+    assert web.subscriber("camille@example.fr").status == "active"  # type: ignore[union-attr]

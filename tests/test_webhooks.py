@@ -5,11 +5,11 @@ disputes, failed instalments and the emails they trigger (real SMTP sink)."""
 from __future__ import annotations
 
 import dataclasses
-from email.header import decode_header, make_header
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from email.header import decode_header, make_header
 from typing import Any
 
 import httpx
@@ -63,7 +63,10 @@ def web(stripe_settings, now) -> Iterator[TestClient]:
 
 def post(web: TestClient, event: dict, *, ts: int, secret: str = WEBHOOK_SECRET) -> httpx.Response:
     body = encode(event)
-    headers = {"Stripe-Signature": sign_payload(body, secret, ts), "Content-Type": "application/json"}
+    headers = {
+        "Stripe-Signature": sign_payload(body, secret, ts),
+        "Content-Type": "application/json",
+    }
     return web.post("/stripe/webhook", content=body, headers=headers)
 
 
@@ -124,7 +127,12 @@ def test_replayed_event_makes_one_order(web, sessions, shop, now):
 
 def _plan_events(shop: dict, ts: int) -> list[dict]:
     deal = Purchase(shop["plan"], "camille@example.fr", 17700, "EUR", instalments=3)
-    return [deal.completed(ts), deal.invoice(1, ts), deal.invoice(2, ts + 1), deal.invoice(3, ts + 2)]
+    return [
+        deal.completed(ts),
+        deal.invoice(1, ts),
+        deal.invoice(2, ts + 1),
+        deal.invoice(3, ts + 2),
+    ]
 
 
 def _deliver(sessions, settings, events: list[dict], now) -> list[str]:
@@ -182,9 +190,7 @@ def test_invoice_paid_and_payment_succeeded_count_once(sessions, stripe_settings
 # --- failed instalments, dunning, default ---------------------------------------------------
 
 
-def test_failed_instalments_dunning_then_defaulted(
-    sessions, stripe_settings, shop, now, smtp_sink
-):
+def test_failed_instalments_dunning_then_defaulted(sessions, stripe_settings, shop, now, smtp_sink):
     settings = dataclasses.replace(stripe_settings, sender_email="hello@atelier.fr")
     messenger = mailer.SMTPMessenger(smtp_sink.url)
     ts = int(now.timestamp())
@@ -219,7 +225,12 @@ def test_failed_instalments_dunning_then_defaulted(
 def test_subscription_deleted_mid_plan_is_a_default(sessions, stripe_settings, shop, now):
     ts = int(now.timestamp())
     deal = Purchase(shop["plan"], "camille@example.fr", 17700, "EUR", instalments=3)
-    _deliver(sessions, stripe_settings, [deal.completed(ts), deal.invoice(1, ts), deal.cancelled(ts + 9)], now)
+    _deliver(
+        sessions,
+        stripe_settings,
+        [deal.completed(ts), deal.invoice(1, ts), deal.cancelled(ts + 9)],
+        now,
+    )
     with sessions.begin() as s:
         assert s.scalars(select(Order)).one().status == OrderStatus.DEFAULTED
 
@@ -232,8 +243,13 @@ def test_refund_mid_plan_cancels_the_subscription(sessions, stripe_settings, sho
     sub = real_subscription(client, 17700, shop["plan"], "camille@example.fr")
     invoice = client.v1.invoices.retrieve(sub.latest_invoice).to_dict()
     ts = int(now.timestamp())
-    deal = Purchase(shop["plan"], "camille@example.fr", 17700, "EUR", instalments=3, subscription=sub.id)
-    events = [deal.completed(ts), {"id": "evt_ls_1", "type": "invoice.payment_succeeded", "data": {"object": invoice}}]
+    deal = Purchase(
+        shop["plan"], "camille@example.fr", 17700, "EUR", instalments=3, subscription=sub.id
+    )
+    events = [
+        deal.completed(ts),
+        {"id": "evt_ls_1", "type": "invoice.payment_succeeded", "data": {"object": invoice}},
+    ]
     _deliver(sessions, stripe_settings, events, now)
     with sessions.begin() as s:
         order = s.scalars(select(Order)).one()
@@ -306,13 +322,19 @@ def test_plan_stops_after_exactly_three_payments_end_to_end(
         hook = {"url": f"{base}/stripe/webhook", "secret": WEBHOOK_SECRET}
         httpx.post(f"{localstripe}/_config/webhooks/launchkit", data=hook).raise_for_status()
         sub = real_subscription(client, 17700, meta, "camille@example.fr")
-        deal = Purchase(meta, "camille@example.fr", 17700, "EUR", instalments=3, subscription=sub.id)
+        deal = Purchase(
+            meta, "camille@example.fr", 17700, "EUR", instalments=3, subscription=sub.id
+        )
         body = encode(deal.completed(int(time.time())))
         headers = {"Stripe-Signature": sign_payload(body, WEBHOOK_SECRET, int(time.time()))}
-        assert httpx.post(f"{base}/stripe/webhook", content=body, headers=headers).status_code == 200
+        assert (
+            httpx.post(f"{base}/stripe/webhook", content=body, headers=headers).status_code == 200
+        )
         wait_for(lambda: (o := order()) is not None and o.instalments_paid == 1, "1st instalment")
         for number in (2, 3):
-            invoice = client.v1.invoices.create(params={"customer": sub.customer, "subscription": sub.id})
+            invoice = client.v1.invoices.create(
+                params={"customer": sub.customer, "subscription": sub.id}
+            )
             client.v1.invoices.pay(invoice.id)
             wait_for(lambda n=number: order().instalments_paid == n, f"instalment {number}")
         wait_for(lambda: order().subscription_cancelled_at is not None, "the cancellation")
@@ -322,7 +344,11 @@ def test_plan_stops_after_exactly_three_payments_end_to_end(
         invoices = client.v1.invoices.list(params={"customer": sub.customer}).data
         assert sorted(i.status for i in invoices) == ["paid"] * 3
         final = order()
-        assert (final.status, final.instalments_paid, final.paid_cents) == ("completed_plan", 3, 53100)
+        assert (final.status, final.instalments_paid, final.paid_cents) == (
+            "completed_plan",
+            3,
+            53100,
+        )
         assert final.access
         wait_for(lambda: len(smtp_sink.messages) >= 1, "the receipt")
         time.sleep(1.5)  # localstripe's customer.subscription.deleted arrives ~1 s later
@@ -337,11 +363,15 @@ def test_plan_stops_after_exactly_three_payments_end_to_end(
 
 
 def test_sales_page_shows_plans_deadline_and_prefill(web, sessions, stripe_settings, shop):
-    token = tokens.make_token(stripe_settings, tokens.Purpose.CHECKOUT, {"s": shop["subscriber_id"]})
+    token = tokens.make_token(
+        stripe_settings, tokens.Purpose.CHECKOUT, {"s": shop["subscriber_id"]}
+    )
     page = web.get(f"/buy/cours?t={token}")
     assert page.status_code == 200
     html = page.text
-    assert "Cours photo" in html and "497,00\xa0€" in html and "3 mensualités de 177,00\xa0€" in html
+    assert (
+        "Cours photo" in html and "497,00\xa0€" in html and "3 mensualités de 177,00\xa0€" in html
+    )
     assert "531,00\xa0€ au total" in html and "Workbook" in html and "30 jours" in html
     assert 'value="camille@example.fr"' in html and "25 novembre 2026" in html
     assert "lk-countdown" in html
@@ -353,7 +383,9 @@ def test_sales_page_shows_plans_deadline_and_prefill(web, sessions, stripe_setti
 
 def test_buy_redirects_to_stripe_checkout(web, sessions, shop):
     http: RecordingClient = web.app.state.stripe_client._requestor._client  # type: ignore[attr-defined]
-    response = web.post("/buy/cours?plan=3", data={"email": "new@example.fr"}, follow_redirects=False)
+    response = web.post(
+        "/buy/cours?plan=3", data={"email": "new@example.fr"}, follow_redirects=False
+    )
     assert response.status_code == 303
     assert response.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_123"
     fields = http.requests[-1][3]
@@ -375,3 +407,28 @@ def test_closed_cart_says_so_and_creates_no_session(stripe_settings, shop, now, 
         response = web.post("/buy/cours", data={"plan": "full"}, follow_redirects=False)
         assert response.status_code == 403 and text in response.text
     assert http.requests == []
+
+
+def test_concurrent_deliveries_of_one_event_apply_once(sessions, stripe_settings, shop, now):
+    """10 simultaneous deliveries of the same event over real HTTP: one order, one payment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    deal = Purchase(shop["full"], "camille@example.fr", 49700, "EUR")
+    real_ts = int(time.time())
+    event = deal.completed(real_ts)
+    body = encode(event)
+    with Server(create_app(stripe_settings)) as base:
+
+        def deliver(_: int) -> int:
+            headers = {"Stripe-Signature": sign_payload(body, WEBHOOK_SECRET, real_ts)}
+            return httpx.post(
+                f"{base}/stripe/webhook", content=body, headers=headers, timeout=30
+            ).status_code
+
+        with ThreadPoolExecutor(10) as pool:
+            codes = list(pool.map(deliver, range(10)))
+    assert codes == [200] * 10
+    with sessions.begin() as s:
+        assert s.scalar(select(func.count(Order.id))) == 1
+        assert s.scalar(select(func.count(Payment.id))) == 1
+        assert s.scalar(select(func.count(StripeEvent.id))) == 1

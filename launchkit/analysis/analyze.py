@@ -14,35 +14,21 @@ from launchkit.clock import iso_utc
 from launchkit.errors import InputError
 from launchkit.launches import get_launch
 from launchkit.models import Launch, Segment, Subscriber
-
-
-def _segment_module() -> Any:
-    try:
-        from launchkit import segments  # written by the audience issue
-    except ImportError:
-        return None
-    return getattr(segments, "segment_filter", None)
+from launchkit.segments import resolve_segment, segment_filter
 
 
 def segment_condition(session: Session, name_or_expression: str) -> Any:
     """SQL condition on subscribers for a saved segment name or a segment expression."""
-    segment_filter = _segment_module()
-    if segment_filter is None:
-        raise InputError("Segments are not available in this build (launchkit.segments).")
-    saved = session.scalar(sa.select(Segment.expression).where(Segment.name == name_or_expression))
-    return segment_filter(saved or name_or_expression)
+    return segment_filter(resolve_segment(session, name_or_expression))
 
 
 def _segment_members(session: Session) -> dict[str, pd.Series]:
     """Subscriber ids of every saved segment (one query per segment, none per row)."""
-    segment_filter = _segment_module()
-    if segment_filter is None:
-        return {}
     conn = session.connection()
     members = {}
     for name, expression in conn.execute(sa.select(Segment.name, Segment.expression)):
         stmt = sa.select(Subscriber.id).where(segment_filter(expression))
-        members[name] = pd.read_sql(stmt, conn)["id"]
+        members[name] = pd.Series([row[0] for row in conn.execute(stmt)], dtype="int64")
     return members
 
 
@@ -76,8 +62,12 @@ def _conversion(data: LaunchData, members: dict[str, pd.Series]) -> dict[str, An
     ci = metrics.wilson_interval(buyers, size)
     rate = metrics.safe_rate(buyers, size)
     segments = [
-        metrics.conversion_row(name, int(audience["id"].isin(ids).sum()),
-                               int((is_buyer & audience["id"].isin(ids)).sum()), "segment")
+        metrics.conversion_row(
+            name,
+            int(audience["id"].isin(ids).sum()),
+            int((is_buyer & audience["id"].isin(ids)).sum()),
+            "segment",
+        )
         for name, ids in members.items()
     ]
     return {
@@ -110,15 +100,24 @@ def _launch_info(launch: Launch, data: LaunchData) -> dict[str, Any]:
         "window_start": iso_utc(start),
         "window_end": iso_utc(end),
         "offers": [
-            {"slug": o["slug"], "price_cents": int(o["price_cents"]),
-             "guarantee_days": int(o["guarantee_days"]), "plans": int(o["plans"])}
+            {
+                "slug": o["slug"],
+                "price_cents": int(o["price_cents"]),
+                "guarantee_days": int(o["guarantee_days"]),
+                "plans": int(o["plans"]),
+            }
             for o in data.offers.to_dict("records")
         ],
     }
 
 
-def analyze_data(data: LaunchData, *, currency: str | None = None, segment: str | None = None,
-                 members: dict[str, pd.Series] | None = None) -> dict[str, Any]:
+def analyze_data(
+    data: LaunchData,
+    *,
+    currency: str | None = None,
+    segment: str | None = None,
+    members: dict[str, pd.Series] | None = None,
+) -> dict[str, Any]:
     """Every metric of a loaded launch, as one JSON-ready dict."""
     chosen = choose_currency(data, currency)
     keep_currency(data, chosen)

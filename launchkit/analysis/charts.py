@@ -10,6 +10,7 @@ from typing import Any
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 INK = "#1f2933"
 MUTED = "#7b8794"
@@ -61,8 +62,8 @@ def to_svg(fig: Figure, title: str, prefix: str) -> str:
 def draw(name: str, title: str, paint: Callable[[Axes], None], height: float) -> dict[str, str]:
     """Render ``paint`` twice: ``wide`` for screens and print, ``narrow`` for phones."""
     variants = {}
-    for variant, width, scale in (("wide", 8.0, 1.0), ("narrow", 4.2, 1.3)):
-        with matplotlib.rc_context(RC):
+    for variant, width, scale, size in (("wide", 8.0, 1.0, 10), ("narrow", 4.2, 1.3, 12)):
+        with matplotlib.rc_context({**RC, "font.size": size}):
             fig = Figure(figsize=(width, height * scale))
             ax = fig.add_subplot()
             paint(ax)
@@ -71,24 +72,50 @@ def draw(name: str, title: str, paint: Callable[[Axes], None], height: float) ->
     return variants
 
 
+def _compact(value: float) -> str:
+    """Axis labels for money in major units: 950, 12k, 1.5M."""
+    size = abs(value)
+    if size >= 1_000_000:
+        return f"{value / 1_000_000:g}M"
+    if size >= 10_000:
+        return f"{value / 1_000:g}k"
+    return f"{value:,.0f}"
+
+
 def conversion_chart(rows: list[dict[str, Any]], key: str, bands: dict, t: dict) -> dict[str, str]:
     """Horizontal bars of conversion per group with 95% error bars and the field's bands."""
     rows = [r for r in rows if r["audience"] > 0][:12][::-1]
 
     def paint(ax: Axes) -> None:
-        ax.axvspan(bands["typical"]["low"] * 100, bands["typical"]["high"] * 100, color=BAND,
-                   label=t["band_typical"], zorder=0)
-        ax.axvspan(bands["established"]["low"] * 100, bands["established"]["high"] * 100,
-                   color=BAND2, label=t["band_established"], zorder=0)
+        ax.axvspan(
+            bands["typical"]["low"] * 100,
+            bands["typical"]["high"] * 100,
+            color=BAND,
+            label=t["band_typical"],
+            zorder=0,
+        )
+        ax.axvspan(
+            bands["established"]["low"] * 100,
+            bands["established"]["high"] * 100,
+            color=BAND2,
+            label=t["band_established"],
+            zorder=0,
+        )
         labels = [f"{r[key]} (n={r['audience']})" for r in rows]
         rates = [r["conversion_rate"] * 100 for r in rows]
-        low = [max(0.0, rate - (r["ci95_low"] or 0) * 100) for rate, r in zip(rates, rows)]
-        high = [max(0.0, (r["ci95_high"] or 0) * 100 - rate) for rate, r in zip(rates, rows)]
+        low = [
+            max(0.0, rate - (r["ci95_low"] or 0) * 100) for rate, r in zip(rates, rows, strict=True)
+        ]
+        high = [
+            max(0.0, (r["ci95_high"] or 0) * 100 - rate)
+            for rate, r in zip(rates, rows, strict=True)
+        ]
         ax.barh(labels, rates, color=ACCENT, height=0.55, zorder=2)
-        ax.errorbar(rates, labels, xerr=[low, high], fmt="none", ecolor=INK, capsize=4,
-                    lw=1.2, zorder=3)
+        ax.errorbar(
+            rates, labels, xerr=[low, high], fmt="none", ecolor=INK, capsize=4, lw=1.2, zorder=3
+        )
         ax.set_xlabel(t["conversion_pct"])
-        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False, fontsize=8)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=1, frameon=False, fontsize=8)
         ax.set_xlim(left=0)
 
     return draw("conversion", t["chart_conversion"], paint, 0.45 * len(rows) + 1.6)
@@ -107,14 +134,27 @@ def waterfall_chart(result: dict[str, Any], t: dict, fmt: Callable[[int], str]) 
 
     def paint(ax: Axes) -> None:
         names = [s[0] for s in steps]
-        bars = ax.bar(names, [s[2] / 100 for s in steps], bottom=[s[1] / 100 for s in steps],
-                      color=[s[3] for s in steps], width=0.6)
-        for bar, step in zip(bars, steps):
+        bars = ax.bar(
+            names,
+            [s[2] / 100 for s in steps],
+            bottom=[s[1] / 100 for s in steps],
+            color=[s[3] for s in steps],
+            width=0.6,
+        )
+        for bar, step in zip(bars, steps, strict=True):
             top = bar.get_y() + max(bar.get_height(), 0)
-            ax.annotate(fmt(step[4]), (bar.get_x() + bar.get_width() / 2, top),
-                        ha="center", va="bottom", fontsize=9, color=INK,
-                        xytext=(0, 3), textcoords="offset points")
+            ax.annotate(
+                fmt(step[4]),
+                (bar.get_x() + bar.get_width() / 2, top),
+                ha="center",
+                va="bottom",
+                fontsize=9,
+                color=INK,
+                xytext=(0, 3),
+                textcoords="offset points",
+            )
         ax.axhline(0, color="#cbd2d9", lw=0.8)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: _compact(value)))
         ax.set_ylabel(result["currency"])
         ax.margins(y=0.15)
 
@@ -129,12 +169,19 @@ def refund_chart(refunds: dict[str, Any], t: dict) -> dict[str, str]:
     def paint(ax: Axes) -> None:
         days = [h["day"] for h in hist]
         counts = [h["refunds"] for h in hist]
-        ax.axvspan(-0.5, window + 0.5, color=BAND, zorder=0, label=t["guarantee_window"])
-        colors = [ACCENT if d <= window else BAD for d in days]
-        ax.bar(days, counts, color=colors, width=0.85, zorder=2)
-        ax.axvline(window + 0.5, color=INK, ls="--", lw=1)
-        ax.annotate(f"{window} {t['days']}", (window + 0.5, 1), xycoords=("data", "axes fraction"),
-                    xytext=(4, -12), textcoords="offset points", fontsize=8, color=INK)
+        ax.axvspan(0, window, color=BAND, zorder=0, label=t["guarantee_window"])
+        colors = [ACCENT if d < window else BAD for d in days]
+        ax.bar(days, counts, color=colors, width=0.85, align="edge", zorder=2)
+        ax.axvline(window, color=INK, ls="--", lw=1)
+        ax.annotate(
+            f"{window} {t['days']}",
+            (window, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color=INK,
+        )
         ax.set_xlabel(t["days_to_refund"])
         ax.set_ylabel(t["refunds_label"])
         ax.yaxis.get_major_locator().set_params(integer=True)
@@ -155,9 +202,16 @@ def sales_chart(timing: dict[str, Any], t: dict) -> dict[str, str]:
         ax.bar(xs, [r["orders"] for r in rows], color=ACCENT, width=0.92, align="edge", zorder=2)
         for x, label, side in ((0, t["cart_open"], "left"), (close, t["cart_close"], "right")):
             ax.axvline(x, color=BAD, ls="--", lw=1, zorder=3)
-            ax.annotate(label, (x, 1), xycoords=("data", "axes fraction"), ha=side,
-                        xytext=(4 if side == "left" else -4, -12), textcoords="offset points",
-                        fontsize=8, color=BAD)
+            ax.annotate(
+                label,
+                (x, 1),
+                xycoords=("data", "axes fraction"),
+                ha=side,
+                xytext=(4 if side == "left" else -4, -12),
+                textcoords="offset points",
+                fontsize=8,
+                color=BAD,
+            )
         ax.set_xlim(min([0, *xs]) - 0.3, max([close, *(x + 1 for x in xs)]) + 0.3)
         ax.set_xlabel(t["hours_since_open"] if hourly else t["days_since_open"])
         ax.set_ylabel(t["orders"])
@@ -178,7 +232,7 @@ def plan_chart(plans: dict[str, Any], t: dict) -> dict[str, str]:
         defaulted = [r["defaulted"] for r in rows]
         ax.bar(names, on_time, color=GOOD, label=t["paid_on_time"], width=0.6)
         ax.bar(names, recovered, bottom=on_time, color=WARN, label=t["recovered"], width=0.6)
-        bottom = [a + b for a, b in zip(on_time, recovered)]
+        bottom = [a + b for a, b in zip(on_time, recovered, strict=True)]
         ax.bar(names, defaulted, bottom=bottom, color=BAD, label=t["defaulted"], width=0.6)
         ax.set_xlabel(t["instalment"])
         ax.set_ylabel(t["orders"])
@@ -195,16 +249,30 @@ def scatter_chart(rows: list[dict[str, Any]], fit: dict | None, t: dict) -> dict
         xs = [r["audience_size"] for r in rows]
         ys = [r["conversion_rate"] * 100 for r in rows]
         ax.scatter(xs, ys, color=ACCENT, s=40, zorder=3)
-        for r, x, y in zip(rows, xs, ys):
-            ax.annotate(r["launch"], (x, y), xytext=(5, 4), textcoords="offset points",
-                        fontsize=8, color=INK)
+        for r, x, y in zip(rows, xs, ys, strict=True):
+            ax.annotate(
+                r["launch"],
+                (x, y),
+                xytext=(5, 4),
+                textcoords="offset points",
+                fontsize=8,
+                color=INK,
+            )
         if fit and xs:
             lo, hi = min(xs), max(xs)
-            ax.plot([lo, hi], [(fit["slope"] * v + fit["intercept"]) * 100 for v in (lo, hi)],
-                    color=BAD, ls="--", lw=1.2, label=t["fitted_line"])
+            ax.plot(
+                [lo, hi],
+                [(fit["slope"] * v + fit["intercept"]) * 100 for v in (lo, hi)],
+                color=BAD,
+                ls="--",
+                lw=1.2,
+                label=t["fitted_line"],
+            )
             ax.legend(frameon=False, fontsize=8)
         ax.set_xlabel(t["audience_size"])
         ax.set_ylabel(t["conversion_pct"])
         ax.set_ylim(bottom=0)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
 
     return draw("scatter", t["chart_scatter"], paint, 3.2)

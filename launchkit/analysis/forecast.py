@@ -78,8 +78,12 @@ def _assumptions(past: list[dict[str, Any]], price_cents: int | None) -> dict[st
 
 def _interval(values: np.ndarray) -> dict[str, float]:
     p10, p50, p90 = np.percentile(values, [10, 50, 90])
-    return {"mean": float(values.mean()), "median": float(p50), "p10": float(p10),
-            "p90": float(p90)}
+    return {
+        "mean": float(values.mean()),
+        "median": float(p50),
+        "p10": float(p10),
+        "p90": float(p90),
+    }
 
 
 def simulate(
@@ -100,8 +104,13 @@ def simulate(
     price = a["price_cents"]
     collected = price * (kept - defaulters) + price * a["default_collected_share"] * defaulters
     fees = a["fee_ratio"] * (collected + price * refunds)
-    return {"rate": rate, "buyers": buyers, "refunds": refunds, "defaulters": defaulters,
-            "net": collected - fees}
+    return {
+        "rate": rate,
+        "buyers": buyers,
+        "refunds": refunds,
+        "defaulters": defaulters,
+        "net": collected - fees,
+    }
 
 
 def forecast_launch(

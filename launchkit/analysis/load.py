@@ -45,7 +45,7 @@ class LaunchData:
 
     launch: Launch
     window_start: datetime
-    audience: pd.DataFrame  # id, source, cohort, status, unsubscribed_at
+    audience: pd.DataFrame  # id, source, cohort
     tags: pd.DataFrame  # subscriber_id, tag (audience members only)
     orders: pd.DataFrame
     payments: pd.DataFrame
@@ -62,7 +62,17 @@ def _utc(bound: datetime) -> Any:
 
 
 def _frame(conn: Connection, stmt: Any, dates: tuple[str, ...] = ()) -> pd.DataFrame:
-    frame = pd.read_sql(stmt, conn)
+    """Run one query and build a DataFrame from the driver's rows.
+
+    SQLAlchemy compiles the query and binds its parameters; the rows are then read straight
+    from the DBAPI cursor (no per-row result processing), and ``dates`` are parsed by pandas
+    in one vectorized pass (ISO strings on SQLite, aware datetimes on PostgreSQL).
+    """
+    result = conn.execute(stmt)
+    columns = list(result.keys())
+    rows = result.cursor.fetchall() if result.cursor is not None else []
+    result.close()
+    frame = pd.DataFrame.from_records(rows, columns=columns, coerce_float=False)
     for column in dates:
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     return frame
@@ -87,21 +97,19 @@ def audience_filter(cart_open: datetime) -> Any:
 
 
 def load_audience(conn: Connection, cart_open: datetime, segment: Any = None) -> pd.DataFrame:
-    """Active subscribers at cart open: id, source, signup cohort, status, unsubscribed_at."""
+    """Active subscribers at cart open: id, source and signup month (categorical)."""
     where = audience_filter(cart_open)
     if segment is not None:
         where = sa.and_(where, segment)
-    stmt = sa.select(
-        Subscriber.id,
-        Subscriber.source,
-        _cohort_expr(conn).label("cohort"),
-        Subscriber.status,
-        Subscriber.unsubscribed_at,
-    ).where(where)
-    frame = _frame(conn, stmt, ("unsubscribed_at",))
-    frame["source"] = frame["source"].fillna(UNKNOWN).astype("category")
-    frame["cohort"] = frame["cohort"].fillna(UNKNOWN).astype("category")
-    frame["status"] = frame["status"].astype("category")
+    stmt = sa.select(Subscriber.id, Subscriber.source, _cohort_expr(conn).label("cohort"))
+    frame = _frame(conn, stmt.where(where))
+    frame["id"] = frame["id"].astype("int64")
+    frame["source"] = frame["source"].astype("category")
+    frame["cohort"] = frame["cohort"].astype("category")
+    for column in ("source", "cohort"):
+        series = frame[column]
+        if series.isna().any():
+            frame[column] = series.cat.add_categories([UNKNOWN]).fillna(UNKNOWN)
     return frame
 
 

@@ -94,13 +94,14 @@ def conversion_by_tags(
     tags: pd.DataFrame, buyer_ids: pd.Series, *, magnets: bool
 ) -> list[dict[str, Any]]:
     """Conversion per tag; ``magnets`` selects ``magnet:*`` tags (named without the prefix)."""
-    tag = tags["tag"].astype(str)
-    chosen = tags[tag.str.startswith("magnet:") == magnets]
-    labels = chosen["tag"].astype(str)
+    tag = tags["tag"].astype("category")
+    magnet_tags = [c for c in tag.cat.categories if str(c).startswith("magnet:")]
+    chosen = tag.isin(magnet_tags) == magnets
+    labels = tag[chosen].cat.remove_unused_categories()
     if magnets:
-        labels = labels.str.removeprefix("magnet:")
+        labels = labels.cat.rename_categories(lambda c: str(c).removeprefix("magnet:"))
     key = "magnet" if magnets else "tag"
-    return conversion_by(labels, chosen["subscriber_id"].isin(buyer_ids), key)
+    return conversion_by(labels, tags.loc[chosen, "subscriber_id"].isin(buyer_ids), key)
 
 
 def revenue_summary(orders: pd.DataFrame, audience_size: int) -> dict[str, Any]:
@@ -294,14 +295,11 @@ def _per_bucket(orders: pd.DataFrame, bucket: pd.Series, name: str, fill: bool =
     if fill:
         grouped = grouped.reindex(range(grouped.index.min(), grouped.index.max() + 1), fill_value=0)
     return [
-        {name: int(b), "orders": int(n), "booked_cents": int(s)}
-        for b, (n, s) in grouped.iterrows()
+        {name: int(b), "orders": int(n), "booked_cents": int(s)} for b, (n, s) in grouped.iterrows()
     ]
 
 
-def _last_email_before(
-    events: pd.DataFrame, at: str, sends: pd.DataFrame
-) -> pd.Series:
+def _last_email_before(events: pd.DataFrame, at: str, sends: pd.DataFrame) -> pd.Series:
     """For each event row (subscriber_id, ``at``), the id of the last email sent before it."""
     result = pd.Series(pd.NA, index=events.index, dtype="Int64")
     known = events.dropna(subset=["subscriber_id", at])

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from launchkit.audience import normalize_email
 from launchkit.errors import InputError
 from launchkit.launches import get_launch
 from launchkit.models import Order, OrderStatus, Subscriber
@@ -43,26 +44,6 @@ class PaymentRow:
     refunded_cents: int
     fee_cents: int | None
     description: str
-
-
-def normalize_email(raw: str) -> str:
-    """Trimmed, lowercased, IDNA domain (the audience module's rule when it is available)."""
-    try:
-        from launchkit.audience import normalize_email as audience_normalize
-    except ImportError:
-        audience_normalize = None
-    if audience_normalize is not None:
-        try:
-            return str(audience_normalize(raw))
-        except Exception:  # noqa: S110 - fall back to the simple rule below
-            pass
-    text = raw.strip().lower()
-    local, _, domain = text.rpartition("@")
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass
-    return f"{local}@{domain}" if local else text
 
 
 def to_minor_units(text: str, currency: str, *, where: str) -> int:
@@ -97,6 +78,13 @@ def _fee(row: dict[str, str], currency: str, where: str) -> int | None:
     return to_minor_units(fee, currency, where=f"{where}, field Fee")
 
 
+def _email(raw: str, where: str) -> str:
+    try:
+        return normalize_email(raw)
+    except InputError as e:
+        raise InputError(f"{where}, field Customer Email: {e}") from None
+
+
 def parse_row(row: dict[str, str], line: int, name: str) -> PaymentRow | None:
     """One export row -> PaymentRow, or None for failed/uncaptured charges."""
     where = f"{name}, row {line}"
@@ -117,7 +105,7 @@ def parse_row(row: dict[str, str], line: int, name: str) -> PaymentRow | None:
         line=line,
         external_id=row["id"].strip(),
         created=_parse_date(row["Created date (UTC)"], f"{where}, field Created date (UTC)"),
-        email=normalize_email(row["Customer Email"]),
+        email=_email(row["Customer Email"], where),
         currency=currency,
         amount_cents=amount,
         refunded_cents=refunded,
@@ -155,7 +143,7 @@ def _subscriber_ids(session: Session, emails: set[str]) -> dict[str, int]:
     for start in range(0, len(ordered), 500):
         chunk = ordered[start : start + 500]
         stmt = sa.select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(chunk))
-        found.update({email: sid for email, sid in session.execute(stmt)})
+        found.update((row.email, row.id) for row in session.execute(stmt))
     return found
 
 
@@ -206,9 +194,16 @@ def import_payments(session: Session, path: Path, *, launch: str, now: datetime)
                 "another launch."
             )
         if order is None:
-            order = Order(launch_id=target.id, external_id=row.external_id, plan_instalments=1,
-                          created_at=row.created, updated_at=now, bump=False,
-                          instalments_paid=1, instalments_failed=0)
+            order = Order(
+                launch_id=target.id,
+                external_id=row.external_id,
+                plan_instalments=1,
+                created_at=row.created,
+                updated_at=now,
+                bump=False,
+                instalments_paid=1,
+                instalments_failed=0,
+            )
             session.add(order)
             created += 1
             _apply(order, row, subscribers.get(row.email), now)

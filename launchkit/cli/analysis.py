@@ -32,27 +32,41 @@ def _write(path: Path, text: str) -> None:
         raise InputError(f"Cannot write {path}: {e.strerror}.") from e
 
 
-def _print_analysis(r: dict[str, Any]) -> None:
+def print_analysis(r: dict[str, Any]) -> None:
     cur = r["currency"]
     ci = r["conversion_ci95"]
     interval = f" (95% CI {_pct(ci[0])}-{_pct(ci[1])})" if ci else ""
     say(f"{r['launch']['slug']}: {r['launch']['product']} ({cur})")
-    say(f"Audience at cart open: {r['audience_size']:,}  buyers: {r['buyers']:,}  "
+    say(
+        f"Audience at cart open: {r['audience_size']:,}  buyers: {r['buyers']:,}  "
         f"conversion: {_pct(r['conversion_rate'])}{interval}, {r['benchmark']['position']} "
-        "against the 0.5-2% / 2-4% bands")
-    say(f"Gross {_money(r['gross_revenue_cents'], cur)} - refunds "
+        "against the 0.5-2% / 2-4% bands"
+    )
+    say(
+        f"Gross {_money(r['gross_revenue_cents'], cur)} - refunds "
         f"{_money(r['refunded_cents'], cur)} - fees {_money(r['fees_cents'], cur)} = net "
-        f"{_money(r['net_revenue_cents'], cur)}  (booked {_money(r['booked_revenue_cents'], cur)})")
+        f"{_money(r['net_revenue_cents'], cur)}  (booked {_money(r['booked_revenue_cents'], cur)})"
+    )
     p = r["payment_plans"]
-    say(f"Refunds: {r['refunds']['count']} ({_pct(r['refund_rate'], 1)}), "
+    say(
+        f"Refunds: {r['refunds']['count']} ({_pct(r['refund_rate'], 1)}), "
         f"{r['refunds']['inside_guarantee']} inside the guarantee. Plans: {p['orders']} orders, "
         f"completion {_pct(p['completion_rate'], 1)}. Last 48 h: "
-        f"{_pct(r['timing']['share_last_48h'], 1)} of sales.")
-    rows = [(s["source"], s["audience"], s["buyers"], _pct(s["conversion_rate"]),
-             f"{_pct(s['ci95_low'])}-{_pct(s['ci95_high'])}" if s["ci95_low"] is not None else "")
-            for s in r["by_source"]]
-    print_table("Conversion by source", ["source", "audience", "buyers", "conversion", "95% CI"],
-                rows)
+        f"{_pct(r['timing']['share_last_48h'], 1)} of sales."
+    )
+    rows = [
+        (
+            s["source"],
+            s["audience"],
+            s["buyers"],
+            _pct(s["conversion_rate"]),
+            f"{_pct(s['ci95_low'])}-{_pct(s['ci95_high'])}" if s["ci95_low"] is not None else "",
+        )
+        for s in r["by_source"]
+    ]
+    print_table(
+        "Conversion by source", ["source", "audience", "buyers", "conversion", "95% CI"], rows
+    )
 
 
 def analyze(
@@ -77,15 +91,21 @@ def analyze(
         result = analysis.analyze_launch(session, launch, currency=currency, segment=segment)
     if html is not None:
         settings = runtime.settings
-        _write(html, analysis.render_report(
-            result, language=settings.language, timezone=settings.timezone,
-            templates_dir=settings.templates_dir))
+        _write(
+            html,
+            analysis.render_report(
+                result,
+                language=settings.language,
+                timezone=settings.timezone,
+                templates_dir=settings.templates_dir,
+            ),
+        )
     if csv_dir is not None:
         analysis.write_csv(result, csv_dir)
     if as_json:
         print_json(result)
         return
-    _print_analysis(result)
+    print_analysis(result)
     for path, what in ((html, "HTML report"), (csv_dir, "CSV tables")):
         if path is not None:
             say(f"Wrote {what} to {path}")
@@ -93,7 +113,9 @@ def analyze(
 
 def compare(
     ctx: typer.Context,
-    launches: Annotated[list[str] | None, typer.Argument(help="Launch slugs (default: all).")] = None,
+    launches: Annotated[
+        list[str] | None, typer.Argument(help="Launch slugs (default: all).")
+    ] = None,
     as_json: Annotated[bool, JSON_OPT] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Write an HTML page here.")] = None,
 ) -> None:
@@ -106,18 +128,32 @@ def compare(
         result = analysis.compare_launches(session, launches or None)
     if html is not None:
         settings = runtime.settings
-        _write(html, analysis.render_compare(
-            result, language=settings.language, templates_dir=settings.templates_dir))
+        _write(
+            html,
+            analysis.render_compare(
+                result, language=settings.language, templates_dir=settings.templates_dir
+            ),
+        )
     if as_json:
         print_json(result)
         return
-    rows = [(r["launch"], r["audience_size"], r["buyers"], _pct(r["conversion_rate"]),
-             _money(r["net_revenue_cents"], r["currency"]), _pct(r["refund_rate"], 1))
-            for r in result["launches"]]
+    rows = [
+        (
+            r["launch"],
+            r["audience_size"],
+            r["buyers"],
+            _pct(r["conversion_rate"]),
+            _money(r["net_revenue_cents"], r["currency"]),
+            _pct(r["refund_rate"], 1),
+        )
+        for r in result["launches"]
+    ]
     print_table("Launches", ["launch", "audience", "buyers", "conversion", "net", "refunds"], rows)
     if result["fit"]:
-        say(f"Fitted line: conversion changes by {result['fit']['slope_per_1000'] * 100:+.3f} "
-            "points per 1,000 more subscribers.")
+        say(
+            f"Fitted line: conversion changes by {result['fit']['slope_per_1000'] * 100:+.3f} "
+            "points per 1,000 more subscribers."
+        )
 
 
 def _price_cents(text: str | None) -> int | None:
@@ -149,8 +185,11 @@ def forecast(
     runtime: Runtime = ctx.obj
     with runtime.transaction() as session:
         result = analysis.forecast_launch(
-            session, audience=audience, price_cents=_price_cents(price),
-            from_launches=from_launches or None, seed=seed,
+            session,
+            audience=audience,
+            price_cents=_price_cents(price),
+            from_launches=from_launches or None,
+            seed=seed,
         )
     if as_json:
         print_json(result)
@@ -160,8 +199,10 @@ def forecast(
     cur = runtime.settings.currency
     say(f"Forecast for {audience:,} subscribers, from {basis}:")
     say(f"Buyers: {b['mean']:.0f} expected, 80% interval {b['p10']:.0f}-{b['p90']:.0f}")
-    say(f"Net revenue: {_money(n['mean'], cur)} expected, 80% interval "
-        f"{_money(n['p10'], cur)} - {_money(n['p90'], cur)}")
+    say(
+        f"Net revenue: {_money(n['mean'], cur)} expected, 80% interval "
+        f"{_money(n['p10'], cur)} - {_money(n['p90'], cur)}"
+    )
 
 
 def import_payments(
@@ -180,11 +221,15 @@ def import_payments(
     if as_json:
         print_json(result)
         return
-    say(f"Imported {result['imported']} payments into {result['launch']}: {result['created']} "
+    say(
+        f"Imported {result['imported']} payments into {result['launch']}: {result['created']} "
         f"new, {result['updated']} updated, {result['unchanged']} unchanged, "
-        f"{result['skipped_failed']} failed rows skipped.")
-    say(f"Matched to subscribers: {result['matched']}; unmatched buyers: "
-        f"{result['unmatched_count']}")
+        f"{result['skipped_failed']} failed rows skipped."
+    )
+    say(
+        f"Matched to subscribers: {result['matched']}; unmatched buyers: "
+        f"{result['unmatched_count']}"
+    )
     for email in result["unmatched"]:
         say(f"  unmatched: {email}")
 

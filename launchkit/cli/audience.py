@@ -74,9 +74,10 @@ def import_(
     runtime: Runtime = ctx.obj
     mapping = _parse_mapping(map_ or [])
     total = audience.scan_file(file).lines if file.is_file() else None
+    quiet = as_json or not err_console.is_terminal
     columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
-        Progress(*columns, console=err_console, transient=True, disable=as_json) as bar,
+        Progress(*columns, console=err_console, transient=True, disable=quiet) as bar,
         runtime.transaction() as session,
     ):
         task = bar.add_task("import", total=total)

@@ -41,9 +41,11 @@ def check(ctx: typer.Context, path: Annotated[Path | None, PLAN_ARG] = None) -> 
     """
     runtime: Runtime = ctx.obj
     plan = _load_checked(runtime, path)
-    say(f'{plan.path.name} is valid: launch "{plan.slug}", {len(plan.audience)} audience file(s), '
+    say(
+        f'{plan.path.name} is valid: launch "{plan.slug}", {len(plan.audience)} audience file(s), '
         f"{len(plan.magnets)} magnet(s), {len(plan.offers)} offer(s), "
-        f"{len(plan.sequences)} sequence(s).")
+        f"{len(plan.sequences)} sequence(s)."
+    )
 
 
 def run(
@@ -71,14 +73,21 @@ def run(
     run_ctx = RunContext(runtime.settings, plan, moment, dry_run=dry_run)
     results = run_plan(runtime.sessions, run_ctx, until=check_step_name(until), only_due=tick)
     if as_json:
-        print_json([{"step": r.step.value, "status": r.status, "message": r.message,
-                     "detail": r.detail} for r in results])
+        print_json(
+            [
+                {"step": r.step.value, "status": r.status, "message": r.message, "detail": r.detail}
+                for r in results
+            ]
+        )
         return
     if tick:
         say("; ".join(f"{r.step.value}: {r.message}" for r in results) or "nothing due")
         return
-    print_table(f'Launch "{plan.slug}"', ["step", "status", "result"],
-                [(r.step.value, r.status, r.message) for r in results])
+    print_table(
+        f'Launch "{plan.slug}"',
+        ["step", "status", "result"],
+        [(r.step.value, r.status, r.message) for r in results],
+    )
 
 
 def status(
@@ -96,7 +105,9 @@ def status(
     runtime: Runtime = ctx.obj
     moment = parse_local_datetime(now, runtime.settings.tz, what="--now") if now else utcnow()
     with runtime.transaction() as session:
-        data = launch_status(session, runtime.settings, launch or latest_launch_slug(session), moment)
+        data = launch_status(
+            session, runtime.settings, launch or latest_launch_slug(session), moment
+        )
     if as_json:
         print_json(data)
         return
@@ -111,10 +122,16 @@ def _print_status(data: dict) -> None:
         ("phase", data["phase"]),
         ("milestones passed", ", ".join(m["name"] for m in ms["passed"]) or "none"),
         ("next milestone", f"{nxt['name']} at {nxt['local']}" if nxt else "none"),
-        ("emails", f"{emails['sent']} sent, {emails['due_now']} due, {emails['queued']} scheduled, "
-                   f"{emails['failed']} failed, {emails['skipped']} skipped"),
-        ("buyers", f"{data['buyers']} of {data['audience_size']} "
-                   f"({data['conversion_rate']:.2%} conversion)"),
+        (
+            "emails",
+            f"{emails['sent']} sent, {emails['due_now']} due, {emails['queued']} scheduled, "
+            f"{emails['failed']} failed, {emails['skipped']} skipped",
+        ),
+        (
+            "buyers",
+            f"{data['buyers']} of {data['audience_size']} "
+            f"({data['conversion_rate']:.2%} conversion)",
+        ),
         ("refunds", str(data["refunds"])),
         ("next action", data["next_action"]),
     ]
@@ -127,7 +144,7 @@ def rehearse(
     seed: Annotated[int, typer.Option(help="Seed of the simulated buyers.")] = 7,
     as_json: Annotated[bool, JSON_OPT] = False,
 ) -> None:
-    """Replay the whole launch on a simulated clock against a copy of the data and check its promises.
+    """Replay the launch on a simulated clock against a copy of the data; check its promises.
 
     Exits 1 if any promise is broken (each listed with the email and an example subscriber).
 
@@ -147,19 +164,25 @@ def rehearse(
 
 
 def _print_rehearsal(report: dict) -> None:
-    say(f"Rehearsed {report['launch']}: {report['messages']} messages, {report['buyers']} "
-        f"simulated buyers, {len(report['checks'])} promises checked.")
+    say(
+        f"Rehearsed {report['launch']}: {report['messages']} messages, {report['buyers']} "
+        f"simulated buyers, {len(report['checks'])} promises checked."
+    )
     for check_ in report["checks"]:
         mark = "ok " if check_["ok"] else "BROKEN"
         say(f"  {mark} {check_['promise']}")
     for broken in report["broken"]:
-        say(f"  - {broken['promise']}: email {broken['email']}, e.g. {broken['example']}: "
-            f"{broken['detail']}")
+        say(
+            f"  - {broken['promise']}: email {broken['email']}, e.g. {broken['example']}: "
+            f"{broken['detail']}"
+        )
 
 
 def demo(
     ctx: typer.Context,
-    directory: Annotated[Path | None, typer.Option("--dir", help="Keep the demo workspace here.")] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Keep the demo workspace here.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same launch.")] = 2026,
     audience: Annotated[int, typer.Option(help="Audience size of the generated sample.")] = 5000,
     as_json: Annotated[bool, JSON_OPT] = False,
@@ -185,8 +208,10 @@ def demo(
     say(f"Workspace: {result['workspace']}")
     say(f"Emails delivered to the file outbox: {result['messages']} ({result['outbox']})")
     say(f"HTML report: {result['report']}")
-    say(f"Next: launchkit -w {result['workspace']} status   or   "
-        f"launchkit -w {result['workspace']} analyze {result['launch']}")
+    say(
+        f"Next: launchkit -w {result['workspace']} status   or   "
+        f"launchkit -w {result['workspace']} analyze {result['launch']}"
+    )
 
 
 class _null:

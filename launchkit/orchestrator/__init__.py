@@ -80,16 +80,29 @@ def ensure_launch(session: Session, plan: Plan, settings: Settings, now: datetim
     existing = session.scalar(select(Launch).where(Launch.slug == plan.slug))
     if existing is None:
         return launches.create_launch(
-            session, plan.slug, product=plan.product, cart_open=plan.cart_open,
-            cart_close=plan.cart_close, prelaunch_start=plan.prelaunch_start,
-            currency=settings.currency, now=now,
+            session,
+            plan.slug,
+            product=plan.product,
+            cart_open=plan.cart_open,
+            cart_close=plan.cart_close,
+            prelaunch_start=plan.prelaunch_start,
+            currency=settings.currency,
+            now=now,
         )
     changed = (existing.cart_open, existing.cart_close, existing.prelaunch_start) != (
-        plan.cart_open, plan.cart_close, plan.prelaunch_start)
+        plan.cart_open,
+        plan.cart_close,
+        plan.prelaunch_start,
+    )
     if changed or existing.product != plan.product:
         launches.update_launch(
-            session, plan.slug, now=now, product=plan.product, cart_open=plan.cart_open,
-            cart_close=plan.cart_close, prelaunch_start=plan.prelaunch_start,
+            session,
+            plan.slug,
+            now=now,
+            product=plan.product,
+            cart_open=plan.cart_open,
+            cart_close=plan.cart_close,
+            prelaunch_start=plan.prelaunch_start,
         )
         if changed:
             from launchkit import sequences
@@ -104,10 +117,18 @@ def step_states(session: Session, launch_id: int) -> dict[str, LaunchStep]:
     return {row.step: row for row in rows}
 
 
-def _record(session: Session, launch_id: int, step: Step, status: StepStatus, now: datetime,
-            detail: dict[str, Any] | None = None, error: str | None = None) -> None:
-    row = session.scalar(select(LaunchStep).where(
-        LaunchStep.launch_id == launch_id, LaunchStep.step == step.value))
+def _record(
+    session: Session,
+    launch_id: int,
+    step: Step,
+    status: StepStatus,
+    now: datetime,
+    detail: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    row = session.scalar(
+        select(LaunchStep).where(LaunchStep.launch_id == launch_id, LaunchStep.step == step.value)
+    )
     if row is None:
         row = LaunchStep(launch_id=launch_id, step=step.value, started_at=now)
         session.add(row)
@@ -133,8 +154,11 @@ def run_plan(
 
     with sessions.begin() as session:
         launch_id = ensure_launch(session, ctx.plan, ctx.settings, ctx.now).id
-        done = {name for name, row in step_states(session, launch_id).items()
-                if row.status == StepStatus.DONE}
+        done = {
+            name
+            for name, row in step_states(session, launch_id).items()
+            if row.status == StepStatus.DONE
+        }
     results: list[StepResult] = []
     for step in STEPS:
         if step.value in done:
@@ -154,8 +178,13 @@ def run_plan(
     return results
 
 
-def _run_step(sessions: sessionmaker[Session], ctx: RunContext, launch_id: int, step: Step,
-              fn: Callable[[Session, RunContext, Launch], StepResult]) -> StepResult:
+def _run_step(
+    sessions: sessionmaker[Session],
+    ctx: RunContext,
+    launch_id: int,
+    step: Step,
+    fn: Callable[[Session, RunContext, Launch], StepResult],
+) -> StepResult:
     try:
         with sessions.begin() as session:
             launch = session.get(Launch, launch_id)
@@ -174,8 +203,13 @@ def _run_step(sessions: sessionmaker[Session], ctx: RunContext, launch_id: int, 
         raise StepFailed(f'Step {step.value} of launch "{ctx.plan.slug}" failed: {e}') from e
 
 
-def _run_self_managed(sessions: sessionmaker[Session], ctx: RunContext, launch_id: int,
-                      step: Step, fn: Callable[..., StepResult]) -> StepResult:
+def _run_self_managed(
+    sessions: sessionmaker[Session],
+    ctx: RunContext,
+    launch_id: int,
+    step: Step,
+    fn: Callable[..., StepResult],
+) -> StepResult:
     """Run a step that manages its own transactions (sending commits per batch)."""
     try:
         result = fn(sessions, ctx, launch_id)
@@ -208,5 +242,11 @@ def latest_launch_slug(session: Session) -> str:
 
 def count_steps_done(session: Session, launch_id: int) -> int:
     """How many steps are recorded as done."""
-    return session.scalar(select(func.count()).select_from(LaunchStep).where(
-        LaunchStep.launch_id == launch_id, LaunchStep.status == StepStatus.DONE)) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(LaunchStep)
+            .where(LaunchStep.launch_id == launch_id, LaunchStep.status == StepStatus.DONE)
+        )
+        or 0
+    )

@@ -36,13 +36,21 @@ from launchkit.models import (
 LEGIT_SKIPS = ("skip_if", "unsubscribed", "suppressed", "bounced", "complained", "inactive")
 GUARANTEE_WORDS = re.compile(r"garanti|rembours|refund|guarantee|money.back|satisfait", re.I)
 DAYS = re.compile(r"(\d{1,3})\s*(?:jours|days|-day|day)\b", re.I)
-FR_MONTHS = ("janvier février mars avril mai juin juillet août septembre octobre novembre "
-             "décembre").split()
-EN_MONTHS = ("January February March April May June July August September October November "
-             "December").split()
+FR_MONTHS = (
+    "janvier février mars avril mai juin juillet août septembre octobre novembre décembre"
+).split()
+EN_MONTHS = (
+    "January February March April May June July August September October November December"
+).split()
 DATE_FR = re.compile(r"\b(\d{1,2})(?:er)?\s+(" + "|".join(FR_MONTHS) + r")\b", re.I)
-DATE_EN = re.compile(r"\b(?:(\d{1,2})\s+(" + "|".join(EN_MONTHS) + r")|(" + "|".join(EN_MONTHS)
-                     + r")\s+(\d{1,2}))\b", re.I)
+DATE_EN = re.compile(
+    r"\b(?:(\d{1,2})\s+("
+    + "|".join(EN_MONTHS)
+    + r")|("
+    + "|".join(EN_MONTHS)
+    + r")\s+(\d{1,2}))\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -63,15 +71,29 @@ PROMISES = {
 
 
 def _launch_sends(session: Session, launch: Launch) -> list[Any]:
-    return list(session.execute(
-        select(Send.status, Send.reason, Send.sent_at, Send.message_id, Send.subscriber_id,
-               Email.step, Email.kind, Email.send_at, Email.deadline_at, LaunchSequence.name,
-               Subscriber.email, Subscriber.timezone, Subscriber.unsubscribed_at)
-        .join(Email, Email.id == Send.email_id)
-        .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
-        .join(Subscriber, Subscriber.id == Send.subscriber_id)
-        .where(LaunchSequence.launch_id == launch.id)
-    ))
+    return list(
+        session.execute(
+            select(
+                Send.status,
+                Send.reason,
+                Send.sent_at,
+                Send.message_id,
+                Send.subscriber_id,
+                Email.step,
+                Email.kind,
+                Email.send_at,
+                Email.deadline_at,
+                LaunchSequence.name,
+                Subscriber.email,
+                Subscriber.timezone,
+                Subscriber.unsubscribed_at,
+            )
+            .join(Email, Email.id == Send.email_id)
+            .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+            .join(Subscriber, Subscriber.id == Send.subscriber_id)
+            .where(LaunchSequence.launch_id == launch.id)
+        )
+    )
 
 
 def check_close_emails(rows: Iterable[Any], launch: Launch) -> list[Broken]:
@@ -85,15 +107,21 @@ def check_close_emails(rows: Iterable[Any], launch: Launch) -> list[Broken]:
             continue
         if row.status == SendStatus.SKIPPED and (row.reason or "").split(":")[0] in LEGIT_SKIPS:
             continue
-        detail = (f"sent at {row.sent_at:%Y-%m-%d %H:%M} UTC, after the close"
-                  if row.status == SendStatus.SENT else f"{row.status} ({row.reason or 'no reason'})")
+        detail = (
+            f"sent at {row.sent_at:%Y-%m-%d %H:%M} UTC, after the close"
+            if row.status == SendStatus.SENT
+            else f"{row.status} ({row.reason or 'no reason'})"
+        )
         broken.append(Broken(PROMISES["close_emails"], label, row.email, detail))
     return broken
 
 
 def _buy_times(session: Session, launch: Launch) -> dict[int, datetime]:
-    rows = session.execute(select(Order.subscriber_id, Order.paid_at, Order.created_at).where(
-        Order.launch_id == launch.id, Order.status != OrderStatus.PENDING))
+    rows = session.execute(
+        select(Order.subscriber_id, Order.paid_at, Order.created_at).where(
+            Order.launch_id == launch.id, Order.status != OrderStatus.PENDING
+        )
+    )
     out: dict[int, datetime] = {}
     for subscriber_id, paid_at, created_at in rows:
         moment = paid_at or created_at
@@ -112,11 +140,18 @@ def check_no_sales_after(session: Session, rows: Iterable[Any], launch: Launch) 
         label = f"{row.name}/{row.step}"
         buy = bought.get(row.subscriber_id)
         if buy is not None and buy < row.sent_at:
-            broken.append(Broken(PROMISES["no_sales_after"], label, row.email,
-                                 f"bought at {buy:%Y-%m-%d %H:%M}, mailed at {row.sent_at:%H:%M}"))
+            broken.append(
+                Broken(
+                    PROMISES["no_sales_after"],
+                    label,
+                    row.email,
+                    f"bought at {buy:%Y-%m-%d %H:%M}, mailed at {row.sent_at:%H:%M}",
+                )
+            )
         elif row.unsubscribed_at is not None and row.unsubscribed_at < row.sent_at:
-            broken.append(Broken(PROMISES["no_sales_after"], label, row.email,
-                                 "mailed after unsubscribing"))
+            broken.append(
+                Broken(PROMISES["no_sales_after"], label, row.email, "mailed after unsubscribing")
+            )
     return broken
 
 
@@ -131,8 +166,14 @@ def check_quiet_hours(rows: Iterable[Any], settings: Settings) -> list[Broken]:
         local = row.sent_at.astimezone(zone)
         minute = local.hour * 60 + local.minute
         if not start <= minute <= end:
-            broken.append(Broken(PROMISES["quiet_hours"], f"{row.name}/{row.step}", row.email,
-                                 f"delivered at {local:%H:%M} {zone.key}"))
+            broken.append(
+                Broken(
+                    PROMISES["quiet_hours"],
+                    f"{row.name}/{row.step}",
+                    row.email,
+                    f"delivered at {local:%H:%M} {zone.key}",
+                )
+            )
     return broken
 
 
@@ -151,29 +192,41 @@ def message_text(outbox: Path, message_id: str | None) -> str | None:
 
 
 def _dates_in(text: str) -> set[tuple[int, int]]:
-    found = {(int(d), FR_MONTHS.index(m.lower()) + 1) for d, m in DATE_FR.findall(text)
-             if m.lower() in FR_MONTHS}
+    found = {
+        (int(d), FR_MONTHS.index(m.lower()) + 1)
+        for d, m in DATE_FR.findall(text)
+        if m.lower() in FR_MONTHS
+    }
     for d1, m1, m2, d2 in DATE_EN.findall(text):
         month = (m1 or m2).capitalize()
         found.add((int(d1 or d2), EN_MONTHS.index(month) + 1))
     return found
 
 
-def check_deadline_wording(samples: dict[str, tuple[str, str]], launch: Launch,
-                           settings: Settings) -> list[Broken]:
+def check_deadline_wording(
+    samples: dict[str, tuple[str, str]], launch: Launch, settings: Settings
+) -> list[Broken]:
     """Dates written in the deadline emails are the configured open or close dates."""
     local_close = launch.cart_close.astimezone(settings.tz)
-    allowed = {(m.astimezone(settings.tz).day, m.astimezone(settings.tz).month)
-               for m in (launch.cart_open, launch.cart_close, launch.prelaunch_start) if m}
+    allowed = {
+        (m.astimezone(settings.tz).day, m.astimezone(settings.tz).month)
+        for m in (launch.cart_open, launch.cart_close, launch.prelaunch_start)
+        if m
+    }
     close_text = format_date(local_close, "d MMMM", locale=settings.language)
     broken = []
     for label, (example, text) in samples.items():
         wrong = sorted(_dates_in(text) - allowed)
         if wrong:
             day, month = wrong[0]
-            broken.append(Broken(PROMISES["deadline_wording"], label, example,
-                                 f"mentions {day:02d}/{month:02d} but the cart closes on "
-                                 f"{close_text}"))
+            broken.append(
+                Broken(
+                    PROMISES["deadline_wording"],
+                    label,
+                    example,
+                    f"mentions {day:02d}/{month:02d} but the cart closes on {close_text}",
+                )
+            )
     return broken
 
 
@@ -185,18 +238,25 @@ def check_refund_window(samples: dict[str, tuple[str, str]], offers: list[Offer]
         return broken
     for label, (example, text) in samples.items():
         for match in DAYS.finditer(text):
-            window = text[max(0, match.start() - 120): match.end() + 120]
+            window = text[max(0, match.start() - 120) : match.end() + 120]
             days = int(match.group(1))
             if GUARANTEE_WORDS.search(window) and days not in allowed:
-                broken.append(Broken(PROMISES["refund_window"], label, example,
-                                     f"says {days} days; the guarantee is "
-                                     f"{', '.join(map(str, sorted(allowed)))} days"))
+                broken.append(
+                    Broken(
+                        PROMISES["refund_window"],
+                        label,
+                        example,
+                        f"says {days} days; the guarantee is "
+                        f"{', '.join(map(str, sorted(allowed)))} days",
+                    )
+                )
                 break
     return broken
 
 
-def check_promises(session: Session, settings: Settings, launch: Launch,
-                   extra_texts: dict[str, str] | None = None) -> dict[str, Any]:
+def check_promises(
+    session: Session, settings: Settings, launch: Launch, extra_texts: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run every check; returns {"checks": [...], "broken": [...]}."""
     rows = _launch_sends(session, launch)
     samples: dict[str, tuple[str, str]] = {}
@@ -222,5 +282,6 @@ def check_promises(session: Session, settings: Settings, launch: Launch,
 
 
 def _is_deadline(rows: list[Any], label: str) -> bool:
-    return any(f"{r.name}/{r.step}" == label and (r.send_at or "").startswith("cart_close")
-               for r in rows)
+    return any(
+        f"{r.name}/{r.step}" == label and (r.send_at or "").startswith("cart_close") for r in rows
+    )

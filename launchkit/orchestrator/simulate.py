@@ -66,7 +66,9 @@ def _lift(source: str | None) -> float:
     return SOURCE_LIFT.get(key, 1.0)
 
 
-def _purchase_time(rng: random.Random, model: BuyerModel, opens: datetime, closes: datetime) -> datetime:
+def _purchase_time(
+    rng: random.Random, model: BuyerModel, opens: datetime, closes: datetime
+) -> datetime:
     roll = rng.random()
     if roll < model.open_share:
         start, span = opens, timedelta(hours=24)
@@ -97,49 +99,91 @@ def plan_purchases(
         bought = _purchase_time(rng, model, cart_open, cart_close)
         plan = plan_instalments if plan_instalments > 1 and rng.random() < model.plan_share else 1
         bump = rng.random() < model.bump_share
-        events.append(SimEvent(bought, "purchase", prospect.email, prospect.subscriber_id, plan,
-                               bump))
+        events.append(
+            SimEvent(bought, "purchase", prospect.email, prospect.subscriber_id, plan, bump)
+        )
         events += _instalments(rng, model, prospect, bought, plan)
         events += _refund(rng, model, prospect, bought, guarantee_days)
     return sorted(events, key=lambda e: (e.at, e.email, e.kind))
 
 
-def _instalments(rng: random.Random, model: BuyerModel, prospect: Prospect, bought: datetime,
-                 plan: int) -> list[SimEvent]:
+def _instalments(
+    rng: random.Random, model: BuyerModel, prospect: Prospect, bought: datetime, plan: int
+) -> list[SimEvent]:
     events = []
     for number in range(2, plan + 1):
         due = bought + timedelta(days=30 * (number - 1))
         if rng.random() < model.instalment_failure:
             recovered = rng.random() < model.recovery
-            events.append(SimEvent(due, "instalment_failed", prospect.email,
-                                   prospect.subscriber_id, plan, number=number,
-                                   recovered=recovered))
+            events.append(
+                SimEvent(
+                    due,
+                    "instalment_failed",
+                    prospect.email,
+                    prospect.subscriber_id,
+                    plan,
+                    number=number,
+                    recovered=recovered,
+                )
+            )
             if not recovered:
                 break
             due += timedelta(days=3)
-        events.append(SimEvent(due, "instalment", prospect.email, prospect.subscriber_id, plan,
-                               number=number, recovered=due != bought + timedelta(days=30 * (number - 1))))
+        events.append(
+            SimEvent(
+                due,
+                "instalment",
+                prospect.email,
+                prospect.subscriber_id,
+                plan,
+                number=number,
+                recovered=due != bought + timedelta(days=30 * (number - 1)),
+            )
+        )
     return events
 
 
-def _refund(rng: random.Random, model: BuyerModel, prospect: Prospect, bought: datetime,
-            guarantee_days: int) -> list[SimEvent]:
+def _refund(
+    rng: random.Random, model: BuyerModel, prospect: Prospect, bought: datetime, guarantee_days: int
+) -> list[SimEvent]:
     if rng.random() >= model.refund_rate:
         return []
     if rng.random() < model.refund_late_share:
         days = guarantee_days + 1 + rng.random() * 20
     else:
         days = 0.2 + rng.random() * max(guarantee_days - 0.5, 0.5)
-    return [SimEvent(bought + timedelta(days=days), "refund_request", prospect.email,
-                     prospect.subscriber_id)]
+    return [
+        SimEvent(
+            bought + timedelta(days=days), "refund_request", prospect.email, prospect.subscriber_id
+        )
+    ]
 
 
-def plan_signups(count: int, *, start: datetime, end: datetime, seed: int,
-                 model: BuyerModel) -> list[tuple[datetime, str, str, bool]]:
+def plan_signups(
+    count: int, *, start: datetime, end: datetime, seed: int, model: BuyerModel
+) -> list[tuple[datetime, str, str, bool]]:
     """New lead-magnet opt-ins during the pre-launch: (time, first name, email, confirms)."""
     rng = random.Random(seed + 1)
-    names = ["Camille", "Louise", "Hugo", "Inès", "Lucas", "Chloé", "Nathan", "Jade", "Emma",
-             "Gabriel", "Manon", "Arthur", "Sarah", "Léo", "Alice", "Noah", "Olivia", "James"]
+    names = [
+        "Camille",
+        "Louise",
+        "Hugo",
+        "Inès",
+        "Lucas",
+        "Chloé",
+        "Nathan",
+        "Jade",
+        "Emma",
+        "Gabriel",
+        "Manon",
+        "Arthur",
+        "Sarah",
+        "Léo",
+        "Alice",
+        "Noah",
+        "Olivia",
+        "James",
+    ]
     out = []
     for i in range(count):
         at = start + timedelta(seconds=rng.random() * (end - start).total_seconds())

@@ -38,12 +38,21 @@ def _milestones(launch: Launch, settings: Settings, now: datetime) -> dict[str, 
 
 
 def _send_counts(session: Session, launch_id: int, now: datetime) -> dict[str, int]:
-    base = (select(Send.status, func.count()).join(Email, Email.id == Send.email_id)
-            .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
-            .where(LaunchSequence.launch_id == launch_id))
-    counts = {status: n for status, n in session.execute(base.group_by(Send.status))}
-    due = session.scalar(select(func.count()).select_from(base.where(
-        Send.status == SendStatus.QUEUED, Send.due_at <= now).subquery())) or 0
+    base = (
+        select(Send.status, func.count())
+        .join(Email, Email.id == Send.email_id)
+        .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+        .where(LaunchSequence.launch_id == launch_id)
+    )
+    counts = dict(session.execute(base.group_by(Send.status)).tuples().all())
+    due = (
+        session.scalar(
+            select(func.count()).select_from(
+                base.where(Send.status == SendStatus.QUEUED, Send.due_at <= now).subquery()
+            )
+        )
+        or 0
+    )
     return {
         "sent": counts.get(SendStatus.SENT, 0),
         "queued": counts.get(SendStatus.QUEUED, 0),
@@ -59,10 +68,14 @@ def _next_email(session: Session, launch_id: int, now: datetime) -> dict[str, An
         select(Email.step, Email.subject, func.min(Send.due_at), func.count())
         .join(Send, Send.email_id == Email.id)
         .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
-        .where(LaunchSequence.launch_id == launch_id, Send.status == SendStatus.QUEUED,
-               Send.due_at > now)
+        .where(
+            LaunchSequence.launch_id == launch_id,
+            Send.status == SendStatus.QUEUED,
+            Send.due_at > now,
+        )
         .group_by(Email.id, Email.step, Email.subject)
-        .order_by(func.min(Send.due_at)).limit(1)
+        .order_by(func.min(Send.due_at))
+        .limit(1)
     ).first()
     if row is None:
         return None
@@ -71,27 +84,47 @@ def _next_email(session: Session, launch_id: int, now: datetime) -> dict[str, An
 
 def _orders(session: Session, launch_id: int) -> dict[str, Any]:
     row = session.execute(
-        select(func.count(func.distinct(Order.email)), func.count(),
-               func.coalesce(func.sum(Order.paid_cents), 0),
-               func.coalesce(func.sum(Order.refunded_cents), 0))
-        .where(Order.launch_id == launch_id, Order.status.in_(COUNTED_ORDERS))
+        select(
+            func.count(func.distinct(Order.email)),
+            func.count(),
+            func.coalesce(func.sum(Order.paid_cents), 0),
+            func.coalesce(func.sum(Order.refunded_cents), 0),
+        ).where(Order.launch_id == launch_id, Order.status.in_(COUNTED_ORDERS))
     ).one()
-    refunds = session.scalar(select(func.count()).select_from(Order).where(
-        Order.launch_id == launch_id, Order.refunded_cents > 0)) or 0
-    return {"buyers": row[0], "orders": row[1], "collected_cents": int(row[2]),
-            "refunded_cents": int(row[3]), "refunds": refunds}
+    refunds = (
+        session.scalar(
+            select(func.count())
+            .select_from(Order)
+            .where(Order.launch_id == launch_id, Order.refunded_cents > 0)
+        )
+        or 0
+    )
+    return {
+        "buyers": row[0],
+        "orders": row[1],
+        "collected_cents": int(row[2]),
+        "refunded_cents": int(row[3]),
+        "refunds": refunds,
+    }
 
 
-def _next_action(launch: Launch, sends: dict[str, int], steps: dict[str, str],
-                 next_email: dict[str, Any] | None, now: datetime) -> str:
+def _next_action(
+    launch: Launch,
+    sends: dict[str, int],
+    steps: dict[str, str],
+    next_email: dict[str, Any] | None,
+    now: datetime,
+) -> str:
     if steps.get("schedule_sequences") != "done":
         return "run `launchkit run launch.toml` to import, publish and schedule the launch"
     if sends["due_now"]:
-        return f"{sends['due_now']} email(s) are due: run `launchkit run --tick` (or `launchkit send`)"
+        return (
+            f"{sends['due_now']} email(s) are due: run `launchkit run --tick` (or `launchkit send`)"
+        )
     if sends["failed"]:
         return f"{sends['failed']} delivery failure(s): check `launchkit schedule {launch.slug}`"
     if next_email:
-        return f"wait: next email \"{next_email['step']}\" goes out at {next_email['at']}"
+        return f'wait: next email "{next_email["step"]}" goes out at {next_email["at"]}'
     if now < launch.cart_close:
         return "all emails sent; the cart is open until it closes"
     if steps.get("analyze") != "done":
@@ -99,17 +132,32 @@ def _next_action(launch: Launch, sends: dict[str, int], steps: dict[str, str],
     return f"done: read the report with `launchkit analyze {launch.slug} --html report.html`"
 
 
-def build_status(session: Session, settings: Settings, launch: Launch, now: datetime) -> dict[str, Any]:
+def build_status(
+    session: Session, settings: Settings, launch: Launch, now: datetime
+) -> dict[str, Any]:
     """Milestones passed and next, emails sent/due/failed, buyers, conversion, next action."""
-    steps = {row.step: row.status for row in session.scalars(
-        select(LaunchStep).where(LaunchStep.launch_id == launch.id))}
+    steps = {
+        row.step: row.status
+        for row in session.scalars(select(LaunchStep).where(LaunchStep.launch_id == launch.id))
+    }
     sends = _send_counts(session, launch.id, now)
     orders = _orders(session, launch.id)
-    audience = session.scalar(select(func.count()).select_from(Subscriber).where(
-        Subscriber.status == SubscriberStatus.ACTIVE)) or 0
+    audience = (
+        session.scalar(
+            select(func.count())
+            .select_from(Subscriber)
+            .where(Subscriber.status == SubscriberStatus.ACTIVE)
+        )
+        or 0
+    )
     next_email = _next_email(session, launch.id, now)
-    phase = ("prelaunch" if now < launch.cart_open else
-             "cart open" if now < launch.cart_close else "closed")
+    phase = (
+        "prelaunch"
+        if now < launch.cart_open
+        else "cart open"
+        if now < launch.cart_close
+        else "closed"
+    )
     return {
         "launch": launch.slug,
         "product": launch.product,

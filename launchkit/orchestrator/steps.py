@@ -25,14 +25,20 @@ def import_audience(session: Session, ctx: RunContext, launch: Launch) -> StepRe
     totals: Counter[str] = Counter()
     for source in ctx.plan.audience:
         result = audience.import_subscribers(
-            session, source.file, now=ctx.now, format=source.format, source=source.source,
+            session,
+            source.file,
+            now=ctx.now,
+            format=source.format,
+            source=source.source,
             tags=source.tags,
         )
         for key in ("new", "updated", "duplicates", "invalid", "suppressed"):
             totals[key] += getattr(result, key)
-    message = (f"imported {totals['new']} new, {totals['updated']} updated, "
-               f"{totals['duplicates']} duplicates, {totals['invalid']} invalid, "
-               f"{totals['suppressed']} suppressed")
+    message = (
+        f"imported {totals['new']} new, {totals['updated']} updated, "
+        f"{totals['duplicates']} duplicates, {totals['invalid']} invalid, "
+        f"{totals['suppressed']} suppressed"
+    )
     return StepResult(Step.IMPORT_AUDIENCE, "done", message, dict(totals))
 
 
@@ -45,16 +51,26 @@ def publish_magnets(session: Session, ctx: RunContext, launch: Launch) -> StepRe
         if session.scalar(select(Magnet.id).where(Magnet.slug == spec.slug)) is not None:
             continue
         magnets.add_magnet(
-            session, ctx.settings, spec.slug, title=spec.title, file=spec.file, url=spec.url,
-            description=spec.description, tags=list(spec.tags), sequence=spec.sequence,
+            session,
+            ctx.settings,
+            spec.slug,
+            title=spec.title,
+            file=spec.file,
+            url=spec.url,
+            description=spec.description,
+            tags=list(spec.tags),
+            sequence=spec.sequence,
             now=ctx.now,
         )
         created.append(spec.slug)
     base = ctx.settings.base_url.rstrip("/")
     pages = [f"{base}/m/{spec.slug}" for spec in ctx.plan.magnets]
-    return StepResult(Step.PUBLISH_MAGNETS, "done",
-                      f"{len(created)} new magnet(s); opt-in pages: {', '.join(pages) or 'none'}",
-                      {"created": created, "pages": pages})
+    return StepResult(
+        Step.PUBLISH_MAGNETS,
+        "done",
+        f"{len(created)} new magnet(s); opt-in pages: {', '.join(pages) or 'none'}",
+        {"created": created, "pages": pages},
+    )
 
 
 def sync_offers(session: Session, ctx: RunContext, launch: Launch) -> StepResult:
@@ -64,24 +80,36 @@ def sync_offers(session: Session, ctx: RunContext, launch: Launch) -> StepResult
     for spec in ctx.plan.offers:
         if session.scalar(select(Offer.id).where(Offer.slug == spec.slug)) is None:
             checkout.add_offer(
-                session, launch.slug, spec.slug, product=spec.product or launch.product,
-                price_cents=spec.price_cents, currency=spec.currency, plans=list(spec.plans),
-                guarantee_days=spec.guarantee_days, bump=spec.bump, now=ctx.now,
+                session,
+                launch.slug,
+                spec.slug,
+                product=spec.product or launch.product,
+                price_cents=spec.price_cents,
+                currency=spec.currency,
+                plans=list(spec.plans),
+                guarantee_days=spec.guarantee_days,
+                bump=spec.bump,
+                now=ctx.now,
             )
     slugs = [spec.slug for spec in ctx.plan.offers]
     if ctx.extra.get("offline"):
-        return StepResult(Step.SYNC_OFFERS, "done", "offers saved (simulated Stripe)",
-                          {"offers": slugs})
+        return StepResult(
+            Step.SYNC_OFFERS, "done", "offers saved (simulated Stripe)", {"offers": slugs}
+        )
     client = ctx.stripe_client
     if client is None and ctx.settings.stripe_api_key:
         client = checkout.make_client(ctx.settings)
     if client is None:
-        return StepResult(Step.SYNC_OFFERS, "skipped",
-                          "offers saved; set STRIPE_API_KEY to sync them with Stripe",
-                          {"offers": slugs})
+        return StepResult(
+            Step.SYNC_OFFERS,
+            "skipped",
+            "offers saved; set STRIPE_API_KEY to sync them with Stripe",
+            {"offers": slugs},
+        )
     checkout.sync_offers(session, client, now=ctx.now)
-    return StepResult(Step.SYNC_OFFERS, "done", f"{len(slugs)} offer(s) synced with Stripe",
-                      {"offers": slugs})
+    return StepResult(
+        Step.SYNC_OFFERS, "done", f"{len(slugs)} offer(s) synced with Stripe", {"offers": slugs}
+    )
 
 
 def schedule_sequences(session: Session, ctx: RunContext, launch: Launch) -> StepResult:
@@ -92,11 +120,16 @@ def schedule_sequences(session: Session, ctx: RunContext, launch: Launch) -> Ste
         if session.scalar(select(Segment.id).where(Segment.name == name)) is None:
             segments.save_segment(session, name, expression, now=ctx.now)
     for spec in ctx.plan.sequences:
-        sequences.attach_sequence(session, ctx.settings, launch.slug, spec.name,
-                                  segment=spec.segment, now=ctx.now)
+        sequences.attach_sequence(
+            session, ctx.settings, launch.slug, spec.name, segment=spec.segment, now=ctx.now
+        )
     counts = sequences.schedule_launch(session, ctx.settings, launch.slug, now=ctx.now)
-    return StepResult(Step.SCHEDULE_SEQUENCES, "done",
-                      f"{len(ctx.plan.sequences)} sequence(s) scheduled", _plain(counts))
+    return StepResult(
+        Step.SCHEDULE_SEQUENCES,
+        "done",
+        f"{len(ctx.plan.sequences)} sequence(s) scheduled",
+        _plain(counts),
+    )
 
 
 def send_due(sessions: sessionmaker[Session], ctx: RunContext, launch_id: int) -> StepResult:
@@ -106,15 +139,22 @@ def send_due(sessions: sessionmaker[Session], ctx: RunContext, launch_id: int) -
     with sessions.begin() as session:
         slug = session.get(Launch, launch_id).slug  # type: ignore[union-attr]
     report = sequences.send_due(
-        sessions, ctx.settings, now=ctx.now, launch=slug, messenger=ctx.messenger,
-        dry_run=ctx.dry_run, progress=ctx.progress,
+        sessions,
+        ctx.settings,
+        now=ctx.now,
+        launch=slug,
+        messenger=ctx.messenger,
+        dry_run=ctx.dry_run,
+        progress=ctx.progress,
     )
     detail = _plain(report)
     with sessions.begin() as session:
         remaining = sequences.pending_count(session, slug)
     finished = remaining == 0 and ctx.now > ctx.plan.cart_close
-    message = (f"sent {detail.get('sent', 0)}, failed {detail.get('failed', 0)}, "
-               f"skipped {detail.get('skipped', 0)}; {remaining} still scheduled")
+    message = (
+        f"sent {detail.get('sent', 0)}, failed {detail.get('failed', 0)}, "
+        f"skipped {detail.get('skipped', 0)}; {remaining} still scheduled"
+    )
     return StepResult(Step.SEND_DUE, "done" if finished else "waiting", message, detail)
 
 
@@ -125,17 +165,29 @@ def analyze(session: Session, ctx: RunContext, launch: Launch) -> StepResult:
     closes = launch.cart_close + ctx.settings.checkout_grace
     if ctx.now < closes:
         wait = closes - ctx.now
-        return StepResult(Step.ANALYZE, "waiting",
-                          f"the cart closes in {_human(wait)}; analysis runs after that")
+        return StepResult(
+            Step.ANALYZE, "waiting", f"the cart closes in {_human(wait)}; analysis runs after that"
+        )
     reports = ctx.settings.workspace / "reports"
     reports.mkdir(exist_ok=True)
     html = reports / f"{launch.slug}.html"
-    result = analysis.analyze_launch(session, ctx.settings, launch.slug)
-    analysis.write_html_report(result, html, settings=ctx.settings)
-    summary = {k: result[k] for k in ("audience_size", "buyers", "conversion_rate",
-                                       "net_revenue_cents", "refund_rate") if k in result}
-    return StepResult(Step.ANALYZE, "done", f"report written to {html}",
-                      {**summary, "report": str(html)})
+    result = analysis.analyze_launch(session, launch.slug)
+    html.write_text(
+        analysis.render_report(
+            result,
+            language=ctx.settings.language,
+            timezone=ctx.settings.timezone,
+            templates_dir=ctx.settings.templates_dir,
+        )
+    )
+    summary = {
+        k: result[k]
+        for k in ("audience_size", "buyers", "conversion_rate", "net_revenue_cents", "refund_rate")
+        if k in result
+    }
+    return StepResult(
+        Step.ANALYZE, "done", f"report written to {html}", {**summary, "report": str(html)}
+    )
 
 
 def _plain(value: Any) -> dict[str, Any]:

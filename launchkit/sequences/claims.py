@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from launchkit.config import Settings
@@ -35,6 +35,10 @@ from launchkit.models import Email, LaunchSequence, Send, SendStatus, Subscriber
 from launchkit.sequences.schedule import SENDABLE
 
 LEASE = timedelta(minutes=5)
+IN_FLIGHT = "in flight"
+IN_FLIGHT_AGAIN = "in flight again"
+RESEND = "resend after an interrupted send"
+ASSUMED = "assumed delivered after two interrupted sends"
 LOCK_FILE = ".send.lock"
 
 
@@ -84,20 +88,45 @@ def owner_lock(engine: Engine, owner: str) -> Iterator[Connection | None]:
         conn.close()
 
 
+def fast_commit(session: Session) -> None:
+    """PostgreSQL: don't wait for the WAL flush on ledger marks (a process crash loses
+    nothing; only a database server crash could lose the last marks, which then resend with
+    the same Message-ID)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+
+
 def recover_orphans(session: Session, conn: Connection | None, *, now: datetime) -> int:
-    """Put rows left ``sending`` by dead senders back to ``queued``; returns how many."""
+    """Put rows left ``sending`` by dead senders back to ``queued``; returns how many.
+
+    A row marked "in flight" was being pushed: it may have been delivered, so it is sent once
+    more with the same Message-ID. A row found "in flight" a second time is recorded as sent
+    (assumed delivered) rather than risk a third copy. Other claimed rows were never pushed.
+    """
+    orphaned = and_(Send.status == SendStatus.SENDING, _orphan_clause(session, conn, now))
+    session.execute(
+        update(Send)
+        .where(orphaned, Send.reason == IN_FLIGHT_AGAIN)
+        .values(status=SendStatus.SENT, reason=ASSUMED, sent_at=Send.claimed_at)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Send)
+        .where(orphaned, Send.reason == IN_FLIGHT)
+        .values(reason=RESEND)
+        .execution_options(synchronize_session=False)
+    )
+    return _requeue(session, orphaned)
+
+
+def _orphan_clause(session: Session, conn: Connection | None, now: datetime) -> Any:
     if session.get_bind().dialect.name != "postgresql" or conn is None:
-        return _requeue(session, Send.status == SendStatus.SENDING)
+        return true()  # SQLite: we hold the workspace send lock, nobody else is sending
     owners = session.scalars(
         select(Send.claimed_by).where(Send.status == SendStatus.SENDING).distinct()
     ).all()
-    dead = [o for o in owners if o is None or _owner_is_dead(conn, o)]
-    stale = Send.claimed_at < now - LEASE
-    return _requeue(
-        session,
-        Send.status == SendStatus.SENDING,
-        or_(Send.claimed_by.in_([o for o in dead if o]), Send.claimed_by.is_(None), stale),
-    )
+    dead = [o for o in owners if o and _owner_is_dead(conn, o)]
+    return or_(Send.claimed_by.in_(dead), Send.claimed_by.is_(None), Send.claimed_at < now - LEASE)
 
 
 def _owner_is_dead(conn: Connection, owner: str) -> bool:
@@ -177,6 +206,7 @@ ROW_COLUMNS = (
     Send.subscriber_id,
     Send.due_at,
     Send.attempts,
+    Send.reason,
     Subscriber.email,
     Subscriber.first_name,
     Subscriber.last_name,
@@ -191,6 +221,7 @@ ROW_KEYS = (
     "id",
     "due_at",
     "attempts",
+    "reason",
     "email",
     "first_name",
     "last_name",

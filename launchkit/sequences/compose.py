@@ -24,6 +24,7 @@ from launchkit.sequences.context import (
     magnet_titles,
     sequence_language,
 )
+from launchkit.sequences.fastrender import FastRenderer
 from launchkit.sequences.schedule import (
     SENDABLE,
     launch_sequences,
@@ -56,7 +57,14 @@ class EmailInfo:
 class Composer:
     """Renders and builds messages for the emails of the launches being sent."""
 
-    def __init__(self, settings: Settings, emails: dict[int, EmailInfo], launch_ids: list[int]):
+    def __init__(
+        self,
+        settings: Settings,
+        emails: dict[int, EmailInfo],
+        launch_ids: list[int],
+        *,
+        fast: bool = True,
+    ):
         from launchkit import render
 
         self.settings = settings
@@ -64,6 +72,7 @@ class Composer:
         self.launch_ids = launch_ids
         self.env = render.make_environment(settings)
         self.magnets: dict[int, str] = {}
+        self.fast = FastRenderer(render.RenderedEmail) if fast else None
         self.domain = (settings.sender_email.rpartition("@")[2] or "launchkit.invalid").lower()
 
     def context(self, info: EmailInfo, row: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -79,17 +88,24 @@ class Composer:
         from launchkit import render
 
         context, language = self.context(info, row)
-        try:
-            return render.render_email(
-                self.env,
-                info.source,
-                context,
-                settings=self.settings,
-                unsubscribe_url=unsubscribe,
-                language=language,
-            )
-        except jinja2.TemplateError as e:
-            raise DeliveryError(f'Email "{info.label}" does not render: {e}') from e
+
+        def full(ctx: dict[str, Any], unsubscribe_url: str) -> Any:
+            try:
+                return render.render_email(
+                    self.env,
+                    info.source,
+                    ctx,
+                    settings=self.settings,
+                    unsubscribe_url=unsubscribe_url,
+                    language=language,
+                )
+            except jinja2.TemplateError as e:
+                raise DeliveryError(f'Email "{info.label}" does not render: {e}') from e
+
+        if not self.fast:
+            return full(context, unsubscribe)
+        key = (info.id, language, row.get("timezone") or "")
+        return self.fast.render(key, context, unsubscribe, full)
 
     def compose(self, row: dict[str, Any], now: datetime) -> tuple[Any, bytes, int]:
         """(OutgoingMessage, raw bytes, sequence id) for a claimed row."""

@@ -90,7 +90,7 @@ def magnet_titles(session: Session, subscriber_ids: list[int]) -> dict[int, str]
         .where(Consent.subscriber_id.in_(subscriber_ids))
         .order_by(Consent.id)
     )
-    return {sid: title for sid, title in session.execute(query)}
+    return {row[0]: row[1] for row in session.execute(query).all()}
 
 
 def email_context(

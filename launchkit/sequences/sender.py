@@ -45,7 +45,6 @@ class SendOptions:
     workers: int = 1
     dry_run: bool = False
     batch_size: int = 200
-    commit_every: int = 25
 
 
 @dataclass
@@ -342,8 +341,6 @@ class _Batch:
             except LaunchkitError:  # e.g. the SMTP login was refused: nothing was sent
                 self._give_back(self.rows[index:])
                 raise
-            if len(self.done) + len(self.skipped) >= run.options.commit_every:
-                self.flush()
         self.flush()
 
     def _deliver_one(self, row: dict[str, Any], mailer: Any) -> None:
@@ -363,6 +360,7 @@ class _Batch:
             self._fail(row, None, f"render: {e}", final=True)
             return
         run.limiter.pace()  # type: ignore[union-attr]
+        self.flush(in_flight=(row, message.message_id))
         try:
             self.messenger.push(message, raw)
         except mailer.TemporaryFailure as e:
@@ -379,28 +377,40 @@ class _Batch:
         sent_at = run.clock()
         run.limiter.record(sent_at)  # type: ignore[union-attr]
         self.done.append(
-            {
-                "id": row["send_id"],
-                "status": SendStatus.SENT,
-                "sent_at": sent_at,
-                "message_id": message.message_id,
-            }
+            {"id": row["send_id"], "status": SendStatus.SENT, "sent_at": sent_at, "reason": None}
         )
         self.touched.add(seq_id)
 
-    def flush(self) -> None:
-        """Commit the outcome of every message pushed since the last flush."""
-        if not self.done and not self.skipped:
+    def flush(self, in_flight: tuple[dict[str, Any], str] | None = None) -> None:
+        """Commit what happened since the last flush, and mark the next row as in flight.
+
+        Called right before each push: the previous message's ``sent`` and the next one's
+        "in flight" mark share one commit, so a sender killed at any point leaves at most one
+        row whose fate is unknown, and it knows which one (see ``claims``).
+        """
+        if not self.done and not self.skipped and in_flight is None:
             return
         run = self.run
         with run.sessions.begin() as session:
+            claims.fast_commit(session)
             for chunk in (self.done, self.skipped):
                 if chunk:
                     session.execute(update(Send), chunk)
+            if in_flight is not None:
+                row, message_id = in_flight
+                mark = (
+                    claims.IN_FLIGHT_AGAIN if row["reason"] == claims.RESEND else claims.IN_FLIGHT
+                )
+                session.execute(
+                    update(Send)
+                    .where(Send.id == row["send_id"])
+                    .values(reason=mark, message_id=message_id)
+                )
             self._reset_failures(session)
         sent = len(self.done)
         self.done, self.skipped = [], []
-        run.note(sent=sent)
+        if sent:
+            run.note(sent=sent)
 
     def _reset_failures(self, session: Session) -> None:
         run = self.run

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -404,8 +405,9 @@ class SecurityHeaders:
         nonce = secrets.token_urlsafe(16)
         scope.setdefault("state", {})["csp_nonce"] = nonce
         csp = (
-            f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; "
-            "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+            f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
+            "img-src 'self' data:; form-action 'self' https://checkout.stripe.com; "
+            "base-uri 'none'; frame-ancestors 'none'"
         )
         extra = [
             (b"content-security-policy", csp.encode()),
@@ -451,8 +453,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Starlette:
     """Build the web app for a workspace."""
-    from starlette.middleware import Middleware
-
+    # route modules import helpers from this module: import them here, not at the top
     from launchkit.web.checkout import checkout_routes
     from launchkit.web.magnets import magnet_routes
 

@@ -329,8 +329,9 @@ def download(request: Request) -> Response:
     try:
         with state.transaction() as session:
             found = magnets.resolve_download(
-                session, state.settings, payload, ip=client_ip(request), now=state.clock()
-            )
+                session, state.settings, payload, ip=client_ip(request), now=state.clock(),
+                count=request.method == "GET",
+            )  # fmt: skip
     except NotFound:
         return error_page(request, 404, "not_found_title", "not_found")
     if found.path is not None:
@@ -382,10 +383,11 @@ def unsubscribe_page(request: Request) -> Response:
         if subscriber is None:
             return error_page(request, 404, "not_found_title", "not_found")
         email, status = subscriber.email, subscriber.status
+        lang = subscriber.language or state.settings.language
     if status == SubscriberStatus.UNSUBSCRIBED:
-        return _unsubscribed(request, email, changed=False)
+        return _unsubscribed(request, email, lang, changed=False)
     form_token, cookie = csrf_token(request)
-    t = strings_for(state.settings.language)
+    t = strings_for(lang)
     context = {
         "email": email,
         "action": f"/u/{token}",
@@ -394,7 +396,7 @@ def unsubscribe_page(request: Request) -> Response:
         "reasons": [(r, t[f"unsub_reason_{r}"]) for r in UNSUB_REASONS],
         "page_title": t["unsub_title"],
     }
-    response = render_page(request, "unsubscribe.html", context)
+    response = render_page(request, "unsubscribe.html", context, language=lang)
     set_csrf_cookie(request, response, cookie)
     return response
 
@@ -430,17 +432,17 @@ def _unsubscribe_post(request: Request, form: dict[str, str], one_click: bool) -
                 session, payload, method="one-click" if one_click else "page", reason=reason,
                 ip=client_ip(request), now=state.clock(),
             )  # fmt: skip
-            email = subscriber.email
+            email, lang = subscriber.email, subscriber.language or state.settings.language
     except NotFound:
         return error_page(request, 404, "not_found_title", "not_found")
-    return _unsubscribed(request, email, changed=changed)
+    return _unsubscribed(request, email, lang, changed=changed)
 
 
-def _unsubscribed(request: Request, email: str, *, changed: bool) -> Response:
-    t = strings_for(state_of(request).settings.language)
+def _unsubscribed(request: Request, email: str, lang: str, *, changed: bool) -> Response:
+    t = strings_for(lang)
     context = {
         "email": email,
         "lead": t["unsubscribed_lead" if changed else "unsubscribed_again"],
         "page_title": t["unsubscribed_title"],
     }
-    return render_page(request, "unsubscribed.html", context)
+    return render_page(request, "unsubscribed.html", context, language=lang)

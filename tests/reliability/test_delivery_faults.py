@@ -104,7 +104,11 @@ def test_sigkill_at_random_points_then_resume_delivers_each_email_once(
                 window_kills += 1
                 kills += 1
             continue
-        time.sleep(rng.uniform(0.9, 1.8))
+        target = before + rng.randint(1, max(2, recipients // kills_wanted // 2))
+        deadline = time.monotonic() + 60
+        while smtp_sink.count < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)  # kill at a random message count of this run
+        time.sleep(rng.uniform(0, 0.02))  # anywhere: rendering, claiming, pushing, committing
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)

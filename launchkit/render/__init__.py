@@ -1,20 +1,17 @@
-"""Email rendering: front matter, a hardened Jinja2 sandbox, Markdown, CSS inlining, plain text.
+"""Email rendering: front matter, the Jinja2 sandbox, Markdown, CSS inlining, plain text.
 
-Templates are written by users, so every template runs in an ``ImmutableSandboxedEnvironment``
-with ``StrictUndefined`` (a missing variable is an error, never a blank) and resource limits:
-``range()`` is capped at 10,000 items, every render has a budget of loop iterations and of
-characters produced, and the operators and methods that can allocate huge values in one step
-(``*``, ``**``, ``%``, ``center``, ``ljust``, ``replace``, ``join``, format widths) are checked
-before they run. Subscriber data is always escaped: HTML-escaped in ``.html`` templates, and in
-Markdown also neutralised for Markdown syntax, so a first name cannot inject a tag or a link.
+``parse_email_file`` reads an email file; ``make_environment`` builds the sandboxed Jinja2
+environment (``render/sandbox.py``: limits for user-edited templates); ``render_email`` turns a
+source and plain-data context into subject, preheader, inlined HTML and plain text
+(``render/text.py``: Markdown and plain-text conversion); ``lint_email`` lists problems.
+Subscriber data is always escaped: HTML-escaped in ``.html`` templates, and in Markdown also
+neutralised for Markdown syntax, so a first name can never inject a tag or a link.
 """
 
 from __future__ import annotations
 
-import contextvars
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -23,21 +20,21 @@ from typing import Any
 import css_inline
 import jinja2
 import yaml
-from jinja2 import nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from launchkit.config import LANGUAGES, Settings
 from launchkit.errors import InputError
+from launchkit.render.sandbox import (
+    MAX_ITERATIONS,
+    MAX_OUTPUT,
+    MAX_RANGE,
+    MAX_VALUE,
+    LaunchkitSandbox,
+    SecurityError,
+)
+from launchkit.render.text import html_to_text, markdown_parts, markdown_to_html
 from launchkit.resources import starter_dir
 
-MAX_RANGE = 10_000  # items in one range()
-MAX_ITERATIONS = 200_000  # loop iterations per render
-MAX_VALUE = 1_000_000  # characters in one computed value
-MAX_OUTPUT = 5_000_000  # characters produced per render (outputs, ~, +, *, %)
-MAX_WIDTH = 10_000  # width/count arguments of padding and batching filters and methods
-MAX_INT_BITS = 100_000  # size of an integer computed with ** or *
 SUBJECT_MAX = 80
 PREHEADER_MAX = 110
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -45,13 +42,33 @@ GMAIL_CLIP_BYTES = 102 * 1024
 _FORBIDDEN_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _MARKDOWN_SUFFIXES = (".md", ".markdown")
 _AUTOESCAPE_SUFFIXES = (".html", ".htm", ".md", ".markdown")
-_FORMAT_WIDTH = re.compile(r"%[#0 +\-]*(\d{5,}|\*)|%[#0 +\-]*\d*\.(\d{5,}|\*)")
-_BRACE_WIDTH = re.compile(r"\{[^{}]*:[^{}]*(\d{5,}|\{)")
 _MD_SPECIALS = str.maketrans(
     {c: f"&#{ord(c)};" for c in "\\`*_[]!|~"}
     | {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
     | {'"': "&#34;", "'": "&#39;"}
 )
+
+
+__all__ = [
+    "EMAIL_VARIABLES",
+    "MAX_ITERATIONS",
+    "MAX_OUTPUT",
+    "MAX_RANGE",
+    "MAX_VALUE",
+    "EmailSource",
+    "LaunchkitSandbox",
+    "RenderedEmail",
+    "SecurityError",
+    "check_header_value",
+    "html_to_text",
+    "lint_email",
+    "make_environment",
+    "markdown_parts",
+    "markdown_to_html",
+    "parse_email_file",
+    "render_email",
+    "sample_context",
+]
 
 
 @dataclass(frozen=True)
@@ -152,217 +169,6 @@ def check_header_value(value: str, what: str) -> str:
     return value
 
 
-# --- the sandbox --------------------------------------------------------------------------
-
-
-class _Budget:
-    """Per-render counters of loop iterations and characters produced."""
-
-    __slots__ = ("iterations", "chars")
-
-    def __init__(self) -> None:
-        self.iterations = 0
-        self.chars = 0
-
-    def charge(self, chars: int) -> None:
-        self.chars += chars
-        if self.chars > MAX_OUTPUT:
-            raise SecurityError(f"the template produces more than {MAX_OUTPUT:,} characters")
-
-
-_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("lk_budget", default=None)
-
-
-@contextmanager
-def _render_budget() -> Iterator[_Budget]:
-    current = _BUDGET.get()
-    if current is not None:  # nested render (include, layout): share the outer budget
-        yield current
-        return
-    budget = _Budget()
-    token = _BUDGET.set(budget)
-    try:
-        yield budget
-    finally:
-        _BUDGET.reset(token)
-
-
-def _budget() -> _Budget:
-    return _BUDGET.get() or _Budget()
-
-
-class _LimitedTemplate(jinja2.Template):
-    """A template whose every render runs under a fresh resource budget."""
-
-    def render(self, *args: Any, **kwargs: Any) -> str:
-        with _render_budget():
-            return super().render(*args, **kwargs)
-
-
-def _limited_range(*args: int) -> range:
-    rng = range(*args)
-    if len(rng) > MAX_RANGE:
-        raise SecurityError(f"range() of {len(rng):,} items is over the limit of {MAX_RANGE:,}")
-    return rng
-
-
-def _limited_iter(iterable: Iterable[Any]) -> Iterator[Any]:
-    budget = _budget()
-    for item in iterable:
-        budget.iterations += 1
-        if budget.iterations > MAX_ITERATIONS:
-            raise SecurityError(f"the template loops more than {MAX_ITERATIONS:,} times")
-        yield item
-
-
-def _checked_size(value: Any) -> Any:
-    if isinstance(value, str | bytes | list | tuple):
-        if len(value) > MAX_VALUE:
-            raise SecurityError(f"a value of {len(value):,} items is over the limit")
-        if isinstance(value, str):
-            _budget().charge(len(value))
-    return value
-
-
-def _check_width(value: Any, what: str) -> None:
-    if isinstance(value, int | float) and abs(value) > MAX_WIDTH:
-        raise SecurityError(f"{what} {value} is over the limit of {MAX_WIDTH:,}")
-
-
-def _check_format_string(fmt: Any) -> None:
-    if isinstance(fmt, str) and (_FORMAT_WIDTH.search(fmt) or _BRACE_WIDTH.search(fmt)):
-        raise SecurityError("format widths over 9999 (or given by an argument) are not allowed")
-
-
-def _check_multiply(left: Any, right: Any) -> None:
-    for seq, count in ((left, right), (right, left)):
-        if isinstance(seq, str | bytes | list | tuple) and isinstance(count, int):
-            if len(seq) * count > MAX_VALUE:
-                raise SecurityError(f"repeating a value {count:,} times is over the limit")
-    if isinstance(left, int) and isinstance(right, int):
-        if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-            raise SecurityError("this multiplication makes a number too large")
-
-
-def _check_power(base: Any, exponent: Any) -> None:
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
-        if max(abs(base).bit_length(), 1) * exponent > MAX_INT_BITS and abs(base) > 1:
-            raise SecurityError("this power makes a number too large")
-
-
-_SIZE_METHODS = {"center", "ljust", "rjust", "zfill", "expandtabs"}
-
-
-def _check_method_call(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-    owner = getattr(obj, "__self__", None)
-    if not isinstance(owner, str | bytes):
-        return
-    name = getattr(obj, "__name__", "")
-    if name in _SIZE_METHODS:
-        for value in (*args, *kwargs.values()):
-            _check_width(value, f"{name}() width")
-    elif name == "replace" and len(args) >= 2 and isinstance(args[1], str | bytes):
-        if owner.count(args[0]) * len(args[1]) > MAX_VALUE:  # type: ignore[arg-type]
-            raise SecurityError("replace() would make a value too large")
-    elif name == "join" and args and hasattr(args[0], "__len__"):
-        if len(owner) * len(args[0]) > MAX_VALUE:
-            raise SecurityError("join() would make a value too large")
-
-
-def _width_filter(func: Callable[..., Any], name: str) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        for value in (*args[1:], *kwargs.values()):
-            _check_width(value, f"|{name} argument")
-        if name == "format" and args:
-            _check_format_string(args[0])
-        return _checked_size(func(*args, **kwargs))
-
-    wrapper.__name__ = func.__name__
-    for attr in ("jinja_pass_arg",):
-        if hasattr(func, attr):
-            setattr(wrapper, attr, getattr(func, attr))
-    return wrapper
-
-
-def _replace_filter(func: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(eval_ctx: Any, s: Any, old: Any, new: Any, count: int | None = None) -> Any:
-        if isinstance(s, str) and isinstance(new, str) and isinstance(old, str):
-            if s.count(old) * len(new) > MAX_VALUE:
-                raise SecurityError("|replace would make a value too large")
-        return func(eval_ctx, s, old, new, count)
-
-    wrapper.jinja_pass_arg = func.jinja_pass_arg  # type: ignore[attr-defined]
-    return wrapper
-
-
-class LaunchkitSandbox(ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox plus resource limits, for user-edited email templates."""
-
-    template_class = _LimitedTemplate
-    intercepted_binops = frozenset({"*", "**", "%", "+", "//"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            _check_multiply(left, right)
-        elif operator == "**":
-            _check_power(left, right)
-        elif operator == "%" and isinstance(left, str):
-            _check_format_string(left)
-        return _checked_size(super().call_binop(context, operator, left, right))
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        _check_method_call(__obj, args, kwargs)
-        return super().call(__context, __obj, *args, **kwargs)
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            _check_format_string(value.__self__)
-        return wrapped
-
-    lk_iter = staticmethod(_limited_iter)
-    lk_size = staticmethod(_checked_size)
-
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
-        _add_limits(tree)
-        return tree
-
-
-def _limit_call(method: str, node: nodes.Expr) -> nodes.Call:
-    call = nodes.Call(nodes.EnvironmentAttribute(method), [node], [], None, None)
-    return call.set_lineno(node.lineno)
-
-
-def _add_limits(tree: nodes.Template) -> None:
-    """Route loops, ``~`` and output expressions through the per-render budget."""
-    for loop in tree.find_all(nodes.For):
-        loop.iter = _limit_call("lk_iter", loop.iter)
-    for output in tree.find_all(nodes.Output):
-        output.nodes = [
-            child if isinstance(child, nodes.TemplateData) else _limit_call("lk_size", child)
-            for child in output.nodes
-        ]
-    _wrap_concats(tree)
-
-
-def _wrap_concats(node: nodes.Node) -> None:
-    """Check the size of every ``a ~ b`` result (stops doubling a string in a loop)."""
-    for field_name in node.fields:
-        child = getattr(node, field_name, None)
-        if isinstance(child, list):
-            setattr(node, field_name, [_wrapped_concat(item) for item in child])
-        elif isinstance(child, nodes.Node):
-            setattr(node, field_name, _wrapped_concat(child))
-
-
-def _wrapped_concat(node: Any) -> Any:
-    if not isinstance(node, nodes.Node):
-        return node
-    _wrap_concats(node)
-    return _limit_call("lk_size", node) if isinstance(node, nodes.Concat) else node
-
-
 # --- environment --------------------------------------------------------------------------
 
 
@@ -376,9 +182,6 @@ def _finalize(eval_ctx: Any, value: Any) -> Any:
     if not eval_ctx.autoescape or hasattr(value, "__html__") or not isinstance(value, str):
         return value
     return Markup(value.translate(_MD_SPECIALS))  # noqa: S704 (escaped by translate)
-
-
-_WIDTH_FILTERS = ("center", "indent", "wordwrap", "truncate", "batch", "slice", "format", "tojson")
 
 
 def make_environment(settings: Settings) -> LaunchkitSandbox:
@@ -399,11 +202,6 @@ def make_environment(settings: Settings) -> LaunchkitSandbox:
         keep_trailing_newline=True,
         auto_reload=False,
     )
-    env.globals.pop("lipsum", None)
-    env.globals["range"] = _limited_range
-    for name in _WIDTH_FILTERS:
-        env.filters[name] = _width_filter(env.filters[name], name)
-    env.filters["replace"] = _replace_filter(env.filters["replace"])
     env.lk_cache = {}  # type: ignore[attr-defined]
     return env
 
@@ -533,7 +331,7 @@ def _render_body(
 ) -> tuple[str, str, bool]:
     template = _compiled(env, source.body, source.display_name, str(source.path), source)
     rendered = _run(template, values, source)
-    body_html = markdown_to_html(rendered) if source.is_markdown else rendered
+    body_html, body_text = markdown_parts(rendered) if source.is_markdown else (rendered, "")
     full_document = not source.is_markdown and "<html" in rendered[:4096].lower()
     sibling = _text_sibling(env, source)
     if sibling is not None:
@@ -542,7 +340,7 @@ def _render_body(
             env, sibling.read_text(encoding="utf-8-sig"), txt_name, str(sibling), source
         )
         return body_html, _run(txt, values, source), full_document
-    return body_html, html_to_text(body_html), full_document
+    return body_html, body_text or html_to_text(body_html), full_document
 
 
 def _text_sibling(env: jinja2.Environment, source: EmailSource) -> Path | None:
@@ -578,140 +376,6 @@ def _tidy_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = [line.rstrip() if line != "-- " else line for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
-
-
-# --- Markdown and plain text --------------------------------------------------------------
-
-_MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable("table")
-
-
-def markdown_to_html(text: str) -> str:
-    """CommonMark + tables to HTML; a link alone in its paragraph becomes a button."""
-    tokens = _MARKDOWN.parse(text)
-    for index, token in enumerate(tokens):
-        if token.type == "inline" and index and tokens[index - 1].type == "paragraph_open":
-            _mark_button(token)
-    return str(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))
-
-
-def _mark_button(inline: Any) -> None:
-    children = [
-        child
-        for child in inline.children or []
-        if not (child.type in ("text", "softbreak") and not child.content.strip())
-    ]
-    if (
-        len(children) >= 2
-        and children[0].type == "link_open"
-        and children[-1].type == "link_close"
-        and sum(child.type == "link_open" for child in children) == 1
-    ):
-        children[0].attrSet("class", "button")
-
-
-_BLOCK_TAGS = {
-    "p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "blockquote", "pre",
-    "section", "article", "header", "footer", "center", "dl", "figure",
-}  # fmt: skip
-_SKIP_TAGS = {"style", "script", "head", "title", "template"}
-
-
-class _TextMaker(HTMLParser):
-    """HTML to readable plain text: paragraphs, lists, and links as ``text (url)``."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.links: list[tuple[int, str]] = []
-        self.lists: list[list[Any]] = []
-        self.skip = 0
-        self.quote = 0
-        self.cells = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attr = dict(attrs)
-        if tag in _SKIP_TAGS:
-            self.skip += 1
-        elif tag in _BLOCK_TAGS or tag == "tr":
-            self._break(1 if tag == "tr" else 2)
-            if tag in ("ul", "ol"):
-                self.lists.append([tag, 0])
-            self.quote += tag == "blockquote"
-            self.cells = 0
-        elif tag == "li":
-            self._start_item()
-        elif tag == "br":
-            self._break(1)
-        elif tag == "hr":
-            self._break(2)
-            self.parts.append("----")
-            self._break(2)
-        elif tag in ("td", "th"):
-            self.parts.append(" | " if self.cells else "")
-            self.cells += 1
-        elif tag == "a":
-            self.links.append((len(self.parts), attr.get("href") or ""))
-        elif tag == "img" and (attr.get("alt") or "").strip():
-            self.parts.append(f"[{attr['alt']}]")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP_TAGS:
-            self.skip = max(0, self.skip - 1)
-        elif tag == "a" and self.links:
-            self._end_link(*self.links.pop())
-        elif tag in _BLOCK_TAGS:
-            if tag in ("ul", "ol") and self.lists:
-                self.lists.pop()
-            self.quote -= tag == "blockquote" and self.quote > 0
-            self._break(2)
-
-    def handle_data(self, data: str) -> None:
-        if self.skip:
-            return
-        text = re.sub(r"\s+", " ", data)
-        if self._at_line_start():
-            text = text.lstrip()
-            if text and self.quote:
-                text = "> " * self.quote + text
-        if text:
-            self.parts.append(text)
-
-    def _start_item(self) -> None:
-        self._break(1)
-        if not self.lists:
-            self.lists.append(["ul", 0])
-        current = self.lists[-1]
-        current[1] += 1
-        bullet = f"{current[1]}. " if current[0] == "ol" else "- "
-        self.parts.append("  " * (len(self.lists) - 1) + bullet)
-
-    def _end_link(self, start: int, href: str) -> None:
-        label = "".join(self.parts[start:]).strip()
-        target = href[7:] if href.lower().startswith("mailto:") else href
-        if target and target != label and not href.startswith("#"):
-            self.parts.append(f" ({target})")
-
-    def _break(self, count: int) -> None:
-        self.parts.append("\n" * count)
-
-    def _at_line_start(self) -> bool:
-        for part in reversed(self.parts):
-            if part:
-                return part.endswith("\n") or part.endswith("- ") and part.strip() == "-"
-        return True
-
-    def text(self) -> str:
-        joined = "".join(self.parts)
-        lines = [line.rstrip() for line in joined.split("\n")]
-        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
-
-
-def html_to_text(html: str) -> str:
-    """Plain-text version of an HTML fragment or page, links written as ``text (url)``."""
-    maker = _TextMaker()
-    maker.feed(html)
-    maker.close()
-    return maker.text()
 
 
 # --- lint ---------------------------------------------------------------------------------

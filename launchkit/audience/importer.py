@@ -1,9 +1,8 @@
-"""Audience lists: import, normalization, dedupe, suppression, consent, tags, stats and exports.
+"""Importing audience CSV files (Mailchimp, Kit, generic) in chunks, inside one transaction.
 
-The importer streams a CSV in chunks inside the caller's transaction (it never commits):
-addresses are normalized and validated, merged within the file and against the database,
-and written with DBAPI ``executemany``. The suppression list always wins: no import
-re-activates an unsubscribed, bounced or complained address.
+Addresses are normalized and validated, merged within the file and against the database, and
+written with DBAPI ``executemany`` on the session's connection. The suppression list always
+wins: no import re-activates an unsubscribed, bounced or complained address.
 """
 
 from __future__ import annotations
@@ -11,32 +10,30 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import re
-import unicodedata
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, tzinfo
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import available_timezones
 
-import email_validator
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, update
 from sqlalchemy.orm import Session
 
-from launchkit.errors import InputError, NotFound
+from launchkit.audience.addresses import (
+    _header_key,
+    _slow_normalize,
+    _unneutralize,
+    fast_valid,
+    neutralize_cell,
+)
+from launchkit.errors import InputError
 from launchkit.models import (
     Consent,
     Import,
-    Subscriber,
-    SubscriberStatus,
-    SubscriberTag,
-    Suppression,
-    SuppressionReason,
 )
-from launchkit.segments import resolve_segment, segment_filter
 
 CHUNK_SIZE = 20_000
 PROGRESS_EVERY = 1_000
@@ -58,12 +55,6 @@ MAP_FIELDS = (
 )
 INACTIVE = frozenset({"unsubscribed", "bounced", "complained"})
 _RANK = {"pending": 0, "active": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
-_REASON_STATUS = {
-    SuppressionReason.UNSUBSCRIBED: SubscriberStatus.UNSUBSCRIBED,
-    SuppressionReason.MANUAL: SubscriberStatus.UNSUBSCRIBED,
-    SuppressionReason.BOUNCED: SubscriberStatus.BOUNCED,
-    SuppressionReason.COMPLAINED: SubscriberStatus.COMPLAINED,
-}
 _STATUS_WORDS = {
     "active": "active",
     "subscribed": "active",
@@ -108,77 +99,13 @@ _ALIASES = {
         "dateajout",
     },
     "confirmed_at": {"confirmtime", "confirmedat"},
-    "timezone": {"timezone", "fuseauhoraire", "tz"},
+    "timezone": {"timezone", "fuseauhoraire", "tz", "zone"},
     "tags": {"tags", "tag", "etiquettes"},
     "source": {"source", "origine"},
     "status": {"status", "statut"},
     "ip": {"optinip", "ip", "signupip"},
 }
 _KEY_OF = {alias: name for name, aliases in _ALIASES.items() for alias in aliases}
-_CELL_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-
-# --- email addresses --------------------------------------------------------------------------
-
-_LOCAL = r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*"
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_FAST_EMAIL = re.compile(rf"({_LOCAL})@((?:{_LABEL}\.)+[a-z]{{2,63}})")
-_SPECIAL_SUFFIXES = tuple("." + name for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
-
-
-def fast_valid(email: str) -> bool:
-    """True when ``email`` (already trimmed and lowercased) is certainly valid and normalized.
-
-    A strict ASCII subset of what email-validator accepts: dot-atom local part of
-    ``[a-z0-9_+-]``, LDH labels without ``--`` in positions 3-4 (no IDNA A-labels),
-    an alphabetic TLD, no special-use domain, RFC length limits. Anything else goes
-    through email-validator (see ``tests/test_audience.py::test_fast_path_is_a_subset``).
-    """
-    match = _FAST_EMAIL.fullmatch(email)
-    if match is None or len(email) > 254 or len(match.group(1)) > 64:
-        return False
-    domain = match.group(2)
-    if len(domain) > 253 or ("." + domain).endswith(_SPECIAL_SUFFIXES):
-        return False
-    return "--" not in domain or not any(label[2:4] == "--" for label in domain.split("."))
-
-
-def normalize_email(raw: str) -> str:
-    """Trim, lowercase and IDNA-encode the domain; ``InputError`` says why an address is invalid."""
-    email = raw.strip().lower()
-    if fast_valid(email):
-        return email
-    try:
-        return _slow_normalize(email)
-    except ValueError as e:
-        raise InputError(f'"{raw.strip()}" is not a valid email address: {e}') from None
-
-
-def _slow_normalize(email: str) -> str:
-    """email-validator's verdict on a trimmed, lowercased address; ``ValueError`` says why."""
-    if not email:
-        raise ValueError("it is empty.")
-    try:
-        valid = email_validator.validate_email(email, check_deliverability=False)
-    except email_validator.EmailNotValidError as e:
-        raise ValueError(str(e)) from None
-    return f"{valid.local_part}@{valid.ascii_domain}"
-
-
-# --- CSV cells ---------------------------------------------------------------------------------
-
-
-def neutralize_cell(value: str) -> str:
-    """Prefix a cell a spreadsheet would run as a formula with a quote (OWASP CSV injection)."""
-    return "'" + value if value.startswith(_CELL_TRIGGERS) else value
-
-
-def _unneutralize(value: str) -> str:
-    return value[1:] if value[:1] == "'" and value[1:2] in _CELL_TRIGGERS and value[1:2] else value
-
-
-def _header_key(name: str) -> str:
-    text = unicodedata.normalize("NFKD", name.strip().lstrip("\ufeff")).lower()
-    return "".join(ch for ch in text if ch.isalnum() and ch.isascii())
 
 
 # --- import: reading the file ------------------------------------------------------------------
@@ -237,7 +164,9 @@ def scan_file(path: Path) -> _FileInfo:
                 except UnicodeDecodeError:
                     utf8 = False
     encoding = "utf-8-sig" if utf8 else "latin-1"
-    if size == 0 or not path.read_bytes()[:4096].strip(b"\xef\xbb\xbf \r\n\t"):
+    with path.open("rb") as handle:
+        start = handle.read(4096)
+    if size == 0 or not start.strip(b"\xef\xbb\xbf \r\n\t"):
         raise InputError(f"{path.name}: the file is empty.")
     return _FileInfo(encoding, digest.hexdigest(), lines + 1)
 
@@ -416,6 +345,10 @@ def _parse_day_first(value: str) -> datetime | None:
 def _split_tags(cell: str) -> set[str]:
     if not cell:
         return set()
+    if cell[0] == cell[-1] == '"' and '""' not in cell and " " not in cell:  # "a","b"
+        tags = set(cell[1:-1].lower().split('","'))
+        tags.discard("")
+        return tags
     if '"' not in cell:
         parts = cell.split(",")
     elif cell[0] == cell[-1] == '"' and '""' not in cell:  # Mailchimp: "a","b"
@@ -423,6 +356,10 @@ def _split_tags(cell: str) -> set[str]:
     else:
         parts = next(csv.reader([cell]))
     return {tag.strip().lower() for tag in parts if tag and not tag.isspace()}
+
+
+_PARSED = ("email", "first_name", "last_name", "signed_up_at", "confirmed_at", "timezone", "tags",
+           "source", "status", "ip")  # fmt: skip
 
 
 class _RowParser:
@@ -434,22 +371,19 @@ class _RowParser:
         self.file_name = stem
         self.width = len(columns.headers)
         self.unknown_zones = 0
-        self.at = [(name, self.get[name]) for name in MAP_FIELDS if name != "ignore"]
-
-    def cell(self, record: list[str], name: str) -> str:
-        position = self.get[name]
-        return record[position].strip() if position is not None else ""
-
-    def cells(self, record: list[str]) -> dict[str, str]:
-        return {name: "" if at is None else record[at].strip() for name, at in self.at}
+        # one C call fetches every field; a missing column reads the "" appended to each record
+        at = [self.width if self.get[name] is None else self.get[name] for name in _PARSED]
+        self.fields = itemgetter(*at)
+        self.plain_status = columns.unsub_at is None and columns.cleaned_at is None
 
     def parse(self, record: list[str], number: int) -> _Row:
-        if len(record) > self.width:
-            raise ValueError(f"{len(record)} fields where the header has {self.width}")
-        if len(record) < self.width:
+        if len(record) != self.width:
+            if len(record) > self.width:
+                raise ValueError(f"{len(record)} fields where the header has {self.width}")
             record = record + [""] * (self.width - len(record))
-        cell = self.cells(record)
-        raw = _unneutralize(cell["email"])
+        record.append("")
+        raw, first, last, signed, confirmed, zone, tags, source, status, ip = self.fields(record)
+        raw = _unneutralize(raw.strip())
         if not raw:
             raise ValueError("empty email address")
         email = raw.lower()
@@ -457,17 +391,23 @@ class _RowParser:
             email = _slow_normalize(email)
         row = _Row()
         row.email, row.number = email, number
-        row.first = _unneutralize(cell["first_name"])
-        row.last = _unneutralize(cell["last_name"])
-        row.source = self.source or cell["source"] or self.stem
-        zone = cell["timezone"]
+        row.first = _unneutralize(first.strip())
+        row.last = _unneutralize(last.strip())
+        row.source = self.source or source.strip() or self.stem
+        zone = zone.strip()
         row.tz = _timezone(zone)
-        self.unknown_zones += bool(zone) and row.tz is None
-        row.signed = self._date(cell["signed_up_at"], "signed_up_at")
-        row.confirmed = self._date(cell["confirmed_at"], "confirmed_at")
-        row.ip = cell["ip"] or None
-        row.tags = _split_tags(cell["tags"]) | self.tags if self.tags else _split_tags(cell["tags"])
-        row.status, row.status_at = self._status(record)
+        if zone and row.tz is None:
+            self.unknown_zones += 1
+        row.signed = self._date(signed.strip(), "signed_up_at")
+        row.confirmed = self._date(confirmed.strip(), "confirmed_at")
+        row.ip = ip.strip() or None
+        row.tags = _split_tags(tags.strip())
+        if self.tags:
+            row.tags |= self.tags
+        if self.plain_status and not status:
+            row.status, row.status_at = "active", None
+        else:
+            row.status, row.status_at = self._status(record, status.strip())
         return row
 
     def _date(self, text: str, name: str) -> datetime | None:
@@ -483,15 +423,15 @@ class _RowParser:
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
 
-    def _status(self, record: list[str]) -> tuple[str, datetime | None]:
+    def _status(self, record: list[str], text: str) -> tuple[str, datetime | None]:
         for position, status in (
             (self.columns.unsub_at, "unsubscribed"),
             (self.columns.cleaned_at, "bounced"),
         ):
             if position is not None:
                 text = record[position].strip()
-                return status, parse_datetime(text) if text else None
-        text = self.cell(record, "status")
+                when = record[position].strip()
+                return status, parse_datetime(when) if when else None
         if not text:
             return "active", None
         status = _STATUS_WORDS.get(_header_key(text))
@@ -831,46 +771,21 @@ def import_subscribers(
 ) -> ImportResult:
     """Import an audience CSV inside the caller's transaction (never commits).
 
-    ``tz`` is the zone of dates without one in generic files. With ``dry_run`` the work
-    is done inside a savepoint that is rolled back.
+    The work runs in a savepoint: an error (or ``dry_run``) rolls all of it back. ``tz`` is
+    the zone of dates written without one in generic files.
     """
     path = Path(path)
     info = scan_file(path)
     rejects = _Rejects(rejects_path)
     ok = False
     try:
-        if dry_run:
-            with session.begin_nested() as savepoint:
-                result = _run_import(
-                    session,
-                    path,
-                    info,
-                    rejects,
-                    now,
-                    format,
-                    source,
-                    tags,
-                    mapping,
-                    progress,
-                    tz,
-                    chunk_size,
-                )
-                savepoint.rollback()
-        else:
+        with session.begin_nested() as savepoint:  # all or nothing, even if the caller goes on
             result = _run_import(
-                session,
-                path,
-                info,
-                rejects,
-                now,
-                format,
-                source,
-                tags,
-                mapping,
-                progress,
-                tz,
+                session, path, info, rejects, now, format, source, tags, mapping, progress, tz,
                 chunk_size,
-            )
+            )  # fmt: skip
+            if dry_run:
+                savepoint.rollback()
         ok = True
     finally:
         result_path = rejects.finish(ok)
@@ -981,318 +896,3 @@ def _check_first_row(file_name: str, record: list[str], width: int, number: int)
                     f"{file_name} row {number}: 1 field where the header has {width}, "
                     f"and it contains {shown}; the rows use another delimiter than the header."
                 )
-
-
-# --- suppression, unsubscribe, tags ------------------------------------------------------------
-
-
-def _normalized_or_lower(email: str) -> str:
-    try:
-        return normalize_email(email)
-    except InputError:
-        return email.strip().lower()
-
-
-def is_suppressed(session: Session, email: str) -> bool:
-    """True when the address must not be mailed (suppression list or an inactive subscriber)."""
-    email = _normalized_or_lower(email)
-    if session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None:
-        return True
-    status = session.scalar(select(Subscriber.status).where(Subscriber.email == email))
-    return status in INACTIVE
-
-
-def suppress(
-    session: Session,
-    email: str,
-    reason: SuppressionReason,
-    *,
-    now: datetime,
-    detail: str | None = None,
-) -> None:
-    """Add an address to the suppression list (idempotent) and update a matching subscriber."""
-    email = normalize_email(email)
-    reason = SuppressionReason(reason)
-    if session.scalar(select(Suppression.id).where(Suppression.email == email)) is None:
-        session.add(Suppression(email=email, reason=reason, detail=detail, created_at=now))
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
-    if subscriber is not None and _RANK[subscriber.status] < _RANK[_REASON_STATUS[reason]]:
-        subscriber.status = _REASON_STATUS[reason]
-        subscriber.updated_at = now
-        if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
-            subscriber.unsubscribed_at = subscriber.unsubscribed_at or now
-        _withdraw_consents(session, subscriber.id, now, f"suppressed: {reason}")
-    session.flush()
-
-
-def _withdraw_consents(session: Session, subscriber_id: int, now: datetime, method: str) -> int:
-    result = session.execute(
-        update(Consent)
-        .where(Consent.subscriber_id == subscriber_id, Consent.withdrawn_at.is_(None))
-        .values(withdrawn_at=now, withdrawal_method=method)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def unsubscribe(
-    session: Session, subscriber_id: int, *, now: datetime, method: str, reason: str | None = None
-) -> bool:
-    """Unsubscribe a subscriber (idempotent); True when something changed."""
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        raise NotFound(f"No subscriber has id {subscriber_id}.")
-    changed = False
-    if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
-        subscriber.status = SubscriberStatus.UNSUBSCRIBED
-        subscriber.unsubscribed_at = now
-        subscriber.updated_at = now
-        changed = True
-    if session.scalar(select(Suppression.id).where(Suppression.email == subscriber.email)) is None:
-        detail = f"{method}: {reason}" if reason else method
-        session.add(
-            Suppression(
-                email=subscriber.email,
-                reason=SuppressionReason.UNSUBSCRIBED,
-                detail=detail,
-                created_at=now,
-            )
-        )
-        changed = True
-    changed = _withdraw_consents(session, subscriber.id, now, method) > 0 or changed
-    session.flush()
-    return changed
-
-
-def get_subscriber(session: Session, email: str) -> Subscriber:
-    """A subscriber by address (any spelling of it)."""
-    normalized = _normalized_or_lower(email)
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == normalized))
-    if subscriber is None:
-        raise NotFound(f'No subscriber has the address "{email.strip()}".')
-    return subscriber
-
-
-def _clean_tags(tags: Iterable[str]) -> list[str]:
-    cleaned = sorted({t.strip().lower() for t in tags if t.strip()})
-    if not cleaned:
-        raise InputError("Give at least one tag.")
-    return cleaned
-
-
-def add_tags(session: Session, subscriber_ids: Iterable[int], tags: Iterable[str]) -> int:
-    """Tag subscribers; returns how many (subscriber, tag) pairs were added."""
-    ids, wanted = sorted(set(subscriber_ids)), _clean_tags(tags)
-    have: set[tuple[int, str]] = set()
-    for batch in _batches(ids, IN_BATCH):
-        query = select(SubscriberTag.subscriber_id, SubscriberTag.tag).where(
-            SubscriberTag.subscriber_id.in_(batch), SubscriberTag.tag.in_(wanted)
-        )
-        have.update((sid, tag) for sid, tag in session.execute(query))
-    rows = [{"subscriber_id": i, "tag": t} for i in ids for t in wanted if (i, t) not in have]
-    if rows:
-        session.execute(insert(SubscriberTag), rows)
-    return len(rows)
-
-
-def remove_tags(session: Session, subscriber_ids: Iterable[int], tags: Iterable[str]) -> int:
-    """Remove tags from subscribers; returns how many (subscriber, tag) pairs were removed."""
-    ids, wanted, removed = sorted(set(subscriber_ids)), _clean_tags(tags), 0
-    for batch in _batches(ids, IN_BATCH):
-        result = session.execute(
-            delete(SubscriberTag).where(
-                SubscriberTag.subscriber_id.in_(batch), SubscriberTag.tag.in_(wanted)
-            )
-        )
-        removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
-    return removed
-
-
-@dataclass
-class SuppressResult:
-    added: int = 0
-    already: int = 0
-    invalid: int = 0
-    invalid_rows: list[str] = field(default_factory=list)
-
-
-def suppress_file(
-    session: Session,
-    path: Path,
-    *,
-    now: datetime,
-    reason: SuppressionReason = SuppressionReason.MANUAL,
-) -> SuppressResult:
-    """Suppress every address of a file: one per line, or a CSV with an email column."""
-    info = scan_file(path)
-    result = SuppressResult()
-    for number, raw in _addresses(path, info.encoding):
-        try:
-            email = normalize_email(raw)
-        except InputError as e:
-            result.invalid += 1
-            result.invalid_rows.append(f"row {number}: {e}")
-            continue
-        if is_suppressed(session, email) and session.scalar(
-            select(Suppression.id).where(Suppression.email == email)
-        ):
-            result.already += 1
-            continue
-        suppress(session, email, reason, now=now, detail=f"suppressed from {path.name}")
-        result.added += 1
-    return result
-
-
-def _addresses(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
-    handle, records, _ = _open_records(path, encoding)
-    with handle:
-        first = next(records, None)
-        if not first:
-            raise InputError(f"{path.name}: the file is empty.")
-        first[0] = first[0].lstrip("\ufeff")
-        if len(first) == 1 and "@" in first[0]:
-            yield 1, first[0]
-            position = 0
-        else:
-            _check_headers(path.name, first)
-            position = _map_columns(path.name, first, "generic", None).index["email"]
-        for number, record in enumerate(records, start=2):
-            if record and position < len(record) and record[position].strip():
-                yield number, record[position]
-
-
-# --- reading the list --------------------------------------------------------------------------
-
-
-def _where(session: Session, segment: str | None, statuses: Sequence[str] | None) -> list[Any]:
-    clauses: list[Any] = []
-    if segment:
-        clauses.append(segment_filter(resolve_segment(session, segment)))
-    if statuses:
-        clauses.append(Subscriber.status.in_(list(statuses)))
-    return clauses
-
-
-def count_subscribers(
-    session: Session, segment: str | None = None, statuses: Sequence[str] | None = ("active",)
-) -> int:
-    """How many subscribers match a segment (saved name or expression) and statuses."""
-    query = select(func.count()).select_from(Subscriber).where(*_where(session, segment, statuses))
-    return int(session.scalar(query) or 0)
-
-
-def segment_ids(
-    session: Session, segment: str | None, statuses: Sequence[str] | None = None
-) -> list[int]:
-    """Ids of the subscribers in a segment."""
-    query = select(Subscriber.id).where(*_where(session, segment, statuses)).order_by(Subscriber.id)
-    return list(session.scalars(query))
-
-
-EXPORT_COLUMNS = (
-    "email",
-    "first_name",
-    "last_name",
-    "status",
-    "source",
-    "timezone",
-    "language",
-    "signed_up_at",
-    "confirmed_at",
-    "unsubscribed_at",
-    "tags",
-)
-
-
-def iter_subscribers(
-    session: Session,
-    segment: str | None = None,
-    *,
-    statuses: Sequence[str] | None = None,
-    limit: int | None = None,
-    batch: int = 2_000,
-) -> Iterator[dict[str, Any]]:
-    """Subscribers as dicts (``EXPORT_COLUMNS``, tags as a sorted list), streamed by id."""
-    where, last_id, left = _where(session, segment, statuses), 0, limit
-    while left is None or left > 0:
-        size = batch if left is None else min(batch, left)
-        query = select(Subscriber).where(Subscriber.id > last_id, *where)
-        rows = list(session.scalars(query.order_by(Subscriber.id).limit(size)))
-        if not rows:
-            return
-        tags: dict[int, list[str]] = {}
-        tag_query = select(SubscriberTag.subscriber_id, SubscriberTag.tag).where(
-            SubscriberTag.subscriber_id.in_([r.id for r in rows])
-        )
-        for sid, tag in session.execute(tag_query.order_by(SubscriberTag.tag)):
-            tags.setdefault(sid, []).append(tag)
-        for row in rows:
-            item = {name: getattr(row, name, None) for name in EXPORT_COLUMNS[:-1]}
-            yield {"id": row.id, **item, "tags": tags.get(row.id, [])}
-        last_id = rows[-1].id
-        left = None if left is None else left - len(rows)
-        session.expunge_all()
-
-
-def export_subscribers(
-    session: Session,
-    path: Path,
-    segment: str | None = None,
-    statuses: Sequence[str] | None = None,
-) -> int:
-    """Write subscribers to a UTF-8 CSV safe to open in a spreadsheet; returns the row count."""
-    count = 0
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(EXPORT_COLUMNS)
-        for item in iter_subscribers(session, segment, statuses=statuses):
-            writer.writerow([_export_cell(item[name]) for name in EXPORT_COLUMNS])
-            count += 1
-    tmp.replace(path)
-    return count
-
-
-def _export_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, list):
-        return neutralize_cell(",".join(value))
-    return neutralize_cell(str(value))
-
-
-def _counts(session: Session, query: Any) -> dict[str, int]:
-    return {str(key): int(count) for key, count in session.execute(query)}
-
-
-def audience_stats(session: Session) -> dict[str, Any]:
-    """Counts by status (everyone) and, for active subscribers, by source, tag and signup month."""
-    active = Subscriber.status == SubscriberStatus.ACTIVE
-    source = func.coalesce(Subscriber.source, "")
-    by_status = _counts(
-        session, select(Subscriber.status, func.count()).group_by(Subscriber.status)
-    )
-    by_source = _counts(session, select(source, func.count()).where(active).group_by(source))
-    by_tag = _counts(
-        session,
-        select(SubscriberTag.tag, func.count())
-        .join(Subscriber)
-        .where(active)
-        .group_by(SubscriberTag.tag),
-    )
-    months: Counter[str] = Counter()
-    query = select(Subscriber.signed_up_at).where(active).execution_options(yield_per=10_000)
-    for signed in session.execute(query).scalars():
-        months[signed.strftime("%Y-%m") if signed else "unknown"] += 1
-    return {
-        "total": sum(by_status.values()),
-        "by_status": {s.value: by_status.get(s, 0) for s in SubscriberStatus},
-        "by_source": _sorted_counts(by_source),
-        "by_tag": _sorted_counts(by_tag),
-        "by_month": dict(sorted(months.items())),
-    }
-
-
-def _sorted_counts(counts: dict[str, int]) -> dict[str, int]:
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -1,0 +1,287 @@
+"""Replay a launch on a simulated clock through the real code paths (demo and rehearsal).
+
+The web app runs in-process on the simulated clock: opt-ins are posted to ``/m/{slug}`` and
+confirmed from the email in the file outbox; buyers open ``/buy/{offer}`` and post it, which
+creates a Checkout Session through the checkout code (answered by ``SimulatedStripe``); the
+payments then arrive as the signed webhook events Stripe would send, posted to
+``/stripe/webhook``. Refund requests go through ``checkout.refund_order`` and its guarantee
+check. Between events, the orchestrator's ``run --tick`` sends whatever is due.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.testclient import TestClient
+
+from launchkit import checkout, stripe_events
+from launchkit.config import Settings
+from launchkit.errors import PaymentError
+from launchkit.mailer import FileMessenger
+from launchkit.models import Offer, Order, Send, SendStatus, Subscriber, SubscriberStatus
+from launchkit.orchestrator import RunContext, Step, run_plan
+from launchkit.orchestrator.simulate import BuyerModel, Prospect, SimEvent, plan_purchases
+from launchkit.plan import Plan
+from launchkit.stripe_sim import SimulatedStripe, nested
+from launchkit.tokens import Purpose, make_token
+from launchkit.web import create_app
+
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
+CONFIRM_LINK = re.compile(r"(https?://\S+/confirm/[A-Za-z0-9_.\-]+)")
+
+
+@dataclass
+class SimClock:
+    """The simulated time, callable like ``utcnow``."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Replay:
+    """One simulated launch: its clock, web client, Stripe stand-in and counters."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    plan: Plan
+    clock: SimClock
+    model: BuyerModel = field(default_factory=BuyerModel)
+    seed: int = 2026
+    stats: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.stripe = SimulatedStripe()
+        self.client = checkout.make_client(self.settings, http_client=self.stripe)
+        self.messenger = FileMessenger(self.settings.outbox_dir)
+        app = create_app(self.settings, clock=self.clock)
+        app.state.stripe_client = self.client
+        self.web = TestClient(app, base_url=self.settings.base_url)
+        self.deals: dict[str, stripe_events.Purchase] = {}
+
+    # --- the orchestrator on the simulated clock --------------------------------------------
+
+    def tick(self, until: Step | None = None) -> None:
+        """Run the plan as `launchkit run --tick` would at the simulated time."""
+        ctx = RunContext(
+            self.settings,
+            self.plan,
+            self.clock.now,
+            messenger=self.messenger,
+            stripe_client=self.client,
+            extra={"offline": True},
+        )
+        run_plan(self.sessions, ctx, until=until, only_due=True)
+
+    def next_due(self) -> datetime | None:
+        """When the next queued email is due."""
+        with self.sessions.begin() as session:
+            return session.scalar(
+                select(func.min(Send.due_at)).where(
+                    Send.status == SendStatus.QUEUED, Send.due_at > self.clock.now
+                )
+            )
+
+    # --- lead magnet opt-ins ----------------------------------------------------------------
+
+    def signup(self, slug: str, first_name: str, address: str, confirms: bool) -> None:
+        """Open the opt-in page, post the form, then confirm from the email in the outbox."""
+        page = self.web.get(f"/m/{slug}")
+        form = dict(HIDDEN.findall(page.text))
+        before = set(self.settings.outbox_dir.iterdir())
+        form.update(first_name=first_name, email=address, consent="yes", website="")
+        answer = self.web.post(f"/m/{slug}", data=form, follow_redirects=False)
+        self.stats["signups"] += answer.status_code in (302, 303)
+        if not confirms:
+            return
+        for path in set(self.settings.outbox_dir.iterdir()) - before:
+            link = _confirm_link(path.read_bytes())
+            if link:
+                self.web.get(link.replace(self.settings.base_url.rstrip("/"), ""))
+                self.stats["confirmations"] += 1
+                return
+
+    # --- buying -----------------------------------------------------------------------------
+
+    def purchase(self, event: SimEvent, offer: Offer) -> None:
+        """Visit the sales page, start the checkout, then deliver Stripe's events."""
+        token = make_token(self.settings, Purpose.CHECKOUT, {"s": event.subscriber_id})
+        self.web.get(f"/buy/{offer.slug}?t={token}")
+        plan = "full" if event.plan == 1 else str(event.plan)
+        fields = {
+            "plan": plan,
+            "email": event.email,
+            "t": token,
+            **({"bump": "1"} if event.bump else {}),
+        }
+        answer = self.web.post(f"/buy/{offer.slug}", data=fields, follow_redirects=False)
+        session_id = answer.headers.get("location", "").rsplit("/", 1)[-1]
+        created = self.stripe.sessions.get(session_id)
+        if created is None:
+            self.stats["checkout_refused"] += 1
+            return
+        metadata = nested(created, "metadata")
+        amount = _amount(offer, event.plan, event.bump)
+        deal = stripe_events.Purchase(
+            metadata,
+            event.email,
+            amount,
+            offer.currency,
+            instalments=event.plan,
+            session_id=session_id,
+        )
+        self.deals[event.email] = deal
+        now = self._ts()
+        if event.plan == 1:
+            self.post(deal.completed(now))
+            self.post(
+                stripe_events.payment_intent_succeeded(
+                    created=now,
+                    payment_intent=deal.payment_intent,
+                    amount=amount,
+                    currency=offer.currency,
+                    metadata=metadata,
+                )
+            )
+        else:
+            self.post(deal.invoice(1, now))
+            self.post(deal.completed(now))
+        self.stats["purchases"] += 1
+
+    def instalment(self, event: SimEvent) -> None:
+        """A later instalment: paid, or failed (3 attempts, then Stripe cancels the plan)."""
+        deal = self.deals.get(event.email)
+        if deal is None:
+            return
+        now = self._ts()
+        if event.kind == "instalment":
+            self.post(deal.invoice(event.number, now))
+            self.stats["instalments_paid"] += 1
+            return
+        attempts = 1 if event.recovered else 3
+        for attempt in range(1, attempts + 1):
+            self.post(deal.invoice(event.number, now + attempt * 3600, paid=False, attempt=attempt))
+        self.stats["instalments_failed"] += 1
+        if not event.recovered:
+            self.post(deal.cancelled(now + 4 * 3600))
+            self.stats["plans_defaulted"] += 1
+
+    def refund_request(self, event: SimEvent) -> None:
+        """The buyer asks for their money back: honoured only inside the guarantee."""
+        deal = self.deals.get(event.email)
+        if deal is None:
+            return
+        try:
+            with self.sessions.begin() as session:
+                order_id = session.scalar(
+                    select(Order.id).where(Order.stripe_checkout_session_id == deal.session_id)
+                )
+                if order_id is None:
+                    return
+                refund = checkout.refund_order(
+                    session,
+                    self.client,
+                    order_id,
+                    now=self.clock.now,
+                    reason="requested_by_customer",
+                )
+                amount = refund.amount_cents
+        except PaymentError:
+            self.stats["refunds_refused"] += 1
+            return
+        self.post(deal.refunded(self._ts(), amount_refunded=amount))
+        self.stats["refunds"] += 1
+
+    def post(self, event: dict[str, Any]) -> None:
+        """Sign an event as Stripe does and post it to the webhook endpoint."""
+        payload = stripe_events.encode(event)
+        header = stripe_events.sign_payload(
+            payload, self.settings.stripe_webhook_secret or "", self._ts()
+        )
+        answer = self.web.post(
+            "/stripe/webhook",
+            content=payload,
+            headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+        )
+        self.stats["webhooks"] += 1
+        self.stats["webhooks_rejected"] += answer.status_code >= 400
+
+    def _ts(self) -> int:
+        return int(self.clock.now.timestamp())
+
+    # --- the whole launch -------------------------------------------------------------------
+
+    def prospects(self) -> list[Prospect]:
+        """Active subscribers at cart open."""
+        with self.sessions.begin() as session:
+            rows = session.execute(
+                select(Subscriber.id, Subscriber.email, Subscriber.source)
+                .where(Subscriber.status == SubscriberStatus.ACTIVE)
+                .order_by(Subscriber.id)
+            )
+            return [Prospect(*row) for row in rows]
+
+    def buyer_events(self) -> tuple[list[SimEvent], Offer]:
+        """The simulated purchases for the plan's first offer."""
+        with self.sessions.begin() as session:
+            offer = session.scalar(select(Offer).where(Offer.slug == self.plan.offers[0].slug))
+            assert offer is not None
+            longest = max((p.instalments for p in offer.plans), default=1)
+            session.expunge_all()
+        events = plan_purchases(
+            self.prospects(),
+            self.model,
+            cart_open=self.plan.cart_open,
+            cart_close=self.plan.cart_close,
+            plan_instalments=longest,
+            guarantee_days=offer.guarantee_days,
+            seed=self.seed,
+        )
+        return events, offer
+
+    def run_until(self, end: datetime, events: list[tuple[datetime, Any]]) -> None:
+        """Advance the clock event by event (and email by email) up to ``end``."""
+        pending = sorted(events, key=lambda item: item[0])
+        index = 0
+        while True:
+            due = self.next_due()
+            upcoming = pending[index][0] if index < len(pending) else None
+            moments = [m for m in (due, upcoming) if m is not None and m <= end]
+            if not moments:
+                break
+            self.clock.now = min(moments)
+            while index < len(pending) and pending[index][0] <= self.clock.now:
+                pending[index][1]()
+                index += 1
+            self.tick()
+        self.clock.now = max(self.clock.now, end)
+        self.tick()
+
+
+def _amount(offer: Offer, instalments: int, bump: bool) -> int:
+    if instalments == 1:
+        return offer.price_cents + ((offer.bump_cents or 0) if bump else 0)
+    plan = next(p for p in offer.plans if p.instalments == instalments)
+    return plan.instalment_cents
+
+
+def _confirm_link(raw: bytes) -> str | None:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    part = msg.get_body(preferencelist=("plain",))
+    match = CONFIRM_LINK.search(part.get_content() if part else "")
+    return match.group(1) if match else None
+
+
+def later(moment: datetime, **delta: float) -> datetime:
+    """``moment + timedelta(**delta)``."""
+    return moment + timedelta(**delta)

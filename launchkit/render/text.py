@@ -1,0 +1,234 @@
+"""Markdown to HTML (CommonMark + tables, lone links as buttons) and HTML/Markdown to plain text."""
+
+from __future__ import annotations
+
+import functools
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+from markdown_it import MarkdownIt
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable("table")
+# the same parser minus the (slow) HTML block rule, for bodies with no line starting with "<"
+_MARKDOWN_INLINE_HTML = (
+    MarkdownIt("commonmark", {"html": True}).enable("table").disable("html_block")
+)
+_HTML_BLOCK_START = re.compile(r"^ {0,3}<", re.MULTILINE)
+
+
+def markdown_to_html(text: str) -> str:
+    """CommonMark + tables to HTML; a link alone in its paragraph becomes a button."""
+    return markdown_parts(text)[0]
+
+
+@functools.lru_cache(maxsize=512)
+def markdown_parts(text: str) -> tuple[str, str]:
+    """(HTML, plain text) of a rendered Markdown body; cached, as many subscribers share one."""
+    parser = _MARKDOWN if _HTML_BLOCK_START.search(text) else _MARKDOWN_INLINE_HTML
+    tokens = parser.parse(text)
+    for index, token in enumerate(tokens):
+        if token.type == "inline" and index and tokens[index - 1].type == "paragraph_open":
+            _mark_button(token)
+    html = str(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))
+    return html, _tokens_to_text(tokens)
+
+
+def _mark_button(inline: Any) -> None:
+    children = [
+        child
+        for child in inline.children or []
+        if not (child.type in ("text", "softbreak") and not child.content.strip())
+    ]
+    if (
+        len(children) >= 2
+        and children[0].type == "link_open"
+        and children[-1].type == "link_close"
+        and sum(child.type == "link_open" for child in children) == 1
+    ):
+        children[0].attrSet("class", "button")
+
+
+_BLOCK_TAGS = {
+    "p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "blockquote", "pre",
+    "section", "article", "header", "footer", "center", "dl", "figure",
+}  # fmt: skip
+_SKIP_TAGS = {"style", "script", "head", "title", "template"}
+
+
+class _TextMaker(HTMLParser):
+    """HTML to readable plain text: paragraphs, lists, and links as ``text (url)``."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.links: list[tuple[int, str]] = []
+        self.lists: list[list[Any]] = []
+        self.skip = 0
+        self.quote = 0
+        self.cells = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = dict(attrs)
+        if tag in _SKIP_TAGS:
+            self.skip += 1
+        elif tag in _BLOCK_TAGS or tag == "tr":
+            self._break(1 if tag == "tr" else 2)
+            if tag in ("ul", "ol"):
+                self.lists.append([tag, 0])
+            self.quote += tag == "blockquote"
+            self.cells = 0
+        elif tag == "li":
+            self._start_item()
+        elif tag == "br":
+            self._break(1)
+        elif tag == "hr":
+            self._break(2)
+            self.parts.append("----")
+            self._break(2)
+        elif tag in ("td", "th"):
+            self.parts.append(" | " if self.cells else "")
+            self.cells += 1
+        elif tag == "a":
+            self.links.append((len(self.parts), attr.get("href") or ""))
+        elif tag == "img" and (attr.get("alt") or "").strip():
+            self.parts.append(f"[{attr['alt']}]")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self.skip = max(0, self.skip - 1)
+        elif tag == "a" and self.links:
+            self._end_link(*self.links.pop())
+        elif tag in _BLOCK_TAGS:
+            if tag in ("ul", "ol") and self.lists:
+                self.lists.pop()
+            self.quote -= tag == "blockquote" and self.quote > 0
+            self._break(2)
+
+    def handle_data(self, data: str) -> None:
+        if self.skip:
+            return
+        text = re.sub(r"\s+", " ", data)
+        if self._at_line_start():
+            text = text.lstrip()
+            if text and self.quote:
+                text = "> " * self.quote + text
+        if text:
+            self.parts.append(text)
+
+    def _start_item(self) -> None:
+        self._break(1)
+        if not self.lists:
+            self.lists.append(["ul", 0])
+        current = self.lists[-1]
+        current[1] += 1
+        bullet = f"{current[1]}. " if current[0] == "ol" else "- "
+        self.parts.append("  " * (len(self.lists) - 1) + bullet)
+
+    def _end_link(self, start: int, href: str) -> None:
+        label = "".join(self.parts[start:]).strip()
+        target = href[7:] if href.lower().startswith("mailto:") else href
+        if target and target != label and not href.startswith("#"):
+            self.parts.append(f" ({target})")
+
+    def _break(self, count: int) -> None:
+        self.parts.append("\n" * count)
+
+    def _at_line_start(self) -> bool:
+        for part in reversed(self.parts):
+            if part:
+                return part.endswith("\n") or part.endswith("- ") and part.strip() == "-"
+        return True
+
+    def text(self) -> str:
+        joined = "".join(self.parts)
+        lines = [line.rstrip() for line in joined.split("\n")]
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+class _TokenText:
+    """Plain text straight from markdown-it tokens (no second HTML parse)."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.lists: list[list[Any]] = []
+        self.quote = 0
+        self.cells = 0
+
+    def block(self, token: Any) -> None:
+        kind = token.type
+        if kind in ("paragraph_open", "heading_open") and not token.hidden:
+            after_bullet = self.out and self.out[-1].endswith((". ", "- "))
+            if not after_bullet:
+                self.out.append("\n" + "  " * len(self.lists) if self.lists else "\n\n")
+        elif kind in ("bullet_list_open", "ordered_list_open"):
+            start = int(token.attrGet("start") or 1)
+            self.lists.append([kind == "ordered_list_open", start - 1])
+            self.out.append("\n\n" if len(self.lists) == 1 else "")
+        elif kind in ("bullet_list_close", "ordered_list_close"):
+            self.lists.pop()
+            self.out.append("\n\n" if not self.lists else "")
+        elif kind == "list_item_open":
+            current = self.lists[-1]
+            current[1] += 1
+            bullet = f"{current[1]}. " if current[0] else "- "
+            self.out.append("\n" + "  " * (len(self.lists) - 1) + bullet)
+        elif kind in ("blockquote_open", "blockquote_close"):
+            self.quote += 1 if kind == "blockquote_open" else -1
+            self.out.append("\n\n")
+        elif kind == "tr_open":
+            self.out.append("\n")
+            self.cells = 0
+        elif kind in ("th_open", "td_open"):
+            self.out.append(" | " if self.cells else "")
+            self.cells += 1
+        elif kind in ("table_open", "table_close", "hr"):
+            self.out.append("\n\n----\n\n" if kind == "hr" else "\n\n")
+        elif kind in ("fence", "code_block"):
+            self.out.append("\n\n" + token.content.rstrip("\n") + "\n\n")
+        elif kind == "html_block":
+            self.out.append("\n\n" + html_to_text(token.content) + "\n\n")
+        elif kind == "inline":
+            self.out.append(self.inline(token.children or []))
+
+    def inline(self, children: list[Any]) -> str:
+        parts: list[str] = []
+        links: list[tuple[int, str]] = []
+        for child in children:
+            kind = child.type
+            if kind in ("text", "code_inline"):
+                parts.append(child.content)
+            elif kind in ("softbreak", "hardbreak"):
+                parts.append("\n")
+            elif kind == "link_open":
+                links.append((len(parts), str(child.attrGet("href") or "")))
+            elif kind == "link_close" and links:
+                start, href = links.pop()
+                label = "".join(parts[start:]).strip()
+                target = href[7:] if href.lower().startswith("mailto:") else href
+                if target and target != label and not href.startswith("#"):
+                    parts.append(f" ({target})")
+            elif kind == "image" and child.content.strip():
+                parts.append(f"[{child.content}]")
+            elif kind == "html_inline" and child.content.lower().startswith("<br"):
+                parts.append("\n")
+        text = "".join(parts)
+        if self.quote:
+            text = "\n".join("> " * self.quote + line for line in text.split("\n"))
+        return text
+
+
+def _tokens_to_text(tokens: list[Any]) -> str:
+    maker = _TokenText()
+    for token in tokens:
+        maker.block(token)
+    lines = [line.rstrip() for line in "".join(maker.out).split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def html_to_text(html: str) -> str:
+    """Plain-text version of an HTML fragment or page, links written as ``text (url)``."""
+    maker = _TextMaker()
+    maker.feed(html)
+    maker.close()
+    return maker.text()
