@@ -101,9 +101,14 @@ def run_launchkit(csv_path: Path, workdir: Path) -> dict[str, float]:
             session, csv_path, now=datetime.now(UTC), rejects_path=workdir / "rejects.csv"
         )
     elapsed = time.perf_counter() - started
+    with engine.connect() as conn:
+        written = sum(
+            conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+            for table in ("subscribers", "subscriber_tags", "consents", "suppressions", "imports")
+        )
     engine.dispose()
     maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": elapsed, "maxrss_mb": maxrss_mb, **result.as_dict()}
+    return {"seconds": elapsed, "maxrss_mb": maxrss_mb, "written": written, **result.as_dict()}
 
 
 def run_baseline(csv_path: Path, db_path: Path) -> tuple[float, float, int]:
@@ -167,7 +172,8 @@ def main() -> None:
     print(
         f"launchkit audience import (library call, SQLite): {lk['seconds']:.2f} s, "
         f"{lk_rate:,.0f} rows/s, peak RSS {lk['maxrss_mb']:.0f} MB "
-        f"({lk['new']:,} new, {lk['duplicates']:,} duplicates, {lk['invalid']:,} invalid)"
+        f"({lk['new']:,} new, {lk['duplicates']:,} duplicates, {lk['invalid']:,} invalid; "
+        f"{lk['written']:,} database rows written, {lk['written'] / lk['seconds']:,.0f} rows/s)"
     )
     print(f"raw sqlite3 baseline, CSV file to table: {file_s:.2f} s, {base_rate:,.0f} rows/s "
           f"({count:,} rows)")  # fmt: skip

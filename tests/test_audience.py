@@ -227,6 +227,37 @@ def test_dedupe_and_merge_within_file_and_against_db(session, now, tmp_path) -> 
     assert tags_of(session, "bob@ex.fr") == ["a", "c", "imported"]
 
 
+def test_mailchimp_unsubscribed_and_cleaned_exports(session, now, tmp_path) -> None:
+    header = [*MC_HEADER[:7], "UNSUB_TIME", "UNSUB_REASON", *MC_HEADER[7:]]
+    unsub = write_csv(tmp_path / "unsub.csv", header, [
+        ["u@ex.fr", "U", "", "webinar", "2026-01-01 10:00:00", "", "", "2026-05-02 08:00:00",
+         "N/A", "Europe/Paris", '"webinar"'],
+    ])  # fmt: skip
+    header = [*MC_HEADER[:7], "CLEAN_TIME", "CLEAN_CAMPAIGN_TITLE", *MC_HEADER[7:]]
+    cleaned = write_csv(tmp_path / "cleaned.csv", header, [
+        ["c@ex.fr", "C", "", "webinar", "2026-01-01 10:00:00", "", "", "2026-06-01 08:00:00",
+         "", "", ""],
+    ])  # fmt: skip
+    assert audience.import_subscribers(session, unsub, now=now).new == 1
+    assert audience.import_subscribers(session, cleaned, now=now).new == 1
+    u, c = subscriber(session, "u@ex.fr"), subscriber(session, "c@ex.fr")
+    assert (u.status, u.unsubscribed_at) == ("unsubscribed", datetime(2026, 5, 2, 8, tzinfo=UTC))
+    assert (c.status, c.unsubscribed_at) == ("bounced", None)
+    reasons = dict(session.execute(select(Suppression.email, Suppression.reason)).all())
+    assert reasons == {"u@ex.fr": "unsubscribed", "c@ex.fr": "bounced"}
+    consent = session.scalar(select(Consent).where(Consent.subscriber_id == u.id))
+    assert consent.withdrawn_at == datetime(2026, 5, 2, 8, tzinfo=UTC)
+
+
+def test_stale_rejects_file_is_removed(session, now, tmp_path) -> None:
+    rejects = tmp_path / "r.csv"
+    path = write_csv(tmp_path / "a.csv", MC_HEADER, [mc_row("bad@"), mc_row("ok@ex.fr")])
+    assert audience.import_subscribers(session, path, now=now, rejects_path=rejects).rejects_path
+    path = write_csv(tmp_path / "a.csv", MC_HEADER, [mc_row("ok2@ex.fr")])
+    result = audience.import_subscribers(session, path, now=now, rejects_path=rejects)
+    assert result.rejects_path is None and not rejects.exists()
+
+
 def test_consent_is_recorded_once_and_never_overwritten(session, now, tmp_path) -> None:
     first = write_csv(
         tmp_path / "first.csv",
@@ -310,8 +341,7 @@ def test_tags(session, now, tmp_path) -> None:
     assert audience.count_subscribers(session, "tag:vip and tag:buyer") == 2
     assert audience.remove_tags(session, ids[:1], ["vip", "nope"]) == 1
     assert audience.count_subscribers(session, "tag:vip") == 1
-    with pytest.raises(InputError, match="at least one tag"):
-        audience.add_tags(session, ids, [" "])
+    assert audience.add_tags(session, ids, [" "]) == 0
     with pytest.raises(NotFound):
         audience.get_subscriber(session, "nobody@ex.fr")
 

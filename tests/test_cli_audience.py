@@ -29,6 +29,10 @@ def test_import_prints_the_summary_and_writes_rejects(cli, workspace_env) -> Non
     ]
     with rejects.open(encoding="utf-8") as handle:
         assert next(csv.reader(handle)) == ["row", "email", "reason"]
+    first = json.loads(cli("audience", "list", "--json", "--limit", "1").stdout)[0]
+    with (SAMPLE / "audience_mailchimp.csv").open(encoding="utf-8") as handle:
+        optin = {r["Email Address"]: r["OPTIN_TIME"] for r in csv.DictReader(handle)}
+    assert first["signed_up_at"] == optin[first["email"]].replace(" ", "T") + "Z"  # UTC kept
     r = cli("audience", "import", str(SAMPLE / "audience_mailchimp_unsubscribed.csv"), "--json")
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)
@@ -101,6 +105,10 @@ def test_list_export_tag_unsubscribe_suppress(cli, tmp_path) -> None:
     assert (r.exit_code, r.stdout) == (0, "added 2 tags to zoe@ex.fr\n")
     r = cli("audience", "tag", "--segment", "tag:webinar and not tag:vip", "vip")
     assert r.stdout == 'added 1 tags to segment "tag:webinar and not tag:vip"\n'
+    r = cli("audience", "tag", "max@ex.fr")
+    assert r.stderr == (
+        "Error: Give an address and at least one tag, or --segment EXPR and tags.\n"
+    )
     r = cli("audience", "untag", "max@ex.fr", "vip")
     assert r.stdout == "removed 1 tags from max@ex.fr\n"
     out = tmp_path / "out.csv"
@@ -111,6 +119,7 @@ def test_list_export_tag_unsubscribe_suppress(cli, tmp_path) -> None:
     assert rows[0]["first_name"] == "'=cmd|' /C calc'!A0"
     assert rows[0]["tags"] == "buyer,fr,vip,webinar"
     listed = json.loads(cli("audience", "list", "--json", "--limit", "1").stdout)
+    assert listed[0]["signed_up_at"] == "2026-03-02T10:00:00Z"  # Kit times are UTC
     assert [p["email"] for p in listed] == ["max@ex.fr"]
     zoe = json.loads(cli("audience", "list", "--json", "--segment", "tag:buyer").stdout)[0]
     assert zoe["first_name"] == "=cmd|' /C calc'!A0"  # JSON keeps the exact value

@@ -198,6 +198,18 @@ def test_html_email_is_autoescaped(ws_settings: Settings) -> None:
     assert "Go (https://example.com/checkout/atelier)" in rendered.text
 
 
+def test_html_email_can_extend_the_layout_itself(ws_settings: Settings) -> None:
+    path = write_email(
+        ws_settings,
+        "seq/01-page.html",
+        '{% extends "base.html" %}{% block content %}<p>Hi {{ first_name }}</p>{% endblock %}',
+    )
+    rendered = render(ws_settings, path, first_name="Zoé & co")
+    assert rendered.html.count("<html") == 1 and "Hi Zoé &amp; co" in rendered.html
+    assert "Hi Zoé & co" in rendered.text and UNSUB in rendered.text
+    assert f'href="{UNSUB}"' in rendered.html and "style=" in rendered.html
+
+
 def test_workspace_layout_overrides_the_starter_and_default_prefix_reaches_it(
     ws_settings: Settings,
 ) -> None:
@@ -560,3 +572,82 @@ def test_starter_emails_render_and_lint_clean(ws_settings: Settings, name: str) 
     assert f'lang="{language}"' in rendered.html
     for url in re.findall(r'href="([^"]+)"', rendered.html):
         assert url.startswith(("https://", "mailto:")), url
+
+
+# --- the skeleton cache gives exactly the uncached result ----------------------------------
+
+
+def _fast_and_slow(settings: Settings) -> tuple[Any, Any]:
+    fast = make_environment(settings)
+    slow = make_environment(settings)
+    slow.lk_skeletons = None
+    return fast, slow
+
+
+TRICKY_NAMES = [
+    "Anna", "Berta", "Carla", "Georgia", "Arial", "button", "content", "Bonjour", "Unsubscribe",
+    "example.com", "https://example.com", "Camille", "Zoë", "Jean-Pierre", "O'Brien", "D'Arc",
+    "Élodie Marie", "Le Cours", "padding", "class", "href", "div", "LkPh0x", "a_b_c", "x*y",
+    "Anne  Marie", " lead", "trail ", "200px", "12 rue", "café@example.com", "São Paulo",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_skeleton_cache_matches_uncached_rendering(ws_settings: Settings, language: str) -> None:
+    fast, slow = _fast_and_slow(ws_settings)
+    for step in ("launch-LANG/04-cart-open.md", "launch-LANG/07-payment-plan.md"):
+        source = parse_email_file(STARTER / step.replace("LANG", language))
+        for index, name in enumerate(TRICKY_NAMES * 2):
+            context = {
+                **sample_context(language),
+                "first_name": name,
+                "email": f"user{index}@example.com",
+            }
+            unsub = f"{UNSUB}-{index}_x"
+            kwargs = {"settings": ws_settings, "unsubscribe_url": unsub}
+            assert render_email(fast, source, context, **kwargs) == render_email(
+                slow, source, context, **kwargs
+            ), name
+    assert fast.lk_skeletons.hits > 10
+
+
+def test_skeleton_cache_is_reused_for_plain_names(ws_settings: Settings) -> None:
+    fast, slow = _fast_and_slow(ws_settings)
+    source = parse_email_file(STARTER / "launch-fr/04-cart-open.md")
+    for index in range(50):
+        context = {**sample_context("fr"), "first_name": f"Abonne{index:03d}"}
+        kwargs = {"settings": ws_settings, "unsubscribe_url": f"{UNSUB}{index:03d}"}
+        rendered = render_email(fast, source, context, **kwargs)
+        assert rendered == render_email(slow, source, context, **kwargs)
+        assert f"Abonne{index:03d}" in rendered.html and f"{UNSUB}{index:03d}" in rendered.text
+    assert fast.lk_skeletons.hits == 48  # the 1st is remembered, the 2nd verifies the shape
+
+
+@settings(
+    max_examples=int(200 * SCALE),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    first=st.text(alphabet=st.sampled_from("aZé '.,:/@+-_*[<&\"ñ1 "), min_size=0, max_size=12),
+    last=st.sampled_from(["Dupont", "", "Le Cours", "Anne", "d'Arc", "Ünïcode"]),
+)
+def test_fuzzed_skeleton_cache_matches_uncached(
+    ws_settings: Settings, first: str, last: str
+) -> None:
+    key = ws_settings.workspace
+    if key not in _FAST:
+        _FAST[key] = (
+            *_fast_and_slow(ws_settings),
+            parse_email_file(STARTER / "launch-en/04-cart-open.md"),
+        )
+    fast, slow, source = _FAST[key]
+    context = {**sample_context("en"), "first_name": first, "last_name": last}
+    kwargs = {"settings": ws_settings, "unsubscribe_url": f"{UNSUB}-{len(first)}"}
+    for _ in range(2):  # the second time may be a cache hit
+        assert render_email(fast, source, context, **kwargs) == render_email(
+            slow, source, context, **kwargs
+        )
+
+
+_FAST: dict[Path, tuple[Any, Any, EmailSource]] = {}

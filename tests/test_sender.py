@@ -344,3 +344,50 @@ def test_four_concurrent_senders_postgresql(settings, sessions, db_url, smtp_sin
     assert len(ids) == 400 and max(ids.values()) == 1
     assert status_counts(sessions) == {"sent": 400, "queued": 400}
     assert sum(1 for r in reports if r.sent) >= 2  # the work really was shared
+
+
+def test_in_flight_rows_are_resent_once_then_assumed_delivered(settings, engine, sessions):
+    from launchkit.sequences import claims
+
+    settings = tune(settings)
+    populate(sessions, settings, 3, now=BEFORE)
+    clock = FakeClock(CART_OPEN + timedelta(minutes=5))
+    run(engine, settings, clock, limit=1)
+    died_at = clock.now - timedelta(seconds=30)
+    with sessions.begin() as session:
+        queued = session.scalars(
+            select(Send).where(Send.status == SendStatus.QUEUED).order_by(Send.id)
+        ).all()
+        for row, mark in zip(queued[:2], (claims.IN_FLIGHT, claims.IN_FLIGHT_AGAIN), strict=True):
+            row.status, row.reason = SendStatus.SENDING, mark
+            row.claimed_by, row.claimed_at = "gone:1:dead:0", died_at
+            row.message_id = f"<m{row.id}@example.com>"
+        once, twice = queued[0].id, queued[1].id
+    report = run(engine, settings, clock)
+    assert report.recovered == 2 and report.sent == 1
+    rows = {r.id: r for r in ledger(sessions)}
+    assert (rows[once].status, rows[once].reason) == ("sent", None)
+    assert rows[once].message_id != f"<m{once}@example.com>"  # recomputed, deterministic
+    assert (rows[twice].status, rows[twice].reason) == ("sent", claims.ASSUMED)
+    assert rows[twice].sent_at == died_at
+    assert len(list(Path(settings.outbox_dir).glob("*.eml"))) == 2  # never a third copy
+
+
+@pytest.mark.parametrize("first_name", ["Zoé", "Jean-Marc", "O'Brien", "", "A_b <i>", "Ana"])
+def test_fast_render_gives_the_same_bytes_as_a_full_render(settings, sessions, first_name):
+    from launchkit.sequences.compose import Composer, prepare_composer
+    from launchkit.tokens import unsubscribe_url
+
+    settings = tune(settings)
+    populate(sessions, settings, 1, now=BEFORE)
+    with sessions.begin() as session:
+        fast = prepare_composer(session, settings, "spring", now=CART_OPEN)
+    slow = Composer(settings, fast.emails, fast.launch_ids, fast=False)
+    row = {"id": 7, "email": "someone@example.com", "first_name": first_name,
+           "last_name": "Martin", "timezone": "America/New_York", "language": None}  # fmt: skip
+    for info in fast.emails.values():
+        unsub = unsubscribe_url(settings, 7, info.id)
+        for _ in range(2):  # learn, then reuse
+            a, b = fast.render(info, row, unsub), slow.render(info, row, unsub)
+            assert (a.subject, a.preheader, a.html, a.text) == (b.subject, b.preheader, b.html, b.text)
+    assert fast.fast.hits >= (2 if first_name in ("Zoé", "Jean-Marc", "", "Ana") else 0)

@@ -151,14 +151,11 @@ def get_subscriber(session: Session, email: str) -> Subscriber:
 
 
 def _clean_tags(tags: Iterable[str]) -> list[str]:
-    cleaned = sorted({t.strip().lower() for t in tags if t.strip()})
-    if not cleaned:
-        raise InputError("Give at least one tag.")
-    return cleaned
+    return sorted({t.strip().lower() for t in tags if t.strip()})
 
 
 def add_tags(session: Session, subscriber_ids: Iterable[int], tags: Iterable[str]) -> int:
-    """Tag subscribers; returns how many (subscriber, tag) pairs were added."""
+    """Tag subscribers (tags are trimmed and lowercased); returns how many pairs were added."""
     ids, wanted = sorted(set(subscriber_ids)), _clean_tags(tags)
     have: set[tuple[int, str]] = set()
     for batch in _batches(ids, IN_BATCH):

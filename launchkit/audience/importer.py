@@ -744,12 +744,14 @@ class _Rejects:
     def finish(self, ok: bool) -> Path | None:
         if self.handle is not None:
             self.handle.close()
-        if self.tmp is None or not self.tmp.exists():
+        if self.tmp is None or self.path is None:
             return None
         if not ok:
-            self.tmp.unlink()
+            self.tmp.unlink(missing_ok=True)
             return None
-        assert self.path is not None
+        if not self.tmp.exists():
+            self.path.unlink(missing_ok=True)  # no stale rejects from an earlier run
+            return None
         self.tmp.replace(self.path)
         return self.path
 
@@ -820,9 +822,9 @@ def _run_import(
         if info.encoding == "latin-1":
             result.warnings.append(f"{path.name} is not UTF-8; it was read as Latin-1.")
         source = (source or "").strip()
-        parser = _RowParser(
-            columns, source, path.stem, {t.strip().lower() for t in tags if t.strip()}, tz
-        )
+        zone = tz if fmt == "generic" else UTC  # Mailchimp and Kit write UTC
+        tag_set = {t.strip().lower() for t in tags if t.strip()}
+        parser = _RowParser(columns, source, path.stem, tag_set, zone)
         parser.file_name = path.name
         file_source = None if "source" in columns.index else path.stem
         record = Import(

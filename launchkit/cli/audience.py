@@ -212,12 +212,13 @@ def suppress(
 def _targets(
     session: Any, targets: list[str], segment: str | None
 ) -> tuple[list[int], list[str], str]:
-    if segment:
-        return audience.segment_ids(session, segment), targets, f'segment "{segment}"'
-    if len(targets) < 2:
+    tags = targets if segment else targets[1:]
+    if not any(t.strip() for t in tags):
         raise InputError("Give an address and at least one tag, or --segment EXPR and tags.")
+    if segment:
+        return audience.segment_ids(session, segment), tags, f'segment "{segment}"'
     subscriber = audience.get_subscriber(session, targets[0])
-    return [subscriber.id], targets[1:], subscriber.email
+    return [subscriber.id], tags, subscriber.email
 
 
 @app.command("tag")

@@ -196,6 +196,7 @@ def _simulate(replay: Replay, plan: Any, audience: int, seed: int) -> None:
         "instalment": replay.instalment,
         "instalment_failed": replay.instalment,
         "refund_request": replay.refund_request,
+        "unsubscribe": replay.unsubscribe,
     }
     replay.run_until(
         plan.cart_close + timedelta(days=95), [(e.at, _bind(actions[e.kind], e)) for e in events]

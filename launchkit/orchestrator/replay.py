@@ -31,7 +31,7 @@ from launchkit.orchestrator import RunContext, Step, run_plan
 from launchkit.orchestrator.simulate import BuyerModel, Prospect, SimEvent, plan_purchases
 from launchkit.plan import Plan
 from launchkit.stripe_sim import SimulatedStripe, nested
-from launchkit.tokens import Purpose, make_token
+from launchkit.tokens import Purpose, make_token, unsubscribe_url
 from launchkit.web import create_app
 
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
@@ -201,6 +201,15 @@ class Replay:
             return
         self.post(deal.refunded(self._ts(), amount_refunded=amount))
         self.stats["refunds"] += 1
+
+    def unsubscribe(self, event: SimEvent) -> None:
+        """One-click unsubscribe (RFC 8058) from the link every email carries."""
+        if event.subscriber_id is None:
+            return
+        url = unsubscribe_url(self.settings, event.subscriber_id)
+        path = url.replace(self.settings.base_url.rstrip("/"), "")
+        answer = self.web.post(path, data={"List-Unsubscribe": "One-Click"})
+        self.stats["unsubscribes"] += answer.status_code < 400
 
     def post(self, event: dict[str, Any]) -> None:
         """Sign an event as Stripe does and post it to the webhook endpoint."""

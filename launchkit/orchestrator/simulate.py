@@ -9,6 +9,7 @@ The model (all rates configurable in ``BuyerModel``):
 - ``plan_share`` of buyers take the longest instalment plan, the rest pay in full;
 - every later instalment fails with ``instalment_failure``; a failed instalment is recovered by
   dunning with ``recovery`` (paid 3 days later), otherwise the plan defaults;
+- ``unsubscribe_rate`` of the list unsubscribes during the cart-open week (one-click);
 - ``refund_rate`` of buyers ask for a refund; ``refund_late_share`` of those ask after the
   guarantee window (launchkit refuses them), the others inside it.
 """
@@ -34,6 +35,7 @@ class BuyerModel:
     refund_rate: float = 0.08
     refund_late_share: float = 0.25
     signup_rate: float = 0.03
+    unsubscribe_rate: float = 0.01
     confirm_rate: float = 0.8
 
 
@@ -49,7 +51,7 @@ class SimEvent:
     """Something a simulated buyer does at a given time."""
 
     at: datetime
-    kind: str  # purchase | instalment | instalment_failed | refund_request
+    kind: str  # purchase | instalment | instalment_failed | refund_request | unsubscribe
     email: str
     subscriber_id: int | None = None
     plan: int = 1
@@ -104,6 +106,7 @@ def plan_purchases(
         )
         events += _instalments(rng, model, prospect, bought, plan)
         events += _refund(rng, model, prospect, bought, guarantee_days)
+    events += _unsubscribes(rng, model, prospects, cart_open, cart_close)
     return sorted(events, key=lambda e: (e.at, e.email, e.kind))
 
 
@@ -156,6 +159,24 @@ def _refund(
         SimEvent(
             bought + timedelta(days=days), "refund_request", prospect.email, prospect.subscriber_id
         )
+    ]
+
+
+def _unsubscribes(
+    rng: random.Random,
+    model: BuyerModel,
+    prospects: list[Prospect],
+    opens: datetime,
+    closes: datetime,
+) -> list[SimEvent]:
+    """Some of the list leaves during the cart-open week (the cost of the sales emails)."""
+    span = (closes - opens).total_seconds()
+    return [
+        SimEvent(
+            opens + timedelta(seconds=rng.random() * span), "unsubscribe", p.email, p.subscriber_id
+        )
+        for p in prospects
+        if rng.random() < model.unsubscribe_rate
     ]
 
 

@@ -32,6 +32,7 @@ from launchkit.render.sandbox import (
     LaunchkitSandbox,
     SecurityError,
 )
+from launchkit.render.skeleton import SkeletonCache
 from launchkit.render.text import html_to_text, markdown_parts, markdown_to_html
 from launchkit.resources import starter_dir
 
@@ -203,6 +204,7 @@ def make_environment(settings: Settings) -> LaunchkitSandbox:
         auto_reload=False,
     )
     env.lk_cache = {}  # type: ignore[attr-defined]
+    env.lk_skeletons = SkeletonCache()  # type: ignore[attr-defined]
     return env
 
 
@@ -295,16 +297,38 @@ def render_email(
         "language": _language(source, settings, language),
     }
     values.update(layout)
-    body_html, body_text, full_document = _render_body(env, source, values)
-    if full_document:
-        html, text = body_html, body_text
+    template = _compiled(env, source.body, source.display_name, str(source.path), source)
+    body = _run(template, values, source)
+    if not source.is_markdown and "<html" in body[:4096].lower():  # a whole page of its own
+        text = _sibling_text(env, source, values) or html_to_text(body)
+        return RenderedEmail(
+            subject, preheader, _inline_css(body, source), _tidy_text(text), unsubscribe_url
+        )
+    shell = _render_layout(env, source, "base.html", {**values, "body_html": _BODY_SLOT})
+
+    def convert(body: str, shell: str) -> tuple[str, str]:
+        return _convert(source, body, shell)
+
+    skeletons: SkeletonCache | None = getattr(env, "lk_skeletons", None)
+    if skeletons is None:
+        html, body_text = convert(body, shell)
     else:
-        safe_body = Markup(body_html)  # noqa: S704 (data in it was escaped when rendered)
-        html = _render_layout(env, source, "base.html", {**values, "body_html": safe_body})
-        text = _render_layout(env, source, "base.txt", {**values, "body_text": body_text})
-    return RenderedEmail(
-        subject, preheader, _inline_css(html, source), _tidy_text(text), unsubscribe_url
-    )
+        html, body_text = skeletons.convert(body, shell, values, convert)
+    body_text = _sibling_text(env, source, values) or body_text
+    text = _render_layout(env, source, "base.txt", {**values, "body_text": body_text})
+    return RenderedEmail(subject, preheader, html, _tidy_text(text), unsubscribe_url)
+
+
+_BODY_SLOT = Markup("<!--lk-body-slot-->")
+
+
+def _convert(source: EmailSource, body: str, shell: str) -> tuple[str, str]:
+    """The costly part: Markdown to HTML, the body put in the layout, CSS inlined, plain text."""
+    if source.is_markdown:
+        body_html, body_text = markdown_parts(body)
+    else:
+        body_html, body_text = body, html_to_text(body)
+    return _inline_css(shell.replace(_BODY_SLOT, body_html), source), body_text
 
 
 def _language(source: EmailSource, settings: Settings, language: str | None) -> str:
@@ -326,21 +350,14 @@ def _render_header(
     return check_header_value(rendered, f'Email "{source.display_name}" {what}')
 
 
-def _render_body(
-    env: jinja2.Environment, source: EmailSource, values: Mapping[str, Any]
-) -> tuple[str, str, bool]:
-    template = _compiled(env, source.body, source.display_name, str(source.path), source)
-    rendered = _run(template, values, source)
-    body_html, body_text = markdown_parts(rendered) if source.is_markdown else (rendered, "")
-    full_document = not source.is_markdown and "<html" in rendered[:4096].lower()
+def _sibling_text(env: jinja2.Environment, source: EmailSource, values: Mapping[str, Any]) -> str:
+    """The rendered ``.txt`` file next to the email, or "" when there is none."""
     sibling = _text_sibling(env, source)
-    if sibling is not None:
-        txt_name = f"{source.path.parent.name}/{sibling.name}"
-        txt = _compiled(
-            env, sibling.read_text(encoding="utf-8-sig"), txt_name, str(sibling), source
-        )
-        return body_html, _run(txt, values, source), full_document
-    return body_html, body_text or html_to_text(body_html), full_document
+    if sibling is None:
+        return ""
+    name = f"{source.path.parent.name}/{sibling.name}"
+    text = sibling.read_text(encoding="utf-8-sig")
+    return _run(_compiled(env, text, name, str(sibling), source), values, source)
 
 
 def _text_sibling(env: jinja2.Environment, source: EmailSource) -> Path | None:

@@ -97,14 +97,15 @@ def fast_commit(session: Session) -> None:
 
 
 def recover_orphans(session: Session, conn: Connection | None, *, now: datetime) -> int:
-    """Put rows left ``sending`` by dead senders back to ``queued``; returns how many.
+    """Put rows left ``sending`` by dead senders back to ``queued``; returns how many rows
+    were recovered (requeued or recorded as assumed delivered).
 
     A row marked "in flight" was being pushed: it may have been delivered, so it is sent once
     more with the same Message-ID. A row found "in flight" a second time is recorded as sent
     (assumed delivered) rather than risk a third copy. Other claimed rows were never pushed.
     """
     orphaned = and_(Send.status == SendStatus.SENDING, _orphan_clause(session, conn, now))
-    session.execute(
+    assumed = session.execute(
         update(Send)
         .where(orphaned, Send.reason == IN_FLIGHT_AGAIN)
         .values(status=SendStatus.SENT, reason=ASSUMED, sent_at=Send.claimed_at)
@@ -116,7 +117,7 @@ def recover_orphans(session: Session, conn: Connection | None, *, now: datetime)
         .values(reason=RESEND)
         .execution_options(synchronize_session=False)
     )
-    return _requeue(session, orphaned)
+    return int(assumed.rowcount or 0) + _requeue(session, orphaned)
 
 
 def _orphan_clause(session: Session, conn: Connection | None, now: datetime) -> Any:

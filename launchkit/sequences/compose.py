@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session
 from launchkit.config import Settings, parse_duration
 from launchkit.errors import DeliveryError, LaunchkitError
 from launchkit.launches import get_launch, list_launches
-from launchkit.models import Email, LaunchSequence, Subscriber, SubscriberStatus
+from launchkit.models import (
+    Email,
+    LaunchSequence,
+    SequenceStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 from launchkit.sequences.audience_glue import segment_clause
 from launchkit.sequences.context import (
     SAMPLE,
@@ -31,6 +37,7 @@ from launchkit.sequences.schedule import (
     load_sources,
     schedule_launch,
     sequence_emails,
+    set_status,
 )
 from launchkit.tokens import unsubscribe_url
 
@@ -219,6 +226,8 @@ def prepare_composer(
         data = load_launch_data(session, launch)
         for seq in sequences:
             emails.update(_email_infos(session, settings, seq, data))
+            if seq.status != SequenceStatus.RUNNING:
+                set_status(session, seq, SequenceStatus.RUNNING)
     composer = Composer(settings, emails, launch_ids)
     composer.preflight()
     return composer

@@ -27,6 +27,7 @@ from launchkit.errors import LaunchkitError
 from launchkit.models import Email, LaunchSequence, Send, SendStatus, SequenceStatus
 from launchkit.sequences import claims
 from launchkit.sequences.compose import Composer, prepare_composer
+from launchkit.sequences.marks import LedgerMarks
 from launchkit.sequences.ratelimit import RateLimiter
 from launchkit.sequences.schedule import set_status
 
@@ -228,6 +229,14 @@ class _Run:
         self.failures: dict[int, int] = {}
         self.error: BaseException | None = None
         self.limiter: RateLimiter | None = None
+        self.local = threading.local()
+
+    def marks(self) -> LedgerMarks:
+        """This worker's raw connection for the per-message ledger commits."""
+        marks = getattr(self.local, "marks", None)
+        if marks is None:
+            marks = self.local.marks = LedgerMarks(self.engine)
+        return marks
 
     def start(self) -> None:
         per_second = self.options.rate_per_second
@@ -270,6 +279,9 @@ class _Run:
                         pass
                 finally:
                     messenger.close()
+                    if getattr(self.local, "marks", None) is not None:
+                        self.local.marks.close()
+                        self.local.marks = None
         except BaseException as e:  # surfaced to the caller by send_due
             self.error = self.error or e
             self.stop.set()
@@ -324,8 +336,8 @@ class _Batch:
     ):
         self.run, self.owner, self.messenger = run, owner, messenger
         self.rows, self.skips = rows, skips
-        self.done: list[dict[str, Any]] = []
-        self.skipped: list[dict[str, Any]] = []
+        self.done: list[tuple[int, datetime]] = []
+        self.skipped: list[tuple[int, str]] = []
         self.touched: set[int] = set()
 
     def deliver(self) -> None:
@@ -348,9 +360,7 @@ class _Batch:
         now = run.clock()
         reason = self.skips.get(row["send_id"])
         if reason:
-            self.skipped.append(
-                {"id": row["send_id"], "status": SendStatus.SKIPPED, "reason": reason}
-            )
+            self.skipped.append((row["send_id"], reason))
             run.limiter.release(1)  # type: ignore[union-attr]
             run.note_skip(reason)
             return
@@ -376,9 +386,7 @@ class _Batch:
             return
         sent_at = run.clock()
         run.limiter.record(sent_at)  # type: ignore[union-attr]
-        self.done.append(
-            {"id": row["send_id"], "status": SendStatus.SENT, "sent_at": sent_at, "reason": None}
-        )
+        self.done.append((row["send_id"], sent_at))
         self.touched.add(seq_id)
 
     def flush(self, in_flight: tuple[dict[str, Any], str] | None = None) -> None:
@@ -386,45 +394,35 @@ class _Batch:
 
         Called right before each push: the previous message's ``sent`` and the next one's
         "in flight" mark share one commit, so a sender killed at any point leaves at most one
-        row whose fate is unknown, and it knows which one (see ``claims``).
+        row whose fate is unknown, and it knows which one (see ``claims``). Plain Core
+        statements on one connection: this runs once per message.
         """
         if not self.done and not self.skipped and in_flight is None:
             return
         run = self.run
-        with run.sessions.begin() as session:
-            claims.fast_commit(session)
-            for chunk in (self.done, self.skipped):
-                if chunk:
-                    session.execute(update(Send), chunk)
-            if in_flight is not None:
-                row, message_id = in_flight
-                mark = (
-                    claims.IN_FLIGHT_AGAIN if row["reason"] == claims.RESEND else claims.IN_FLIGHT
-                )
-                session.execute(
-                    update(Send)
-                    .where(Send.id == row["send_id"])
-                    .values(reason=mark, message_id=message_id)
-                )
-            self._reset_failures(session)
+        flight = None
+        if in_flight is not None:
+            row, message_id = in_flight
+            again = row["reason"] == claims.RESEND
+            mark = claims.IN_FLIGHT_AGAIN if again else claims.IN_FLIGHT
+            flight = (row["send_id"], mark, message_id)
+        run.marks().commit(self.done, self.skipped, flight, self._reset_ids())
         sent = len(self.done)
         self.done, self.skipped = [], []
         if sent:
             run.note(sent=sent)
 
-    def _reset_failures(self, session: Session) -> None:
+    def _reset_ids(self) -> list[int]:
+        """Sequences that delivered again: their consecutive-failure counter goes back to 0."""
+        if not self.touched:
+            return []
         run = self.run
         with run.lock:
             reset = [s for s in self.touched if run.failures.get(s)]
             for seq_id in reset:
                 run.failures[seq_id] = 0
         self.touched = set()
-        if reset:
-            session.execute(
-                update(LaunchSequence)
-                .where(LaunchSequence.id.in_(reset))
-                .values(consecutive_failures=0)
-            )
+        return reset
 
     def _give_back(self, rows: list[dict[str, Any]]) -> None:
         self.flush()
