@@ -78,13 +78,22 @@ def populate(
     write_sequence(settings, sequence) if sequence == "mini" else None
     with sessions.begin() as session:
         create_launch(
-            session, "spring", product="Atelier Photo", currency="EUR", now=now,
-            cart_open=CART_OPEN, cart_close=CART_CLOSE,
+            session,
+            "spring",
+            product="Atelier Photo",
+            currency="EUR",
+            now=now,
+            cart_open=CART_OPEN,
+            cart_close=CART_CLOSE,
         )
         rows = [
             {
-                "email": f"n{i:05d}@example.com", "first_name": f"N{i}", "last_name": "",
-                "status": "active", "created_at": now, "updated_at": now,
+                "email": f"n{i:05d}@example.com",
+                "first_name": f"N{i}",
+                "last_name": "",
+                "status": "active",
+                "created_at": now,
+                "updated_at": now,
             }
             for i in range(count)
         ]

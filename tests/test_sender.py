@@ -92,7 +92,9 @@ def test_skips_at_send_time(settings, engine, sessions, now):
         from launchkit.launches import get_launch
 
         sequences.schedule_launch(session, settings, get_launch(session, "spring"))
-        session.execute(update(Subscriber).where(Subscriber.id == ids[1]).values(status="unsubscribed"))
+        session.execute(
+            update(Subscriber).where(Subscriber.id == ids[1]).values(status="unsubscribed")
+        )
         session.add(Suppression(email="n00002@example.com", reason="complained", created_at=now))
         session.add(SubscriberTag(subscriber_id=ids[3], tag="buyer"))
     report = run(engine, settings, clock)
@@ -161,7 +163,9 @@ def test_sqlite_second_sender_is_refused(settings, engine, sessions, db_url):
     settings = tune(settings)
     populate(sessions, settings, 2, now=BEFORE)
     with workspace_send_lock(settings):
-        with pytest.raises(SendInProgress, match=r"Another `launchkit send` is running .*\(pid \d+\)"):
+        with pytest.raises(
+            SendInProgress, match=r"Another `launchkit send` is running .*\(pid \d+\)"
+        ):
             run(engine, settings, FakeClock(CART_OPEN + timedelta(minutes=5)))
     assert run(engine, settings, FakeClock(CART_OPEN + timedelta(minutes=5))).sent == 2
 
@@ -279,10 +283,18 @@ def test_5xx_bounces_and_suppresses(settings, engine, sessions, smtp_sink):
     report = run(engine, settings, clock)
     assert (report.sent, report.bounced) == (4, 1)
     with sessions.begin() as session:
-        assert session.scalar(select(Suppression.reason).where(
-            Suppression.email == "n00001@example.com")) == "bounced"
-        assert session.scalar(select(Subscriber.status).where(
-            Subscriber.email == "n00001@example.com")) == "bounced"
+        assert (
+            session.scalar(
+                select(Suppression.reason).where(Suppression.email == "n00001@example.com")
+            )
+            == "bounced"
+        )
+        assert (
+            session.scalar(
+                select(Subscriber.status).where(Subscriber.email == "n00001@example.com")
+            )
+            == "bounced"
+        )
     clock.now = CART_CLOSE - timedelta(hours=2)
     report = run(engine, settings, clock)
     assert report.sent == 4
@@ -389,5 +401,24 @@ def test_fast_render_gives_the_same_bytes_as_a_full_render(settings, sessions, f
         unsub = unsubscribe_url(settings, 7, info.id)
         for _ in range(2):  # learn, then reuse
             a, b = fast.render(info, row, unsub), slow.render(info, row, unsub)
-            assert (a.subject, a.preheader, a.html, a.text) == (b.subject, b.preheader, b.html, b.text)
+            assert (a.subject, a.preheader, a.html, a.text) == (
+                b.subject,
+                b.preheader,
+                b.html,
+                b.text,
+            )
     assert fast.fast.hits >= (2 if first_name in ("Zoé", "Jean-Marc", "", "Ana") else 0)
+
+
+def test_workers_share_one_run_postgresql(settings, engine, sessions, db_url, smtp_sink):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("--workers needs PostgreSQL; SQLite runs one worker")
+    settings = smtp_settings(settings, smtp_sink)
+    populate(sessions, settings, 200, now=BEFORE)
+    report = run(engine, settings, FakeClock(CART_OPEN + timedelta(minutes=5)), workers=4,
+                 batch_size=10)  # fmt: skip
+    assert report.sent == 200
+    smtp_sink.wait_for(200)
+    ids = message_ids(smtp_sink)
+    assert len(ids) == 200 and max(ids.values()) == 1
+    assert smtp_sink.connections >= 2

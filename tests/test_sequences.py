@@ -174,8 +174,12 @@ def add_subscribers(session, now, specs):
     subs = []
     for email, zone, tags, status in specs:
         sub = Subscriber(
-            email=email, first_name=email.split("@")[0].title(), timezone=zone,
-            status=status, created_at=now, updated_at=now,
+            email=email,
+            first_name=email.split("@")[0].title(),
+            timezone=zone,
+            status=status,
+            created_at=now,
+            updated_at=now,
         )
         session.add(sub)
         session.flush()
@@ -188,8 +192,13 @@ def add_subscribers(session, now, specs):
 
 def make_launch(session, now, slug="spring"):
     return create_launch(
-        session, slug, product="Atelier Photo", currency="EUR", now=now,
-        prelaunch_start=utc(2026, 11, 24, 8, 0), cart_open=utc(2026, 12, 1, 8, 0),
+        session,
+        slug,
+        product="Atelier Photo",
+        currency="EUR",
+        now=now,
+        prelaunch_start=utc(2026, 11, 24, 8, 0),
+        cart_open=utc(2026, 12, 1, 8, 0),
         cart_close=utc(2026, 12, 8, 22, 59),
     )
 
@@ -199,7 +208,8 @@ def world(settings, sessions, now):
     with sessions.begin() as session:
         make_launch(session, now)
         add_subscribers(
-            session, now,
+            session,
+            now,
             [
                 ("ana@example.com", "Europe/Paris", [], "active"),
                 ("bob@example.com", "America/New_York", ["fr"], "active"),
@@ -216,9 +226,11 @@ def world(settings, sessions, now):
 
 
 def send_rows(session):
-    query = select(Email.step, Subscriber.email, Send.due_at, Send.status).join(
-        Email, Email.id == Send.email_id
-    ).join(Subscriber, Subscriber.id == Send.subscriber_id)
+    query = (
+        select(Email.step, Subscriber.email, Send.due_at, Send.status)
+        .join(Email, Email.id == Send.email_id)
+        .join(Subscriber, Subscriber.id == Send.subscriber_id)
+    )
     return {(step, email): (due, status) for step, email, due, status in session.execute(query)}
 
 
@@ -233,7 +245,10 @@ def test_attach_and_schedule_builds_the_ledger(world, sessions):
     with sessions.begin() as session:
         rows = send_rows(session)
         assert {email for _, email in rows} == {
-            "ana@example.com", "bob@example.com", "chi@example.com", "dan@example.com",
+            "ana@example.com",
+            "bob@example.com",
+            "chi@example.com",
+            "dan@example.com",
             "eve@example.com",
         }
         # local: true, 09:00 in each zone; unknown zone -> workspace zone
@@ -268,9 +283,7 @@ def test_scheduling_is_idempotent_and_adds_late_joiners(world, sessions, now):
 def test_moving_cart_close_moves_unsent_emails_only(world, sessions, now):
     with sessions.begin() as session:
         sequences.schedule_launch(session, world, _launch(session))
-        sent = session.scalars(
-            select(Send).join(Email).where(Email.step == "09-close-3h")
-        ).first()
+        sent = session.scalars(select(Send).join(Email).where(Email.step == "09-close-3h")).first()
         sent.status = SendStatus.SENT
         sent_due = sent.due_at
     with sessions.begin() as session:
@@ -294,10 +307,13 @@ def test_segment_on_attach_and_errors(settings, sessions, now):
     with sessions.begin() as session:
         make_launch(session, now)
         add_subscribers(
-            session, now,
+            session,
+            now,
             [("a@example.com", None, ["fr"], "active"), ("b@example.com", None, [], "active")],
         )
-        sequences.attach_sequence(session, settings, "spring", "launch-fr", now=now, segment="tag:fr")
+        sequences.attach_sequence(
+            session, settings, "spring", "launch-fr", now=now, segment="tag:fr"
+        )
         with pytest.raises(AlreadyExists, match='Sequence "launch-fr" is already attached'):
             sequences.attach_sequence(session, settings, "spring", "launch-fr", now=now)
         with pytest.raises(NotFound, match="does not exist"):

@@ -31,6 +31,7 @@ def import_audience(session: Session, ctx: RunContext, launch: Launch) -> StepRe
             format=source.format,
             source=source.source,
             tags=source.tags,
+            tz=ctx.settings.tz,
         )
         for key in ("new", "updated", "duplicates", "invalid", "suppressed"):
             totals[key] += getattr(result, key)

@@ -1,7 +1,7 @@
 """The per-message ledger commit, on a raw DB-API connection (it runs once per message).
 
-One transaction per pushed message: the previous message's ``sent`` plus the next message's
-"in flight" mark. SQLite takes the write lock at BEGIN (``BEGIN IMMEDIATE``); PostgreSQL skips
+Two small transactions per message: "in flight" (with its Message-ID) before the push, ``sent``
+right after the server's 250. SQLite takes the write lock at BEGIN (``BEGIN IMMEDIATE``); PostgreSQL skips
 waiting for the WAL flush (``synchronous_commit off``: a killed sender loses nothing, only a
 crash of the database server itself could lose the last marks, which would then be resent
 with the same Message-ID).

@@ -388,14 +388,14 @@ class _Batch:
         run.limiter.record(sent_at)  # type: ignore[union-attr]
         self.done.append((row["send_id"], sent_at))
         self.touched.add(seq_id)
+        self.flush()  # right after the 250: the window in doubt is just this commit
 
     def flush(self, in_flight: tuple[dict[str, Any], str] | None = None) -> None:
         """Commit what happened since the last flush, and mark the next row as in flight.
 
-        Called right before each push: the previous message's ``sent`` and the next one's
-        "in flight" mark share one commit, so a sender killed at any point leaves at most one
-        row whose fate is unknown, and it knows which one (see ``claims``). Plain Core
-        statements on one connection: this runs once per message.
+        Runs right before each push (marking the row "in flight" with its Message-ID) and
+        right after each 250 (marking it sent): a sender killed at any point leaves at most
+        one row per worker in doubt, and the ledger says which (see ``claims``).
         """
         if not self.done and not self.skipped and in_flight is None:
             return

@@ -124,7 +124,9 @@ def test_sigkill_at_random_points_then_resume_delivers_each_email_once(
             break
         time.sleep(0.5)
     ids = _message_ids(smtp_sink)
-    rows = [r for r in ledger(sessions) if r.email_id == min(x.email_id for x in ledger(sessions))]
+    all_rows = ledger(sessions)
+    first_email = min(r.email_id for r in all_rows)
+    rows = [r for r in all_rows if r.email_id == first_email]
     expected = {r.message_id for r in rows}
     duplicates = sum(n - 1 for n in ids.values())
     print(
