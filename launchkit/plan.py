@@ -334,17 +334,36 @@ def _check_segments(plan: Plan, where: str) -> list[Problem]:
 
 
 def _check_sequences(plan: Plan, settings: Settings, where: str) -> list[Problem]:
-    from launchkit.sequences import check_sequence_folder
-
     found = []
     magnet_sequences = [
         (f"magnets[{i}].sequence", m.sequence) for i, m in enumerate(plan.magnets) if m.sequence
     ]
     launch_sequences = [(f"sequences[{i}].name", s.name) for i, s in enumerate(plan.sequences)]
     for location, name in launch_sequences + magnet_sequences:
-        for message in check_sequence_folder(settings, name, plan):
-            found.append(Problem(f"{where}: {location}", message))
+        found += [
+            Problem(f"{where}: {location}", message)
+            for message in check_sequence_folder(settings, name, plan)
+        ]
     return found
+
+
+def check_sequence_folder(settings: Settings, name: str, plan: Plan) -> list[str]:
+    """Problems of one sequence folder: unreadable emails, send_at that cannot resolve."""
+    from launchkit.sequences.schedule import load_sources
+    from launchkit.sequences.timing import parse_send_at
+
+    try:
+        sources = load_sources(settings, name)
+    except LaunchkitError as e:
+        return [str(e)]
+    problems = []
+    for source in sources:
+        when = parse_send_at(str(source.meta["send_at"]), where=str(source.path))
+        if when.milestone == "prelaunch_start" and plan.prelaunch_start is None:
+            problems.append(
+                f"{source.path.name}: send_at uses prelaunch_start but the launch has none"
+            )
+    return problems
 
 
 def _check_templates(plan: Plan, settings: Settings, where: str) -> list[Problem]:

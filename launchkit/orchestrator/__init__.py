@@ -107,7 +107,7 @@ def ensure_launch(session: Session, plan: Plan, settings: Settings, now: datetim
         if changed:
             from launchkit import sequences
 
-            sequences.reschedule_launch(session, existing, settings=settings, now=now)
+            sequences.reschedule_launch(session, settings, plan.slug)
     return existing
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,7 +21,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.testclient import TestClient
+
+with warnings.catch_warnings():  # starlette suggests httpx2; httpx is what we ship
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 from launchkit import checkout, stripe_events
 from launchkit.config import Settings
@@ -272,7 +276,8 @@ class Replay:
             while index < len(pending) and pending[index][0] <= self.clock.now:
                 pending[index][1]()
                 index += 1
-            self.tick()
+            if due is not None and due <= self.clock.now:
+                self.tick()
         self.clock.now = max(self.clock.now, end)
         self.tick()
 

@@ -7,14 +7,23 @@ because the delivery engine commits each claim and each delivery.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from launchkit.models import Launch, Magnet, Offer, Segment
+from launchkit.models import (
+    Email,
+    Launch,
+    LaunchSequence,
+    Magnet,
+    Offer,
+    Send,
+    SendStatus,
+)
 from launchkit.orchestrator import RunContext, Step, StepResult
 
 
@@ -118,17 +127,20 @@ def schedule_sequences(session: Session, ctx: RunContext, launch: Launch) -> Ste
     from launchkit import segments, sequences
 
     for name, expression in ctx.plan.segments.items():
-        if session.scalar(select(Segment.id).where(Segment.name == name)) is None:
-            segments.save_segment(session, name, expression, now=ctx.now)
+        segments.save_segment(session, name, expression, now=ctx.now)
+    attached = {seq.name for seq in sequences.launch_sequences(session, launch)}
     for spec in ctx.plan.sequences:
-        sequences.attach_sequence(
-            session, ctx.settings, launch.slug, spec.name, segment=spec.segment, now=ctx.now
-        )
-    counts = sequences.schedule_launch(session, ctx.settings, launch.slug, now=ctx.now)
+        if spec.name not in attached:
+            segment = segments.resolve_segment(session, spec.segment) if spec.segment else None
+            sequences.attach_sequence(
+                session, ctx.settings, launch.slug, spec.name, segment=segment, now=ctx.now
+            )
+    counts = sequences.schedule_launch(session, ctx.settings, launch)
     return StepResult(
         Step.SCHEDULE_SEQUENCES,
         "done",
-        f"{len(ctx.plan.sequences)} sequence(s) scheduled",
+        f"{len(ctx.plan.sequences)} sequence(s), {counts.emails} emails, "
+        f"{counts.added} deliveries scheduled",
         _plain(counts),
     )
 
@@ -138,25 +150,44 @@ def send_due(sessions: sessionmaker[Session], ctx: RunContext, launch_id: int) -
     from launchkit import sequences
 
     with sessions.begin() as session:
-        slug = session.get(Launch, launch_id).slug  # type: ignore[union-attr]
+        launch = session.get(Launch, launch_id)
+        assert launch is not None
+        slug = launch.slug
+    messenger = ctx.messenger
     report = sequences.send_due(
-        sessions,
+        sessions.kw["bind"],
         ctx.settings,
-        now=ctx.now,
-        launch=slug,
-        messenger=ctx.messenger,
-        dry_run=ctx.dry_run,
-        progress=ctx.progress,
+        clock=lambda: ctx.now,
+        sleep=ctx.extra.get("sleep", time.sleep),
+        options=sequences.SendOptions(launch=slug, dry_run=ctx.dry_run),
+        messenger_factory=(lambda _settings: messenger) if messenger is not None else None,
     )
-    detail = _plain(report)
     with sessions.begin() as session:
-        remaining = sequences.pending_count(session, slug)
+        remaining = pending_count(session, launch_id)
     finished = remaining == 0 and ctx.now > ctx.plan.cart_close
+    skipped = sum(report.skipped.values())
     message = (
-        f"sent {detail.get('sent', 0)}, failed {detail.get('failed', 0)}, "
-        f"skipped {detail.get('skipped', 0)}; {remaining} still scheduled"
+        f"sent {report.sent}, failed {report.failed + report.bounced}, skipped {skipped}; "
+        f"{remaining} still scheduled"
     )
-    return StepResult(Step.SEND_DUE, "done" if finished else "waiting", message, detail)
+    return StepResult(Step.SEND_DUE, "done" if finished else "waiting", message, _plain(report))
+
+
+def pending_count(session: Session, launch_id: int) -> int:
+    """Deliveries of the launch not settled yet (queued or being sent)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Send)
+            .join(Email, Email.id == Send.email_id)
+            .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+            .where(
+                LaunchSequence.launch_id == launch_id,
+                Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING]),
+            )
+        )
+        or 0
+    )
 
 
 def analyze(session: Session, ctx: RunContext, launch: Launch) -> StepResult:

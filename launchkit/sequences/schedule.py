@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, insert, literal, or_, select, update
+from sqlalchemy import and_, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from launchkit.config import Settings
@@ -291,7 +291,9 @@ def eligible_clause(seq: LaunchSequence, email: Email) -> Any:
 def _insert_missing(
     session: Session, seq: LaunchSequence, email: Email, due: datetime, names: list[str | None]
 ) -> int:
-    already = exists().where(Send.email_id == email.id, Send.subscriber_id == Subscriber.id)
+    # NOT IN (hashed subplan on PostgreSQL) rather than NOT EXISTS: its plan does not degrade
+    # to a quadratic nested loop when the table statistics are stale (fresh ledgers)
+    already = Subscriber.id.in_(select(Send.subscriber_id).where(Send.email_id == email.id))
     rows = select(
         literal(email.id),
         Subscriber.id,
