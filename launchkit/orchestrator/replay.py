@@ -11,10 +11,13 @@ check. Between events, the orchestrator's ``run --tick`` sends whatever is due.
 from __future__ import annotations
 
 import email
+import hashlib
 import email.policy
 import re
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +41,7 @@ from launchkit.stripe_sim import SimulatedStripe, nested
 from launchkit.tokens import Purpose, make_token, unsubscribe_url
 from launchkit.web import create_app
 
+SIM_CLIENT = "x-launchkit-sim-client"
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 CONFIRM_LINK = re.compile(r"(https?://\S+/confirm/[A-Za-z0-9_.\-]+)")
 
@@ -70,8 +74,17 @@ class Replay:
         self.messenger = FileMessenger(self.settings.outbox_dir)
         app = create_app(self.settings, clock=self.clock)
         app.state.stripe_client = self.client
-        self.web = TestClient(app, base_url=self.settings.base_url)
+        self.web = TestClient(SimulatedVisitors(app), base_url=self.settings.base_url)
         self.deals: dict[str, stripe_events.Purchase] = {}
+
+    @contextmanager
+    def web_open(self) -> Iterator[None]:
+        """Keep the in-process web app's event loop up for a series of requests (reentrant)."""
+        if self.web.portal is not None:
+            yield
+            return
+        with self.web:
+            yield
 
     # --- the orchestrator on the simulated clock --------------------------------------------
 
@@ -100,18 +113,19 @@ class Replay:
 
     def signup(self, slug: str, first_name: str, address: str, confirms: bool) -> None:
         """Open the opt-in page, post the form, then confirm from the email in the outbox."""
-        page = self.web.get(f"/m/{slug}")
+        visitor = visitor_headers(address)
+        page = self.web.get(f"/m/{slug}", headers=visitor)
         form = dict(HIDDEN.findall(page.text))
         before = set(self.settings.outbox_dir.iterdir())
         form.update(first_name=first_name, email=address, consent="yes", website="")
-        answer = self.web.post(f"/m/{slug}", data=form, follow_redirects=False)
+        answer = self.web.post(f"/m/{slug}", data=form, follow_redirects=False, headers=visitor)
         self.stats["signups"] += answer.status_code in (302, 303)
         if not confirms:
             return
         for path in set(self.settings.outbox_dir.iterdir()) - before:
             link = _confirm_link(path.read_bytes())
             if link:
-                self.web.get(link.replace(self.settings.base_url.rstrip("/"), ""))
+                self.web.get(link.replace(self.settings.base_url.rstrip("/"), ""), headers=visitor)
                 self.stats["confirmations"] += 1
                 return
 
@@ -120,7 +134,8 @@ class Replay:
     def purchase(self, event: SimEvent, offer: Offer) -> None:
         """Visit the sales page, start the checkout, then deliver Stripe's events."""
         token = make_token(self.settings, Purpose.CHECKOUT, {"s": event.subscriber_id})
-        self.web.get(f"/buy/{offer.slug}?t={token}")
+        visitor = visitor_headers(event.email)
+        self.web.get(f"/buy/{offer.slug}?t={token}", headers=visitor)
         plan = "full" if event.plan == 1 else str(event.plan)
         fields = {
             "plan": plan,
@@ -128,7 +143,9 @@ class Replay:
             "t": token,
             **({"bump": "1"} if event.bump else {}),
         }
-        answer = self.web.post(f"/buy/{offer.slug}", data=fields, follow_redirects=False)
+        answer = self.web.post(
+            f"/buy/{offer.slug}", data=fields, follow_redirects=False, headers=visitor
+        )
         session_id = answer.headers.get("location", "").rsplit("/", 1)[-1]
         created = self.stripe.sessions.get(session_id)
         if created is None:
@@ -212,7 +229,9 @@ class Replay:
             return
         url = unsubscribe_url(self.settings, event.subscriber_id)
         path = url.replace(self.settings.base_url.rstrip("/"), "")
-        answer = self.web.post(path, data={"List-Unsubscribe": "One-Click"})
+        answer = self.web.post(
+            path, data={"List-Unsubscribe": "One-Click"}, headers=visitor_headers(event.email)
+        )
         self.stats["unsubscribes"] += answer.status_code < 400
 
     def post(self, event: dict[str, Any]) -> None:
@@ -264,7 +283,10 @@ class Replay:
 
     def run_until(self, end: datetime, events: list[tuple[datetime, Any]]) -> None:
         """Advance the clock event by event (and email by email) up to ``end``."""
-        pending = sorted(events, key=lambda item: item[0])
+        with self.web_open():
+            self._advance(end, sorted(events, key=lambda item: item[0]))
+
+    def _advance(self, end: datetime, pending: list[tuple[datetime, Any]]) -> None:
         index = 0
         while True:
             due = self.next_due()
@@ -280,6 +302,31 @@ class Replay:
                 self.tick()
         self.clock.now = max(self.clock.now, end)
         self.tick()
+
+
+class SimulatedVisitors:
+    """ASGI wrapper used only by the replay: each simulated person gets their own client
+    address (from the IPv6 documentation prefix), as real visitors come from their own
+    machines; without it every simulated buyer would share one address and the web app's
+    per-address rate limit would turn away the cart-close rush."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", []):
+                if name == SIM_CLIENT.encode():
+                    scope = {**scope, "client": (value.decode(), 50000)}
+                    break
+        await self.app(scope, receive, send)
+
+
+def visitor_headers(address: str) -> dict[str, str]:
+    """The header giving a simulated person their own (documentation-range) IP address."""
+    digest = hashlib.sha256(address.lower().encode()).hexdigest()
+    groups = ":".join(digest[i : i + 4] for i in range(0, 24, 4))
+    return {SIM_CLIENT: f"2001:db8:{groups}"}
 
 
 def _amount(offer: Offer, instalments: int, bump: bool) -> int:

@@ -37,26 +37,26 @@ def _milestones(launch: Launch, settings: Settings, now: datetime) -> dict[str, 
     return {"passed": passed, "next": upcoming[0] if upcoming else None}
 
 
-def _send_counts(session: Session, launch_id: int, now: datetime) -> dict[str, int]:
-    base = (
-        select(Send.status, func.count())
+def _launch_sends(launch_id: int) -> Any:
+    return (
+        select(func.count())
+        .select_from(Send)
         .join(Email, Email.id == Send.email_id)
         .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
         .where(LaunchSequence.launch_id == launch_id)
     )
-    counts = dict(session.execute(base.group_by(Send.status)).tuples().all())
-    due = (
-        session.scalar(
-            select(func.count()).select_from(
-                base.where(Send.status == SendStatus.QUEUED, Send.due_at <= now).subquery()
-            )
-        )
-        or 0
+
+
+def _send_counts(session: Session, launch_id: int, now: datetime) -> dict[str, int]:
+    by_status = _launch_sends(launch_id).add_columns(Send.status).group_by(Send.status)
+    counts = {status: n for n, status in session.execute(by_status)}
+    due = session.scalar(
+        _launch_sends(launch_id).where(Send.status == SendStatus.QUEUED, Send.due_at <= now)
     )
     return {
         "sent": counts.get(SendStatus.SENT, 0),
         "queued": counts.get(SendStatus.QUEUED, 0),
-        "due_now": due,
+        "due_now": due or 0,
         "failed": counts.get(SendStatus.FAILED, 0) + counts.get(SendStatus.BOUNCED, 0),
         "skipped": counts.get(SendStatus.SKIPPED, 0),
         "sending": counts.get(SendStatus.SENDING, 0),

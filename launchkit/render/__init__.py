@@ -10,7 +10,10 @@ neutralised for Markdown syntax, so a first name can never inject a tag or a lin
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -64,6 +67,7 @@ __all__ = [
     "html_to_text",
     "lint_email",
     "make_environment",
+    "shared_environment",
     "markdown_parts",
     "markdown_to_html",
     "parse_email_file",
@@ -105,9 +109,31 @@ class RenderedEmail:
 # --- parsing ------------------------------------------------------------------------------
 
 
+_PARSED: dict[Path, tuple[tuple[int, int], EmailSource]] = {}
+
+
 def parse_email_file(path: Path) -> EmailSource:
-    """Read an email file: YAML front matter between ``---`` lines, then the body."""
+    """Read an email file: YAML front matter between ``---`` lines, then the body.
+
+    Parsed files are kept per (path, modification time, size), so a sender that re-reads its
+    sequence folders on every run only parses a file again after it was edited.
+    """
     path = Path(path)
+    try:
+        info = path.stat()
+        stamp = (info.st_mtime_ns, info.st_size)
+    except OSError:
+        stamp = None
+    cached = _PARSED.get(path)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        return cached[1]
+    source = _parse_email_file(path)
+    if stamp is not None:
+        _PARSED[path] = (stamp, source)
+    return source
+
+
+def _parse_email_file(path: Path) -> EmailSource:
     name = f"{path.parent.name}/{path.name}"
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -206,6 +232,48 @@ def make_environment(settings: Settings) -> LaunchkitSandbox:
     env.lk_cache = {}  # type: ignore[attr-defined]
     env.lk_skeletons = SkeletonCache()  # type: ignore[attr-defined]
     return env
+
+
+_SHARED: OrderedDict[tuple[str, ...], tuple[Any, LaunchkitSandbox]] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+_SHARED_MAX = 8
+
+
+def shared_environment(settings: Settings) -> LaunchkitSandbox:
+    """``make_environment``, reused within the process while no template file changed.
+
+    Its compiled templates, layout skeletons and anything callers keep on it (``lk_fast``)
+    stay warm from one send run to the next; editing, adding or removing any file under the
+    email folders gives a fresh environment.
+    """
+    starter = str(starter_dir("emails"))
+    roots = tuple(dict.fromkeys([str(settings.emails_dir), starter]))
+    stamp = _tree_stamp(roots)
+    with _SHARED_LOCK:
+        entry = _SHARED.get(roots)
+        if entry is None or entry[0] != stamp:
+            entry = (stamp, make_environment(settings))
+            _SHARED[roots] = entry
+            while len(_SHARED) > _SHARED_MAX:
+                _SHARED.popitem(last=False)
+        _SHARED.move_to_end(roots)
+        return entry[1]
+
+
+def _tree_stamp(roots: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of every file under ``roots``: changes when any template does."""
+    found = []
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(folder, name)
+                try:
+                    info = os.stat(path)
+                except OSError:
+                    continue
+                found.append((path, info.st_mtime_ns, info.st_size))
+    return tuple(found)
 
 
 def _compiled(

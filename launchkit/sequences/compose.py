@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import html as html_lib
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +28,7 @@ from launchkit.sequences.context import (
     SAMPLE,
     LaunchData,
     email_context,
+    launch_context,
     load_launch_data,
     magnet_titles,
     sequence_language,
@@ -55,10 +58,36 @@ class EmailInfo:
     deadline_at: datetime | None
     max_delay: timedelta
     launch: LaunchData
+    render_key: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        # everything besides the subscriber that the rendered email depends on
+        what = repr((self.source, self.launch)).encode()
+        self.render_key = hashlib.sha256(what).hexdigest()
 
     @property
     def label(self) -> str:
         return f"{self.sequence}/{self.step}"
+
+
+_SCOPES: dict[Settings, int] = {}
+_SCOPES_LOCK = threading.Lock()
+
+
+def _settings_scope(settings: Settings) -> int:
+    """A small number standing for these exact settings (part of the render cache keys)."""
+    with _SCOPES_LOCK:
+        return _SCOPES.setdefault(settings, len(_SCOPES))
+
+
+def _shared_fast(env: Any) -> FastRenderer:
+    """The learned renders kept on the (shared) template environment."""
+    from launchkit import render
+
+    fast = getattr(env, "lk_fast", None)
+    if fast is None:
+        fast = env.lk_fast = FastRenderer(render.RenderedEmail)
+    return fast
 
 
 class Composer:
@@ -77,17 +106,24 @@ class Composer:
         self.settings = settings
         self.emails = emails
         self.launch_ids = launch_ids
-        self.env = render.make_environment(settings)
+        self.env = render.shared_environment(settings)
         self.magnets: dict[int, str] = {}
-        self.fast = FastRenderer(render.RenderedEmail) if fast else None
+        self.fast = _shared_fast(self.env) if fast else None
+        self.scope = _settings_scope(settings)
+        self.launch_values: dict[tuple[int, str, str], dict[str, Any]] = {}
         self.domain = (settings.sender_email.rpartition("@")[2] or "launchkit.invalid").lower()
 
     def context(self, info: EmailInfo, row: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """Template variables and language for one subscriber."""
         language = sequence_language(info.sequence, row.get("language"), self.settings)
         magnet = self.magnets.get(row["id"], "")
+        key = (id(info.launch), language, row.get("timezone") or "")
+        shared = self.launch_values.get(key)
+        if shared is None:
+            shared = launch_context(self.settings, info.launch, row, language=language)
+            self.launch_values[key] = shared
         return email_context(
-            self.settings, info.launch, row, language=language, magnet_title=magnet
+            self.settings, info.launch, row, language=language, magnet_title=magnet, shared=shared
         ), language
 
     def render(self, info: EmailInfo, row: dict[str, Any], unsubscribe: str) -> Any:
@@ -111,7 +147,9 @@ class Composer:
 
         if not self.fast:
             return full(context, unsubscribe)
-        key = (info.id, language, row.get("timezone") or "")
+        # the shape: the email, the settings, and the launch-wide values as formatted for
+        # this subscriber (dates in their timezone); the personal values are filled in
+        key = (self.scope, info.render_key, language, context["cart_open"], context["cart_close"])
         return self.fast.render(key, context, unsubscribe, full)
 
     def compose(self, row: dict[str, Any], now: datetime) -> tuple[Any, bytes, int]:
@@ -222,7 +260,7 @@ def prepare_composer(
         if not sequences:
             continue
         launch_ids.append(launch.id)
-        schedule_launch(session, settings, launch)
+        schedule_launch(session, settings, launch, skip_unchanged=True)
         data = load_launch_data(session, launch)
         for seq in sequences:
             emails.update(_email_infos(session, settings, seq, data))

@@ -37,6 +37,7 @@ def format_moment(moment: datetime | None, language: str, zone: str) -> str:
     return format_datetime(moment, pattern, tzinfo=ZoneInfo(zone), locale=language)
 
 
+@lru_cache(maxsize=256)
 def format_money(cents: int, currency: str, language: str) -> str:
     """``497,00 €`` / ``€497.00``."""
     return format_currency(cents / 100, currency, locale=language)
@@ -93,15 +94,10 @@ def magnet_titles(session: Session, subscriber_ids: list[int]) -> dict[int, str]
     return {row[0]: row[1] for row in session.execute(query).all()}
 
 
-def email_context(
-    settings: Settings,
-    launch: LaunchData,
-    subscriber: dict[str, Any],
-    *,
-    language: str,
-    magnet_title: str = "",
+def launch_context(
+    settings: Settings, launch: LaunchData, subscriber: dict[str, Any], *, language: str
 ) -> dict[str, Any]:
-    """Template variables for one subscriber."""
+    """The template variables that depend only on the launch, language and timezone."""
     zone = subscriber.get("timezone") or settings.timezone
     try:
         ZoneInfo(zone)
@@ -112,9 +108,6 @@ def email_context(
     )
     plans = [f"{n} × {format_money(c, launch.currency, language)}" for n, c in launch.plans]
     return {
-        "first_name": subscriber.get("first_name") or "",
-        "last_name": subscriber.get("last_name") or "",
-        "email": subscriber["email"],
         "product": launch.product,
         "creator_name": settings.sender_name,
         "cart_open": format_moment(launch.cart_open, language, zone),
@@ -122,10 +115,31 @@ def email_context(
         "price": price,
         "plans": plans,
         "guarantee_days": launch.guarantee_days,
-        "checkout_url": checkout_url(settings, launch, int(subscriber["id"])),
-        "magnet_title": magnet_title,
         "download_url": "",
         "confirm_url": "",
+    }
+
+
+def email_context(
+    settings: Settings,
+    launch: LaunchData,
+    subscriber: dict[str, Any],
+    *,
+    language: str,
+    magnet_title: str = "",
+    shared: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Template variables for one subscriber (``shared``: a ``launch_context`` to reuse)."""
+    if shared is None:
+        shared = launch_context(settings, launch, subscriber, language=language)
+    return {
+        **shared,
+        "plans": list(shared["plans"]),
+        "first_name": subscriber.get("first_name") or "",
+        "last_name": subscriber.get("last_name") or "",
+        "email": subscriber["email"],
+        "checkout_url": checkout_url(settings, launch, int(subscriber["id"])),
+        "magnet_title": magnet_title,
     }
 
 

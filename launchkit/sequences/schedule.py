@@ -8,6 +8,7 @@ adds subscribers who joined since. Moving a milestone moves the due time of ever
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import and_, case, event, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from launchkit.config import Settings
@@ -31,6 +32,8 @@ from launchkit.models import (
     SequenceStatus,
     Subscriber,
     SubscriberStatus,
+    SubscriberTag,
+    Suppression,
 )
 from launchkit.sequences.audience_glue import not_suppressed, segment_clause
 from launchkit.sequences.timing import SendAt, Window, due_time, parse_send_at, zone_or
@@ -190,13 +193,24 @@ class ScheduleResult:
 
 
 def schedule_launch(
-    session: Session, settings: Settings, launch: Launch, *, sync: bool = True
+    session: Session,
+    settings: Settings,
+    launch: Launch,
+    *,
+    sync: bool = True,
+    skip_unchanged: bool = False,
 ) -> ScheduleResult:
-    """Re-read the sequence files, resolve send times, move unsent rows, add missing rows."""
+    """Re-read the sequence files, resolve send times, move unsent rows, add missing rows.
+
+    ``skip_unchanged`` (each send run): do nothing when neither the emails' timing nor the
+    audience nor the ledger changed since this process last scheduled this launch and
+    committed (see ``_audience_probe``); anything else reschedules in full.
+    """
     result = ScheduleResult()
     zones = _timezone_values(session)
     window = Window.parse(settings.send_window)
     marks = milestones(launch)
+    plan = []
     for seq in launch_sequences(session, launch):
         if seq.status == SequenceStatus.CANCELLED:
             continue
@@ -205,12 +219,84 @@ def schedule_launch(
             if sync
             else sequence_emails(session, seq)
         )
+        plan.append((seq, emails))
+    memo_key = inputs = None
+    if skip_unchanged:
+        memo_key = (session.get_bind().url.render_as_string(), launch.id)
+        inputs = _timing_inputs(settings, marks, zones, plan)
+        with _MEMO_LOCK:
+            last = _MEMO.get(memo_key)
+        if last is not None and last == (inputs, _audience_probe(session, launch)):
+            result.emails = sum(len(emails) for _, emails in plan)
+            return result
+    for seq, emails in plan:
         for email in emails:
             added, moved = _schedule_email(session, settings, seq, email, marks, zones, window)
             result.emails += 1
             result.added += added
             result.moved += moved
+    if memo_key is not None:
+        _remember_on_commit(session, memo_key, (inputs, _audience_probe(session, launch)))
     return result
+
+
+_MEMO: dict[tuple[str, int], Any] = {}
+_MEMO_LOCK = threading.Lock()
+
+
+def _timing_inputs(
+    settings: Settings,
+    marks: dict[str, datetime | None],
+    zones: list[str | None],
+    plan: list[tuple[LaunchSequence, list[Email]]],
+) -> tuple[Any, ...]:
+    """Everything the due times and the eligible set depend on, besides the audience."""
+    emails = tuple(
+        (seq.id, seq.status, seq.segment, e.id, e.send_at, e.local_time, e.segment, e.skip_if)
+        for seq, items in plan
+        for e in items
+    )
+    moments = tuple(sorted(marks.items()))
+    return (settings.send_window, settings.timezone, moments, tuple(zones), emails)
+
+
+def _audience_probe(session: Session, launch: Launch) -> tuple[Any, ...]:
+    """Cheap aggregates that change whenever who is eligible, their timezone or the
+    launch's ledger changes (counts, highest ids, last update and id-weighted sums)."""
+    active = case((Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.id), else_=0)
+    people = select(
+        func.count(),
+        func.max(Subscriber.id),
+        func.max(Subscriber.updated_at),
+        func.sum(active),
+        func.sum(Subscriber.id * func.length(func.coalesce(Subscriber.timezone, "-"))),
+        func.sum(Subscriber.id * func.length(func.coalesce(Subscriber.source, "-"))),
+        func.sum(Subscriber.id * func.length(Subscriber.email)),
+        func.max(Subscriber.signed_up_at),
+    )
+    tags = select(
+        func.count(), func.sum(SubscriberTag.subscriber_id * func.length(SubscriberTag.tag))
+    )
+    blocked = select(func.count(), func.max(Suppression.id))
+    ledger = (
+        select(func.count(), func.sum(Send.id))
+        .join(Email, Email.id == Send.email_id)
+        .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+        .where(LaunchSequence.launch_id == launch.id)
+    )
+    return tuple(
+        tuple(session.execute(query).one()) for query in (people, tags, blocked, ledger)
+    )
+
+
+def _remember_on_commit(session: Session, key: tuple[str, int], state: Any) -> None:
+    """Record the schedule as current only once its transaction has committed."""
+
+    def remember(_session: Session) -> None:
+        with _MEMO_LOCK:
+            _MEMO[key] = state
+
+    event.listen(session, "after_commit", remember, once=True)
 
 
 def reschedule_launch(session: Session, settings: Settings, launch_slug: str) -> ScheduleResult:
