@@ -16,7 +16,10 @@ from launchkit.config import SETTINGS  # noqa: E402
 
 
 def settings_table() -> str:
-    lines = ["| setting | launchkit.toml | environment | default | meaning |", "|---|---|---|---|---|"]
+    lines = [
+        "| setting | launchkit.toml | environment | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
     for spec in SETTINGS:
         default = "" if spec.default is None else f"`{spec.default}`"
         toml = f"`{spec.toml_key}`" if spec.toml_key else "(env only)" if spec.env else ""

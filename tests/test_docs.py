@@ -32,8 +32,19 @@ COMMANDS = list(_commands())
 
 def test_there_are_commands() -> None:
     names = {" ".join(path) for path, _ in COMMANDS}
-    for expected in ("init", "audience import", "sequence preview", "send", "serve",
-                     "offer add", "refund", "analyze", "run", "demo", "rehearse"):
+    for expected in (
+        "init",
+        "audience import",
+        "sequence preview",
+        "send",
+        "serve",
+        "offer add",
+        "refund",
+        "analyze",
+        "run",
+        "demo",
+        "rehearse",
+    ):
         assert expected in names
 
 
@@ -71,7 +82,8 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_help_works_as_a_subprocess() -> None:
-    out = subprocess.run([sys.executable, "-m", "launchkit", "--help"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "launchkit", "--help"], capture_output=True, text=True, check=True
+    )
     assert "Plan, run and analyze a course launch" in out.stdout
     assert isinstance(app, typer.Typer)

@@ -1,4 +1,4 @@
-"""The orchestrator: plan files, `run` through every step, resume after a failure, status, rehearse."""
+"""The orchestrator: plan files, `run` through every step, resume, status, rehearse."""
 
 from __future__ import annotations
 
@@ -160,13 +160,13 @@ def test_plan_check_cli(cli, ws: Settings) -> None:
 
 def _drive(settings: Settings, sessions, end: datetime) -> list:
     """Tick at every due time up to ``end`` like `launchkit run --tick` from cron."""
-    results = run_plan(sessions, _ctx(settings, START))
+    run_plan(sessions, _ctx(settings, START))
     while True:
         with sessions.begin() as s:
             due = s.scalar(select(func.min(Send.due_at)).where(Send.status == SendStatus.QUEUED))
         if due is None or due > end:
             break
-        results = run_plan(sessions, _ctx(settings, due), only_due=True)
+        run_plan(sessions, _ctx(settings, due), only_due=True)
     return run_plan(sessions, _ctx(settings, end))
 
 

@@ -11,8 +11,8 @@ check. Between events, the orchestrator's ``run --tick`` sends whatever is due.
 from __future__ import annotations
 
 import email
-import hashlib
 import email.policy
+import hashlib
 import re
 import warnings
 from collections import Counter
@@ -24,10 +24,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-
-with warnings.catch_warnings():  # starlette suggests httpx2; httpx is what we ship
-    warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
 
 from launchkit import checkout, stripe_events
 from launchkit.config import Settings
@@ -74,7 +70,7 @@ class Replay:
         self.messenger = FileMessenger(self.settings.outbox_dir)
         app = create_app(self.settings, clock=self.clock)
         app.state.stripe_client = self.client
-        self.web = TestClient(SimulatedVisitors(app), base_url=self.settings.base_url)
+        self.web = _test_client(SimulatedVisitors(app), self.settings.base_url)
         self.deals: dict[str, stripe_events.Purchase] = {}
 
     @contextmanager
@@ -327,6 +323,15 @@ def visitor_headers(address: str) -> dict[str, str]:
     digest = hashlib.sha256(address.lower().encode()).hexdigest()
     groups = ":".join(digest[i : i + 4] for i in range(0, 24, 4))
     return {SIM_CLIENT: f"2001:db8:{groups}"}
+
+
+def _test_client(app: Any, base_url: str) -> Any:
+    """Starlette's in-process client (it warns that it prefers httpx2; httpx is what we ship)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+        return TestClient(app, base_url=base_url)
 
 
 def _amount(offer: Offer, instalments: int, bump: bool) -> int:
