@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -83,6 +84,7 @@ def _id_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "x"
 
 
+@lru_cache(maxsize=4096)
 def _ascii_domain(domain: str) -> str:
     domain = check_header_value(domain.strip().rstrip("."), "Message-ID domain").lower()
     try:
@@ -148,13 +150,31 @@ def build_message(msg: OutgoingMessage, *, date: datetime) -> bytes:
 def _quoted_printable(text: str) -> bytes:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    data = text.replace("\n", "\r\n").encode("utf-8")
-    # b2a_qp picks its soft line break (CRLF or LF) from the data's first line end: give it one
-    ends_with_break = data.endswith(b"\r\n")
-    encoded = binascii.b2a_qp(
-        data if ends_with_break else data + b"\r\n", quotetabs=False, istext=True, header=False
-    )
+    lines = text.split("\n")
+    ends_with_break = lines[-1] == ""
+    if ends_with_break:
+        lines.pop()
+    # quoted-printable encodes each line on its own: the lines of a launch email that hold no
+    # personal value are the same for every recipient, so their encoding is looked up
+    encoded = b"".join([_qp_line(line) for line in lines])
     return encoded if ends_with_break else encoded[:-2]
+
+
+_QP_CACHE: dict[str, bytes] = {}
+
+
+def _qp_line(line: str) -> bytes:
+    """One line (without its break) as quoted-printable, ending with CRLF."""
+    found = _QP_CACHE.get(line)
+    if found is None:
+        # b2a_qp picks its soft line break (CRLF or LF) from the data's first line end
+        found = binascii.b2a_qp(
+            line.encode("utf-8") + b"\r\n", quotetabs=False, istext=True, header=False
+        )
+        if len(_QP_CACHE) >= 20_000:
+            _QP_CACHE.clear()
+        _QP_CACHE[line] = found
+    return found
 
 
 def _list_headers(msg: OutgoingMessage) -> list[str]:
@@ -221,6 +241,7 @@ def _encoded_words(value: str) -> list[str]:
     ]
 
 
+@lru_cache(maxsize=256)  # the sender's address is formatted for every message
 def format_address(name: str, address: str, what: str = "Address") -> str:
     """``"Name" <addr>`` with RFC 2047 for non-ASCII names; refuses anything header-breaking."""
     address = check_address(address, what)
@@ -324,9 +345,14 @@ def outbox_path(outbox: Path, message_id: str) -> Path:
 
 
 class FileMessenger:
-    """Writes one ``.eml`` file per message in the outbox (atomic: temp file + rename)."""
+    """Writes one ``.eml`` file per message in the outbox (atomic: temp file + rename).
+
+    Idempotent: the file name comes from the Message-ID, so pushing a message again (after a
+    crash) replaces the same file with the same message and the outbox still holds one copy.
+    """
 
     name = "file"
+    idempotent = True
 
     def __init__(self, outbox: Path, *, fsync: bool = False):
         self.outbox = Path(outbox)

@@ -7,8 +7,16 @@ signed with an older key stay valid until they expire.
 
 from __future__ import annotations
 
+import base64
 import enum
+import hashlib
+import hmac
+import json
+import struct
+import time
+import zlib
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -51,8 +59,32 @@ def _serializer(settings: Settings, purpose: Purpose) -> URLSafeTimedSerializer:
 
 
 def make_token(settings: Settings, purpose: Purpose, payload: dict[str, Any]) -> str:
-    """Sign ``payload`` for ``purpose``."""
-    return _serializer(settings, purpose).dumps(payload)
+    """Sign ``payload`` for ``purpose`` with the current key.
+
+    The token is exactly what itsdangerous' ``URLSafeTimedSerializer`` makes (and what
+    ``read_token`` verifies with it), built directly: a send run signs two links per message,
+    and this is several times faster than going through the serializer and signer objects.
+    """
+    if not settings.secret_keys:
+        raise LaunchkitError("No signing key: set LAUNCHKIT_SECRET_KEY or run `launchkit init`.")
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    packed = zlib.compress(body)
+    data = b"." + _b64(packed) if len(packed) < len(body) - 1 else _b64(body)
+    value = data + b"." + _b64(struct.pack(">Q", int(time.time())).lstrip(b"\x00"))
+    key = _signing_key(settings.secret_keys[0], f"launchkit.{purpose.value}")
+    signature = hmac.new(key, value, hashlib.sha1).digest()
+    return (value + b"." + _b64(signature)).decode("ascii")
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+@lru_cache(maxsize=64)
+def _signing_key(secret: str | bytes, salt: str) -> bytes:
+    """itsdangerous' default key derivation ("django-concat", SHA-1)."""
+    raw = secret.encode() if isinstance(secret, str) else secret
+    return hashlib.sha1(salt.encode() + b"signer" + raw).digest()
 
 
 def read_token(

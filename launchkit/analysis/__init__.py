@@ -11,13 +11,29 @@ Public API (the CLI is a thin layer over these):
 - ``wilson_interval(successes, trials) -> (low, high) | None``
 """
 
-from launchkit.analysis.analyze import analyze_data, analyze_launch
-from launchkit.analysis.compare import compare_launches, fit_line
-from launchkit.analysis.forecast import forecast_launch
-from launchkit.analysis.load import LaunchData, load_launch
-from launchkit.analysis.metrics import BENCHMARK_BANDS, wilson_interval
-from launchkit.analysis.payments_import import import_payments, to_minor_units
-from launchkit.analysis.report import render_compare, render_report, write_csv
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+# pandas and matplotlib load only when an analysis function is first used, so plain CLI
+# commands start fast: name -> submodule
+_LAZY = {
+    "analyze_data": "analyze",
+    "analyze_launch": "analyze",
+    "compare_launches": "compare",
+    "fit_line": "compare",
+    "forecast_launch": "forecast",
+    "LaunchData": "load",
+    "load_launch": "load",
+    "BENCHMARK_BANDS": "metrics",
+    "wilson_interval": "metrics",
+    "import_payments": "payments_import",
+    "to_minor_units": "payments_import",
+    "render_compare": "report",
+    "render_report": "report",
+    "write_csv": "report",
+}
 
 __all__ = [
     "BENCHMARK_BANDS",
@@ -35,3 +51,16 @@ __all__ = [
     "wilson_interval",
     "write_csv",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

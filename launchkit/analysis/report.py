@@ -14,7 +14,6 @@ from babel.dates import format_datetime
 from babel.numbers import format_currency, format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from launchkit.analysis import charts
 from launchkit.resources import starter_dir
 
 LOCALES = {"fr": "fr_FR", "en": "en_US"}
@@ -259,6 +258,8 @@ def _labels(language: str) -> dict[str, str]:
 
 def report_charts(result: dict[str, Any], t: dict[str, str], money: Callable) -> dict[str, dict]:
     """Every chart of the launch report, as SVG strings (missing data: no chart)."""
+    from launchkit.analysis import charts  # matplotlib: imported only when drawing
+
     found: dict[str, dict] = {}
     if any(row["audience"] for row in result["by_source"]):
         bands = result["benchmark"]["bands"]
@@ -297,6 +298,8 @@ def render_compare(
     result: dict[str, Any], *, language: str = "en", templates_dir: Path | None = None
 ) -> str:
     """The self-contained HTML comparison of several launches."""
+    from launchkit.analysis import charts  # matplotlib: imported only when drawing
+
     t = _labels(language)
     fmt = Formatter(language, "EUR")
     measured = [row for row in result["launches"] if row["audience_size"] > 0]

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from launchkit import analysis
 from launchkit.db import make_engine, make_sessionmaker
-from launchkit.errors import AlreadyExists
+from launchkit.errors import AlreadyExists, InputError
 from launchkit.models import Send, SendStatus
 from launchkit.orchestrator import Step
 from launchkit.orchestrator.replay import Replay, SimClock
@@ -25,6 +25,7 @@ from launchkit.plan import PLAN_FILE, PlanInvalid, check_plan, load_plan
 from launchkit.resources import starter_dir
 from launchkit.workspace import init_workspace
 
+MIN_AUDIENCE, MAX_AUDIENCE = 600, 200_000
 DEMO_START = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 DEMO_FILES = ("audience_mailchimp.csv", "audience_mailchimp_unsubscribed.csv")
 MAGNETS = (
@@ -82,8 +83,15 @@ def _magnet_tables() -> str:
     )
 
 
-def prepare_workspace(directory: Path | None, audience: int) -> Path:
+def prepare_workspace(
+    directory: Path | None, audience: int, *, database_url: str | None = None
+) -> Path:
     """A fresh workspace with the sample data under data/ and the demo launch.toml."""
+    if not MIN_AUDIENCE <= audience <= MAX_AUDIENCE:
+        raise InputError(
+            f"--audience must be between {MIN_AUDIENCE} and {MAX_AUDIENCE:,} "
+            "(the sample keeps a fixed set of invalid and duplicate rows)."
+        )
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="launchkit-demo-"))
     elif (directory / "launchkit.toml").exists():
@@ -94,27 +102,23 @@ def prepare_workspace(directory: Path | None, audience: int) -> Path:
         timezone="Europe/Paris",
         currency="EUR",
         language="fr",
+        database_url=database_url,
         env={},
     )
-    data = directory / "data"
+    _copy_sample(directory / "data", audience)
+    (directory / PLAN_FILE).write_text(DEMO_PLAN.format(magnets=_magnet_tables()))
+    return directory
+
+
+def _copy_sample(data: Path, audience: int) -> None:
     sample = starter_dir("sample_data")
     if audience == 5000:
         shutil.copytree(sample, data, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    else:
-        subprocess.run(
-            [
-                sys.executable,
-                str(sample / "generate.py"),
-                "--out",
-                str(data),
-                "--audience",
-                str(audience),
-            ],
-            check=True,
-            capture_output=True,
-        )
-    (directory / PLAN_FILE).write_text(DEMO_PLAN.format(magnets=_magnet_tables()))
-    return directory
+        return
+    command = [sys.executable, str(sample / "generate.py"), "--out", str(data)]
+    done = subprocess.run([*command, "--audience", str(audience)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise InputError(f"Could not generate the sample data: {done.stderr.strip()[-300:]}")
 
 
 def demo_settings(workspace: Path) -> Any:
@@ -130,9 +134,20 @@ def demo_settings(workspace: Path) -> Any:
     )
 
 
-def run_demo(directory: Path | None, *, seed: int = 2026, audience: int = 5000) -> dict[str, Any]:
-    """Run the whole simulated launch; returns the analysis and where everything is."""
-    workspace = prepare_workspace(directory, audience)
+def run_demo(
+    directory: Path | None,
+    *,
+    seed: int = 2026,
+    audience: int = 5000,
+    model: BuyerModel | None = None,
+    database_url: str | None = None,
+) -> dict[str, Any]:
+    """Run the whole simulated launch; returns the analysis and where everything is.
+
+    ``model``: the buyer behaviour (default ``BuyerModel()``); ``database_url``: a database
+    for the demo workspace instead of its own SQLite file (an empty, migrated one).
+    """
+    workspace = prepare_workspace(directory, audience, database_url=database_url)
     settings = demo_settings(workspace)
     plan = load_plan(workspace / PLAN_FILE, settings)
     problems = check_plan(plan, settings)
@@ -141,8 +156,12 @@ def run_demo(directory: Path | None, *, seed: int = 2026, audience: int = 5000) 
     engine = make_engine(settings.database_url)
     try:
         sessions = make_sessionmaker(engine)
-        replay = Replay(settings, sessions, plan, SimClock(DEMO_START), BuyerModel(), seed)
+        replay = Replay(settings, sessions, plan, SimClock(DEMO_START), model or BuyerModel(), seed)
+        # the simulation only sends; the analyze step runs once, on the final figures
+        replay.through = Step.SEND_DUE
         _simulate(replay, plan, audience, seed)
+        replay.through = None
+        replay.tick()
         with sessions.begin() as session:
             result = analysis.analyze_launch(session, plan.slug)
             messages = (
@@ -153,15 +172,17 @@ def run_demo(directory: Path | None, *, seed: int = 2026, audience: int = 5000) 
             )
     finally:
         engine.dispose()
-    report = workspace / "reports" / f"{plan.slug}.html"
-    report.write_text(
-        analysis.render_report(
-            result,
-            language=settings.language,
-            timezone=settings.timezone,
-            templates_dir=settings.templates_dir,
+    report = workspace / "reports" / f"{plan.slug}.html"  # written by the analyze step
+    if not report.exists():
+        report.parent.mkdir(exist_ok=True)
+        report.write_text(
+            analysis.render_report(
+                result,
+                language=settings.language,
+                timezone=settings.timezone,
+                templates_dir=settings.templates_dir,
+            )
         )
-    )
     return {
         "workspace": str(workspace),
         "launch": plan.slug,

@@ -63,6 +63,7 @@ class Replay:
     model: BuyerModel = field(default_factory=BuyerModel)
     seed: int = 2026
     stats: Counter[str] = field(default_factory=Counter)
+    through: Step | None = None  # the last step each tick runs (None: all of them)
 
     def __post_init__(self) -> None:
         self.stripe = SimulatedStripe()
@@ -295,9 +296,9 @@ class Replay:
                 pending[index][1]()
                 index += 1
             if due is not None and due <= self.clock.now:
-                self.tick()
+                self.tick(until=self.through)
         self.clock.now = max(self.clock.now, end)
-        self.tick()
+        self.tick(until=self.through)
 
 
 class SimulatedVisitors:

@@ -2,14 +2,20 @@
 
 Rendering one email fully (sandboxed Jinja, Markdown, CSS inlining, plain text) costs about
 2 ms; a launch sends the same email to thousands of people who differ only by a few plain
-values (first name, address, signed links). For each (email, language, timezone, which values
-are empty) the email is rendered three times with three different sets of marker values (short,
-medium, long). The rendering is reused only if the second and third renders equal the first
-with the markers swapped: proof that the template treats those values as opaque text (no
-branching on them, no filters changing them). Then a subscriber whose values use only
-characters that no escaping step changes gets the cached render with their values put in.
-Anything else (an apostrophe in a name, an underscore in an address, a template that tests
-``first_name|length``) takes the full render path.
+values (first name, address, signed links). For each shape (email, language, launch dates as
+shown in the subscriber's timezone, which values are empty) the email is rendered three times
+with three different sets of marker values (short, medium, long). The rendering is reused only
+if the second and third renders equal the first with the markers swapped: proof that the
+template treats those values as opaque text (no branching on them, no filters changing them).
+Then a subscriber whose values use only characters that no escaping step changes gets the
+cached render with their values put in.
+
+Values with an underscore, an apostrophe or a colon (``jean_dupont@``, ``O'Brien``, a lead
+magnet called ``Checklist : lancer``) form a second class, learned and verified the same way
+with markers that contain those characters; if any escaping step changes them, that class's
+shapes are never reused. Anything else (a quote or ``<`` in a name, a template that tests
+``first_name|length``) takes the full render path. The learned shapes live on the template
+environment, which the process keeps while no template file changes.
 """
 
 from __future__ import annotations
@@ -49,12 +55,40 @@ _MARKERS: tuple[dict[str, str], ...] = (
     },
 )
 _PARTS = ("subject", "preheader", "html", "text")
+_TEXT_EXTRA_OK = re.compile(r"[^\W_]+(?:(?: : |[ .@+_':-])[^\W_]+)*")
+_EXTRA: dict[str, tuple[str, str, str]] = {
+    "first_name": ("Qz'af1 Kn_x.y@z+w", "Wkb'gf22 Rtzz_pqrs.quux@zed+wow Lorem-Ip'sum", "J'q"),
+    "last_name": ("Qza'l1 Vm_p.q", "Wkbg'l22 Mnop_qrst.uvwx Yzab-Cd'ef", "J_v"),
+    "email": (
+        "qz_ae.1-x+y@qza-e.invalid",
+        "wkb_ge.22-xyz+yz.abc_defgh@wkbg-exyz.example.invalid",
+        "j_@q.io",
+    ),
+    "magnet_title": (
+        "Qz'am1 : Tt_u.v",
+        "Wkbg'm22 Titre_du.guide : Complet:Deux Trois-Quatre Cinq.six Sept",
+        "J:m",
+    ),
+}  # fmt: skip
+_MARKERS_EXTRA: tuple[dict[str, str], ...] = tuple(
+    {**markers, **{f: values[i] for f, values in _EXTRA.items()}}
+    for i, markers in enumerate(_MARKERS)
+)
+_CLASSES = ((_MARKERS, _TEXT_OK), (_MARKERS_EXTRA, _TEXT_EXTRA_OK))
 
 
-def _plain(field: str, value: str) -> bool:
-    pattern = _URL_OK if field in _URL_FIELDS else _TEXT_OK
-    low, high = len(_MARKERS[2][field]), len(_MARKERS[1][field])
+def _plain(field: str, value: str, markers: tuple[dict[str, str], ...], text: re.Pattern) -> bool:
+    pattern = _URL_OK if field in _URL_FIELDS else text
+    low, high = len(markers[2][field]), len(markers[1][field])
     return low <= len(value) <= high and pattern.fullmatch(value) is not None
+
+
+def _value_class(values: dict[str, str]) -> int | None:
+    """0: plain values; 1: with underscores or apostrophes; None: full render only."""
+    for number, (markers, text) in enumerate(_CLASSES):
+        if all(not v or _plain(f, v, markers, text) for f, v in values.items()):
+            return number
+    return None
 
 
 class Template:
@@ -101,13 +135,13 @@ class FastRenderer:
         values = {f: str(context.get(f) or "") for f in PERSONAL if f != "unsubscribe_url"}
         values["unsubscribe_url"] = unsubscribe
         empty = tuple(not v for v in values.values())
-        usable = all(not v or _plain(f, v) for f, v in values.items())
-        if not usable:
+        kind = _value_class(values)
+        if kind is None:
             self.misses += 1
             return full_render(context, unsubscribe)
-        shape = (*key, empty)
+        shape = (*key, empty, kind)
         if shape not in self.cache:
-            self.cache[shape] = self._learn(context, values, full_render)
+            self.cache[shape] = self._learn(context, values, full_render, _CLASSES[kind][0])
         template = self.cache[shape]
         if template is None:
             self.misses += 1
@@ -123,9 +157,10 @@ class FastRenderer:
         context: dict[str, Any],
         values: dict[str, str],
         full_render: Callable[[dict[str, Any], str], Any],
+        marker_sets: tuple[dict[str, str], ...],
     ) -> Template | None:
         renders = []
-        for markers in _MARKERS:
+        for markers in marker_sets:
             used = {f: (m if values[f] else "") for f, m in markers.items()}
             ctx = {**context, **{f: v for f, v in used.items() if f != "unsubscribe_url"}}
             renders.append((full_render(ctx, used["unsubscribe_url"]), used))

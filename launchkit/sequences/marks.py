@@ -32,8 +32,8 @@ class LedgerMarks:
         self._ts = processor or (lambda value: value)
         p = "?" if self.sqlite else "%s"
         self.sql_sent = (
-            f"UPDATE sends SET status = '{SendStatus.SENT.value}', sent_at = {p}, reason = NULL "
-            f"WHERE id = {p}"
+            f"UPDATE sends SET status = '{SendStatus.SENT.value}', sent_at = {p}, reason = NULL, "
+            f"message_id = {p} WHERE id = {p}"
         )
         self.sql_skipped = (
             f"UPDATE sends SET status = '{SendStatus.SKIPPED.value}', reason = {p} WHERE id = {p}"
@@ -43,7 +43,7 @@ class LedgerMarks:
 
     def commit(
         self,
-        sent: list[tuple[int, datetime]],
+        sent: list[tuple[int, datetime, str]],
         skipped: list[tuple[int, str]],
         flight: tuple[int, str, str] | None,
         reset: list[int],
@@ -51,7 +51,7 @@ class LedgerMarks:
         """Apply the marks atomically."""
         work: list[tuple[str, list[tuple[Any, ...]]]] = []
         if sent:
-            work.append((self.sql_sent, [(self._ts(at), sid) for sid, at in sent]))
+            work.append((self.sql_sent, [(self._ts(at), mid, sid) for sid, at, mid in sent]))
         if skipped:
             work.append((self.sql_skipped, [(why, sid) for sid, why in skipped]))
         if flight is not None:

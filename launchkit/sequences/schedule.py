@@ -8,15 +8,14 @@ adds subscribers who joined since. Moving a milestone moves the due time of ever
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, event, func, insert, literal, or_, select, update
+from sqlalchemy import and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from launchkit.config import Settings
@@ -32,9 +31,8 @@ from launchkit.models import (
     SequenceStatus,
     Subscriber,
     SubscriberStatus,
-    SubscriberTag,
-    Suppression,
 )
+from launchkit.sequences import incremental
 from launchkit.sequences.audience_glue import not_suppressed, segment_clause
 from launchkit.sequences.timing import SendAt, Window, due_time, parse_send_at, zone_or
 
@@ -204,7 +202,7 @@ def schedule_launch(
 
     ``skip_unchanged`` (each send run): do nothing when neither the emails' timing nor the
     audience nor the ledger changed since this process last scheduled this launch and
-    committed (see ``_audience_probe``); anything else reschedules in full.
+    committed, and only the work that changed otherwise (see ``incremental``).
     """
     result = ScheduleResult()
     zones = _timezone_values(session)
@@ -220,28 +218,33 @@ def schedule_launch(
             else sequence_emails(session, seq)
         )
         plan.append((seq, emails))
-    memo_key = inputs = None
+    memo_key = inputs = tags = last = None
+    work = incremental.Work()
     if skip_unchanged:
         memo_key = (session.get_bind().url.render_as_string(), launch.id)
         inputs = _timing_inputs(settings, marks, zones, plan)
-        with _MEMO_LOCK:
-            last = _MEMO.get(memo_key)
-        if last is not None and last == (inputs, _audience_probe(session, launch)):
-            result.emails = sum(len(emails) for _, emails in plan)
-            return result
+        tags = incremental.referenced_tags(plan)
+        last = incremental.recall(memo_key)
+        probe = incremental.take_probe(session, tags) if last is not None else None
+        work = incremental.decide(last, inputs, probe)
+        if work.since is not None and work.move:
+            work = replace(work, move=incremental.zones_moved(session, work.since))
+    if work.skip:
+        result.emails = sum(len(emails) for _, emails in plan)
+        return result
     for seq, emails in plan:
         for email in emails:
-            added, moved = _schedule_email(session, settings, seq, email, marks, zones, window)
+            added, moved = _schedule_email(
+                session, settings, seq, email, marks, zones, window, work=work
+            )
             result.emails += 1
             result.added += added
             result.moved += moved
     if memo_key is not None:
-        _remember_on_commit(session, memo_key, (inputs, _audience_probe(session, launch)))
+        probe = incremental.take_probe(session, tags)
+        state = (inputs, probe, work.partial_runs(last))
+        incremental.remember_on_commit(session, memo_key, state)
     return result
-
-
-_MEMO: dict[tuple[str, int], Any] = {}
-_MEMO_LOCK = threading.Lock()
 
 
 def _timing_inputs(
@@ -258,45 +261,6 @@ def _timing_inputs(
     )
     moments = tuple(sorted(marks.items()))
     return (settings.send_window, settings.timezone, moments, tuple(zones), emails)
-
-
-def _audience_probe(session: Session, launch: Launch) -> tuple[Any, ...]:
-    """Cheap aggregates that change whenever who is eligible, their timezone or the
-    launch's ledger changes (counts, highest ids, last update and id-weighted sums)."""
-    active = case((Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.id), else_=0)
-    people = select(
-        func.count(),
-        func.max(Subscriber.id),
-        func.max(Subscriber.updated_at),
-        func.sum(active),
-        func.sum(Subscriber.id * func.length(func.coalesce(Subscriber.timezone, "-"))),
-        func.sum(Subscriber.id * func.length(func.coalesce(Subscriber.source, "-"))),
-        func.sum(Subscriber.id * func.length(Subscriber.email)),
-        func.max(Subscriber.signed_up_at),
-    )
-    tags = select(
-        func.count(), func.sum(SubscriberTag.subscriber_id * func.length(SubscriberTag.tag))
-    )
-    blocked = select(func.count(), func.max(Suppression.id))
-    ledger = (
-        select(func.count(), func.sum(Send.id))
-        .join(Email, Email.id == Send.email_id)
-        .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
-        .where(LaunchSequence.launch_id == launch.id)
-    )
-    return tuple(
-        tuple(session.execute(query).one()) for query in (people, tags, blocked, ledger)
-    )
-
-
-def _remember_on_commit(session: Session, key: tuple[str, int], state: Any) -> None:
-    """Record the schedule as current only once its transaction has committed."""
-
-    def remember(_session: Session) -> None:
-        with _MEMO_LOCK:
-            _MEMO[key] = state
-
-    event.listen(session, "after_commit", remember, once=True)
 
 
 def reschedule_launch(session: Session, settings: Settings, launch_slug: str) -> ScheduleResult:
@@ -318,6 +282,8 @@ def _schedule_email(
     marks: dict[str, datetime | None],
     zones: list[str | None],
     window: Window,
+    *,
+    work: incremental.Work | None = None,
 ) -> tuple[int, int]:
     spec = parse_send_at(email.send_at or "", where=f"{seq.name}/{email.step}")
     if spec.milestone == "signup":
@@ -334,11 +300,12 @@ def _schedule_email(
         due = _due(spec, marks, settings, zone, email.local_time, window)
         if due is not None:
             groups[due].append(zone)
-    added = moved = 0
-    for due, names in groups.items():
-        moved += _move_queued(session, email, due, names)
-        added += _insert_missing(session, seq, email, due, names)
-    return added, moved
+    work = work or incremental.Work()
+    moved = 0
+    if work.move:
+        moved = sum(_move_queued(session, email, due, names) for due, names in groups.items())
+    since = incremental.since_clause(work.since) if work.since is not None else None
+    return _insert_missing(session, seq, email, groups, since), moved
 
 
 def _due(
@@ -375,18 +342,30 @@ def eligible_clause(seq: LaunchSequence, email: Email) -> Any:
 
 
 def _insert_missing(
-    session: Session, seq: LaunchSequence, email: Email, due: datetime, names: list[str | None]
+    session: Session,
+    seq: LaunchSequence,
+    email: Email,
+    groups: dict[datetime, list[str | None]],
+    since: Any = None,
 ) -> int:
+    """One INSERT ... SELECT for the email: each missing subscriber gets the due time of
+    their timezone's group (a CASE on the timezone)."""
+    if not groups:
+        return 0
     # NOT IN (hashed subplan on PostgreSQL) rather than NOT EXISTS: its plan does not degrade
     # to a quadratic nested loop when the table statistics are stale (fresh ledgers)
     already = Subscriber.id.in_(select(Send.subscriber_id).where(Send.email_id == email.id))
+    clauses = [(_zone_clause(names), literal(due, UTCDateTime())) for due, names in groups.items()]
+    due_at = clauses[0][1] if len(clauses) == 1 else case(*clauses)
     rows = select(
         literal(email.id),
         Subscriber.id,
         literal(SendStatus.QUEUED.value),
-        literal(due, UTCDateTime()),
+        due_at,
         literal(0),
-    ).where(eligible_clause(seq, email), _zone_clause(names), ~already)
+    ).where(eligible_clause(seq, email), or_(*(clause for clause, _ in clauses)), ~already)
+    if since is not None:  # only subscribers new or updated since the last schedule
+        rows = rows.where(since)
     columns = ["email_id", "subscriber_id", "status", "due_at", "attempts"]
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":

@@ -4,7 +4,9 @@ One run: lock (SQLite), schedule (adds subscribers who joined since), refuse to 
 message would lack its unsubscribe link or the postal address, put back rows a dead sender left
 ``sending``, then workers loop: claim a batch (committed) -> re-check each row (suppressed,
 unsubscribed, ``skip_if``, stale, past its deadline) -> render -> push -> mark ``sent`` and
-commit in small groups. 4xx: retry later with exponential backoff, ``failed`` after
+commit (a messenger that is idempotent by Message-ID, the file outbox, needs no in-flight
+mark and gets its sent marks in groups of ``IDEMPOTENT_GROUP``: a message pushed again after
+a crash overwrites the same file). 4xx: retry later with exponential backoff, ``failed`` after
 ``max_attempts``. 5xx: ``bounced`` and the address is suppressed. After ``max_send_errors``
 consecutive failures the sequence pauses itself and the run stops.
 """
@@ -33,6 +35,7 @@ from launchkit.sequences.schedule import set_status
 
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_CAP = timedelta(hours=2)
+IDEMPOTENT_GROUP = 100  # sent marks committed together for an idempotent messenger
 Clock = Callable[[], datetime]
 
 
@@ -336,7 +339,10 @@ class _Batch:
     ):
         self.run, self.owner, self.messenger = run, owner, messenger
         self.rows, self.skips = rows, skips
-        self.done: list[tuple[int, datetime]] = []
+        # a messenger that writes the same message for the same Message-ID (the file outbox)
+        # may receive a message twice harmlessly: no in-flight marks, sent marks in groups
+        self.idempotent = bool(getattr(messenger, "idempotent", False))
+        self.done: list[tuple[int, datetime, str]] = []
         self.skipped: list[tuple[int, str]] = []
         self.touched: set[int] = set()
 
@@ -370,7 +376,8 @@ class _Batch:
             self._fail(row, None, f"render: {e}", final=True)
             return
         run.limiter.pace()  # type: ignore[union-attr]
-        self.flush(in_flight=(row, message.message_id))
+        if not self.idempotent:
+            self.flush(in_flight=(row, message.message_id))
         try:
             self.messenger.push(message, raw)
         except mailer.TemporaryFailure as e:
@@ -386,9 +393,10 @@ class _Batch:
             return
         sent_at = run.clock()
         run.limiter.record(sent_at)  # type: ignore[union-attr]
-        self.done.append((row["send_id"], sent_at))
+        self.done.append((row["send_id"], sent_at, message.message_id))
         self.touched.add(seq_id)
-        self.flush()  # right after the 250: the window in doubt is just this commit
+        if not self.idempotent or len(self.done) >= IDEMPOTENT_GROUP:
+            self.flush()  # right after the 250: the window in doubt is just this commit
 
     def flush(self, in_flight: tuple[dict[str, Any], str] | None = None) -> None:
         """Commit what happened since the last flush, and mark the next row as in flight.

@@ -1,0 +1,129 @@
+"""`launchkit demo`: a whole simulated launch, small and seeded, checked against the database."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from launchkit import analysis
+from launchkit.cli import app
+from launchkit.db import make_engine, make_sessionmaker
+from launchkit.models import Order, Payment, Refund, Send, SendStatus
+from launchkit.orchestrator.demo import run_demo
+from launchkit.orchestrator.simulate import BuyerModel
+
+# at 600 people the field's rates give a handful of buyers; this model makes every path of a
+# launch happen at that size (plans, failed instalments, refunds inside and outside the window)
+BUSY = BuyerModel(
+    conversion=0.12,
+    plan_share=0.5,
+    refund_rate=0.4,
+    refund_late_share=0.5,
+    instalment_failure=0.35,
+    recovery=0.5,
+)
+
+
+def _same(a: object, b: object) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _counts(sessions) -> dict[str, int]:
+    with sessions.begin() as session:
+        return {
+            "sent": session.scalar(
+                select(func.count()).select_from(Send).where(Send.status == SendStatus.SENT)
+            ),
+            "sends": session.scalar(select(func.count()).select_from(Send)),
+            "orders": session.scalar(select(func.count()).select_from(Order)),
+            "payments": session.scalar(select(func.count()).select_from(Payment)),
+            "refunds": session.scalar(select(func.count()).select_from(Refund)),
+        }
+
+
+def test_demo_runs_a_whole_launch_and_matches_analyze(
+    tmp_path: Path, db_url: str, cli_runner_env: dict[str, str]
+) -> None:
+    result = run_demo(tmp_path / "demo", seed=7, audience=600, model=BUSY, database_url=db_url)
+    workspace = Path(result["workspace"])
+    stats = result["simulation"]
+    engine = make_engine(db_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        # the figures printed are exactly what `launchkit analyze` computes from the database
+        with sessions.begin() as session:
+            fresh = analysis.analyze_launch(session, result["launch"])
+        assert _same(result["analysis"], fresh)
+        assert result["analysis"]["buyers"] == stats["purchases"] > 0
+        assert Path(result["report"]).is_file()
+
+        # every launch email sent is one file in the outbox (the transactional emails too)
+        counts = _counts(sessions)
+        launch_files = list(Path(result["outbox"]).glob("lk.email-*.eml"))
+        assert counts["sent"] == result["messages"] == len(launch_files) > 600 * 5
+
+        with sessions.begin() as session:
+            plans = dict(
+                session.execute(
+                    select(Order.plan_instalments, func.count()).group_by(Order.plan_instalments)
+                ).all()
+            )
+            failed = session.scalar(
+                select(func.count()).select_from(Payment).where(Payment.status == "failed")
+            )
+            refunds = session.execute(
+                select(Refund.requested_at, Order.created_at, Refund.status).join(
+                    Order, Order.id == Refund.order_id
+                )
+            ).all()
+        assert plans.get(1, 0) > 0 and plans.get(3, 0) > 0  # pay in full and 3 instalments
+        assert failed > 0 and stats["instalments_failed"] > 0
+        inside = [r for r in refunds if r.requested_at - r.created_at <= timedelta(days=30)]
+        assert inside and all(r.status == "succeeded" for r in inside)
+        assert stats["refunds_refused"] > 0  # asked after the 30-day guarantee: refused
+        assert len(refunds) == stats["refunds"]
+        assert stats.get("checkout_refused", 0) == 0 and stats["webhooks_rejected"] == 0
+
+        # `launchkit run --tick` afterwards (cron keeps running): nothing left to do
+        files = len(list(Path(result["outbox"]).glob("*.eml")))
+        env = {**cli_runner_env, "LAUNCHKIT_DATABASE_URL": db_url}
+        answer = CliRunner().invoke(
+            app,
+            ["-w", str(workspace), "run", "--tick", "--now", "2027-04-01 10:00", "--json"],
+            env=env,
+        )
+        assert answer.exit_code == 0, answer.output
+        assert _counts(sessions) == counts
+        assert len(list(Path(result["outbox"]).glob("*.eml"))) == files
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def cli_runner_env() -> dict[str, str]:
+    """The environment without the caller's launchkit/Stripe settings."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LAUNCHKIT_", "STRIPE_"))}
+    return {**dict.fromkeys(set(os.environ) - set(clean), ""), **clean, "COLUMNS": "200"}
+
+
+def test_cli_demo_json(tmp_path: Path, cli_runner_env: dict[str, str]) -> None:
+    """`launchkit demo --json` (its own SQLite file in the demo workspace, never another DB)."""
+    target = tmp_path / "demo"
+    answer = CliRunner().invoke(
+        app,
+        ["demo", "--dir", str(target), "--audience", "600", "--seed", "3", "--json"],
+        env=cli_runner_env,
+    )
+    assert answer.exit_code == 0, answer.output
+    data = json.loads(answer.stdout)
+    assert {"workspace", "report", "analysis"} <= set(data)
+    assert Path(data["workspace"]) == target.resolve() or Path(data["workspace"]) == target
+    assert Path(data["report"]).is_file() and data["analysis"]["audience_size"] > 0
+    again = CliRunner().invoke(app, ["demo", "--dir", str(target)], env=cli_runner_env)
+    assert again.exit_code == 1 and "already holds a workspace" in again.output
