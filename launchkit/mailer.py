@@ -20,7 +20,7 @@ import os
 import re
 import smtplib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
@@ -324,7 +324,9 @@ class Messenger(Protocol):
 
     name: str
 
-    def push(self, msg: OutgoingMessage, raw: bytes) -> None: ...
+    def push(
+        self, msg: OutgoingMessage, raw: bytes, on_commit_point: Callable[[], None] | None = None
+    ) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -366,8 +368,12 @@ class FileMessenger:
         """Where ``push`` writes this message."""
         return outbox_path(self.outbox, msg.message_id)
 
-    def push(self, msg: OutgoingMessage, raw: bytes) -> None:
+    def push(
+        self, msg: OutgoingMessage, raw: bytes, on_commit_point: Callable[[], None] | None = None
+    ) -> None:
         target = self.path_for(msg)
+        if on_commit_point is not None:
+            on_commit_point()
         try:
             if not self._ready:
                 self.outbox.mkdir(parents=True, exist_ok=True)
@@ -493,7 +499,11 @@ class SMTPMessenger:
     def __repr__(self) -> str:
         return f"SMTPMessenger({self.url!r})"
 
-    def push(self, msg: OutgoingMessage, raw: bytes) -> None:
+    def push(
+        self, msg: OutgoingMessage, raw: bytes, on_commit_point: Callable[[], None] | None = None
+    ) -> None:
+        """One SMTP transaction. ``on_commit_point`` runs after the server's 354 to DATA, right
+        before the body: from there on the server may accept the message at any moment."""
         sender = check_address(msg.from_email, "From")
         recipient = check_address(msg.to_email, "To")
         smtp = self._smtp
@@ -512,15 +522,25 @@ class SMTPMessenger:
         self._check(code, reply, "MAIL FROM", recipient)
         code, reply = self._guard(lambda: smtp.rcpt(recipient), "RCPT TO", recipient)
         self._check(code, reply, "RCPT TO", recipient)
-        code, reply = self._guard(lambda: self._data(smtp, raw), "DATA", recipient)
+        code, reply = self._guard(lambda: self._data(smtp, raw, on_commit_point), "DATA", recipient)
         self._check(code, reply, "DATA", recipient)
 
     @staticmethod
-    def _data(smtp: smtplib.SMTP, raw: bytes) -> tuple[int, bytes]:
-        try:
-            return smtp.data(raw)
-        except smtplib.SMTPDataError as e:
-            return e.smtp_code, e.smtp_error
+    def _data(
+        smtp: smtplib.SMTP, raw: bytes, on_commit_point: Callable[[], None] | None = None
+    ) -> tuple[int, bytes]:
+        """smtplib's DATA, with a hook between the 354 and the body."""
+        smtp.putcmd("data")
+        code, reply = smtp.getreply()
+        if code != 354:
+            return code, reply
+        if on_commit_point is not None:
+            on_commit_point()
+        body = re.sub(rb"(?m)^\.", b"..", raw)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        smtp.send(body + b".\r\n")
+        return smtp.getreply()
 
     def _guard(self, call: Any, stage: str, recipient: str) -> tuple[int, bytes]:
         try:

@@ -39,8 +39,8 @@ def print_analysis(r: dict[str, Any]) -> None:
     say(f"{r['launch']['slug']}: {r['launch']['product']} ({cur})")
     say(
         f"Audience at cart open: {r['audience_size']:,}  buyers: {r['buyers']:,}  "
-        f"conversion: {_pct(r['conversion_rate'])}{interval}, {r['benchmark']['position']} "
-        "against the 0.5-2% / 2-4% bands"
+        f"conversion: {_pct(r['conversion_rate'])}{interval}; field bands: 0.5-2% typical, "
+        f"2-4% established ({r['benchmark']['position']})"
     )
     say(
         f"Gross {_money(r['gross_revenue_cents'], cur)} - refunds "

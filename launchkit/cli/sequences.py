@@ -17,6 +17,7 @@ from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, iso_utc, parse_local_datetime, utcnow
 from launchkit.errors import InputError
 from launchkit.launches import UTC_ZONE, get_launch, list_launches
+from launchkit.segments import resolve_segment
 
 app = typer.Typer(help="Email sequences attached to launches.", no_args_is_help=True)
 
@@ -27,7 +28,8 @@ def attach(
     launch: Annotated[str, typer.Argument(help="Launch slug.")],
     sequence: Annotated[str, typer.Argument(help="Folder under emails/, e.g. launch-fr.")],
     segment: Annotated[
-        str | None, typer.Option(help="Only subscribers in this segment, e.g. 'tag:fr'.")
+        str | None,
+        typer.Option(help="A saved segment name or an expression, e.g. 'tag:fr'."),
     ] = None,
 ) -> None:
     """Bind a sequence folder to a launch.
@@ -37,7 +39,12 @@ def attach(
     runtime: Runtime = ctx.obj
     with runtime.transaction() as session:
         seq = sequences.attach_sequence(
-            session, runtime.settings, launch, sequence, now=utcnow(), segment=segment
+            session,
+            runtime.settings,
+            launch,
+            sequence,
+            now=utcnow(),
+            segment=resolve_segment(session, segment) if segment else None,
         )
         count = len(sequences.sequence_emails(session, seq))
     say(f'Attached sequence "{sequence}" ({count} emails) to launch "{launch}".')

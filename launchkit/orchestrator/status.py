@@ -115,8 +115,11 @@ def _next_action(
     next_email: dict[str, Any] | None,
     now: datetime,
 ) -> str:
-    if steps.get("schedule_sequences") != "done":
-        return "run `launchkit run launch.toml` to import, publish and schedule the launch"
+    if not any(sends.values()):
+        return (
+            "attach sequences (`launchkit sequence attach`) or run `launchkit run launch.toml` "
+            "to import, publish and schedule the launch"
+        )
     if sends["due_now"]:
         return (
             f"{sends['due_now']} email(s) are due: run `launchkit run --tick` (or `launchkit send`)"
