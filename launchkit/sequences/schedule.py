@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import and_, case, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from launchkit.config import Settings
@@ -354,7 +354,9 @@ def _insert_missing(
         return 0
     # NOT IN (hashed subplan on PostgreSQL) rather than NOT EXISTS: its plan does not degrade
     # to a quadratic nested loop when the table statistics are stale (fresh ledgers)
-    already = Subscriber.id.in_(select(Send.subscriber_id).where(Send.email_id == email.id))
+    already: Any = Subscriber.id.in_(select(Send.subscriber_id).where(Send.email_id == email.id))
+    if since is not None:  # a few candidates: one index lookup each beats reading the ledger
+        already = exists().where(Send.email_id == email.id, Send.subscriber_id == Subscriber.id)
     clauses = [(_zone_clause(names), literal(due, UTCDateTime())) for due, names in groups.items()]
     due_at = clauses[0][1] if len(clauses) == 1 else case(*clauses)
     rows = select(

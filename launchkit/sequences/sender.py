@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, func, or_, select, update
@@ -376,10 +377,11 @@ class _Batch:
             self._fail(row, None, f"render: {e}", final=True)
             return
         run.limiter.pace()  # type: ignore[union-attr]
-        if not self.idempotent:
-            self.flush(in_flight=(row, message.message_id))
+        # The row becomes "in flight" only once the server answered 354 to DATA: a sender killed
+        # before that point sent nothing, so its claim is simply requeued (never assumed sent).
+        commit_point = None if self.idempotent else partial(self._in_flight, row, message)
         try:
-            self.messenger.push(message, raw)
+            self.messenger.push(message, raw, on_commit_point=commit_point)
         except mailer.TemporaryFailure as e:
             self._fail(row, seq_id, str(e), final=False)
             self.messenger.close()  # retry later on a fresh connection
@@ -397,6 +399,9 @@ class _Batch:
         self.touched.add(seq_id)
         if not self.idempotent or len(self.done) >= IDEMPOTENT_GROUP:
             self.flush()  # right after the 250: the window in doubt is just this commit
+
+    def _in_flight(self, row: dict[str, Any], message: Any) -> None:
+        self.flush(in_flight=(row, message.message_id))
 
     def flush(self, in_flight: tuple[dict[str, Any], str] | None = None) -> None:
         """Commit what happened since the last flush, and mark the next row as in flight.
