@@ -10,7 +10,6 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -93,36 +92,6 @@ class Plan:
     offers: tuple[OfferSpec, ...] = ()
     sequences: tuple[SequenceSpec, ...] = ()
     segments: dict[str, str] = field(default_factory=dict)
-
-
-def parse_amount(text: Any, *, what: str) -> int:
-    """``497``, ``"497.50"`` or ``"497,50"`` in major units -> integer cents."""
-    try:
-        amount = Decimal(str(text).strip().replace(",", "."))
-    except InvalidOperation as e:
-        raise InputError(f'{what} "{text}" is not an amount like 497 or 497.50.') from e
-    cents = amount * 100
-    if cents != cents.to_integral_value():
-        raise InputError(f'{what} "{text}" has more than 2 decimals.')
-    if cents <= 0:
-        raise InputError(f'{what} "{text}" must be positive.')
-    return int(cents)
-
-
-def parse_plan_spec(text: str, *, what: str = "plan") -> tuple[int, int]:
-    """``3x177`` -> (3 instalments, 17700 cents each)."""
-    count, sep, amount = str(text).lower().replace("×", "x").partition("x")
-    if not sep or not count.strip().isdigit() or int(count) < 2:
-        raise InputError(f'{what} "{text}" must look like 3x177 (at least 2 instalments).')
-    return int(count), parse_amount(amount, what=what)
-
-
-def parse_bump(text: str, *, what: str = "bump") -> tuple[str, int]:
-    """``Workbook:27`` -> ("Workbook", 2700)."""
-    name, sep, amount = str(text).rpartition(":")
-    if not sep or not name.strip():
-        raise InputError(f'{what} "{text}" must look like "Workbook:27".')
-    return name.strip(), parse_amount(amount, what=what)
 
 
 class _Reader:
@@ -252,21 +221,19 @@ def _magnets(reader: _Reader, raw: Any) -> list[MagnetSpec]:
 
 
 def _offers(reader: _Reader, raw: Any, launch: dict[str, Any]) -> list[OfferSpec]:
+    from launchkit.checkout import parse_bump, parse_money, parse_plan
+
     out = []
     currency = reader.settings.currency
     for loc, item in _items(reader, raw, "offers"):
         slug = reader.text(item, "slug", loc)
         price = reader.text(item, "price", loc)
-        cents = reader.attempt(f"{loc}.price", parse_amount, price, what="price") if price else None
+        cents = reader.attempt(f"{loc}.price", parse_money, price, what="price") if price else None
         plans = [
-            reader.attempt(f"{loc}.plans[{i}]", parse_plan_spec, p, what="plan")
+            reader.attempt(f"{loc}.plans[{i}]", parse_plan, p)
             for i, p in enumerate(item.get("plans", []))
         ]
-        bump = (
-            reader.attempt(f"{loc}.bump", parse_bump, item["bump"], what="bump")
-            if item.get("bump")
-            else None
-        )
+        bump = reader.attempt(f"{loc}.bump", parse_bump, item["bump"]) if item.get("bump") else None
         days = item.get("guarantee_days", 30)
         if not isinstance(days, int) or days < 0:
             reader.problem(f"{loc}.guarantee_days", "must be a whole number of days >= 0")
