@@ -17,9 +17,11 @@ import binascii
 import hashlib
 import ipaddress
 import os
+import queue
 import re
 import smtplib
 import ssl
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -333,6 +335,9 @@ class Messenger(Protocol):
     def close(self) -> None: ...
 
 
+PIPELINE_DEPTH = 64  # files a pipelined outbox may hold in memory before push waits
+
+
 def eml_name(message_id: str) -> str:
     """A safe file name for a Message-ID: the same id always gives the same name."""
     inner = message_id.strip().strip("<>")
@@ -346,20 +351,38 @@ def outbox_path(outbox: Path, message_id: str) -> Path:
     return Path(outbox) / eml_name(message_id)
 
 
+class OutboxWriteFailed(TemporaryFailure):
+    "Files the background writer could not write; ``failed`` maps Message-ID to the reason."
+
+    def __init__(self, failed: dict[str, str]):
+        first = next(iter(failed.values()))
+        super().__init__(f"{len(failed)} message(s) not written to the outbox: {first}")
+        self.failed = failed
+
+
 class FileMessenger:
     """Writes one ``.eml`` file per message in the outbox (atomic: temp file + rename).
 
     Idempotent: the file name comes from the Message-ID, so pushing a message again (after a
     crash) replaces the same file with the same message and the outbox still holds one copy.
+
+    ``pipelined``: ``push`` hands the file to a writer thread and returns, so the next message
+    is composed while the disk works; ``flush`` waits for the writes and raises
+    ``OutboxWriteFailed`` naming the messages that were not written. The sender flushes before
+    it records messages as sent, so nothing counts as sent before its file exists.
     """
 
     name = "file"
     idempotent = True
 
-    def __init__(self, outbox: Path, *, fsync: bool = False):
+    def __init__(self, outbox: Path, *, fsync: bool = False, pipelined: bool = False):
         self.outbox = Path(outbox)
         self.fsync = fsync
+        self.pipelined = pipelined
         self._ready = False
+        self._queue: queue.Queue[tuple[str, Path, bytes] | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._failed: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"FileMessenger({str(self.outbox)!r})"
@@ -374,11 +397,20 @@ class FileMessenger:
         target = self.path_for(msg)
         if on_commit_point is not None:
             on_commit_point()
-        try:
-            if not self._ready:
+        if not self._ready:
+            try:
                 self.outbox.mkdir(parents=True, exist_ok=True)
-                self._ready = True
-            temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            except OSError as e:
+                raise TemporaryFailure(f"Cannot create {self.outbox}: {e.strerror or e}.") from e
+            self._ready = True
+        if self.pipelined:
+            self._writer().put((msg.message_id, target, raw))
+            return
+        self._write(target, raw)
+
+    def _write(self, target: Path, raw: bytes) -> None:
+        temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
             with open(temp, "wb") as fh:
                 fh.write(raw)
                 if self.fsync:
@@ -388,11 +420,44 @@ class FileMessenger:
         except OSError as e:
             raise TemporaryFailure(f"Cannot write {target}: {e.strerror or e}.") from e
 
+    def _writer(self) -> queue.Queue[tuple[str, Path, bytes] | None]:
+        if self._queue is None or self._thread is None:
+            self._queue = queue.Queue(maxsize=PIPELINE_DEPTH)
+            self._thread = threading.Thread(
+                target=self._drain, args=(self._queue,), name="outbox-writer", daemon=True
+            )
+            self._thread.start()
+        return self._queue
+
+    def _drain(self, jobs: queue.Queue[tuple[str, Path, bytes] | None]) -> None:
+        while True:
+            job = jobs.get()
+            try:
+                if job is None:
+                    return
+                message_id, target, raw = job
+                try:
+                    self._write(target, raw)
+                except Exception as e:  # noqa: BLE001 - reported by flush, never lost
+                    self._failed[message_id] = str(e)
+            finally:
+                jobs.task_done()
+
     def flush(self) -> None:
-        """Nothing is buffered."""
+        """Wait until every pushed message is written; raise for those that were not."""
+        if self._queue is not None:
+            self._queue.join()
+        if self._failed:
+            failed, self._failed = self._failed, {}
+            raise OutboxWriteFailed(failed)
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Finish the pending writes and stop the writer (failures stay for ``flush``)."""
+        jobs, thread = self._queue, self._thread
+        self._queue = self._thread = None
+        if jobs is not None and thread is not None:
+            jobs.put(None)
+            thread.join()
 
 
 # --- SMTP ---------------------------------------------------------------------------------
@@ -665,14 +730,15 @@ def _is_recipient_problem(code: int, text: str, stage: str) -> bool:
     return stage == "RCPT TO"
 
 
-def messenger_from_settings(settings: Settings) -> Messenger:
-    """The backend chosen in the settings: the file outbox or SMTP."""
+def messenger_from_settings(settings: Settings, *, pipelined: bool = False) -> Messenger:
+    """The backend chosen in the settings: the file outbox or SMTP (``pipelined``: the file
+    outbox writes in the background, for the sender)."""
     if settings.email_backend == "smtp":
         if not settings.smtp_url:
             raise ConfigError("The smtp email backend needs LAUNCHKIT_SMTP_URL.")
         return SMTPMessenger(settings.smtp_url)
     if settings.email_backend == "file":
-        return FileMessenger(settings.outbox_dir)
+        return FileMessenger(settings.outbox_dir, pipelined=pipelined)
     raise ConfigError(f'Email backend "{settings.email_backend}" must be file or smtp.')
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -52,6 +53,18 @@ class SimClock:
         return self.now
 
 
+class _RecordingOutbox(FileMessenger):
+    """The web app's outbox in a replay: also notes where each message was written."""
+
+    def __init__(self, outbox: Path, written: list[Path]):
+        super().__init__(outbox)
+        self.written = written
+
+    def push(self, msg: Any, raw: bytes, on_commit_point: Any = None) -> None:
+        super().push(msg, raw, on_commit_point)
+        self.written.append(self.path_for(msg))
+
+
 @dataclass
 class Replay:
     """One simulated launch: its clock, web client, Stripe stand-in and counters."""
@@ -68,11 +81,15 @@ class Replay:
     def __post_init__(self) -> None:
         self.stripe = SimulatedStripe()
         self.client = checkout.make_client(self.settings, http_client=self.stripe)
-        self.messenger = FileMessenger(self.settings.outbox_dir)
-        app = create_app(self.settings, clock=self.clock)
+        self.messenger = FileMessenger(self.settings.outbox_dir, pipelined=True)
+        self.web_mail: list[Path] = []  # what the web app wrote to the outbox, in order
+        app = create_app(self.settings, clock=self.clock, messenger_factory=self._web_outbox)
         app.state.stripe_client = self.client
         self.web = _test_client(SimulatedVisitors(app), self.settings.base_url)
         self.deals: dict[str, stripe_events.Purchase] = {}
+
+    def _web_outbox(self, settings: Settings) -> FileMessenger:
+        return _RecordingOutbox(settings.outbox_dir, self.web_mail)
 
     @contextmanager
     def web_open(self) -> Iterator[None]:
@@ -113,13 +130,13 @@ class Replay:
         visitor = visitor_headers(address)
         page = self.web.get(f"/m/{slug}", headers=visitor)
         form = dict(HIDDEN.findall(page.text))
-        before = set(self.settings.outbox_dir.iterdir())
+        before = len(self.web_mail)
         form.update(first_name=first_name, email=address, consent="yes", website="")
         answer = self.web.post(f"/m/{slug}", data=form, follow_redirects=False, headers=visitor)
         self.stats["signups"] += answer.status_code in (302, 303)
         if not confirms:
             return
-        for path in set(self.settings.outbox_dir.iterdir()) - before:
+        for path in self.web_mail[before:]:
             link = _confirm_link(path.read_bytes())
             if link:
                 self.web.get(link.replace(self.settings.base_url.rstrip("/"), ""), headers=visitor)

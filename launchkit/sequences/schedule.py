@@ -254,8 +254,10 @@ def _timing_inputs(
     plan: list[tuple[LaunchSequence, list[Email]]],
 ) -> tuple[Any, ...]:
     """Everything the due times and the eligible set depend on, besides the audience."""
+    # not the sequence's status: cancelled ones are left out of the plan, and a sequence
+    # going from active to running changes no due time
     emails = tuple(
-        (seq.id, seq.status, seq.segment, e.id, e.send_at, e.local_time, e.segment, e.skip_if)
+        (seq.id, seq.segment, e.id, e.send_at, e.local_time, e.segment, e.skip_if)
         for seq, items in plan
         for e in items
     )

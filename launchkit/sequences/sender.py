@@ -195,7 +195,7 @@ def _start_workers(run: _Run, messenger_factory: Callable[[Settings], Any] | Non
     if messenger_factory is None:
         from launchkit import mailer
 
-        messenger_factory = mailer.messenger_from_settings
+        messenger_factory = partial(mailer.messenger_from_settings, pipelined=True)
     if run.options.workers <= 1:
         run.work(0, messenger_factory)
         return
@@ -343,6 +343,10 @@ class _Batch:
         # a messenger that writes the same message for the same Message-ID (the file outbox)
         # may receive a message twice harmlessly: no in-flight marks, sent marks in groups
         self.idempotent = bool(getattr(messenger, "idempotent", False))
+        # a pipelined outbox writes in the background: its messages count as sent only once
+        # ``messenger.flush()`` confirmed the writes (see ``_settle``)
+        self.pipelined = self.idempotent and bool(getattr(messenger, "pipelined", False))
+        self.pushed: dict[str, tuple[dict[str, Any], int]] = {}
         self.done: list[tuple[int, datetime, str]] = []
         self.skipped: list[tuple[int, str]] = []
         self.touched: set[int] = set()
@@ -396,6 +400,8 @@ class _Batch:
         sent_at = run.clock()
         run.limiter.record(sent_at)  # type: ignore[union-attr]
         self.done.append((row["send_id"], sent_at, message.message_id))
+        if self.pipelined:
+            self.pushed[message.message_id] = (row, seq_id)
         self.touched.add(seq_id)
         if not self.idempotent or len(self.done) >= IDEMPOTENT_GROUP:
             self.flush()  # right after the 250: the window in doubt is just this commit
@@ -412,6 +418,7 @@ class _Batch:
         """
         if not self.done and not self.skipped and in_flight is None:
             return
+        unwritten = self._settle()
         run = self.run
         flight = None
         if in_flight is not None:
@@ -424,6 +431,23 @@ class _Batch:
         self.done, self.skipped = [], []
         if sent:
             run.note(sent=sent)
+        for row, seq_id, reason in unwritten:
+            self._fail(row, seq_id, reason, final=False)
+
+    def _settle(self) -> list[tuple[dict[str, Any], int, str]]:
+        """Wait for a pipelined outbox's writes; drop the unwritten from ``done`` and return
+        them (row, sequence, reason), to be retried."""
+        if not self.pipelined or not self.pushed:
+            return []
+        from launchkit import mailer
+
+        pushed, self.pushed = self.pushed, {}
+        try:
+            self.messenger.flush()
+        except mailer.OutboxWriteFailed as e:
+            self.done = [d for d in self.done if d[2] not in e.failed]
+            return [(*pushed[mid], reason) for mid, reason in e.failed.items() if mid in pushed]
+        return []
 
     def _reset_ids(self) -> list[int]:
         """Sequences that delivered again: their consecutive-failure counter goes back to 0."""

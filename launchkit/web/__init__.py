@@ -226,6 +226,7 @@ class WebState:
     engine: Engine
     sessions: sessionmaker[Session]
     clock: Callable[[], datetime]
+    messenger_factory: Callable[[Settings], Any] | None = None  # None: the settings' backend
     pages: jinja2.Environment = field(init=False)
     limiter: RateLimiter = field(init=False)
     _email_env: Any = field(default=None, init=False)
@@ -248,6 +249,13 @@ class WebState:
             return
         with self._write_lock, self.sessions.begin() as session:
             yield session
+
+    def messenger(self, settings: Settings | None = None) -> Any:
+        """A messenger for transactional email (``settings``: e.g. in another language)."""
+        from launchkit import mailer
+
+        factory = self.messenger_factory or mailer.messenger_from_settings
+        return factory(settings or self.settings)
 
     @property
     def email_env(self) -> Any:
@@ -451,14 +459,21 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Starlette:
-    """Build the web app for a workspace."""
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    messenger_factory: Callable[[Settings], Any] | None = None,
+) -> Starlette:
+    """Build the web app for a workspace (``messenger_factory``: how transactional email
+    goes out; default the settings' backend)."""
     # route modules import helpers from this module: import them here, not at the top
     from launchkit.web.checkout import checkout_routes
     from launchkit.web.magnets import magnet_routes
 
     engine = make_engine(settings.database_url)
-    state = WebState(settings, engine, make_sessionmaker(engine, immediate=True), clock)
+    sessions = make_sessionmaker(engine, immediate=True)
+    state = WebState(settings, engine, sessions, clock, messenger_factory)
     routes: list[BaseRoute] = [Route("/healthz", healthz)]
     routes += magnet_routes()
     routes += checkout_routes()

@@ -342,10 +342,8 @@ def _after_commit(request: Request, sessions: Any) -> None:
 
 
 def _send_due_emails(request: Request, sessions: Any) -> None:
-    from launchkit import mailer
-
     state = state_of(request)
-    messenger = mailer.messenger_from_settings(state.settings)
+    messenger = state.messenger()
     try:
         with sessions.begin() as session:
             checkout.send_notifications(

@@ -115,7 +115,7 @@ def _send(
         "product": settings.name,
         "creator_name": settings.sender_name or settings.name,
     }
-    messenger = mailer.messenger_from_settings(settings)
+    messenger = state.messenger(settings)
     try:
         message_id = mailer.send_transactional(
             settings, messenger, state.email_env, template,
