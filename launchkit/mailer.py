@@ -23,7 +23,7 @@ import smtplib
 import ssl
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import format_datetime
 from functools import lru_cache
@@ -70,6 +70,10 @@ class OutgoingMessage:
     unsubscribe_mailto: str | None = None
     bulk: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
+
+    def slim(self) -> OutgoingMessage:
+        """The same message without its bodies (for when the built bytes carry them)."""
+        return replace(self, html="", text="")
 
 
 # --- Message-ID ---------------------------------------------------------------------------

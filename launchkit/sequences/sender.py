@@ -28,7 +28,7 @@ from launchkit.config import Settings
 from launchkit.db import make_sessionmaker
 from launchkit.errors import LaunchkitError
 from launchkit.models import Email, LaunchSequence, Send, SendStatus, SequenceStatus
-from launchkit.sequences import claims
+from launchkit.sequences import ahead, claims
 from launchkit.sequences.compose import Composer, prepare_composer
 from launchkit.sequences.marks import LedgerMarks
 from launchkit.sequences.ratelimit import RateLimiter
@@ -144,6 +144,8 @@ def _run(
         report.recovered = claims.recover_orphans(session, conn, now=clock())
     with sessions.begin() as session:
         report.due = _count(session, claims.due_filter(clock(), composer.launch_ids))
+    # one helper per process: runs with several worker threads compose in those threads
+    run.ahead = options.workers <= 1 and ahead.wanted(settings.compose_ahead, report.due)
     _start_workers(run, messenger_factory)
     with sessions.begin() as session:
         report.later = _count_later(session, clock(), composer.launch_ids)
@@ -191,6 +193,14 @@ def _dry_run(
             report.sent += 1
 
 
+def _close_quietly(composed: Any) -> None:
+    """Drop the messages composed ahead but not pushed (a broken helper is restarted)."""
+    try:
+        composed.close()
+    except LaunchkitError:
+        ahead.discard_helper()
+
+
 def _start_workers(run: _Run, messenger_factory: Callable[[Settings], Any] | None) -> None:
     if messenger_factory is None:
         from launchkit import mailer
@@ -234,6 +244,7 @@ class _Run:
         self.error: BaseException | None = None
         self.limiter: RateLimiter | None = None
         self.local = threading.local()
+        self.ahead = False  # compose in the helper process (see ``ahead``)
 
     def marks(self) -> LedgerMarks:
         """This worker's raw connection for the per-message ledger commits."""
@@ -260,6 +271,12 @@ class _Run:
                     select(LaunchSequence.id, LaunchSequence.consecutive_failures)
                 ).all()
             )
+
+    def compose(self, rows: list[dict[str, Any]]) -> Any:
+        """The composed messages of ``rows`` in order (an iterator with ``close``)."""
+        if self.ahead and rows:
+            return ahead.stream(self.composer, rows, self.clock())
+        return ahead.in_process(self.composer, rows, self.clock)
 
     def take_quota(self, wanted: int) -> int:
         with self.lock:
@@ -355,31 +372,34 @@ class _Batch:
         from launchkit import mailer
 
         run = self.run
-        for index, row in enumerate(self.rows):
-            if run.stop.is_set():
-                self._give_back(self.rows[index:])
-                break
-            try:
-                self._deliver_one(row, mailer)
-            except LaunchkitError:  # e.g. the SMTP login was refused: nothing was sent
-                self._give_back(self.rows[index:])
-                raise
+        composed = run.compose([r for r in self.rows if not self.skips.get(r["send_id"])])
+        try:
+            for index, row in enumerate(self.rows):
+                if run.stop.is_set():
+                    self._give_back(self.rows[index:])
+                    break
+                try:
+                    self._deliver_one(row, mailer, composed)
+                except LaunchkitError:  # e.g. the SMTP login was refused: nothing was sent
+                    self._give_back(self.rows[index:])
+                    raise
+        finally:
+            _close_quietly(composed)
         self.flush()
 
-    def _deliver_one(self, row: dict[str, Any], mailer: Any) -> None:
+    def _deliver_one(self, row: dict[str, Any], mailer: Any, composed: Any) -> None:
         run = self.run
-        now = run.clock()
         reason = self.skips.get(row["send_id"])
         if reason:
             self.skipped.append((row["send_id"], reason))
             run.limiter.release(1)  # type: ignore[union-attr]
             run.note_skip(reason)
             return
-        try:
-            message, raw, seq_id = run.composer.compose(row, now)
-        except LaunchkitError as e:
-            self._fail(row, None, f"render: {e}", final=True)
+        result = next(composed)
+        if isinstance(result, LaunchkitError):
+            self._fail(row, None, f"render: {result}", final=True)
             return
+        message, raw, seq_id = result
         run.limiter.pace()  # type: ignore[union-attr]
         # The row becomes "in flight" only once the server answered 354 to DATA: a sender killed
         # before that point sent nothing, so its claim is simply requeued (never assumed sent).
