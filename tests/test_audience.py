@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -401,6 +403,30 @@ def test_bad_files_fail_in_one_line(session, now, tmp_path, content, message) ->
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
     assert count(session, Import) == 0
+
+
+def test_unclosed_quote_names_the_line(session, now, tmp_path) -> None:
+    path = tmp_path / "quote.csv"
+    path.write_bytes(b'Email,Name\na@ex.fr,"Anna\n' + b"b@ex.fr,B\n" * 20_000)
+    with pytest.raises(InputError) as caught:
+        audience.import_subscribers(session, path, now=now)
+    assert re.fullmatch(
+        r"quote\.csv line \d+: field larger than field limit \(131072\) "
+        r"\(an unclosed quote runs on to here\?\)\.",
+        str(caught.value),
+    )
+    assert count(session, Import) == 0 and count(session, Subscriber) == 0
+
+
+def test_garbage_collection_is_back_on_after_an_import(session, now, tmp_path) -> None:
+    good = write_csv(tmp_path / "good.csv", ["email"], [["a@ex.fr"]])
+    assert audience.import_subscribers(session, good, now=now).new == 1
+    assert gc.isenabled()
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"Email,Name,Tags\na@ex.fr;Anna;x\n")
+    with pytest.raises(InputError):
+        audience.import_subscribers(session, bad, now=now)
+    assert gc.isenabled()
 
 
 def test_mapping_and_generic_columns(session, now, tmp_path) -> None:

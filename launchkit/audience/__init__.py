@@ -19,18 +19,20 @@ from sqlalchemy.orm import Session
 
 from launchkit.audience.addresses import fast_valid, neutralize_cell, normalize_email
 from launchkit.audience.importer import (
-    _RANK,
     CHUNK_SIZE,
-    FORMATS,
     IN_BATCH,
-    INACTIVE,
-    MAP_FIELDS,
     ImportResult,
     _batches,
-    _check_headers,
-    _map_columns,
-    _open_records,
     import_subscribers,
+)
+from launchkit.audience.parsing import (
+    _RANK,
+    FORMATS,
+    INACTIVE,
+    MAP_FIELDS,
+    check_headers,
+    map_columns,
+    open_records,
     parse_datetime,
     scan_file,
 )
@@ -218,7 +220,7 @@ def suppress_file(
 
 
 def _addresses(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
-    handle, records, _ = _open_records(path, encoding)
+    handle, records, _ = open_records(path, encoding)
     with handle:
         first = next(records, None)
         if not first:
@@ -228,8 +230,8 @@ def _addresses(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
             yield 1, first[0]
             position = 0
         else:
-            _check_headers(path.name, first)
-            position = _map_columns(path.name, first, "generic", None).index["email"]
+            check_headers(path.name, first)
+            position = map_columns(path.name, first, "generic", None).index["email"]
         for number, record in enumerate(records, start=2):
             if record and position < len(record) and record[position].strip():
                 yield number, record[position]

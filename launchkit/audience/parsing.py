@@ -1,0 +1,492 @@
+"""Reading audience CSV files: encoding, delimiter, columns, and rows parsed in chunks.
+
+Pure (no database): a chunk holds the file's unique addresses merged, the rejected rows and
+counts, ready for ``launchkit.audience.importer`` to write.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from operator import itemgetter
+from pathlib import Path
+from typing import TextIO
+from zoneinfo import available_timezones
+
+from launchkit.audience.addresses import _header_key, _slow_normalize, _unneutralize, fast_valid
+from launchkit.errors import InputError
+
+PROGRESS_EVERY = 1_000
+FORMATS = ("auto", "mailchimp", "kit", "generic")
+MAP_FIELDS = (
+    "email",
+    "first_name",
+    "last_name",
+    "signed_up_at",
+    "confirmed_at",
+    "timezone",
+    "tags",
+    "source",
+    "status",
+    "ip",
+    "ignore",
+)
+INACTIVE = frozenset({"unsubscribed", "bounced", "complained"})
+_RANK = {"pending": 0, "active": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
+_STATUS_WORDS = {
+    "active": "active",
+    "subscribed": "active",
+    "confirmed": "active",
+    "actif": "active",
+    "abonne": "active",
+    "pending": "pending",
+    "unconfirmed": "pending",
+    "unsubscribed": "unsubscribed",
+    "cancelled": "unsubscribed",
+    "canceled": "unsubscribed",
+    "desabonne": "unsubscribed",
+    "bounced": "bounced",
+    "cleaned": "bounced",
+    "complained": "complained",
+    "spam": "complained",
+}
+_ALIASES = {
+    "email": {
+        "email",
+        "emailaddress",
+        "mail",
+        "courriel",
+        "adresseemail",
+        "adressemail",
+        "adressecourriel",
+        "emailadresse",
+        "courrielelectronique",
+        "adresseelectronique",
+    },
+    "first_name": {"firstname", "prenom", "givenname", "fname"},
+    "last_name": {"lastname", "nom", "surname", "familyname", "nomdefamille", "lname"},
+    "signed_up_at": {
+        "signedupat",
+        "signedup",
+        "signupdate",
+        "optintime",
+        "createdat",
+        "subscribedat",
+        "dateinscription",
+        "datedinscription",
+        "dateajout",
+    },
+    "confirmed_at": {"confirmtime", "confirmedat"},
+    "timezone": {"timezone", "fuseauhoraire", "tz", "zone"},
+    "tags": {"tags", "tag", "etiquettes"},
+    "source": {"source", "origine"},
+    "status": {"status", "statut"},
+    "ip": {"optinip", "ip", "signupip"},
+}
+_KEY_OF = {alias: name for name, aliases in _ALIASES.items() for alias in aliases}
+
+
+# --- the file ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FileInfo:
+    encoding: str
+    sha256: str
+    lines: int
+
+
+def scan_file(path: Path) -> FileInfo:
+    """Check a CSV is readable text; pick UTF-8 (with or without BOM) or Latin-1."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file.")
+    digest, lines, utf8, size = hashlib.sha256(), 0, True, 0
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            if size == 0 and b"\0" in block[:8192]:
+                raise InputError(f"{path.name}: this is a binary file, not a CSV text file.")
+            size += len(block)
+            digest.update(block)
+            lines += block.count(b"\n")
+            if utf8:
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError:
+                    utf8 = False
+    encoding = "utf-8-sig" if utf8 else "latin-1"
+    with path.open("rb") as handle:
+        start = handle.read(4096)
+    if size == 0 or not start.strip(b"\xef\xbb\xbf \r\n\t"):
+        raise InputError(f"{path.name}: the file is empty.")
+    return FileInfo(encoding, digest.hexdigest(), lines + 1)
+
+
+def _sniff_delimiter(header_line: str) -> str:
+    counts = {";": 0, ",": 0, "\t": 0}
+    quoted = False
+    for ch in header_line:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+@dataclass
+class Columns:
+    index: dict[str, int]  # field -> column index
+    headers: list[str]
+    format: str
+    unsub_at: int | None = None
+    cleaned_at: int | None = None
+
+
+def check_headers(name: str, headers: list[str]) -> None:
+    """Refuse duplicate column names and a header that is one column with another delimiter."""
+    seen: dict[str, int] = {}
+    for number, header in enumerate(headers, start=1):
+        key = header.strip().lower()
+        if key and key in seen:
+            raise InputError(
+                f'{name} row 1: duplicate column "{header.strip()}" '
+                f"(columns {seen[key]} and {number})."
+            )
+        seen[key] = number
+    if len(headers) == 1:
+        for delimiter in (";", ",", "\t", "|"):
+            if delimiter in headers[0]:
+                shown = "tab" if delimiter == "\t" else f'"{delimiter}"'
+                raise InputError(
+                    f'{name} row 1: the only column "{headers[0]}" contains {shown}; '
+                    "the delimiter looks wrong (use ; , or tab)."
+                )
+
+
+def detect_format(headers: list[str], requested: str) -> str:
+    """mailchimp, kit or generic: the format asked for, or the one the headers show."""
+    if requested not in FORMATS:
+        raise InputError(f'--format "{requested}" must be one of {", ".join(FORMATS)}.')
+    if requested != "auto":
+        return requested
+    names = {h.strip() for h in headers}
+    lowered = {h.lower() for h in names}
+    if "Email Address" in names:
+        return "mailchimp"
+    if {"email", "first_name", "created_at", "status"} <= lowered:
+        return "kit"
+    return "generic"
+
+
+def map_columns(name: str, headers: list[str], fmt: str, mapping: dict[str, str] | None) -> Columns:
+    """Which column holds each field: known header names, then ``--map COLUMN=field``."""
+    index: dict[str, int] = {}
+    keys = [_header_key(h) for h in headers]
+    for position, key in enumerate(keys):
+        target = _KEY_OF.get(key)
+        if target and target not in index:
+            index[target] = position
+    for column, target in (mapping or {}).items():
+        _apply_mapping(name, headers, index, column, target)
+    if "email" not in index:
+        found = ", ".join(f'"{h}"' for h in headers)
+        raise InputError(
+            f"{name} row 1: no email column found (columns: {found}); "
+            "name it with --map COLUMN=email."
+        )
+    columns = Columns(index=index, headers=headers, format=fmt)
+    if fmt == "mailchimp":
+        columns.unsub_at = _find(keys, "unsubtime")
+        columns.cleaned_at = _find(keys, "cleantime")
+    return columns
+
+
+def _find(keys: list[str], key: str) -> int | None:
+    return keys.index(key) if key in keys else None
+
+
+def _apply_mapping(
+    name: str, headers: list[str], index: dict[str, int], column: str, target: str
+) -> None:
+    if target not in MAP_FIELDS:
+        raise InputError(
+            f'--map "{column}={target}": the field must be one of {", ".join(MAP_FIELDS)}.'
+        )
+    stripped = [h.strip().lstrip("\ufeff") for h in headers]
+    if column.strip() not in stripped:
+        found = ", ".join(f'"{h}"' for h in stripped)
+        raise InputError(f'--map "{column}={target}": {name} has no column "{column}" ({found}).')
+    position = stripped.index(column.strip())
+    for key, value in list(index.items()):
+        if value == position:
+            del index[key]
+    if target != "ignore":
+        index[target] = position
+
+
+# --- rows ------------------------------------------------------------------------------
+
+
+class Row:
+    """One person's row: the address normalized, fields trimmed, dates in UTC."""
+
+    __slots__ = (
+        "email",
+        "first",
+        "last",
+        "source",
+        "tz",
+        "signed",
+        "confirmed",
+        "ip",
+        "status",
+        "status_at",
+        "tags",
+        "number",
+    )
+
+    def merge(self, other: Row) -> None:
+        """Fold a later row for the same address into this one."""
+        self.tags.update(other.tags)
+        if other.signed is not None and (self.signed is None or other.signed < self.signed):
+            self.signed, self.ip, self.confirmed = other.signed, other.ip, other.confirmed
+        self.first = self.first or other.first
+        self.last = self.last or other.last
+        self.tz = self.tz or other.tz
+        if _RANK[other.status] > _RANK[self.status]:
+            self.status, self.status_at = other.status, other.status_at
+
+
+_VALID_ZONES: frozenset[str] = frozenset()
+
+
+def _timezone(value: str) -> str | None:
+    global _VALID_ZONES
+    if not value:
+        return None
+    if not _VALID_ZONES:
+        _VALID_ZONES = frozenset(available_timezones())
+    return value if value in _VALID_ZONES else None
+
+
+def parse_datetime(text: str, tz: tzinfo = UTC) -> datetime:
+    """``2026-02-03 10:11:12``, ``... UTC``, ISO 8601 or French ``03/02/2026 [10:11]`` to UTC."""
+    value = text.strip()
+    if value.endswith((" UTC", " GMT", "Z")):
+        value = value[:-1] if value.endswith("Z") else value[:-4]
+        tz = UTC
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = _parse_day_first(value)
+    if parsed is None:
+        raise ValueError(f'"{text}" is not a date like 2026-02-03 or 03/02/2026')
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed.astimezone(UTC)
+
+
+def _parse_day_first(value: str) -> datetime | None:
+    for fmt in ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y", "%d.%m.%Y"):
+        try:
+            return datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def _split_tags(cell: str) -> set[str]:
+    if not cell:
+        return set()
+    if cell[0] == cell[-1] == '"' and '""' not in cell and " " not in cell:  # "a","b"
+        tags = set(cell[1:-1].lower().split('","'))
+        tags.discard("")
+        return tags
+    if '"' not in cell:
+        parts = cell.split(",")
+    elif cell[0] == cell[-1] == '"' and '""' not in cell:  # Mailchimp: "a","b"
+        parts = cell[1:-1].split('","')
+    else:
+        parts = next(csv.reader([cell]))
+    return {tag.strip().lower() for tag in parts if tag and not tag.isspace()}
+
+
+_PARSED = ("email", "first_name", "last_name", "signed_up_at", "confirmed_at", "timezone", "tags",
+           "source", "status", "ip")  # fmt: skip
+
+
+class RowParser:
+    """Turns CSV records into ``Row`` objects or a reject reason."""
+
+    def __init__(self, columns: Columns, source: str, stem: str, tags: set[str], tz: tzinfo):
+        self.columns, self.source, self.stem, self.tags, self.tz = columns, source, stem, tags, tz
+        self.get = {name: columns.index.get(name) for name in MAP_FIELDS}
+        self.file_name = stem
+        self.width = len(columns.headers)
+        self.unknown_zones = 0
+        # one C call fetches every field; a missing column reads the "" appended to each record
+        at = [self.width if self.get[name] is None else self.get[name] for name in _PARSED]
+        self.fields = itemgetter(*at)
+        self.plain_status = columns.unsub_at is None and columns.cleaned_at is None
+
+    def parse(self, record: list[str], number: int) -> Row:
+        if len(record) != self.width:
+            if len(record) > self.width:
+                raise ValueError(f"{len(record)} fields where the header has {self.width}")
+            record = record + [""] * (self.width - len(record))
+        record.append("")
+        raw, first, last, signed, confirmed, zone, tags, source, status, ip = self.fields(record)
+        raw = _unneutralize(raw.strip())
+        if not raw:
+            raise ValueError("empty email address")
+        email = raw.lower()
+        if not fast_valid(email):
+            email = _slow_normalize(email)
+        row = Row()
+        row.email, row.number = email, number
+        row.first = _unneutralize(first.strip())
+        row.last = _unneutralize(last.strip())
+        row.source = self.source or source.strip() or self.stem
+        zone = zone.strip()
+        row.tz = _timezone(zone)
+        if zone and row.tz is None:
+            self.unknown_zones += 1
+        row.signed = self._date(signed.strip(), "signed_up_at")
+        row.confirmed = self._date(confirmed.strip(), "confirmed_at")
+        row.ip = ip.strip() or None
+        row.tags = _split_tags(tags.strip())
+        if self.tags:
+            row.tags |= self.tags
+        if self.plain_status and not status:
+            row.status, row.status_at = "active", None
+        else:
+            row.status, row.status_at = self._status(record, status.strip())
+        return row
+
+    def _date(self, text: str, name: str) -> datetime | None:
+        if not text:
+            return None
+        if self.tz is UTC and len(text) == 19 and text[10] == " ":
+            try:  # the common "2026-02-03 10:11:12" UTC of Mailchimp, without the slow path
+                return datetime.fromisoformat(text + "+00:00")
+            except ValueError:
+                pass
+        try:
+            return parse_datetime(text, self.tz)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+
+    def _status(self, record: list[str], text: str) -> tuple[str, datetime | None]:
+        for position, status in (
+            (self.columns.unsub_at, "unsubscribed"),
+            (self.columns.cleaned_at, "bounced"),
+        ):
+            if position is not None:
+                text = record[position].strip()
+                when = record[position].strip()
+                return status, parse_datetime(when) if when else None
+        if not text:
+            return "active", None
+        status = _STATUS_WORDS.get(_header_key(text))
+        if status is None:
+            raise ValueError(
+                f'status "{text}" is not one of active, pending, unsubscribed, '
+                "cancelled, bounced, complained"
+            )
+        return status, None
+
+
+def open_records(path: Path, encoding: str) -> tuple[TextIO, Iterator[list[str]], str]:
+    """The open file, a CSV reader on it (header first) and the delimiter sniffed."""
+    handle = path.open(encoding=encoding, newline="")
+    header_line = handle.readline()
+    handle.seek(0)
+    delimiter = _sniff_delimiter(header_line)
+    return handle, csv.reader(handle, delimiter=delimiter), delimiter
+
+
+# --- chunks ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParsedChunk:
+    """Up to ``chunk_size`` unique addresses of the file (later rows merged into earlier ones),
+    the rows rejected on the way as (row number, address, reason), and counts."""
+
+    rows: dict[str, Row] = field(default_factory=dict)
+    rejects: list[tuple[int, str, str]] = field(default_factory=list)
+    records: int = 0
+    duplicates: int = 0
+    unknown_zones: int = 0
+
+
+def parse_chunks(
+    records: Iterator[list[str]],
+    parser: RowParser,
+    chunk_size: int,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[ParsedChunk]:
+    """The data records (header already read) in chunks; the last one may hold no rows.
+
+    ``progress`` gets the count of records read every ``PROGRESS_EVERY`` records.
+    """
+    chunk, seen, zones = ParsedChunk(), 0, parser.unknown_zones
+    width = len(parser.columns.headers)
+    numbered = enumerate(records, start=2)
+    while True:
+        try:
+            number, record = next(numbered)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            line = getattr(records, "line_num", "?")
+            raise InputError(
+                f"{parser.file_name} line {line}: {e} (an unclosed quote runs on to here?)."
+            ) from None
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue
+        seen += 1
+        chunk.records += 1
+        if seen == 1:
+            _check_first_row(parser.file_name, record, width, number)
+        _add_record(chunk, parser, record, number)
+        if len(chunk.rows) >= chunk_size:
+            chunk.unknown_zones, zones = parser.unknown_zones - zones, parser.unknown_zones
+            yield chunk
+            chunk = ParsedChunk()
+        if progress is not None and seen % PROGRESS_EVERY == 0:
+            progress(seen)
+    chunk.unknown_zones = parser.unknown_zones - zones
+    yield chunk
+
+
+def _add_record(chunk: ParsedChunk, parser: RowParser, record: list[str], number: int) -> None:
+    try:
+        row = parser.parse(record, number)
+    except ValueError as e:
+        email_at = parser.get["email"]
+        raw = record[email_at] if email_at is not None and email_at < len(record) else ""
+        chunk.rejects.append((number, raw.strip(), str(e)))
+        return
+    earlier = chunk.rows.get(row.email)
+    if earlier is None:
+        chunk.rows[row.email] = row
+    else:
+        earlier.merge(row)
+        chunk.duplicates += 1
+
+
+def _check_first_row(file_name: str, record: list[str], width: int, number: int) -> None:
+    if width > 1 and len(record) == 1:
+        for delimiter in (";", ",", "\t"):
+            if delimiter in record[0]:
+                shown = "tab" if delimiter == "\t" else f'"{delimiter}"'
+                raise InputError(
+                    f"{file_name} row {number}: 1 field where the header has {width}, "
+                    f"and it contains {shown}; the rows use another delimiter than the header."
+                )
