@@ -161,6 +161,32 @@ def test_helpers_send_the_same_messages_as_the_sender_itself(settings, engine, s
     assert all(r.status == SendStatus.SENT for r in ledger(sessions) if r.due_at <= clock.now)
 
 
+def test_a_second_sender_thread_composes_in_process_while_the_helpers_are_busy(settings, sessions):
+    from launchkit.sequences import claims
+    from launchkit.sequences.compose import prepare_composer
+
+    settings = tune(settings, compose_ahead=1)
+    populate(sessions, settings, 30, now=BEFORE)
+    clock = FakeClock(CART_OPEN + timedelta(minutes=5))
+    with sessions.begin() as session:
+        composer = prepare_composer(session, settings, "spring", now=clock.now)
+        ids = [r.id for r in ledger(sessions) if r.due_at <= clock.now]
+        rows = [r for r in claims.load_rows(session, ids) if r["email_id"] in composer.emails]
+        composer.skip_reasons(session, rows, clock.now)
+
+    def raws(composed):
+        return [raw for _, raw, _ in composed]
+
+    first = ahead.stream(composer, rows, clock.now)
+    second = ahead.stream(composer, rows, clock.now)  # e.g. another send_due in a thread
+    assert isinstance(first, ahead.Stream) and not isinstance(second, ahead.Stream)
+    assert raws(second) == raws(first)  # the same messages either way
+    first.close()
+    third = ahead.stream(composer, rows, clock.now)
+    assert isinstance(third, ahead.Stream)  # the helpers are free again
+    third.close()
+
+
 def _killer(killed: list[int]):
     """A progress callback that kills the helpers the first time a message counts as sent."""
 

@@ -74,6 +74,7 @@ class Stream:
     def __init__(
         self, helpers: list[Helper], rows: list[dict[str, Any]], now: datetime, magnets: Any
     ):
+        self.released = False
         self.helpers = helpers
         self.chunks = deque(rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK))
         self.now, self.magnets = now, magnets
@@ -88,6 +89,7 @@ class Stream:
     def __next__(self) -> Composed:
         if not self.ready:
             if not self.asked:
+                self._release()
                 raise StopIteration
             self.ready.extend(self.asked.popleft().receive())
             self._fill()
@@ -103,19 +105,38 @@ class Stream:
             self.asked.append(helper)
 
     def close(self) -> None:
-        """Collect the answers still owed (a helper answers every request)."""
+        """Collect the answers still owed (a helper answers every request), then let another
+        sender thread have the helpers."""
         self.chunks.clear()
-        while self.asked:
-            self.asked.popleft().receive()
-        self.ready.clear()
+        try:
+            while self.asked:
+                self.asked.popleft().receive()
+        finally:
+            self.ready.clear()
+            self._release()
+
+    def _release(self) -> None:
+        if not self.released:
+            self.released = True
+            _IN_USE.release()
 
 
-def stream(composer: Any, rows: list[dict[str, Any]], now: datetime) -> Stream:
-    """Compose ``rows`` at ``now`` for this composer in the shared helpers, a few chunks ahead."""
-    helpers = shared_helpers()
-    for helper in helpers:
-        helper.load(composer)
-    return Stream(helpers, rows, now, composer.magnets)
+def stream(composer: Any, rows: list[dict[str, Any]], now: datetime) -> Iterator[Composed]:
+    """Compose ``rows`` at ``now`` for this composer in the shared helpers, a few chunks ahead.
+
+    The helpers serve one stream at a time: while another sender thread of this process holds
+    them, the rows are composed here instead (same messages, one core).
+    """
+    if not _IN_USE.acquire(blocking=False):
+        return in_process(composer, rows, lambda: now)
+    try:
+        helpers = shared_helpers()
+        for helper in helpers:
+            helper.load(composer)
+        return Stream(helpers, rows, now, composer.magnets)
+    except BaseException:
+        _IN_USE.release()
+        raise
 
 
 class Helper:
@@ -176,6 +197,7 @@ class Helper:
 
 _HELPERS: list[Helper] = []
 _LOCK = threading.Lock()
+_IN_USE = threading.Lock()  # held by the one Stream using the helpers
 
 
 def helper_count() -> int:
@@ -204,9 +226,10 @@ def discard_helper() -> None:
 
 def _forget_helpers() -> None:
     """In a forked child: the parent's helpers are not ours to use or stop."""
-    global _LOCK
+    global _LOCK, _IN_USE
     _HELPERS.clear()
     _LOCK = threading.Lock()
+    _IN_USE = threading.Lock()
 
 
 atexit.register(discard_helper)
