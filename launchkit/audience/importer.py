@@ -459,11 +459,13 @@ def _run_import(
         writer = _Writer(session.connection(), record.id, now, path.name)
         chunks = parse_chunks(records, parser, chunk_size, progress)
         with writer.bigger_cache():
-            unknown_zones = _write_chunks(chunks, _Chunk(writer, result), rejects, result, progress)
+            _write_chunks(chunks, _Chunk(writer, result), rejects, result)
+    if progress is not None:
+        progress(result.rows)
     result.invalid = rejects.count
     result.import_id = record.id
-    if unknown_zones:
-        result.warnings.append(f"{unknown_zones} rows had an unknown timezone (left empty).")
+    if parser.unknown_zones:
+        result.warnings.append(f"{parser.unknown_zones} rows had an unknown timezone (left empty).")
     record.counts = {k: v for k, v in result.as_dict().items() if isinstance(v, int)}
     session.flush()
     return result
@@ -488,18 +490,12 @@ def _write_chunks(
     chunk: _Chunk,
     rejects: _Rejects,
     result: ImportResult,
-    progress: Callable[[int], None] | None,
-) -> int:
-    """Apply each parsed chunk and count it; returns the rows with an unknown timezone."""
-    unknown_zones = 0
+) -> None:
+    """Apply each parsed chunk and count it."""
     for parsed in chunks:
         for number, email, reason in parsed.rejects:
             rejects.add(number, email, reason)
         result.rows += parsed.records
         result.duplicates += parsed.duplicates
-        unknown_zones += parsed.unknown_zones
         if parsed.rows:
             chunk.apply(parsed.rows)
-        if progress is not None:
-            progress(result.rows)
-    return unknown_zones

@@ -422,7 +422,6 @@ class ParsedChunk:
     rejects: list[tuple[int, str, str]] = field(default_factory=list)
     records: int = 0
     duplicates: int = 0
-    unknown_zones: int = 0
 
 
 def parse_chunks(
@@ -435,7 +434,7 @@ def parse_chunks(
 
     ``progress`` gets the count of records read every ``PROGRESS_EVERY`` records.
     """
-    chunk, seen, zones = ParsedChunk(), 0, parser.unknown_zones
+    chunk, seen = ParsedChunk(), 0
     width = len(parser.columns.headers)
     numbered = enumerate(records, start=2)
     while True:
@@ -456,12 +455,10 @@ def parse_chunks(
             _check_first_row(parser.file_name, record, width, number)
         _add_record(chunk, parser, record, number)
         if len(chunk.rows) >= chunk_size:
-            chunk.unknown_zones, zones = parser.unknown_zones - zones, parser.unknown_zones
             yield chunk
             chunk = ParsedChunk()
         if progress is not None and seen % PROGRESS_EVERY == 0:
             progress(seen)
-    chunk.unknown_zones = parser.unknown_zones - zones
     yield chunk
 
 
