@@ -199,7 +199,7 @@ def test_kit_and_generic_samples(session, now) -> None:
     )
     assert first.first_name and first.signed_up_at is not None
     result = audience.import_subscribers(session, SAMPLE / "generic_contacts_latin1.csv", now=now)
-    assert result.warnings == ["generic_contacts_latin1.csv is not UTF-8; it was read as Latin-1."]
+    assert result.warnings == ["generic_contacts_latin1.csv is not UTF-8; it was read as Windows-1252."]
     assert (result.new, result.updated) == (0, 20)
 
 
@@ -381,7 +381,8 @@ def test_export_round_trip_neutralizes_formulas(session, now, tmp_path) -> None:
     [
         (b"", "empty.csv: the file is empty."),
         (b"\xef\xbb\xbf\r\n", "empty.csv: the file is empty."),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "empty.csv: this is a binary file, not a CSV"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+         "empty.csv line 3: a NUL byte; this is a binary file, not a CSV text file."),
         (b"Name,Phone\nAnna,0639980000\n",
          'empty.csv row 1: no email column found (columns: "Name", "Phone"); '
          "name it with --map COLUMN=email."),
