@@ -199,7 +199,9 @@ def test_kit_and_generic_samples(session, now) -> None:
     )
     assert first.first_name and first.signed_up_at is not None
     result = audience.import_subscribers(session, SAMPLE / "generic_contacts_latin1.csv", now=now)
-    assert result.warnings == ["generic_contacts_latin1.csv is not UTF-8; it was read as Windows-1252."]
+    assert result.warnings == [
+        "generic_contacts_latin1.csv is not UTF-8; it was read as Windows-1252."
+    ]
     assert (result.new, result.updated) == (0, 20)
 
 

@@ -55,7 +55,8 @@ def test_latin1_dry_run_warns_and_writes_nothing(cli) -> None:
         "imported 20 new, 0 updated, 0 duplicates, 0 invalid, 0 suppressed "
         "(dry run: nothing written)\n"
     )
-    assert "Warning: generic_contacts_latin1.csv is not UTF-8; it was read as Windows-1252." in r.stderr
+    warning = "Warning: generic_contacts_latin1.csv is not UTF-8; it was read as Windows-1252."
+    assert warning in r.stderr
     assert json.loads(cli("audience", "stats", "--json").stdout)["total"] == 0
 
 
@@ -175,4 +176,6 @@ def test_import_as_a_real_subprocess(workspace_env, tmp_path) -> None:
     bad.write_bytes(b"PK\x03\x04\x00\x00binary")
     done = subprocess.run([*command[:-1], str(bad)], env=env, capture_output=True, text=True)
     assert done.returncode == 1
-    assert done.stderr == "Error: bin.csv line 1: a NUL byte; this is a binary file, not a CSV text file.\n"
+    assert done.stderr == (
+        "Error: bin.csv line 1: a NUL byte; this is a binary file, not a CSV text file.\n"
+    )
