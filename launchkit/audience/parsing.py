@@ -181,9 +181,13 @@ def scan_file(path: Path) -> FileInfo:
         raise InputError(f"{path.name}: the file is empty.")
     encoding = "utf-8-sig" if scan.bad_utf8_line is None else _eight_bit(path, scan.bad_utf8_line)
     return FileInfo(
-        encoding, scan.digest.hexdigest(), scan.lines + 1, scan.size, before.st_mtime_ns,
-        scan.controls,
-    )  # fmt: skip
+        encoding=encoding,
+        sha256=scan.digest.hexdigest(),
+        lines=scan.lines + 1,
+        size=scan.size,
+        mtime_ns=before.st_mtime_ns,
+        controls=scan.controls,
+    )
 
 
 def _stamp(stat: os.stat_result) -> tuple[int, int]:
