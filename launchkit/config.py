@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -408,8 +409,18 @@ def read_secret_keys(workspace: Path, env: Mapping[str, str]) -> tuple[str, ...]
         keys.append(env["LAUNCHKIT_SECRET_KEY"])
     path = workspace / SECRET_FILE
     if path.is_file():
+        check_secret_mode(path)
         keys += [line.strip() for line in path.read_text().splitlines() if line.strip()]
     return tuple(dict.fromkeys(keys))
+
+
+def check_secret_mode(path: Path) -> None:
+    """Refuse a secret file that group or others can read or write (like ssh does)."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path} is open to group or others (mode {mode:o}); run: chmod 600 {path}"
+        )
 
 
 def write_secret_key(workspace: Path, *, rotate: bool = False) -> None:

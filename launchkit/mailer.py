@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from launchkit.config import Settings
 from launchkit.errors import ConfigError, DeliveryError, InputError
+from launchkit.files import make_private_dir, private_opener
 from launchkit.render import (
     EmailSource,
     check_header_value,
@@ -403,7 +404,7 @@ class FileMessenger:
             on_commit_point()
         if not self._ready:
             try:
-                self.outbox.mkdir(parents=True, exist_ok=True)
+                make_private_dir(self.outbox)
             except OSError as e:
                 raise TemporaryFailure(f"Cannot create {self.outbox}: {e.strerror or e}.") from e
             self._ready = True
@@ -415,7 +416,7 @@ class FileMessenger:
     def _write(self, target: Path, raw: bytes) -> None:
         temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            with open(temp, "wb") as fh:
+            with open(temp, "wb", opener=private_opener) as fh:  # 0600: personal data
                 fh.write(raw)
                 if self.fsync:
                     fh.flush()

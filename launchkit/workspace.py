@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+from sqlalchemy.engine import make_url
 
 from launchkit.config import (
     CONFIG_FILE,
@@ -17,6 +19,7 @@ from launchkit.config import (
 )
 from launchkit.db import make_engine, upgrade_database
 from launchkit.errors import AlreadyExists
+from launchkit.files import DIR_MODE, FILE_MODE, make_private_dir, private_umask
 from launchkit.resources import starter_dir
 
 
@@ -64,21 +67,42 @@ def init_workspace(
     directory = directory.resolve()
     if (directory / CONFIG_FILE).exists():
         raise AlreadyExists(f"{directory} is already a launchkit workspace.")
-    directory.mkdir(parents=True, exist_ok=True)
-    config = default_config(name, timezone, currency, language, database_url)
-    settings = _write_and_load(directory, config, env)
-    for folder in ("emails", "templates"):
-        shutil.copytree(starter_dir(folder), directory / folder, dirs_exist_ok=True)
-    for folder in ("outbox", "magnets", "reports"):
-        (directory / folder).mkdir(exist_ok=True)
-    write_secret_key(directory)
-    settings = load_settings(directory, env=env or {})
-    engine = make_engine(settings.database_url)
-    try:
-        upgrade_database(engine)
-    finally:
-        engine.dispose()
+    with private_umask():  # everything below is owner-only: folders 0700, files 0600
+        make_private_dir(directory)
+        config = default_config(name, timezone, currency, language, database_url)
+        settings = _write_and_load(directory, config, env)
+        for folder in ("emails", "templates"):
+            _copy_starter(folder, directory / folder)
+        for folder in ("outbox", "magnets", "reports", "imports"):
+            make_private_dir(directory / folder)
+        write_secret_key(directory)
+        settings = load_settings(directory, env=env or {})
+        _create_private_sqlite(settings.database_url)
+        engine = make_engine(settings.database_url)
+        try:
+            upgrade_database(engine)
+        finally:
+            engine.dispose()
     return settings
+
+
+def _copy_starter(folder: str, target: Path) -> None:
+    """Copy a starter folder with owner-only modes (not the installed package's)."""
+    shutil.copytree(starter_dir(folder), target, dirs_exist_ok=True, copy_function=shutil.copyfile)
+    for path in (target, *target.rglob("*")):
+        path.chmod(DIR_MODE if path.is_dir() else FILE_MODE)
+
+
+def _create_private_sqlite(url: str) -> None:
+    """Create a SQLite database file 0600 before SQLite does: its -wal and -shm files then
+    get the same mode whoever's umask opens them later."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    if not path.exists():
+        make_private_dir(path.parent)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
 
 
 def _write_and_load(

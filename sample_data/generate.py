@@ -2084,7 +2084,8 @@ those in another case). A few `first_name` cells are empty.
 `generic_contacts_latin1.csv`: the first {c["latin1_rows"]} rows (email, first and last
 name only) in **Latin-1** (ISO-8859-1), `;`-delimited, CRLF, headers
 `{";".join(LATIN1_COLUMNS)}`. Every row has an accented name, so the file is not
-valid UTF-8: it exercises the Latin-1 detection / warning path.
+valid UTF-8: it exercises the non-UTF-8 path (read as Windows-1252,
+which decodes these Latin-1 letters identically, with a warning).
 
 ### Lead magnets (`magnets/`)
 

@@ -199,7 +199,9 @@ def test_kit_and_generic_samples(session, now) -> None:
     )
     assert first.first_name and first.signed_up_at is not None
     result = audience.import_subscribers(session, SAMPLE / "generic_contacts_latin1.csv", now=now)
-    assert result.warnings == ["generic_contacts_latin1.csv is not UTF-8; it was read as Latin-1."]
+    assert result.warnings == [
+        "generic_contacts_latin1.csv is not UTF-8; it was read as Windows-1252."
+    ]
     assert (result.new, result.updated) == (0, 20)
 
 
@@ -381,7 +383,8 @@ def test_export_round_trip_neutralizes_formulas(session, now, tmp_path) -> None:
     [
         (b"", "empty.csv: the file is empty."),
         (b"\xef\xbb\xbf\r\n", "empty.csv: the file is empty."),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "empty.csv: this is a binary file, not a CSV"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+         "empty.csv line 3: a NUL byte; this is a binary file, not a CSV text file."),
         (b"Name,Phone\nAnna,0639980000\n",
          'empty.csv row 1: no email column found (columns: "Name", "Phone"); '
          "name it with --map COLUMN=email."),
@@ -504,3 +507,161 @@ def test_dry_run_writes_nothing(session, now, tmp_path) -> None:
     assert (result.new, result.invalid) == (1, 1)
     assert count(session, Subscriber) == 0 and count(session, Import) == 0
     assert (tmp_path / "r.csv").exists()
+
+
+# --- encodings, control characters, NUL bytes, files that change -------------------------------
+
+FR_ROWS = [
+    ("zoe@ex.fr", "Zoé", "L’Œuvre", "salon à 10 €"),
+    ("ana@ex.fr", "Anaïs", "Dupont–Moreau", "« webinar »"),
+    ("jo@ex.fr", "Jérôme", "Lefèvre", "instagram"),
+]
+
+
+def _fr_bytes(encoding: str, rows=FR_ROWS) -> bytes:
+    lines = ["Email;Prénom;Nom;Source", *(";".join(row) for row in rows)]
+    return "".join(line + "\r\n" for line in lines).encode(encoding)
+
+
+def _stored_people(session) -> list[tuple[str, str, str, str]]:
+    query = select(Subscriber.email, Subscriber.first_name, Subscriber.last_name, Subscriber.source)
+    return sorted(tuple(row) for row in session.execute(query))
+
+
+def test_windows_1252_file_decodes_as_such(session, now, tmp_path) -> None:
+    raw = _fr_bytes("cp1252")
+    assert b"\x92" in raw and b"\x80" in raw and b"\x8c" in raw  # ’ € Œ, C1 in Latin-1
+    path = tmp_path / "excel.csv"
+    path.write_bytes(raw)
+    result = audience.import_subscribers(session, path, now=now)
+    assert result.warnings == ["excel.csv is not UTF-8; it was read as Windows-1252."]
+    assert _stored_people(session) == sorted(FR_ROWS)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"])
+def test_utf8_with_or_without_bom(session, now, tmp_path, encoding) -> None:
+    path = tmp_path / "u.csv"
+    path.write_bytes(_fr_bytes(encoding))
+    assert audience.import_subscribers(session, path, now=now).warnings == []
+    assert _stored_people(session) == sorted(FR_ROWS)
+
+
+@pytest.mark.parametrize(
+    ("tail", "message"),
+    [
+        (b"x@ex.fr;Andr\xe9;Roy;salon\r\n",  # one Latin-1 byte in a UTF-8 file
+         "mixed.csv line 5: a byte that is not UTF-8 in a file that is otherwise UTF-8, so its "
+         "encoding cannot be decided; save it as UTF-8 and import it again."),
+        (b"x@ex.fr;Andr\xc3;Roy;salon\r\n",  # a UTF-8 sequence cut short
+         "mixed.csv line 5: a byte that is not UTF-8 in a file that is otherwise UTF-8, so its "
+         "encoding cannot be decided; save it as UTF-8 and import it again."),
+    ],
+)  # fmt: skip
+def test_mostly_utf8_with_a_stray_byte_is_refused(session, now, tmp_path, tail, message) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(_fr_bytes("utf-8") + tail + _fr_bytes("utf-8").split(b"\r\n", 1)[1])
+    with pytest.raises(InputError) as caught:
+        audience.import_subscribers(session, path, now=now)
+    assert str(caught.value) == message
+    assert (count(session, Import), count(session, Subscriber)) == (0, 0)
+
+
+def test_byte_neither_utf8_nor_windows_1252_is_refused(session, now, tmp_path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_bytes(_fr_bytes("cp1252") + b"x@ex.fr;Andr\x81;Roy;salon\r\n")
+    with pytest.raises(InputError) as caught:
+        audience.import_subscribers(session, path, now=now)
+    assert str(caught.value) == (
+        "odd.csv line 5: byte 0x81 is neither UTF-8 nor Windows-1252 text; "
+        "save the file as UTF-8 and import it again."
+    )
+    assert (count(session, Import), count(session, Subscriber)) == (0, 0)
+
+
+def test_nul_byte_after_the_first_8_kb_names_its_line(session, now, tmp_path) -> None:
+    rows = [f"p{i}@ex.fr;Prénom{i};Nom{i};salon" for i in range(1, 1001)]
+    rows[700] = "secret@ex.fr;Zo\0é;Privé;salon"
+    path = tmp_path / "nul.csv"
+    path.write_bytes(("Email;Prénom;Nom;Source\n" + "\n".join(rows) + "\n").encode())
+    assert path.read_bytes().index(b"\0") > 20_000
+    with pytest.raises(InputError) as caught:
+        audience.import_subscribers(session, path, now=now)
+    assert str(caught.value) == (
+        "nul.csv line 702: a NUL byte; this is a binary file, not a CSV text file."
+    )
+    assert (count(session, Import), count(session, Subscriber)) == (0, 0)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_control_characters_never_reach_a_stored_name(session, now, tmp_path, encoding) -> None:
+    rows = [
+        *FR_ROWS,
+        ("bell@ex.fr", "Be\x07ll", "Ok", "salon"),
+        ("tab@ex.fr", "Tab\tbed", "Ok", "salon"),  # a tab is kept
+        ("del@ex.fr", "Ok", "De\x7fl", "salon"),
+        ("esc@ex.fr", "Ok", "Ok", "sa\x1blon"),
+    ]
+    if encoding == "utf-8":
+        rows.append(("c1@ex.fr", "Ok", "Nel\x85", "salon"))  # a C1 control, only UTF-8 has them
+    path = tmp_path / "ctl.csv"
+    path.write_bytes(_fr_bytes(encoding, rows))
+    rejects = tmp_path / "ctl.rejects.csv"
+    result = audience.import_subscribers(session, path, now=now, rejects_path=rejects)
+    with rejects.open(encoding="utf-8", newline="") as handle:
+        rejected = [row[1:] for row in csv.reader(handle)][1:]
+    expected = [["bell@ex.fr", "first_name: control character U+0007"],
+                ["del@ex.fr", "last_name: control character U+007F"],
+                ["esc@ex.fr", "source: control character U+001B"]]  # fmt: skip
+    if encoding == "utf-8":
+        expected.append(["c1@ex.fr", "last_name: control character U+0085"])
+    assert rejected == expected
+    assert result.invalid == len(expected)
+    assert _stored_people(session) == sorted([*FR_ROWS, ("tab@ex.fr", "Tab\tbed", "Ok", "salon")])
+
+
+def _change_during_import(path: Path, how: str) -> None:
+    before = path.stat()
+    if how == "append":
+        with path.open("ab") as handle:
+            handle.write(b"late@ex.fr;Late;Row;salon\n")
+    elif how == "truncate":
+        os.truncate(path, before.st_size // 2)
+    elif how in ("same size and time", "undecodable"):
+        new = b"zz@ex.fr;Zz;Zz;zz" if how == "same size and time" else b"zz@ex.fr;\x81\x81;Zz;zz"
+        with path.open("r+b") as handle:
+            handle.seek(before.st_size - len(new) - 1)
+            handle.write(new)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert (path.stat().st_size, path.stat().st_mtime_ns) == (
+            before.st_size,
+            before.st_mtime_ns,
+        )
+
+
+@pytest.mark.parametrize("how", ["append", "truncate", "same size and time", "undecodable"])
+def test_file_changed_while_read_aborts_and_rolls_back(session, now, tmp_path, how) -> None:
+    path = tmp_path / "moving.csv"
+    rows = [f"p{i}@ex.fr;Prénom{i};Nom{i};salon" for i in range(6_000)]
+    path.write_bytes(("Email;Prénom;Nom;Source\n" + "\n".join(rows) + "\n").encode("cp1252"))
+    calls = []
+
+    def progress(done: int) -> None:
+        if not calls:
+            _change_during_import(path, how)
+        calls.append(done)
+
+    rejects = tmp_path / "moving.rejects.csv"
+    with pytest.raises(InputError) as caught:
+        audience.import_subscribers(
+            session, path, now=now, progress=progress, chunk_size=500, rejects_path=rejects
+        )
+    assert calls and str(caught.value) == (
+        "moving.csv changed while it was being read (its size, modification time or content "
+        "differ from the start); nothing was imported. Import it again once it is complete."
+    )
+    assert (count(session, Import), count(session, Subscriber), count(session, Consent)) == (
+        0,
+        0,
+        0,
+    )
+    assert not rejects.exists()

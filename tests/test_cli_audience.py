@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +57,8 @@ def test_latin1_dry_run_warns_and_writes_nothing(cli) -> None:
         "imported 20 new, 0 updated, 0 duplicates, 0 invalid, 0 suppressed "
         "(dry run: nothing written)\n"
     )
-    assert "Warning: generic_contacts_latin1.csv is not UTF-8; it was read as Latin-1." in r.stderr
+    warning = "Warning: generic_contacts_latin1.csv is not UTF-8; it was read as Windows-1252."
+    assert warning in r.stderr
     assert json.loads(cli("audience", "stats", "--json").stdout)["total"] == 0
 
 
@@ -175,4 +178,41 @@ def test_import_as_a_real_subprocess(workspace_env, tmp_path) -> None:
     bad.write_bytes(b"PK\x03\x04\x00\x00binary")
     done = subprocess.run([*command[:-1], str(bad)], env=env, capture_output=True, text=True)
     assert done.returncode == 1
-    assert done.stderr == "Error: bin.csv: this is a binary file, not a CSV text file.\n"
+    assert done.stderr == (
+        "Error: bin.csv line 1: a NUL byte; this is a binary file, not a CSV text file.\n"
+    )
+
+
+def test_bad_bytes_are_one_line_errors_without_row_content(cli, tmp_path) -> None:
+    rows = [f"p{i}@ex.fr;Prénom{i};salon" for i in range(1, 1001)]
+    rows[800] = "secret@ex.fr;Zo\0é;salon"
+    path = tmp_path / "nul.csv"
+    path.write_bytes(("Email;Prénom;Source\n" + "\n".join(rows) + "\n").encode())
+    r = cli("audience", "import", str(path))
+    assert (r.exit_code, r.stdout) == (1, "")
+    assert r.stderr == (
+        "Error: nul.csv line 802: a NUL byte; this is a binary file, not a CSV text file.\n"
+    )
+    path.write_bytes(path.read_bytes().replace(b"Zo\0", b"Zo\xe9"))  # one Latin-1 byte
+    r = cli("audience", "import", str(path))
+    assert r.exit_code == 1
+    assert r.stderr == (
+        "Error: nul.csv line 802: a byte that is not UTF-8 in a file that is otherwise UTF-8, "
+        "so its encoding cannot be decided; save it as UTF-8 and import it again.\n"
+    )
+    assert json.loads(cli("audience", "stats", "--json").stdout)["total"] == 0
+
+
+def test_rejects_and_exports_are_owner_only(cli, workspace_env, tmp_path) -> None:
+    imports = Path(workspace_env["LAUNCHKIT_HOME"]) / "imports"
+    shutil.rmtree(imports)  # a workspace made before the folder existed
+    old_umask = os.umask(0o022)
+    try:
+        path = _csv(tmp_path / "p.csv", "email,first_name\nana@ex.fr,Ana\nnot-an-email,X\n")
+        assert cli("audience", "import", path).exit_code == 0
+        out = tmp_path / "export.csv"
+        assert cli("audience", "export", str(out)).exit_code == 0
+    finally:
+        os.umask(old_umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (imports, *imports.iterdir(), out)}
+    assert modes == {"imports": 0o700, "p.rejects.csv": 0o600, "export.csv": 0o600}

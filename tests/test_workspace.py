@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from sqlalchemy import inspect
 from launchkit.config import SETTINGS, find_workspace, load_settings
 from launchkit.db import check_schema, head_revision, make_engine
 from launchkit.errors import AlreadyExists, ConfigError, SchemaOutOfDate, WorkspaceNotFound
+from launchkit.mailer import FileMessenger, OutgoingMessage, build_message, make_message_id
 from launchkit.workspace import init_workspace
 
 
@@ -166,3 +170,68 @@ def test_migrations_match_models(db_url: str) -> None:
     from launchkit.db import alembic_config
 
     command.check(alembic_config(db_url))
+
+
+# --- owner-only files ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most systems give (022): without care, files would be 0644 and folders 0755."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_workspace_is_owner_only(tmp_path: Path, usual_umask) -> None:
+    ws = init_workspace(tmp_path / "w").workspace
+    folders = [ws, *(p for p in ws.rglob("*") if p.is_dir())]
+    files = [p for p in ws.rglob("*") if p.is_file()]
+    assert {"outbox", "imports", "emails", "magnets", "reports"} <= {p.name for p in folders}
+    assert {p.name for p in files} >= {"launchkit.db", ".launchkit_secret", "launchkit.toml"}
+    assert {str(p): _mode(p) for p in folders} == {str(p): 0o700 for p in folders}
+    assert {str(p): _mode(p) for p in files} == {str(p): 0o600 for p in files}
+    # SQLite creates -wal and -shm later, under the caller's umask: they take the db's mode
+    engine = make_engine(f"sqlite:///{ws / 'launchkit.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE probe (x)")
+        assert _mode(ws / "launchkit.db-wal") == 0o600
+        assert _mode(ws / "launchkit.db-shm") == 0o600
+    engine.dispose()
+
+
+def test_outbox_files_are_owner_only(tmp_path: Path, usual_umask) -> None:
+    outbox = tmp_path / "fresh" / "outbox"
+    messenger = FileMessenger(outbox)
+    msg = OutgoingMessage(
+        to_email="ana@example.com", to_name="Ana", from_email="hello@example.com",
+        from_name="Atelier", subject="Hi", html="<p>Hi</p>", text="Hi",
+        message_id=make_message_id("email", 1, 2, "example.com"),
+    )  # fmt: skip
+    messenger.push(msg, build_message(msg, date=datetime(2026, 11, 20, tzinfo=UTC)))
+    messenger.flush()
+    (eml,) = outbox.iterdir()
+    assert (_mode(outbox), _mode(eml)) == (0o700, 0o600)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_secret_file_open_to_others_is_refused(tmp_path: Path, mode: int) -> None:
+    ws = init_workspace(tmp_path / "w").workspace
+    secret = ws / ".launchkit_secret"
+    secret.chmod(mode)
+    expected = f"{secret} is open to group or others (mode {mode:o}); run: chmod 600 {secret}"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(ws, env={})
+    assert str(caught.value) == expected
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAUNCHKIT_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "launchkit", "launch", "list"],
+        cwd=ws, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stderr) == (1, f"Error: {expected}\n")
+    secret.chmod(0o600)
+    assert load_settings(ws, env={}).secret_keys

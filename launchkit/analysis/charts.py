@@ -21,6 +21,10 @@ WARN = "#e8a33d"
 BAND = "#e3f0e8"
 BAND2 = "#cfe6d8"
 RC = {
+    # labels are user data (sources, tags, segments): never TeX or mathtext, so "$\\foo$" is
+    # drawn as typed instead of crashing the parser
+    "text.usetex": False,
+    "text.parse_math": False,
     "svg.fonttype": "none",
     "svg.hashsalt": "launchkit",
     "font.family": "sans-serif",

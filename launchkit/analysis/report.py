@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -14,6 +13,7 @@ from babel.dates import format_datetime
 from babel.numbers import format_currency, format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from launchkit import files
 from launchkit.resources import starter_dir
 
 LOCALES = {"fr": "fr_FR", "en": "en_US"}
@@ -340,10 +340,7 @@ SUMMARY_FIELDS = (
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    files.write_csv(path, columns, ([row.get(column, "") for column in columns] for row in rows))
 
 
 def write_csv(result: dict[str, Any], directory: Path) -> list[Path]:

@@ -6,7 +6,6 @@ The importer lives in ``launchkit.audience.importer`` and address rules in
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from launchkit.audience.parsing import (
     scan_file,
 )
 from launchkit.errors import InputError, NotFound
+from launchkit.files import write_csv
 from launchkit.models import (
     Consent,
     Subscriber,
@@ -317,16 +317,9 @@ def export_subscribers(
     statuses: Sequence[str] | None = None,
 ) -> int:
     """Write subscribers to a UTF-8 CSV safe to open in a spreadsheet; returns the row count."""
-    count = 0
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(EXPORT_COLUMNS)
-        for item in iter_subscribers(session, segment, statuses=statuses):
-            writer.writerow([_export_cell(item[name]) for name in EXPORT_COLUMNS])
-            count += 1
-    tmp.replace(path)
-    return count
+    items = iter_subscribers(session, segment, statuses=statuses)
+    rows = ([_export_cell(item[name]) for name in EXPORT_COLUMNS] for item in items)
+    return write_csv(path, EXPORT_COLUMNS, rows)
 
 
 def _export_cell(value: Any) -> str:
@@ -335,8 +328,8 @@ def _export_cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, list):
-        return neutralize_cell(",".join(value))
-    return neutralize_cell(str(value))
+        return ",".join(value)
+    return str(value)
 
 
 def _counts(session: Session, query: Any) -> dict[str, int]:

@@ -8,8 +8,10 @@ import unicodedata
 import email_validator
 
 from launchkit.errors import InputError
+from launchkit.files import CELL_TRIGGERS as _CELL_TRIGGERS
+from launchkit.files import neutralize_cell
 
-_CELL_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+__all__ = ["fast_valid", "neutralize_cell", "normalize_email"]
 
 # --- email addresses --------------------------------------------------------------------------
 
@@ -59,11 +61,6 @@ def _slow_normalize(email: str) -> str:
 
 
 # --- CSV cells ---------------------------------------------------------------------------------
-
-
-def neutralize_cell(value: str) -> str:
-    """Prefix a cell a spreadsheet would run as a formula with a quote (OWASP CSV injection)."""
-    return "'" + value if value.startswith(_CELL_TRIGGERS) else value
 
 
 def _unneutralize(value: str) -> str:

@@ -7,19 +7,17 @@ wins: no import re-activates an unsubscribed, bounced or complained address.
 
 from __future__ import annotations
 
-import csv
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from sqlalchemy import Connection, update
 from sqlalchemy.orm import Session
 
-from launchkit.audience.addresses import neutralize_cell
 from launchkit.audience.parsing import (
     INACTIVE,
     FileInfo,
@@ -29,11 +27,12 @@ from launchkit.audience.parsing import (
     check_headers,
     detect_format,
     map_columns,
-    open_records,
+    open_watched,
     parse_chunks,
     scan_file,
 )
 from launchkit.errors import InputError
+from launchkit.files import CsvFile
 from launchkit.models import (
     Consent,
     Import,
@@ -346,33 +345,24 @@ class _Rejects:
 
     def __init__(self, path: Path | None):
         self.path, self.count = path, 0
-        self.tmp = path.with_name(path.name + ".part") if path else None
-        self.handle: TextIO | None = None
-        self.writer: Any = None
+        self.out: CsvFile | None = None
 
     def add(self, number: int, email: str, reason: str) -> None:
         self.count += 1
-        if self.tmp is None:
+        if self.path is None:
             return
-        if self.handle is None:
-            self.tmp.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = self.tmp.open("w", encoding="utf-8", newline="")
-            self.writer = csv.writer(self.handle)
-            self.writer.writerow(["row", "email", "reason"])
-        self.writer.writerow([number, neutralize_cell(email), neutralize_cell(reason)])
+        if self.out is None:
+            self.out = CsvFile(self.path, ["row", "email", "reason"])
+        self.out.writerow([number, email, reason])
 
     def finish(self, ok: bool) -> Path | None:
-        if self.handle is not None:
-            self.handle.close()
-        if self.tmp is None or self.path is None:
+        if self.out is not None:
+            self.out.close(ok)
+        if self.path is None or not ok:
             return None
-        if not ok:
-            self.tmp.unlink(missing_ok=True)
-            return None
-        if not self.tmp.exists():
+        if self.out is None:
             self.path.unlink(missing_ok=True)  # no stale rejects from an earlier run
             return None
-        self.tmp.replace(self.path)
         return self.path
 
 
@@ -429,7 +419,7 @@ def _run_import(
     tz: tzinfo,
     chunk_size: int,
 ) -> ImportResult:
-    handle, records, _ = open_records(path, info.encoding)
+    handle, watched, records = open_watched(path, info)
     with handle:
         headers = next(records, None)
         if not headers:
@@ -439,13 +429,14 @@ def _run_import(
         fmt = detect_format(headers, fmt)
         columns = map_columns(path.name, headers, fmt, mapping)
         result = ImportResult(format=fmt)
-        if info.encoding == "latin-1":
-            result.warnings.append(f"{path.name} is not UTF-8; it was read as Latin-1.")
+        if info.encoding == "cp1252":
+            result.warnings.append(f"{path.name} is not UTF-8; it was read as Windows-1252.")
         source = (source or "").strip()
         zone = tz if fmt == "generic" else UTC  # Mailchimp and Kit write UTC
         tag_set = {t.strip().lower() for t in tags if t.strip()}
         parser = RowParser(columns, source, path.stem, tag_set, zone)
         parser.file_name = path.name
+        parser.check_controls = info.controls
         file_source = None if "source" in columns.index else path.stem
         record = Import(
             file_name=str(path.name),
@@ -460,6 +451,7 @@ def _run_import(
         chunks = parse_chunks(records, parser, chunk_size, progress)
         with writer.bigger_cache():
             _write_chunks(chunks, _Chunk(writer, result), rejects, result)
+        watched.check_unchanged(info)
     if progress is not None:
         progress(result.rows)
     result.invalid = rejects.count

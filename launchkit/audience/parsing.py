@@ -9,12 +9,16 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
+import itertools
+import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from operator import itemgetter
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from zoneinfo import available_timezones
 
 from launchkit.audience.addresses import _header_key, _slow_normalize, _unneutralize, fast_valid
@@ -95,35 +99,137 @@ _KEY_OF = {alias: name for name, aliases in _ALIASES.items() for alias in aliase
 
 @dataclass
 class FileInfo:
+    """What the scan found: the encoding to read with, and what the import checks at its end."""
+
     encoding: str
     sha256: str
     lines: int
+    size: int = 0
+    mtime_ns: int = 0
+    controls: bool = False  # some byte that may be a control character (rows get checked)
+
+
+BLOCK = 1 << 20
+_C0 = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # not tab, LF, CR
+_C1_UTF8 = re.compile(rb"\xc2[\x80-\x9f]")
+_HIGH = bytes(range(0x80, 0x100))
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+
+
+class _Scan:
+    """One pass over the bytes: hash, line count, NUL bytes, UTF-8 validity, control bytes."""
+
+    def __init__(self, name: str):
+        self.name, self.digest, self.lines, self.size = name, hashlib.sha256(), 0, 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.bad_utf8_line: int | None = None
+        self.controls, self.start, self.last = False, b"", b""
+
+    def feed(self, block: bytes) -> None:
+        nul = block.find(b"\0")
+        if nul >= 0:
+            line = self.lines + block.count(b"\n", 0, nul) + 1
+            raise InputError(
+                f"{self.name} line {line}: a NUL byte; this is a binary file, not a CSV text file."
+            )
+        self.start = self.start or block[:4096]
+        self.digest.update(block)
+        if self.bad_utf8_line is None:
+            pending = self.decoder.getstate()[0]
+            try:
+                self.decoder.decode(block)
+            except UnicodeDecodeError as e:
+                at = max(0, e.start - len(pending))
+                self.bad_utf8_line = self.lines + block.count(b"\n", 0, at) + 1
+        if not self.controls:
+            self.controls = bool(
+                len(block.translate(None, _C0)) != len(block)
+                or _C1_UTF8.search(block)
+                or _C1_UTF8.match(self.last + block[:1])
+            )
+        self.lines += block.count(b"\n")
+        self.size += len(block)
+        self.last = block[-1:]
+
+    def finish(self) -> None:
+        if self.bad_utf8_line is None:
+            try:
+                self.decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                self.bad_utf8_line = self.lines + 1
 
 
 def scan_file(path: Path) -> FileInfo:
-    """Check a CSV is readable text; pick UTF-8 (with or without BOM) or Latin-1."""
+    """Check a CSV is text and decide its encoding: UTF-8 (with or without BOM), else
+    Windows-1252; a file that is neither, or mostly UTF-8 with stray bytes, is refused."""
     if not path.is_file():
         raise InputError(f"{path}: no such file.")
-    digest, lines, utf8, size = hashlib.sha256(), 0, True, 0
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    before = path.stat()
+    scan = _Scan(path.name)
     with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            if size == 0 and b"\0" in block[:8192]:
-                raise InputError(f"{path.name}: this is a binary file, not a CSV text file.")
-            size += len(block)
-            digest.update(block)
-            lines += block.count(b"\n")
-            if utf8:
-                try:
-                    decoder.decode(block)
-                except UnicodeDecodeError:
-                    utf8 = False
-    encoding = "utf-8-sig" if utf8 else "latin-1"
-    with path.open("rb") as handle:
-        start = handle.read(4096)
-    if size == 0 or not start.strip(b"\xef\xbb\xbf \r\n\t"):
+        while block := handle.read(BLOCK):
+            scan.feed(block)
+        after = os.fstat(handle.fileno())
+    scan.finish()
+    if _stamp(before) != _stamp(after) or scan.size != after.st_size:
+        raise InputError(changed_message(path.name))
+    if scan.size == 0 or not scan.start.strip(b"\xef\xbb\xbf \r\n\t"):
         raise InputError(f"{path.name}: the file is empty.")
-    return FileInfo(encoding, digest.hexdigest(), lines + 1)
+    encoding = "utf-8-sig" if scan.bad_utf8_line is None else _eight_bit(path, scan.bad_utf8_line)
+    return FileInfo(
+        encoding=encoding,
+        sha256=scan.digest.hexdigest(),
+        lines=scan.lines + 1,
+        size=scan.size,
+        mtime_ns=before.st_mtime_ns,
+        controls=scan.controls,
+    )
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_size, stat.st_mtime_ns
+
+
+def changed_message(name: str) -> str:
+    return (
+        f"{name} changed while it was being read (its size, modification time or content "
+        "differ from the start); nothing was imported. Import it again once it is complete."
+    )
+
+
+def _eight_bit(path: Path, bad_utf8_line: int) -> str:
+    """Windows-1252 (what Excel saves in Western Europe), when the file is not mostly UTF-8
+    (no more valid multi-byte UTF-8 sequences than stray bytes) and every byte decodes."""
+    sequences = stray = lines = 0
+    bad: tuple[int, int] | None = None
+    with path.open("rb") as handle:
+        while block := handle.read(BLOCK):
+            if not block.isascii():
+                found = _UTF8_SEQUENCE.findall(block)
+                sequences += len(found)
+                stray += len(block) - len(block.translate(None, _HIGH)) - sum(map(len, found))
+                if bad is None:
+                    try:
+                        block.decode("cp1252")
+                    except UnicodeDecodeError as e:
+                        bad = (lines + block.count(b"\n", 0, e.start) + 1, block[e.start])
+            lines += block.count(b"\n")
+    if sequences >= stray:
+        raise InputError(
+            f"{path.name} line {bad_utf8_line}: a byte that is not UTF-8 in a file that is "
+            "otherwise UTF-8, so its encoding cannot be decided; save it as UTF-8 and import "
+            "it again."
+        )
+    if bad is not None:
+        raise InputError(
+            f"{path.name} line {bad[0]}: byte 0x{bad[1]:02X} is neither UTF-8 nor Windows-1252 "
+            "text; save the file as UTF-8 and import it again."
+        )
+    return "cp1252"
 
 
 def _sniff_delimiter(header_line: str) -> str:
@@ -320,6 +426,17 @@ _PARSED = ("email", "first_name", "last_name", "signed_up_at", "confirmed_at", "
            "source", "status", "ip")  # fmt: skip
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _refuse_controls(values: tuple[str, ...]) -> None:
+    """A control character (C0 but tab and line breaks, DEL, C1) never reaches a stored field."""
+    for name, value in zip(_PARSED, values, strict=True):
+        found = _CONTROL.search(value)
+        if found:
+            raise ValueError(f"{name}: control character U+{ord(found.group()):04X}")
+
+
 class RowParser:
     """Turns CSV records into ``Row`` objects or a reject reason."""
 
@@ -333,6 +450,7 @@ class RowParser:
         at = [self.width if self.get[name] is None else self.get[name] for name in _PARSED]
         self.fields = itemgetter(*at)
         self.plain_status = columns.unsub_at is None and columns.cleaned_at is None
+        self.check_controls = True  # the importer turns it off when the scan saw no such byte
 
     def parse(self, record: list[str], number: int) -> Row:
         if len(record) != self.width:
@@ -340,7 +458,10 @@ class RowParser:
                 raise ValueError(f"{len(record)} fields where the header has {self.width}")
             record = record + [""] * (self.width - len(record))
         record.append("")
-        raw, first, last, signed, confirmed, zone, tags, source, status, ip = self.fields(record)
+        values = self.fields(record)
+        if self.check_controls:
+            _refuse_controls(values)
+        raw, first, last, signed, confirmed, zone, tags, source, status, ip = values
         raw = _unneutralize(raw.strip())
         if not raw:
             raise ValueError("empty email address")
@@ -401,6 +522,58 @@ class RowParser:
         return status, None
 
 
+class WatchedFile(io.RawIOBase):
+    """The file's bytes as the import reads them, hashed on the way, so that the import can
+    tell at its end whether they are the bytes the scan saw (``check_unchanged``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.file = path.open("rb", buffering=0)
+        self.digest, self.size = hashlib.sha256(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        count = self.file.readinto(buffer)
+        if count:
+            data = bytes(memoryview(buffer)[:count])
+            if b"\0" in data:  # the scan found none: the file is being rewritten
+                raise InputError(changed_message(self.path.name))
+            self.digest.update(data)
+            self.size += count
+        return count
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+    def check_unchanged(self, info: FileInfo) -> None:
+        """Refuse when the bytes read, or the file's size or time, differ from the scan's."""
+        try:
+            now = _stamp(self.path.stat())
+        except OSError:
+            now = (-1, -1)
+        read = (self.size, self.digest.hexdigest())
+        if read != (info.size, info.sha256) or now != (info.size, info.mtime_ns):
+            raise InputError(changed_message(self.path.name))
+
+
+def open_watched(path: Path, info: FileInfo) -> tuple[TextIO, WatchedFile, Iterator[list[str]]]:
+    """The decoded file, its ``WatchedFile`` and a CSV reader on it (header first)."""
+    watched = WatchedFile(path)
+    handle = io.TextIOWrapper(
+        io.BufferedReader(watched, 1 << 16), encoding=info.encoding, newline=""
+    )
+    try:
+        header_line = handle.readline()
+    except UnicodeDecodeError:
+        handle.close()
+        raise InputError(changed_message(path.name)) from None
+    delimiter = _sniff_delimiter(header_line)
+    return handle, watched, csv.reader(itertools.chain([header_line], handle), delimiter=delimiter)
+
+
 def open_records(path: Path, encoding: str) -> tuple[TextIO, Iterator[list[str]], str]:
     """The open file, a CSV reader on it (header first) and the delimiter sniffed."""
     handle = path.open(encoding=encoding, newline="")
@@ -447,6 +620,8 @@ def parse_chunks(
             raise InputError(
                 f"{parser.file_name} line {line}: {e} (an unclosed quote runs on to here?)."
             ) from None
+        except UnicodeDecodeError:  # the scan decoded every byte: the file changed since
+            raise InputError(changed_message(parser.file_name)) from None
         if not record or (len(record) == 1 and not record[0].strip()):
             continue
         seen += 1

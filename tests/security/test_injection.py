@@ -21,14 +21,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 
 from launchkit import audience, mailer
 from launchkit.audience.addresses import _CELL_TRIGGERS
 from launchkit.config import Settings, settings_for_test
 from launchkit.errors import LaunchkitError
-from launchkit.models import Subscriber
+from launchkit.models import Subscriber, SubscriberTag
 from launchkit.render import make_environment, parse_email_file, render_email, sample_context
+from tests.analysis_data import build_small_launch
 from tests.conftest import NOW
 from tests.test_render import LEAK_MARKERS, SSTI_PAYLOADS
 
@@ -282,3 +283,52 @@ def test_csv_export_neutralizes_every_dangerous_cell(session, tmp_path) -> None:
         assert not any(cell.startswith(_CELL_TRIGGERS) for cell in row.values()), row
     assert dangerous == neutralized >= cells and unchanged >= cells
     print(f"csv export: {dangerous}/{dangerous} dangerous cells neutralized, {unchanged} unchanged")
+
+
+# --- analysis outputs: CSV tables and chart labels ---------------------------------------------
+
+
+def _launch_with_labels(sessions, source: str, tag: str) -> None:
+    """The small hand-computed launch, a third of its people from ``source`` tagged ``tag``."""
+    with sessions.begin() as session:
+        build_small_launch(session)
+        ids = session.scalars(select(Subscriber.id).where(Subscriber.id % 3 == 0)).all()
+        session.execute(update(Subscriber).where(Subscriber.id.in_(ids)).values(source=source))
+        session.execute(insert(SubscriberTag), [{"subscriber_id": i, "tag": tag} for i in ids])
+
+
+def test_analyze_csv_neutralizes_formula_cells(sessions, cli, tmp_path: Path) -> None:
+    source, tag = '=HYPERLINK("http://x")', "@SUM(1)"
+    _launch_with_labels(sessions, source, tag)
+    out = tmp_path / "csv"
+    r = cli("analyze", "spring", "--csv", str(out))
+    assert r.exit_code == 0, r.stderr
+    cells = []
+    for path in sorted(out.glob("*.csv")):
+        with path.open(encoding="utf-8", newline="") as handle:
+            cells += [cell for row in csv.reader(handle) for cell in row]
+    assert "'" + source in cells and "'" + tag in cells
+    assert source not in cells and tag not in cells
+    assert not [c for c in cells if c.startswith(("=", "@", "+", "\t", "\r"))]
+
+
+def test_no_module_but_files_writes_csv() -> None:
+    """Every CSV goes through launchkit/files.py (neutralized, owner-only)."""
+    package = Path(__file__).parents[2] / "launchkit"
+    writers = re.compile(r"csv\.(writer|DictWriter)\b")
+    found = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if writers.search(path.read_text(encoding="utf-8"))
+    ]
+    assert found == ["files.py"]
+
+
+@pytest.mark.parametrize("label", [r"$\foo$", r"$\frac{1}{0}$ and $x^$", "50$ $ ^_{"])
+def test_chart_labels_are_never_parsed_as_math(sessions, cli, tmp_path: Path, label) -> None:
+    _launch_with_labels(sessions, label, label)
+    html = tmp_path / "report.html"
+    r = cli("analyze", "spring", "--html", str(html))
+    assert r.exit_code == 0, r.stderr
+    page = html.read_text(encoding="utf-8")
+    assert f"{label} (n=" in page.replace("&amp;", "&")  # drawn as typed, in the bar labels
