@@ -69,16 +69,26 @@ def test_headline_figures(small) -> None:
     assert r["launch"]["slug"] == "spring"
     assert r["audience_size"] == 200  # 211 rows minus late, unsubscribed, pending, suppressed
     assert r["buyers"] == 8  # 7 subscribers + 1 buyer not on the list
-    assert (r["buyers_in_audience"], r["buyers_outside_audience"]) == (7, 1)
-    assert r["conversion_rate"] == pytest.approx(8 / 200)
-    assert r["conversion_ci95"] == pytest.approx(list(wilson(8, 200)))
-    assert r["benchmark"]["position"] == "established"  # 4% is the top of the 2-4% band
+    split = (
+        r["buyers_in_audience"],
+        r["buyers_on_list_outside_audience"],
+        r["buyers_not_on_list"],
+    )
+    assert split == (7, 0, 1)
+    assert r["pending_orders"] == 1  # order 9: checkout started, never paid
+    # conversion counts only the buyers who were in the audience (not the one off the list)
+    assert r["conversion_rate"] == pytest.approx(7 / 200)
+    assert r["conversion_ci95"] == pytest.approx(list(wilson(7, 200)))
+    assert r["benchmark"]["position"] == "established"  # 3.5% is in the 2-4% band
     assert r["benchmark"]["bands"]["typical"] == {"low": 0.005, "high": 0.02}
     # gross: 5 x 497 + 354 (2 of 3 instalments) + 531 + 547 (with bump)
     assert r["gross_revenue_cents"] == 5 * 49700 + 35400 + 53100 + 54700 == 391700
     assert r["refunded_cents"] == 2 * 49700
     assert r["fees_cents"] == 1500 * 4 + 1200 + 1800 + 1650 == 10650  # order 5: fee unknown
     assert r["fees_known_orders"] == 7
+    assert (r["fees_known"], r["fees_unknown_orders"]) == (False, 1)
+    # the fee ratio is over the orders whose fee is known (order 5's gross left out)
+    assert r["fee_ratio"] == pytest.approx(10650 / (391700 - 49700))
     assert r["net_revenue_cents"] == 391700 - 99400 - 10650 == 281650
     assert r["booked_revenue_cents"] == 5 * 49700 + 2 * 53100 + 54700 == 409400
     assert r["orders"] == 8
