@@ -4,7 +4,7 @@ forecast and the Stripe payments import, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from launchkit.models import Order, Subscriber
 from tests.analysis_data import CLOSE, OPEN, build_small_launch, make_launch
 
 NOW = datetime(2027, 3, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
 
 
 def wilson(x: int, n: int) -> tuple[float, float]:
@@ -52,7 +53,7 @@ def conv(key: str, label: str, audience: int, buyers: int) -> dict:
 def small(session) -> dict:
     build_small_launch(session)
     session.flush()
-    return analyze_launch(session, "spring")
+    return analyze_launch(session, "spring", now=NOW)
 
 
 def test_wilson_matches_textbook_values() -> None:
@@ -333,10 +334,10 @@ def test_unknown_launch(session) -> None:
         analyze_launch(session, "nope")
 
 
-def test_compare_fits_a_line(session) -> None:
+def test_compare_fits_a_line_from_three_launches(session) -> None:
     build_small_launch(session)
     session.flush()
-    result = compare_launches(session)
+    result = compare_launches(session, now=NOW)
     slugs = [row["launch"] for row in result["launches"]]
     assert slugs == ["spring", "other"]  # oldest first
     spring = result["launches"][0]
@@ -345,26 +346,57 @@ def test_compare_fits_a_line(session) -> None:
         8,
         281650,
     )
-    other = result["launches"][1]
-    # "other" opens 60 days later: the 200 + the 5 late joiners + 211 (suppression predates) ...
-    assert other["audience_size"] > 0
+    assert spring["provisional"] is False
+    # two launches: no line (it would pass through both points with r2 = 1)
+    assert result["fit"] is None
+    make_launch(session, "third", cart_open=OPEN + 80 * DAY, cart_close=OPEN + 87 * DAY)
+    session.flush()
+    result = compare_launches(session, now=NOW)
+    rows = result["launches"]
+    assert [row["launch"] for row in rows] == ["spring", "other", "third"]
     fit = result["fit"]
-    x = [spring["audience_size"], other["audience_size"]]
-    y = [spring["conversion_rate"], other["conversion_rate"]]
-    slope = (y[1] - y[0]) / (x[1] - x[0])
+    x = [float(row["audience_size"]) for row in rows]
+    y = [row["conversion_rate"] for row in rows]
+    mx, my = sum(x) / 3, sum(y) / 3
+    sxx = sum((v - mx) ** 2 for v in x)
+    slope = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sxx
+    intercept = my - slope * mx
+    residual = sum((b - slope * a - intercept) ** 2 for a, b in zip(x, y, strict=True))
+    half = 12.706 * math.sqrt(residual / 1 / sxx)  # t(0.975, 1 degree of freedom)
+    assert fit["launches"] == 3
     assert fit["slope"] == pytest.approx(slope)
-    assert fit["intercept"] == pytest.approx(y[0] - slope * x[0])
-    assert fit_line([100], [0.01]) is None
+    assert fit["intercept"] == pytest.approx(intercept)
+    assert fit["slope_ci95"] == pytest.approx([slope - half, slope + half])
+    assert fit_line([100, 200], [0.01, 0.02]) is None
+    assert fit_line([100, 100, 100], [0.01, 0.02, 0.03]) is None
+
+
+def test_compare_and_forecast_leave_out_open_carts_unless_named(session) -> None:
+    build_small_launch(session)
+    session.flush()
+    during = CLOSE - DAY  # spring's cart is still open; "other" has not opened
+    assert compare_launches(session, now=during)["launches"] == []
+    named = compare_launches(session, ["spring"], now=during)["launches"]
+    assert [(row["launch"], row["provisional"]) for row in named] == [("spring", True)]
+    after = CLOSE + DAY  # spring closed, "other" still to come
+    assert [row["launch"] for row in compare_launches(session, now=after)["launches"]] == [
+        "spring"
+    ]
+    kwargs = {"audience": 1000, "price_cents": 49700, "simulations": 200}
+    assert forecast_launch(session, now=during, **kwargs)["based_on"] == []
+    assert forecast_launch(session, now=after, **kwargs)["based_on"] == ["spring"]
+    named_forecast = forecast_launch(session, now=during, from_launches=["spring"], **kwargs)
+    assert named_forecast["based_on"] == ["spring"]
 
 
 def test_forecast_from_past_launches_is_seeded(session) -> None:
     build_small_launch(session)
     session.flush()
     first = forecast_launch(
-        session, audience=12000, from_launches=["spring"], seed=7, simulations=5000
+        session, audience=12000, from_launches=["spring"], seed=7, simulations=5000, now=NOW
     )
     again = forecast_launch(
-        session, audience=12000, from_launches=["spring"], seed=7, simulations=5000
+        session, audience=12000, from_launches=["spring"], seed=7, simulations=5000, now=NOW
     )
     assert first == again
     assert first["method"] == "monte-carlo" and first["based_on"] == ["spring"]
@@ -372,20 +404,25 @@ def test_forecast_from_past_launches_is_seeded(session) -> None:
     for key in ("buyers", "net_revenue_cents", "conversion_rate"):
         band = first[key]
         assert band["p10"] <= band["mean"] <= band["p90"]
-    # 8/200 past conversion -> about 4-5% of 12,000 (Beta(9, 193) mean 4.5%)
-    assert 400 < first["buyers"]["mean"] < 700
+    # 7/200 past conversion (buyers in the audience) -> Beta(8, 194), mean 4.0% of 12,000
+    assert 350 < first["buyers"]["mean"] < 600
+    # fee ratio over the orders whose fee is known only (order 5's gross left out)
+    assert first["assumptions"]["fee_ratio"] == pytest.approx(10650 / (391700 - 49700))
+    assert first["assumptions"]["fee_orders"] == 7
     assert first["net_revenue_cents"]["mean"] < first["buyers"]["mean"] * 51175
 
 
 def test_forecast_without_past_uses_benchmark(session) -> None:
-    result = forecast_launch(session, audience=10000, price_cents=49700, seed=1, simulations=4000)
+    result = forecast_launch(
+        session, audience=10000, price_cents=49700, seed=1, simulations=4000, now=NOW
+    )
     assert result["method"] == "monte-carlo-benchmark" and result["based_on"] == []
     assert 0.005 <= result["conversion_rate"]["p10"] <= result["conversion_rate"]["p90"] <= 0.02
     assert 50 <= result["buyers"]["p10"] < result["buyers"]["mean"] < result["buyers"]["p90"] <= 200
     with pytest.raises(InputError, match="--price is required"):
-        forecast_launch(session, audience=10000)
+        forecast_launch(session, audience=10000, now=NOW)
     with pytest.raises(InputError, match="--audience"):
-        forecast_launch(session, audience=0, price_cents=100)
+        forecast_launch(session, audience=0, price_cents=100, now=NOW)
 
 
 STRIPE_HEADER = (

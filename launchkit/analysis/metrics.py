@@ -118,7 +118,8 @@ def revenue_summary(orders: pd.DataFrame, audience_size: int) -> dict[str, Any]:
 def fee_summary(orders: pd.DataFrame) -> dict[str, Any]:
     """Stripe fees: only orders whose fee is known count. ``fees_cents`` is the sum of the known
     fees (null when no order's fee is known), ``fee_ratio`` those fees over the same orders'
-    gross (null without a known fee), ``fees_known`` true when every order's fee is known."""
+    gross ``fees_gross_cents`` (null without a known fee), ``fees_known`` true when every
+    order's fee is known."""
     known = orders[orders["fee_cents"].notna()]
     fees = int(known["fee_cents"].sum())
     gross_known = int(known["paid_cents"].sum())
@@ -127,6 +128,7 @@ def fee_summary(orders: pd.DataFrame) -> dict[str, Any]:
         "fees_known": len(known) == len(orders),
         "fees_known_orders": len(known),
         "fees_unknown_orders": len(orders) - len(known),
+        "fees_gross_cents": gross_known,
         "fee_ratio": safe_rate(fees, gross_known) if gross_known else None,
     }
 
