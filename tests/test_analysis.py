@@ -379,9 +379,7 @@ def test_compare_and_forecast_leave_out_open_carts_unless_named(session) -> None
     named = compare_launches(session, ["spring"], now=during)["launches"]
     assert [(row["launch"], row["provisional"]) for row in named] == [("spring", True)]
     after = CLOSE + DAY  # spring closed, "other" still to come
-    assert [row["launch"] for row in compare_launches(session, now=after)["launches"]] == [
-        "spring"
-    ]
+    assert [row["launch"] for row in compare_launches(session, now=after)["launches"]] == ["spring"]
     kwargs = {"audience": 1000, "price_cents": 49700, "simulations": 200}
     assert forecast_launch(session, now=during, **kwargs)["based_on"] == []
     assert forecast_launch(session, now=after, **kwargs)["based_on"] == ["spring"]
