@@ -532,3 +532,171 @@ def test_segments_saved_and_narrowing(session) -> None:
     assert (expression["audience_size"], expression["buyers_in_audience"]) == (10, 3)
     with pytest.raises(NotFound):
         analyze_launch(session, "spring", segment="nosuchsegment")
+
+
+# --- status history: every change keeps its time ------------------------------------------------
+
+
+def _history(session, email: str) -> list[tuple[str, datetime, str]]:
+    from launchkit.models import SubscriberStatusChange
+
+    rows = session.execute(
+        sa.select(
+            SubscriberStatusChange.status,
+            SubscriberStatusChange.changed_at,
+            SubscriberStatusChange.source,
+        )
+        .join(Subscriber, Subscriber.id == SubscriberStatusChange.subscriber_id)
+        .where(Subscriber.email == email)
+        .order_by(SubscriberStatusChange.changed_at, SubscriberStatusChange.id)
+    )
+    return [tuple(row) for row in rows]
+
+
+def _audience(session, at: datetime) -> int:
+    from launchkit.analysis.definitions import audience_size
+
+    return audience_size(session.connection(), at)
+
+
+def test_every_status_change_keeps_its_time(session, tmp_path: Path) -> None:
+    from launchkit import audience, magnets
+    from launchkit.config import settings_for_test
+    from launchkit.models import SuppressionReason
+
+    jan = datetime(2026, 1, 10, tzinfo=UTC)
+    people = tmp_path / "people.csv"
+    people.write_text("email,signed_up_at\na@x.org,2026-01-01\nb@x.org,2026-01-01\n", "utf-8")
+    audience.import_subscribers(session, people, now=jan)
+    assert _history(session, "a@x.org") == []  # active from the join time: no row needed
+    # a bounce, an unsubscribe, a manual suppression: each at the time it happened
+    audience.suppress(session, "a@x.org", SuppressionReason.BOUNCED, now=jan + 5 * DAY)
+    b = audience.get_subscriber(session, "b@x.org")
+    audience.unsubscribe(session, b.id, now=jan + 7 * DAY, method="link")
+    audience.unsubscribe(session, b.id, now=jan + 9 * DAY, method="link")  # replay: no row
+    assert _history(session, "a@x.org") == [("bounced", jan + 5 * DAY, "bounce")]
+    assert _history(session, "b@x.org") == [("unsubscribed", jan + 7 * DAY, "unsubscribe")]
+    assert [_audience(session, jan + d * DAY) for d in (4, 6, 8)] == [2, 1, 0]
+    # double opt-in: pending from signup until confirmation, then active; a resubscription
+    settings = settings_for_test(tmp_path)
+    magnet = magnets.add_magnet(session, settings, "m", title="M", url="https://e.org", now=jan)
+    visitor = magnets.Visitor(None, None, None)
+    signed = jan + 10 * DAY
+    for email, confirm_after in (("c@x.org", 2), ("b@x.org", 3)):
+        data = magnets.SignupInput(email=email, first_name="")
+        result = magnets.signup(session, settings, magnet, data, visitor, now=signed)
+        payload = {"s": result.subscriber.id, "m": magnet.id, "c": result.consent.id}
+        magnets.confirm_signup(
+            session, settings, payload, ip=None, now=signed + confirm_after * DAY
+        )
+    session.flush()
+    assert _history(session, "c@x.org") == [
+        ("pending", signed, "optin"),
+        ("active", signed + 2 * DAY, "confirm"),
+    ]
+    assert _history(session, "b@x.org")[-1] == ("active", signed + 3 * DAY, "resubscribe")
+    assert [_audience(session, signed + d * DAY) for d in (1, 2, 3)] == [0, 1, 2]
+
+
+def test_imported_unsubscribes_keep_the_exports_time(session, tmp_path: Path) -> None:
+    from launchkit import audience
+
+    mailchimp = tmp_path / "unsubscribed.csv"
+    mailchimp.write_text(
+        '"Email Address","OPTIN_TIME","UNSUB_TIME"\n'
+        '"m@x.org","2026-09-01 10:00:00","2026-11-25 08:00:00"\n',
+        encoding="utf-8",
+    )
+    kit = tmp_path / "kit.csv"
+    kit.write_text(
+        "email,first_name,created_at,status,cancelled_at\n"
+        "k@x.org,K,2026-09-01 10:00:00 UTC,cancelled,2026-11-26 08:00:00 UTC\n",
+        encoding="utf-8",
+    )
+    generic = tmp_path / "generic.csv"
+    generic.write_text(
+        "email,signed_up_at,unsubscribed_at\ng@x.org,2026-09-01,2026-11-27 08:00\n"
+        "h@x.org,2026-09-01,\n",
+        encoding="utf-8",
+    )
+    during_the_cart = OPEN + 2 * DAY  # imported while the cart is open
+    for path in (mailchimp, kit, generic):
+        audience.import_subscribers(session, path, now=during_the_cart)
+    at = datetime(2026, 11, 25, 8, tzinfo=UTC)
+    assert _history(session, "m@x.org") == [("unsubscribed", at, "import")]
+    assert _history(session, "k@x.org") == [("unsubscribed", at + DAY, "import")]
+    assert _history(session, "g@x.org") == [("unsubscribed", at + 2 * DAY, "import")]
+    assert _history(session, "h@x.org") == []
+    assert audience.get_subscriber(session, "g@x.org").unsubscribed_at == at + 2 * DAY
+    # their leaving predates the launch window (from 2026-11-28): not this launch's unsubscribes
+    make_launch(session, "late", prelaunch_start=datetime(2026, 11, 28, tzinfo=UTC))
+    session.flush()
+    r = analyze_launch(session, "late", now=NOW)
+    assert r["emails"]["unsubscribed"] == 0
+    assert r["audience_size"] == 1  # h@x.org only: the others had left at cart open
+
+
+def test_migration_backfills_the_status_history(db_url: str) -> None:
+    """0003 writes the history of existing rows with portable SQL (both databases)."""
+    from alembic import command
+
+    from launchkit.db import alembic_config, make_engine, upgrade_database
+    from launchkit.models import Consent, Suppression
+
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        cfg = alembic_config(db_url)
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001_initial")
+    people = {
+        "p@x.org": ("pending", None, None),  # double opt-in, not confirmed yet
+        "c@x.org": ("active", t + DAY, None),  # double opt-in confirmed
+        "u@x.org": ("unsubscribed", None, t + 2 * DAY),
+        "b@x.org": ("bounced", None, None),  # bounced: its suppression's time
+        "a@x.org": ("active", t, None),  # imported, confirmed elsewhere: no history needed
+    }
+    with engine.begin() as conn:
+        for number, (email, (status, confirmed, unsubscribed)) in enumerate(people.items(), 1):
+            conn.execute(
+                sa.insert(Subscriber.__table__).values(
+                    id=number, email=email, first_name="", last_name="", status=status,
+                    signed_up_at=t, confirmed_at=confirmed, unsubscribed_at=unsubscribed,
+                    created_at=t, updated_at=t + 9 * DAY,
+                )
+            )  # fmt: skip
+        conn.execute(
+            sa.insert(Consent.__table__),
+            [{"subscriber_id": i, "method": "optin"} for i in (1, 2)]
+            + [{"subscriber_id": 5, "method": "import"}],
+        )
+        conn.execute(
+            sa.insert(Suppression.__table__).values(
+                email="b@x.org", reason="bounced", created_at=t + 3 * DAY
+            )
+        )
+    upgrade_database(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT s.email, c.status, c.changed_at, c.source FROM subscriber_status_changes c"
+                " JOIN subscribers s ON s.id = c.subscriber_id ORDER BY s.email, c.changed_at"
+            )
+        ).all()
+    engine.dispose()
+    found = [(e, st, pd_utc(at), src) for e, st, at, src in rows]
+    assert found == [
+        ("b@x.org", "bounced", t + 3 * DAY, "backfill"),
+        ("c@x.org", "pending", t, "optin"),
+        ("c@x.org", "active", t + DAY, "confirm"),
+        ("p@x.org", "pending", t, "optin"),
+        ("u@x.org", "unsubscribed", t + 2 * DAY, "backfill"),
+    ]
+
+
+def pd_utc(value: object) -> datetime:
+    """A raw timestamp (SQLite text or PostgreSQL datetime) as an aware UTC datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
