@@ -255,3 +255,27 @@ def test_unknown_fees_are_unknown_not_zero(launched, sessions, tmp_path: Path) -
     assert "frais inconnu" in page.lower() or "frais inconnu" in page
     r = launched("analyze", "spring", *now)
     assert "- fees unknown = net 2,923.00 EUR" in r.stdout
+
+
+def test_status_counts_by_the_same_definitions(launched) -> None:
+    """`launchkit status` and `analyze` agree on the audience, the buyers and conversion."""
+    now = ("--now", "2026-12-20 10:00")
+    analyzed = json.loads(launched("analyze", "spring", "--json", *now).stdout)
+    r = launched("status", "spring", "--json", *now)
+    assert r.exit_code == 0, r.stderr
+    status = json.loads(r.stdout)
+    for key in (
+        "audience_size",
+        "buyers",
+        "buyers_in_audience",
+        "buyers_on_list_outside_audience",
+        "buyers_not_on_list",
+        "pending_orders",
+        "orders",
+        "conversion_rate",
+        "provisional",
+    ):
+        assert status[key] == analyzed[key], key
+    assert (status["audience_size"], status["buyers_in_audience"]) == (200, 7)
+    during = json.loads(launched("status", "spring", "--json", "--now", "2026-12-05 10:00").stdout)
+    assert during["provisional"] is True

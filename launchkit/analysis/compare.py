@@ -93,19 +93,20 @@ def fit_line(x: list[float], y: list[float]) -> dict[str, Any] | None:
     }
 
 
-def pick_launches(session: Session, slugs: list[str] | None, now: datetime) -> list[str]:
-    """The launches named, or every launch whose cart has closed (oldest first)."""
+def pick_launches(session: Session, slugs: list[str] | None, now: datetime | None) -> list[str]:
+    """The launches named, or every launch whose cart has closed at ``now`` (oldest first;
+    every launch when ``now`` is not given)."""
     if slugs:
         return list(slugs)
     launches = reversed(list_launches(session))
-    return [one.slug for one in launches if not definitions.is_provisional(one, now)]
+    return [one.slug for one in launches if now is None or not definitions.is_provisional(one, now)]
 
 
 def compare_launches(
     session: Session,
     slugs: list[str] | None = None,
     *,
-    now: datetime,
+    now: datetime | None = None,
     currency: str | None = None,
 ) -> dict[str, Any]:
     """Analyze each launch side by side: the ones named, else every launch whose cart has closed

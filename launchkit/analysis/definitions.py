@@ -164,8 +164,10 @@ def person_keys(
     """One key per order (subscriber id, order email, subscriber email): an order linked to no
     subscriber counts as the buyer who has its address when that buyer is linked elsewhere."""
     rows = list(people)
-    linked = {
-        person_key(None, sub_email): person_key(sid, "")
+    if all(sid is not None for sid, _, _ in rows):
+        return [f"id:{int(sid)}" for sid, _, _ in rows]  # type: ignore[arg-type]
+    linked = {  # subscriber addresses are stored normalized
+        f"email:{sub_email}": f"id:{int(sid)}"
         for sid, _, sub_email in rows
         if sid is not None and sub_email
     }

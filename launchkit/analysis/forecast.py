@@ -39,7 +39,9 @@ BENCHMARK_REFUND = (2, 38)  # Beta prior with mean 5%, used when there is no pas
 DEFAULT_DEFAULT_SHARE = 1 / 3
 
 
-def _past_rows(session: Session, slugs: list[str] | None, now: datetime) -> list[dict[str, Any]]:
+def _past_rows(
+    session: Session, slugs: list[str] | None, now: datetime | None
+) -> list[dict[str, Any]]:
     """The launches named, else every launch whose cart has closed, with an audience."""
     chosen = pick_launches(session, slugs, now)
     rows = [summarize(analyze_launch(session, slug, now=now)) for slug in chosen]
@@ -133,7 +135,7 @@ def forecast_launch(
     from_launches: list[str] | None = None,
     seed: int = 0,
     simulations: int = SIMULATIONS,
-    now: datetime,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Expected buyers and net revenue for a list of ``audience`` people, with 80% intervals.
 
