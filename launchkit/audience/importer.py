@@ -262,12 +262,10 @@ class _Chunk:
     def _record_status(self, pairs: list[tuple[int, Row]]) -> None:
         """Status history: an inactive row at the export's own date (else the import's time),
         a pending one from its join time."""
-        w = self.w
-        rows = [
-            (sid, r.status, w.dt(r.status_at or (r.signed if r.status == "pending" else None))
-             or w.now_db, "import")
-            for sid, r in pairs
-        ]  # fmt: skip
+        w, rows = self.w, []
+        for sid, r in pairs:
+            at = r.status_at or (r.signed if r.status == "pending" else None)
+            rows.append((sid, r.status, w.dt(at) if at else w.now_db, "import"))
         w.insert("subscriber_status_changes", STATUS_COLUMNS, rows)
 
     def _suppress(self, rows: list[Row]) -> None:
