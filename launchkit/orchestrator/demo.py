@@ -163,7 +163,7 @@ def run_demo(
         replay.through = None
         replay.tick()
         with sessions.begin() as session:
-            result = analysis.analyze_launch(session, plan.slug, now=replay.clock())
+            result = analysis.analyze_launch(session, plan.slug)
             messages = (
                 session.scalar(
                     select(func.count()).select_from(Send).where(Send.status == SendStatus.SENT)
