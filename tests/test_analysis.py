@@ -212,6 +212,7 @@ def test_emails_and_attribution(small) -> None:
     assert emails["bounced"] == 2
     assert emails["unsubscribed"] == 5  # 50 and 190 in the audience, 206-208 before cart open
     assert emails["complaints"] == 1  # 191: status and suppression row count once
+    assert emails["left"] == 6  # every leaving change in the window (211 left before it)
     assert (emails["sales_page_visits"], emails["checkout_starts"]) == (30, 12)
     assert emails["checkout_start_rate"] == pytest.approx(0.4)
     assert (emails["orders_without_email"], emails["revenue_without_email_cents"]) == (1, 49700)

@@ -353,6 +353,7 @@ def email_summary(
         "bounced": int(emails["bounced"].sum()),
         "unsubscribed": int(leavers.loc[unsubscribed, "subscriber_id"].nunique()),
         "complaints": int(leavers.loc[complained, "subscriber_id"].nunique()),
+        "left": int(leavers["subscriber_id"].nunique()),
         "sales_page_visits": visits,
         "checkout_starts": starts,
         "checkout_start_rate": safe_rate(starts, visits) if visits else None,
