@@ -659,13 +659,10 @@ def test_migration_backfills_the_status_history(db_url: str) -> None:
     }
     with engine.begin() as conn:
         for number, (email, (status, confirmed, unsubscribed)) in enumerate(people.items(), 1):
-            conn.execute(
-                sa.insert(Subscriber.__table__).values(
-                    id=number, email=email, first_name="", last_name="", status=status,
-                    signed_up_at=t, confirmed_at=confirmed, unsubscribed_at=unsubscribed,
-                    created_at=t, updated_at=t + 9 * DAY,
-                )
-            )  # fmt: skip
+            row = {"id": number, "email": email, "first_name": "", "last_name": ""}
+            row |= {"status": status, "confirmed_at": confirmed, "unsubscribed_at": unsubscribed}
+            row |= {"signed_up_at": t, "created_at": t, "updated_at": t + 9 * DAY}
+            conn.execute(sa.insert(Subscriber.__table__).values(**row))
         conn.execute(
             sa.insert(Consent.__table__),
             [{"subscriber_id": i, "method": "optin"} for i in (1, 2)]
@@ -701,3 +698,23 @@ def pd_utc(value: object) -> datetime:
         value = datetime.fromisoformat(value)
     assert isinstance(value, datetime)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def test_refund_timing_counts_from_the_payment_it_returns(session) -> None:
+    """A refund of a plan's third instalment is timed from that instalment, not the first."""
+    from launchkit.models import Payment, Refund
+
+    build_small_launch(session)
+    third = session.scalar(
+        sa.select(Payment.id).where(Payment.order_id == 4, Payment.instalment_number == 3)
+    )
+    at = OPEN + 65 * DAY
+    refund = {"order_id": 4, "payment_id": third, "idempotency_key": "r4", "currency": "EUR"}
+    refund |= {"amount_cents": 17700, "reason": "late", "forced": False, "status": "succeeded"}
+    session.execute(sa.insert(Refund).values(**refund, requested_at=at, refunded_at=at))
+    session.execute(sa.update(Order).where(Order.id == 4).values(refunded_cents=17700))
+    session.flush()
+    refunds = analyze_launch(session, "spring", now=NOW)["refunds"]
+    assert refunds["count"] == 3
+    assert 2.0 in refunds["days"]  # 63 days after the first payment, 2 after the third
+    assert refunds["inside_guarantee"] == 2  # order 2 (10 days) and order 4 (2 days)

@@ -154,7 +154,7 @@ def analyze_data(
         "refund_rate": metrics.safe_rate(
             int(metrics.refunded_mask(data.orders).sum()), len(data.orders)
         ),
-        "refunds": metrics.refund_summary(data.orders, data.refunds, data.offers),
+        "refunds": metrics.refund_summary(data.orders, data.refunds, data.offers, data.payments),
         "payment_plans": metrics.plan_summary(data.orders, data.payments),
         "timing": metrics.timing_summary(data.orders, launch.cart_open, launch.cart_close),
         "emails": metrics.email_summary(

@@ -171,6 +171,7 @@ def _launch_orders(launch_id: int) -> Any:
 def load_payments(conn: Connection, launch_id: int) -> pd.DataFrame:
     """Charges and instalment attempts of the launch's orders."""
     stmt = sa.select(
+        Payment.id,
         Payment.order_id,
         Payment.instalment_number,
         Payment.amount_cents,
@@ -189,6 +190,7 @@ def load_refunds(conn: Connection, launch_id: int) -> pd.DataFrame:
     """Refund records of the launch's orders (all statuses; metrics keep the succeeded ones)."""
     stmt = sa.select(
         Refund.order_id,
+        Refund.payment_id,
         Refund.amount_cents,
         Refund.reason,
         Refund.status,

@@ -156,27 +156,43 @@ def guarantee_days(orders: pd.DataFrame, offers: pd.DataFrame) -> pd.Series:
     return mapped.astype("int64")
 
 
-def refund_times(orders: pd.DataFrame, refunds: pd.DataFrame) -> pd.Series:
-    """When each refunded order was first refunded (refund rows first, then the order's own)."""
+def refund_times(
+    orders: pd.DataFrame, refunds: pd.DataFrame, payments: pd.DataFrame | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """For each refunded order: when it was first refunded (the first succeeded refund's own
+    time, its request time, else the order's ``refunded_at``) and when the money that refund
+    returns had moved (its payment's time, else the order's ``paid_at``)."""
     own = pd.to_datetime(orders["refunded_at"], utc=True)
+    paid = pd.to_datetime(orders["paid_at"], utc=True)
     done = refunds[refunds["status"] == "succeeded"]
     if done.empty:
-        return own
+        return own, paid
     at = pd.to_datetime(done["refunded_at"], utc=True).fillna(
         pd.to_datetime(done["requested_at"], utc=True)
     )
-    first = at.groupby(done["order_id"]).min()
-    return pd.to_datetime(orders["id"].map(first), utc=True).fillna(own)
+    first = done.assign(at=at).sort_values("at", kind="stable").drop_duplicates("order_id")
+    first = first.set_index("order_id")
+    refunded_at = pd.to_datetime(orders["id"].map(first["at"]), utc=True).fillna(own)
+    if payments is not None and "id" in payments and "payment_id" in first:
+        moved = payments.set_index("id")["occurred_at"]
+        payment_at = pd.to_datetime(first["payment_id"].map(moved), utc=True)
+        paid = pd.to_datetime(orders["id"].map(payment_at), utc=True).fillna(paid)
+    return refunded_at, paid
 
 
 def refund_summary(
-    orders: pd.DataFrame, refunds: pd.DataFrame, offers: pd.DataFrame
+    orders: pd.DataFrame,
+    refunds: pd.DataFrame,
+    offers: pd.DataFrame,
+    payments: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Count, rate, amount, days to refund against the guarantee window, and reasons."""
+    """Count, rate, amount, days from the refunded payment to the refund against the guarantee
+    window, and reasons."""
     mask = refunded_mask(orders)
     refunded = orders[mask]
     window = guarantee_days(refunded, offers)
-    days = (refund_times(refunded, refunds) - refunded["paid_at"]) / DAY
+    refunded_at, paid_at = refund_times(refunded, refunds, payments)
+    days = (refunded_at - paid_at) / DAY
     known = days.notna()
     inside = int((days[known] <= window[known]).sum())
     reasons = refunds.loc[refunds["status"] == "succeeded", "reason"].fillna("unspecified")
