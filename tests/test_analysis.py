@@ -718,3 +718,27 @@ def test_refund_timing_counts_from_the_payment_it_returns(session) -> None:
     assert refunds["count"] == 3
     assert 2.0 in refunds["days"]  # 63 days after the first payment, 2 after the third
     assert refunds["inside_guarantee"] == 2  # order 2 (10 days) and order 4 (2 days)
+
+
+def test_buyers_are_distinct_people() -> None:
+    """Two orders of one subscriber are one buyer; an unlinked order with that subscriber's
+    address is the same person; unlinked orders are told apart by their normalized address."""
+    from launchkit.analysis.definitions import count_buyers, person_keys
+
+    orders = [  # (subscriber id, order email, subscriber email), in the audience
+        (1, "a@x.org", "a@x.org", True),
+        (1, "a@x.org", "a@x.org", True),
+        (None, " A@X.org ", None, False),  # the same person, unlinked
+        (2, "b@x.org", "b@x.org", False),  # joined after cart open
+        (None, "Out@Example.COM", None, False),
+        (None, "out@example.com ", None, False),  # the same outsider
+    ]
+    keys = person_keys((sid, email, sub) for sid, email, sub, _ in orders)
+    assert keys[:3] == ["id:1"] * 3 and keys[4] == keys[5] == "email:out@example.com"
+    buyers = count_buyers(zip(keys, [row[3] for row in orders], strict=True))
+    assert buyers.as_dict() == {
+        "buyers": 3,
+        "buyers_in_audience": 1,
+        "buyers_on_list_outside_audience": 1,
+        "buyers_not_on_list": 1,
+    }
