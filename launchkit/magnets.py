@@ -352,6 +352,7 @@ def _upsert_pending(
         )
         session.add(subscriber)
         session.flush()
+        audience.record_status(session, subscriber.id, subscriber.status, at=now, source="optin")
         return subscriber
     if subscriber.status == SubscriberStatus.PENDING and data.first_name:
         # only an unconfirmed record may be renamed by an anonymous form
@@ -447,8 +448,8 @@ def _activate(
                 session, EVENT_RESUBSCRIBE, now=now, magnet_id=magnet.id,
                 subscriber_id=subscriber.id, ip=_cap(ip, 64),
             )  # fmt: skip
-        subscriber.status = SubscriberStatus.ACTIVE
-        subscriber.unsubscribed_at = None
+        source = "confirm" if was == SubscriberStatus.PENDING else "resubscribe"
+        audience.set_status(session, subscriber, SubscriberStatus.ACTIVE, at=now, source=source)
     if subscriber.confirmed_at is None or was != SubscriberStatus.ACTIVE:
         subscriber.confirmed_at = now
     subscriber.updated_at = now

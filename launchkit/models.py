@@ -159,6 +159,39 @@ class Subscriber(Base):
     import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id"))
 
 
+class StatusSource(enum.StrEnum):
+    """What caused a subscriber status change."""
+
+    IMPORT = "import"
+    OPTIN = "optin"
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    SUPPRESS = "suppress"
+    RESUBSCRIBE = "resubscribe"
+    BACKFILL = "backfill"
+
+
+class SubscriberStatusChange(Base):
+    """One status change of a subscriber, at its true time (the history behind the audience).
+
+    A subscriber without a change at or before T had its creation status (active) at T, from
+    its join time on: rows exist for every non-active initial status and every later change.
+    """
+
+    __tablename__ = "subscriber_status_changes"
+    __table_args__ = (
+        Index("ix_subscriber_status_changes_subscriber_at", "subscriber_id", "changed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20))
+    changed_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(20))
+
+
 class SubscriberTag(Base):
     """A tag on a subscriber (many per subscriber)."""
 

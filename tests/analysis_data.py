@@ -32,6 +32,7 @@ from launchkit.models import (
     Refund,
     Send,
     Subscriber,
+    SubscriberStatusChange,
     SubscriberTag,
     Suppression,
     WebEvent,
@@ -116,6 +117,20 @@ def subscribers() -> list[dict]:
     ]
     rows.append(_subscriber(211, "instagram", datetime(2026, 9, 1, tzinfo=UTC)))
     return rows
+
+
+def status_changes() -> list[dict]:
+    """The history behind each non-active status: when it was set (pending: at signup)."""
+    return [
+        {
+            "subscriber_id": row["id"],
+            "status": row["status"],
+            "changed_at": row["unsubscribed_at"] or row["signed_up_at"],
+            "source": "optin" if row["status"] == "pending" else "unsubscribe",
+        }
+        for row in subscribers()
+        if row["status"] != "active"
+    ]
 
 
 def tags() -> list[dict]:
@@ -252,6 +267,7 @@ def build_small_launch(session: Session) -> int:
         prelaunch_start=OPEN + 50 * D,
     )
     session.execute(sa.insert(Subscriber), subscribers())
+    session.execute(sa.insert(SubscriberStatusChange), status_changes())
     session.execute(sa.insert(SubscriberTag), tags())
     session.execute(
         sa.insert(Suppression),

@@ -4,7 +4,7 @@ forecast and the Stripe payments import, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from launchkit.analysis import (
     fit_line,
     forecast_launch,
     import_payments,
+    render_compare,
     render_report,
     to_minor_units,
     wilson_interval,
@@ -25,6 +26,7 @@ from launchkit.models import Order, Subscriber
 from tests.analysis_data import CLOSE, OPEN, build_small_launch, make_launch
 
 NOW = datetime(2027, 3, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
 
 
 def wilson(x: int, n: int) -> tuple[float, float]:
@@ -52,7 +54,7 @@ def conv(key: str, label: str, audience: int, buyers: int) -> dict:
 def small(session) -> dict:
     build_small_launch(session)
     session.flush()
-    return analyze_launch(session, "spring")
+    return analyze_launch(session, "spring", now=NOW)
 
 
 def test_wilson_matches_textbook_values() -> None:
@@ -69,16 +71,26 @@ def test_headline_figures(small) -> None:
     assert r["launch"]["slug"] == "spring"
     assert r["audience_size"] == 200  # 211 rows minus late, unsubscribed, pending, suppressed
     assert r["buyers"] == 8  # 7 subscribers + 1 buyer not on the list
-    assert (r["buyers_in_audience"], r["buyers_outside_audience"]) == (7, 1)
-    assert r["conversion_rate"] == pytest.approx(8 / 200)
-    assert r["conversion_ci95"] == pytest.approx(list(wilson(8, 200)))
-    assert r["benchmark"]["position"] == "established"  # 4% is the top of the 2-4% band
+    split = (
+        r["buyers_in_audience"],
+        r["buyers_on_list_outside_audience"],
+        r["buyers_not_on_list"],
+    )
+    assert split == (7, 0, 1)
+    assert r["pending_orders"] == 1  # order 9: checkout started, never paid
+    # conversion counts only the buyers who were in the audience (not the one off the list)
+    assert r["conversion_rate"] == pytest.approx(7 / 200)
+    assert r["conversion_ci95"] == pytest.approx(list(wilson(7, 200)))
+    assert r["benchmark"]["position"] == "established"  # 3.5% is in the 2-4% band
     assert r["benchmark"]["bands"]["typical"] == {"low": 0.005, "high": 0.02}
     # gross: 5 x 497 + 354 (2 of 3 instalments) + 531 + 547 (with bump)
     assert r["gross_revenue_cents"] == 5 * 49700 + 35400 + 53100 + 54700 == 391700
     assert r["refunded_cents"] == 2 * 49700
     assert r["fees_cents"] == 1500 * 4 + 1200 + 1800 + 1650 == 10650  # order 5: fee unknown
     assert r["fees_known_orders"] == 7
+    assert (r["fees_known"], r["fees_unknown_orders"]) == (False, 1)
+    # the fee ratio is over the orders whose fee is known (order 5's gross left out)
+    assert r["fee_ratio"] == pytest.approx(10650 / (391700 - 49700))
     assert r["net_revenue_cents"] == 391700 - 99400 - 10650 == 281650
     assert r["booked_revenue_cents"] == 5 * 49700 + 2 * 53100 + 54700 == 409400
     assert r["orders"] == 8
@@ -201,6 +213,7 @@ def test_emails_and_attribution(small) -> None:
     assert emails["bounced"] == 2
     assert emails["unsubscribed"] == 5  # 50 and 190 in the audience, 206-208 before cart open
     assert emails["complaints"] == 1  # 191: status and suppression row count once
+    assert emails["left"] == 6  # every leaving change in the window (211 left before it)
     assert (emails["sales_page_visits"], emails["checkout_starts"]) == (30, 12)
     assert emails["checkout_start_rate"] == pytest.approx(0.4)
     assert (emails["orders_without_email"], emails["revenue_without_email_cents"]) == (1, 49700)
@@ -323,10 +336,10 @@ def test_unknown_launch(session) -> None:
         analyze_launch(session, "nope")
 
 
-def test_compare_fits_a_line(session) -> None:
+def test_compare_fits_a_line_from_three_launches(session) -> None:
     build_small_launch(session)
     session.flush()
-    result = compare_launches(session)
+    result = compare_launches(session, now=NOW)
     slugs = [row["launch"] for row in result["launches"]]
     assert slugs == ["spring", "other"]  # oldest first
     spring = result["launches"][0]
@@ -335,26 +348,57 @@ def test_compare_fits_a_line(session) -> None:
         8,
         281650,
     )
-    other = result["launches"][1]
-    # "other" opens 60 days later: the 200 + the 5 late joiners + 211 (suppression predates) ...
-    assert other["audience_size"] > 0
+    assert spring["provisional"] is False
+    # two launches: no line (it would pass through both points with r2 = 1)
+    assert result["fit"] is None
+    make_launch(session, "third", cart_open=OPEN + 80 * DAY, cart_close=OPEN + 87 * DAY)
+    session.flush()
+    result = compare_launches(session, now=NOW)
+    rows = result["launches"]
+    assert [row["launch"] for row in rows] == ["spring", "other", "third"]
     fit = result["fit"]
-    x = [spring["audience_size"], other["audience_size"]]
-    y = [spring["conversion_rate"], other["conversion_rate"]]
-    slope = (y[1] - y[0]) / (x[1] - x[0])
+    x = [float(row["audience_size"]) for row in rows]
+    y = [row["conversion_rate"] for row in rows]
+    mx, my = sum(x) / 3, sum(y) / 3
+    sxx = sum((v - mx) ** 2 for v in x)
+    slope = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sxx
+    intercept = my - slope * mx
+    residual = sum((b - slope * a - intercept) ** 2 for a, b in zip(x, y, strict=True))
+    half = 12.706 * math.sqrt(residual / 1 / sxx)  # t(0.975, 1 degree of freedom)
+    assert fit["launches"] == 3
     assert fit["slope"] == pytest.approx(slope)
-    assert fit["intercept"] == pytest.approx(y[0] - slope * x[0])
-    assert fit_line([100], [0.01]) is None
+    assert fit["intercept"] == pytest.approx(intercept)
+    assert fit["slope_ci95"] == pytest.approx([slope - half, slope + half])
+    page = render_compare(result, language="en")
+    assert "95% interval" in page and "3 launches" in page
+    assert fit_line([100, 200], [0.01, 0.02]) is None
+    assert fit_line([100, 100, 100], [0.01, 0.02, 0.03]) is None
+
+
+def test_compare_and_forecast_leave_out_open_carts_unless_named(session) -> None:
+    build_small_launch(session)
+    session.flush()
+    during = CLOSE - DAY  # spring's cart is still open; "other" has not opened
+    assert compare_launches(session, now=during)["launches"] == []
+    named = compare_launches(session, ["spring"], now=during)["launches"]
+    assert [(row["launch"], row["provisional"]) for row in named] == [("spring", True)]
+    after = CLOSE + DAY  # spring closed, "other" still to come
+    assert [row["launch"] for row in compare_launches(session, now=after)["launches"]] == ["spring"]
+    kwargs = {"audience": 1000, "price_cents": 49700, "simulations": 200}
+    assert forecast_launch(session, now=during, **kwargs)["based_on"] == []
+    assert forecast_launch(session, now=after, **kwargs)["based_on"] == ["spring"]
+    named_forecast = forecast_launch(session, now=during, from_launches=["spring"], **kwargs)
+    assert named_forecast["based_on"] == ["spring"]
 
 
 def test_forecast_from_past_launches_is_seeded(session) -> None:
     build_small_launch(session)
     session.flush()
     first = forecast_launch(
-        session, audience=12000, from_launches=["spring"], seed=7, simulations=5000
+        session, audience=12000, from_launches=["spring"], seed=7, simulations=5000, now=NOW
     )
     again = forecast_launch(
-        session, audience=12000, from_launches=["spring"], seed=7, simulations=5000
+        session, audience=12000, from_launches=["spring"], seed=7, simulations=5000, now=NOW
     )
     assert first == again
     assert first["method"] == "monte-carlo" and first["based_on"] == ["spring"]
@@ -362,20 +406,25 @@ def test_forecast_from_past_launches_is_seeded(session) -> None:
     for key in ("buyers", "net_revenue_cents", "conversion_rate"):
         band = first[key]
         assert band["p10"] <= band["mean"] <= band["p90"]
-    # 8/200 past conversion -> about 4-5% of 12,000 (Beta(9, 193) mean 4.5%)
-    assert 400 < first["buyers"]["mean"] < 700
+    # 7/200 past conversion (buyers in the audience) -> Beta(8, 194), mean 4.0% of 12,000
+    assert 350 < first["buyers"]["mean"] < 600
+    # fee ratio over the orders whose fee is known only (order 5's gross left out)
+    assert first["assumptions"]["fee_ratio"] == pytest.approx(10650 / (391700 - 49700))
+    assert first["assumptions"]["fee_orders"] == 7
     assert first["net_revenue_cents"]["mean"] < first["buyers"]["mean"] * 51175
 
 
 def test_forecast_without_past_uses_benchmark(session) -> None:
-    result = forecast_launch(session, audience=10000, price_cents=49700, seed=1, simulations=4000)
+    result = forecast_launch(
+        session, audience=10000, price_cents=49700, seed=1, simulations=4000, now=NOW
+    )
     assert result["method"] == "monte-carlo-benchmark" and result["based_on"] == []
     assert 0.005 <= result["conversion_rate"]["p10"] <= result["conversion_rate"]["p90"] <= 0.02
     assert 50 <= result["buyers"]["p10"] < result["buyers"]["mean"] < result["buyers"]["p90"] <= 200
     with pytest.raises(InputError, match="--price is required"):
-        forecast_launch(session, audience=10000)
+        forecast_launch(session, audience=10000, now=NOW)
     with pytest.raises(InputError, match="--audience"):
-        forecast_launch(session, audience=0, price_cents=100)
+        forecast_launch(session, audience=0, price_cents=100, now=NOW)
 
 
 STRIPE_HEADER = (
@@ -487,3 +536,212 @@ def test_segments_saved_and_narrowing(session) -> None:
     assert (expression["audience_size"], expression["buyers_in_audience"]) == (10, 3)
     with pytest.raises(NotFound):
         analyze_launch(session, "spring", segment="nosuchsegment")
+
+
+# --- status history: every change keeps its time ------------------------------------------------
+
+
+def _history(session, email: str) -> list[tuple[str, datetime, str]]:
+    from launchkit.models import SubscriberStatusChange
+
+    rows = session.execute(
+        sa.select(
+            SubscriberStatusChange.status,
+            SubscriberStatusChange.changed_at,
+            SubscriberStatusChange.source,
+        )
+        .join(Subscriber, Subscriber.id == SubscriberStatusChange.subscriber_id)
+        .where(Subscriber.email == email)
+        .order_by(SubscriberStatusChange.changed_at, SubscriberStatusChange.id)
+    )
+    return [tuple(row) for row in rows]
+
+
+def _audience(session, at: datetime) -> int:
+    from launchkit.analysis.definitions import audience_size
+
+    return audience_size(session.connection(), at)
+
+
+def test_every_status_change_keeps_its_time(session, tmp_path: Path) -> None:
+    from launchkit import audience, magnets
+    from launchkit.config import settings_for_test
+    from launchkit.models import SuppressionReason
+
+    jan = datetime(2026, 1, 10, tzinfo=UTC)
+    people = tmp_path / "people.csv"
+    people.write_text("email,signed_up_at\na@x.org,2026-01-01\nb@x.org,2026-01-01\n", "utf-8")
+    audience.import_subscribers(session, people, now=jan)
+    assert _history(session, "a@x.org") == []  # active from the join time: no row needed
+    # a bounce, an unsubscribe, a manual suppression: each at the time it happened
+    audience.suppress(session, "a@x.org", SuppressionReason.BOUNCED, now=jan + 5 * DAY)
+    b = audience.get_subscriber(session, "b@x.org")
+    audience.unsubscribe(session, b.id, now=jan + 7 * DAY, method="link")
+    audience.unsubscribe(session, b.id, now=jan + 9 * DAY, method="link")  # replay: no row
+    assert _history(session, "a@x.org") == [("bounced", jan + 5 * DAY, "bounce")]
+    assert _history(session, "b@x.org") == [("unsubscribed", jan + 7 * DAY, "unsubscribe")]
+    assert [_audience(session, jan + d * DAY) for d in (4, 6, 8)] == [2, 1, 0]
+    # double opt-in: pending from signup until confirmation, then active; a resubscription
+    settings = settings_for_test(tmp_path)
+    magnet = magnets.add_magnet(session, settings, "m", title="M", url="https://e.org", now=jan)
+    visitor = magnets.Visitor(None, None, None)
+    signed = jan + 10 * DAY
+    for email, confirm_after in (("c@x.org", 2), ("b@x.org", 3)):
+        data = magnets.SignupInput(email=email, first_name="")
+        result = magnets.signup(session, settings, magnet, data, visitor, now=signed)
+        payload = {"s": result.subscriber.id, "m": magnet.id, "c": result.consent.id}
+        magnets.confirm_signup(
+            session, settings, payload, ip=None, now=signed + confirm_after * DAY
+        )
+    session.flush()
+    assert _history(session, "c@x.org") == [
+        ("pending", signed, "optin"),
+        ("active", signed + 2 * DAY, "confirm"),
+    ]
+    assert _history(session, "b@x.org")[-1] == ("active", signed + 3 * DAY, "resubscribe")
+    assert [_audience(session, signed + d * DAY) for d in (1, 2, 3)] == [0, 1, 2]
+
+
+def test_imported_unsubscribes_keep_the_exports_time(session, tmp_path: Path) -> None:
+    from launchkit import audience
+
+    mailchimp = tmp_path / "unsubscribed.csv"
+    mailchimp.write_text(
+        '"Email Address","OPTIN_TIME","UNSUB_TIME"\n'
+        '"m@x.org","2026-09-01 10:00:00","2026-11-25 08:00:00"\n',
+        encoding="utf-8",
+    )
+    kit = tmp_path / "kit.csv"
+    kit.write_text(
+        "email,first_name,created_at,status,cancelled_at\n"
+        "k@x.org,K,2026-09-01 10:00:00 UTC,cancelled,2026-11-26 08:00:00 UTC\n",
+        encoding="utf-8",
+    )
+    generic = tmp_path / "generic.csv"
+    generic.write_text(
+        "email,signed_up_at,unsubscribed_at\ng@x.org,2026-09-01,2026-11-27 08:00\n"
+        "h@x.org,2026-09-01,\n",
+        encoding="utf-8",
+    )
+    during_the_cart = OPEN + 2 * DAY  # imported while the cart is open
+    for path in (mailchimp, kit, generic):
+        audience.import_subscribers(session, path, now=during_the_cart)
+    at = datetime(2026, 11, 25, 8, tzinfo=UTC)
+    assert _history(session, "m@x.org") == [("unsubscribed", at, "import")]
+    assert _history(session, "k@x.org") == [("unsubscribed", at + DAY, "import")]
+    assert _history(session, "g@x.org") == [("unsubscribed", at + 2 * DAY, "import")]
+    assert _history(session, "h@x.org") == []
+    assert audience.get_subscriber(session, "g@x.org").unsubscribed_at == at + 2 * DAY
+    # their leaving predates the launch window (from 2026-11-28): not this launch's unsubscribes
+    make_launch(session, "late", prelaunch_start=datetime(2026, 11, 28, tzinfo=UTC))
+    session.flush()
+    r = analyze_launch(session, "late", now=NOW)
+    assert r["emails"]["unsubscribed"] == 0
+    assert r["audience_size"] == 1  # h@x.org only: the others had left at cart open
+
+
+def test_migration_backfills_the_status_history(db_url: str) -> None:
+    """0003 writes the history of existing rows with portable SQL (both databases)."""
+    from alembic import command
+
+    from launchkit.db import alembic_config, make_engine, upgrade_database
+    from launchkit.models import Consent, Suppression
+
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        cfg = alembic_config(db_url)
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001_initial")
+    people = {
+        "p@x.org": ("pending", None, None),  # double opt-in, not confirmed yet
+        "c@x.org": ("active", t + DAY, None),  # double opt-in confirmed
+        "u@x.org": ("unsubscribed", None, t + 2 * DAY),
+        "b@x.org": ("bounced", None, None),  # bounced: its suppression's time
+        "a@x.org": ("active", t, None),  # imported, confirmed elsewhere: no history needed
+    }
+    with engine.begin() as conn:
+        for number, (email, (status, confirmed, unsubscribed)) in enumerate(people.items(), 1):
+            row = {"id": number, "email": email, "first_name": "", "last_name": ""}
+            row |= {"status": status, "confirmed_at": confirmed, "unsubscribed_at": unsubscribed}
+            row |= {"signed_up_at": t, "created_at": t, "updated_at": t + 9 * DAY}
+            conn.execute(sa.insert(Subscriber.__table__).values(**row))
+        conn.execute(
+            sa.insert(Consent.__table__),
+            [{"subscriber_id": i, "method": "optin"} for i in (1, 2)]
+            + [{"subscriber_id": 5, "method": "import"}],
+        )
+        conn.execute(
+            sa.insert(Suppression.__table__).values(
+                email="b@x.org", reason="bounced", created_at=t + 3 * DAY
+            )
+        )
+    upgrade_database(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT s.email, c.status, c.changed_at, c.source FROM subscriber_status_changes c"
+                " JOIN subscribers s ON s.id = c.subscriber_id ORDER BY s.email, c.changed_at"
+            )
+        ).all()
+    engine.dispose()
+    found = [(e, st, pd_utc(at), src) for e, st, at, src in rows]
+    assert found == [
+        ("b@x.org", "bounced", t + 3 * DAY, "backfill"),
+        ("c@x.org", "pending", t, "optin"),
+        ("c@x.org", "active", t + DAY, "confirm"),
+        ("p@x.org", "pending", t, "optin"),
+        ("u@x.org", "unsubscribed", t + 2 * DAY, "backfill"),
+    ]
+
+
+def pd_utc(value: object) -> datetime:
+    """A raw timestamp (SQLite text or PostgreSQL datetime) as an aware UTC datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def test_refund_timing_counts_from_the_payment_it_returns(session) -> None:
+    """A refund of a plan's third instalment is timed from that instalment, not the first."""
+    from launchkit.models import Payment, Refund
+
+    build_small_launch(session)
+    third = session.scalar(
+        sa.select(Payment.id).where(Payment.order_id == 4, Payment.instalment_number == 3)
+    )
+    at = OPEN + 65 * DAY
+    refund = {"order_id": 4, "payment_id": third, "idempotency_key": "r4", "currency": "EUR"}
+    refund |= {"amount_cents": 17700, "reason": "late", "forced": False, "status": "succeeded"}
+    session.execute(sa.insert(Refund).values(**refund, requested_at=at, refunded_at=at))
+    session.execute(sa.update(Order).where(Order.id == 4).values(refunded_cents=17700))
+    session.flush()
+    refunds = analyze_launch(session, "spring", now=NOW)["refunds"]
+    assert refunds["count"] == 3
+    assert 2.0 in refunds["days"]  # 63 days after the first payment, 2 after the third
+    assert refunds["inside_guarantee"] == 2  # order 2 (10 days) and order 4 (2 days)
+
+
+def test_buyers_are_distinct_people() -> None:
+    """Two orders of one subscriber are one buyer; an unlinked order with that subscriber's
+    address is the same person; unlinked orders are told apart by their normalized address."""
+    from launchkit.analysis.definitions import count_buyers, person_keys
+
+    orders = [  # (subscriber id, order email, subscriber email), in the audience
+        (1, "a@x.org", "a@x.org", True),
+        (1, "a@x.org", "a@x.org", True),
+        (None, " A@X.org ", None, False),  # the same person, unlinked
+        (2, "b@x.org", "b@x.org", False),  # joined after cart open
+        (None, "Out@Example.COM", None, False),
+        (None, "out@example.com ", None, False),  # the same outsider
+    ]
+    keys = person_keys((sid, email, sub) for sid, email, sub, _ in orders)
+    assert keys[:3] == ["id:1"] * 3 and keys[4] == keys[5] == "email:out@example.com"
+    buyers = count_buyers(zip(keys, [row[3] for row in orders], strict=True))
+    assert buyers.as_dict() == {
+        "buyers": 3,
+        "buyers_in_audience": 1,
+        "buyers_on_list_outside_audience": 1,
+        "buyers_not_on_list": 1,
+    }

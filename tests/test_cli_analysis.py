@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -64,11 +65,18 @@ def test_analyze_json_has_the_documented_keys(launched) -> None:
 
 def test_analyze_text_html_and_csv(launched, tmp_path: Path) -> None:
     html, out = tmp_path / "report.html", tmp_path / "csv"
-    r = launched("analyze", "spring", "--html", str(html), "--csv", str(out))
+    r = launched(
+        "analyze", "spring", "--html", str(html), "--csv", str(out), "--now", "2027-03-01 10:00"
+    )
     assert r.exit_code == 0, r.stderr
-    assert "Audience at cart open: 200  buyers: 8  conversion: 4.00%" in r.stdout
     assert (
-        "Gross 3,917.00 EUR - refunds 994.00 EUR - fees 106.50 EUR = net 2,816.50 EUR" in r.stdout
+        "Audience at cart open: 200  buyers: 8 (7 in the audience, 0 on the list outside it, "
+        "1 not on the list; 1 checkouts unpaid)\nConversion: 3.50%" in r.stdout
+    )
+    assert "Provisional" not in r.stdout
+    assert (
+        "Gross 3,917.00 EUR - refunds 994.00 EUR - fees 106.50 EUR (unknown for 1 of 8 orders) "
+        "= net 2,816.50 EUR" in r.stdout
     )
     assert f"Wrote HTML report to {html}" in r.stdout
     page = html.read_text(encoding="utf-8")
@@ -113,13 +121,17 @@ def test_analyze_errors(sessions, cli) -> None:
 
 
 def test_compare_and_forecast(launched, tmp_path: Path) -> None:
-    r = launched("compare", "--json", "--html", str(tmp_path / "c.html"))
+    after = ("--now", "2027-03-01 10:00")
+    r = launched("compare", "--json", "--html", str(tmp_path / "c.html"), *after)
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)
     assert [row["launch"] for row in data["launches"]] == ["spring", "other"]
-    assert data["fit"] is not None and "<svg" in (tmp_path / "c.html").read_text()
-    r = launched("compare", "spring")
-    assert r.exit_code == 0 and "spring" in r.stdout
+    assert data["fit"] is None  # two launches: no line
+    page = (tmp_path / "c.html").read_text()
+    assert "<svg" in page and "Pas de droite ajustée" in page
+    r = launched("compare", "spring", "--now", "2026-12-05 10:00")
+    assert r.exit_code == 0 and "spring (provisional)" in r.stdout
+    assert "No fitted line: it takes at least three launches" in r.stdout
     r = launched(
         "forecast",
         "--audience",
@@ -154,3 +166,116 @@ def test_import_payments_cli(launched, tmp_path: Path) -> None:
     assert "unmatched: stranger@example.org" in r.stdout
     r = launched("import-payments", str(tmp_path / "missing.csv"), "--launch", "other")
     assert r.exit_code == 1 and r.stderr.startswith("Error: missing.csv: cannot read the file")
+
+
+def test_bounce_after_cart_open_keeps_the_audience(cli, sessions, tmp_path: Path) -> None:
+    """3 people signed up in January, cart in February, one suppressed as bounced today: the
+    audience at cart open is still 3 (analyze and status agree)."""
+    people = tmp_path / "january.csv"
+    people.write_text(
+        "email,signed_up_at\n"
+        "ann@example.com,2026-01-05 10:00\n"
+        "bob@example.com,2026-01-12 10:00\n"
+        "cyd@example.com,2026-01-20 10:00\n",
+        encoding="utf-8",
+    )
+    assert cli("audience", "import", str(people)).exit_code == 0
+    with sessions.begin() as session:
+        make_launch(
+            session,
+            "february",
+            prelaunch_start=datetime(2026, 1, 25, tzinfo=UTC),
+            cart_open=datetime(2026, 2, 1, 9, tzinfo=UTC),
+            cart_close=datetime(2026, 2, 8, 9, tzinfo=UTC),
+        )
+    bounced = tmp_path / "bounced.txt"
+    bounced.write_text("bob@example.com\n", encoding="utf-8")
+    r = cli("audience", "suppress", "--file", str(bounced), "--reason", "bounced")
+    assert r.exit_code == 0, r.stderr
+    r = cli("analyze", "february", "--json")
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["audience_size"] == 3
+    assert data["emails"]["unsubscribed"] == 0  # the bounce is not in the launch window
+    r = cli("status", "february", "--json", "--now", "2026-03-01 10:00")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["audience_size"] == 3
+
+
+def test_segment_narrows_buyers_like_by_segment(launched) -> None:
+    """`--segment X` gives the conversion of the `by_segment` row for X (not all buyers over
+    the segment's audience)."""
+    now = ("--now", "2027-03-01 10:00")
+    for name, expression in (("podcasters", "source:podcast"), ("vip", "tag:vip")):
+        r = launched("segment", "save", name, expression)
+        assert r.exit_code == 0, r.stderr
+    whole = json.loads(launched("analyze", "spring", "--json", *now).stdout)
+    rows = {row["segment"]: row for row in whole["by_segment"]}
+    for name in ("podcasters", "vip"):
+        r = launched("analyze", "spring", "--json", "--segment", name, *now)
+        assert r.exit_code == 0, r.stderr
+        narrowed = json.loads(r.stdout)
+        row = rows[name]
+        assert narrowed["audience_size"] == row["audience"]
+        assert narrowed["buyers_in_audience"] == row["buyers"]
+        assert narrowed["conversion_rate"] == pytest.approx(row["conversion_rate"], abs=1e-12)
+        assert narrowed["conversion_ci95"] == pytest.approx([row["ci95_low"], row["ci95_high"]])
+        assert narrowed["buyers_not_on_list"] == 0  # the outsider matches no segment
+        assert narrowed["buyers"] == row["buyers"]  # every segment buyer is in the audience
+    # revenue follows the buyers: the podcasters bought orders 3 and 4 (two plans)
+    podcast = json.loads(
+        launched("analyze", "spring", "--json", "--segment", "podcasters", *now).stdout
+    )
+    assert (podcast["orders"], podcast["gross_revenue_cents"]) == (2, 35400 + 53100)
+
+
+def test_provisional_while_the_cart_is_open(launched, tmp_path: Path) -> None:
+    html = tmp_path / "r.html"
+    r = launched("analyze", "spring", "--json", "--html", str(html), "--now", "2026-12-05 10:00")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["provisional"] is True
+    assert "Provisoire : le panier est encore ouvert" in html.read_text(encoding="utf-8")
+    r = launched("analyze", "spring", "--json", "--html", str(html), "--now", "2026-12-09 10:00")
+    assert json.loads(r.stdout)["provisional"] is False
+    assert "Provisoire" not in html.read_text(encoding="utf-8")
+    r = launched("analyze", "spring", "--now", "2026-12-05 10:00")
+    assert "Provisional: the cart is open until 2026-12-08T09:00:00Z" in r.stdout
+
+
+def test_unknown_fees_are_unknown_not_zero(launched, sessions, tmp_path: Path) -> None:
+    with sessions.begin() as session:
+        session.execute(sa.update(Order).values(fee_cents=None))
+    html = tmp_path / "r.html"
+    now = ("--now", "2027-03-01 10:00")
+    data = json.loads(launched("analyze", "spring", "--json", "--html", str(html), *now).stdout)
+    assert (data["fees_cents"], data["fee_ratio"], data["fees_known"]) == (None, None, False)
+    assert (data["fees_known_orders"], data["fees_unknown_orders"]) == (0, 8)
+    assert data["net_revenue_cents"] == 391700 - 99400  # gross - refunds, no fee invented
+    page = html.read_text(encoding="utf-8")
+    assert "frais inconnu" in page.lower() or "frais inconnu" in page
+    r = launched("analyze", "spring", *now)
+    assert "- fees unknown = net 2,923.00 EUR" in r.stdout
+
+
+def test_status_counts_by_the_same_definitions(launched) -> None:
+    """`launchkit status` and `analyze` agree on the audience, the buyers and conversion."""
+    now = ("--now", "2026-12-20 10:00")
+    analyzed = json.loads(launched("analyze", "spring", "--json", *now).stdout)
+    r = launched("status", "spring", "--json", *now)
+    assert r.exit_code == 0, r.stderr
+    status = json.loads(r.stdout)
+    for key in (
+        "audience_size",
+        "buyers",
+        "buyers_in_audience",
+        "buyers_on_list_outside_audience",
+        "buyers_not_on_list",
+        "pending_orders",
+        "orders",
+        "conversion_rate",
+        "provisional",
+    ):
+        assert status[key] == analyzed[key], key
+    assert (status["audience_size"], status["buyers_in_audience"]) == (200, 7)
+    during = json.loads(launched("status", "spring", "--json", "--now", "2026-12-05 10:00").stdout)
+    assert during["provisional"] is True

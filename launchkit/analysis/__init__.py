@@ -2,9 +2,10 @@
 
 Public API (the CLI is a thin layer over these):
 
-- ``analyze_launch(session, slug, currency=None, segment=None) -> dict``
-- ``compare_launches(session, slugs=None, currency=None) -> dict``
-- ``forecast_launch(session, audience=, price_cents=None, from_launches=None, seed=0) -> dict``
+- ``analyze_launch(session, slug, currency=None, segment=None, now=None) -> dict``
+- ``compare_launches(session, slugs=None, now=None, currency=None) -> dict``
+- ``forecast_launch(session, audience=, price_cents=None, from_launches=None, seed=0,
+  now=None) -> dict`` (``now`` decides which carts have closed; without it, all count)
 - ``import_payments(session, path, launch=, now=) -> dict``
 - ``render_report(result, language=, templates_dir=) -> str`` and ``render_compare(...)``
 - ``write_csv(result, directory) -> list[Path]``

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from launchkit.analysis import metrics
+from launchkit.analysis import definitions, metrics
 from launchkit.analysis.load import LaunchData, launch_window, load_launch
 from launchkit.clock import iso_utc
 from launchkit.errors import InputError
@@ -53,14 +54,29 @@ def keep_currency(data: LaunchData, currency: str) -> None:
     data.refunds = data.refunds[data.refunds["order_id"].isin(kept)]
 
 
+def keep_segment(data: LaunchData) -> None:
+    """``--segment``: keep only the orders of buyers whose subscriber matches the segment."""
+    data.orders = data.orders[data.orders["in_segment"].astype(bool)].copy()
+    kept = data.orders["id"]
+    data.payments = data.payments[data.payments["order_id"].isin(kept)]
+    data.refunds = data.refunds[data.refunds["order_id"].isin(kept)]
+
+
+def buyers_of(orders: pd.DataFrame) -> definitions.Buyers:
+    """Distinct buyers of the counted orders, split by where they stood at cart open."""
+    pairs = zip(orders["person"], orders["in_audience"].astype(bool), strict=True)
+    return definitions.count_buyers(pairs)
+
+
 def _conversion(data: LaunchData, members: dict[str, pd.Series]) -> dict[str, Any]:
     audience = data.audience
-    keys = metrics.buyer_keys(data.orders)
-    buyer_ids = data.orders["subscriber_id"].dropna().astype("int64")
+    buyers = buyers_of(data.orders)
+    in_audience = data.orders[data.orders["in_audience"].astype(bool)]
+    buyer_ids = in_audience["subscriber_id"].dropna().astype("int64")
     is_buyer = audience["id"].isin(buyer_ids)
-    size, buyers = len(audience), int(keys.nunique())
-    ci = metrics.wilson_interval(buyers, size)
-    rate = metrics.safe_rate(buyers, size)
+    size = len(audience)
+    ci = metrics.wilson_interval(buyers.in_audience, size)
+    rate = definitions.conversion_rate(buyers.in_audience, size)
     segments = [
         metrics.conversion_row(
             name,
@@ -72,9 +88,7 @@ def _conversion(data: LaunchData, members: dict[str, pd.Series]) -> dict[str, An
     ]
     return {
         "audience_size": size,
-        "buyers": buyers,
-        "buyers_in_audience": int(is_buyer.sum()),
-        "buyers_outside_audience": buyers - int(is_buyer.sum()),
+        **buyers.as_dict(),
         "conversion_rate": rate,
         "conversion_ci95": list(ci) if ci else None,
         "benchmark": metrics.benchmark_position(rate),
@@ -117,23 +131,30 @@ def analyze_data(
     currency: str | None = None,
     segment: str | None = None,
     members: dict[str, pd.Series] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Every metric of a loaded launch, as one JSON-ready dict."""
+    """Every metric of a loaded launch, as one JSON-ready dict (``provisional`` when ``now`` is
+    before cart close)."""
     chosen = choose_currency(data, currency)
     keep_currency(data, chosen)
+    if segment:
+        keep_segment(data)
     launch = data.launch
     conversion = _conversion(data, members or {})
     revenue = metrics.revenue_summary(data.orders, conversion["audience_size"])
+    provisional = definitions.is_provisional(launch, now) if now is not None else None
     return {
         "launch": _launch_info(launch, data),
+        "provisional": provisional,
         "currency": chosen,
         "segment": segment,
         **conversion,
+        "pending_orders": 0 if segment else data.pending.get(chosen, 0),
         **revenue,
         "refund_rate": metrics.safe_rate(
             int(metrics.refunded_mask(data.orders).sum()), len(data.orders)
         ),
-        "refunds": metrics.refund_summary(data.orders, data.refunds, data.offers),
+        "refunds": metrics.refund_summary(data.orders, data.refunds, data.offers, data.payments),
         "payment_plans": metrics.plan_summary(data.orders, data.payments),
         "timing": metrics.timing_summary(data.orders, launch.cart_open, launch.cart_close),
         "emails": metrics.email_summary(
@@ -143,15 +164,21 @@ def analyze_data(
 
 
 def analyze_launch(
-    session: Session, slug: str, *, currency: str | None = None, segment: str | None = None
+    session: Session,
+    slug: str,
+    *,
+    currency: str | None = None,
+    segment: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Analyze launch ``slug``: the dict behind ``launchkit analyze --json``.
 
     ``currency`` picks one currency when the orders mix several; ``segment`` (a saved segment
-    name or an expression) narrows the audience.
+    name or an expression) narrows the audience and the buyers (and their orders) to the
+    segment's people. ``now`` decides whether the figures are ``provisional`` (null without it).
     """
     launch = get_launch(session, slug)
     condition = segment_condition(session, segment) if segment else None
     data = load_launch(session, launch, condition)
     members = {} if segment else _segment_members(session)
-    return analyze_data(data, currency=currency, segment=segment, members=members)
+    return analyze_data(data, currency=currency, segment=segment, members=members, now=now)

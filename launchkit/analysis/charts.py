@@ -128,7 +128,7 @@ def conversion_chart(rows: list[dict[str, Any]], key: str, bands: dict, t: dict)
 def waterfall_chart(result: dict[str, Any], t: dict, fmt: Callable[[int], str]) -> dict[str, str]:
     """Gross -> refunds -> fees -> net as a waterfall."""
     gross, refunded = result["gross_revenue_cents"], result["refunded_cents"]
-    fees, net = result["fees_cents"], result["net_revenue_cents"]
+    fees, net = result["fees_cents"] or 0, result["net_revenue_cents"]  # known fees only
     steps = [
         (t["gross"], 0, gross, ACCENT, gross),
         (t["refunds_label"], gross - refunded, refunded, BAD, -refunded),

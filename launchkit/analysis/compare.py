@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
+from launchkit.analysis import definitions
 from launchkit.analysis.analyze import analyze_launch
+from launchkit.analysis.definitions import Z95
 from launchkit.launches import list_launches
 
 SUMMARY_KEYS = (
     "currency",
     "audience_size",
     "buyers",
+    "buyers_in_audience",
     "conversion_rate",
     "conversion_ci95",
     "gross_revenue_cents",
     "refunded_cents",
     "fees_cents",
+    "fee_ratio",
     "net_revenue_cents",
     "booked_revenue_cents",
     "average_order_cents",
@@ -34,6 +40,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     row.update({key: result[key] for key in SUMMARY_KEYS})
     row.update(
         orders=result["orders"],
+        fees_known_orders=result["fees_known_orders"],
+        fees_gross_cents=result["fees_gross_cents"],
         refunded_orders=result["refunds"]["count"],
         plan_orders=plans["orders"],
         plan_defaulted=plans["defaulted"],
@@ -45,29 +53,67 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def fit_line(x: list[float], y: list[float]) -> dict[str, float] | None:
-    """Least-squares line y = slope * x + intercept; None with fewer than two distinct x."""
-    if len(set(x)) < 2:
+MIN_FIT_LAUNCHES = 3
+# two-sided 95% Student t quantiles for 1-30 degrees of freedom
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5% quantile of Student's t (table to 30, Cornish-Fisher expansion beyond)."""
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = Z95
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def fit_line(x: list[float], y: list[float]) -> dict[str, Any] | None:
+    """Least-squares line y = slope * x + intercept with the slope's 95% interval; None with
+    fewer than three points or fewer than two distinct x (a line through two points says
+    nothing about its error). ``r2`` is None when every y is the same."""
+    if len(x) < MIN_FIT_LAUNCHES or len(set(x)) < 2:
         return None
-    slope, intercept = np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)
-    predicted = slope * np.asarray(x, float) + intercept
-    residual = float(np.sum((np.asarray(y, float) - predicted) ** 2))
-    total = float(np.sum((np.asarray(y, float) - np.mean(y)) ** 2))
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    slope, intercept = np.polyfit(xs, ys, 1)
+    residual = float(np.sum((ys - (slope * xs + intercept)) ** 2))
+    total = float(np.sum((ys - ys.mean()) ** 2))
+    spread = float(np.sum((xs - xs.mean()) ** 2))
+    df = len(xs) - 2
+    half = t_quantile_975(df) * math.sqrt(residual / df / spread)
+    low, high = float(slope) - half, float(slope) + half
     return {
+        "launches": len(xs),
         "slope": float(slope),
+        "slope_ci95": [low, high],
         "slope_per_1000": float(slope) * 1000,
+        "slope_per_1000_ci95": [low * 1000, high * 1000],
         "intercept": float(intercept),
-        "r2": 1 - residual / total if total else 1.0,
+        "r2": 1 - residual / total if total else None,
     }
 
 
+def pick_launches(session: Session, slugs: list[str] | None, now: datetime | None) -> list[str]:
+    """The launches named, or every launch whose cart has closed at ``now`` (oldest first;
+    every launch when ``now`` is not given)."""
+    if slugs:
+        return list(slugs)
+    launches = reversed(list_launches(session))
+    return [one.slug for one in launches if now is None or not definitions.is_provisional(one, now)]
+
+
 def compare_launches(
-    session: Session, slugs: list[str] | None = None, *, currency: str | None = None
+    session: Session,
+    slugs: list[str] | None = None,
+    *,
+    now: datetime | None = None,
+    currency: str | None = None,
 ) -> dict[str, Any]:
-    """Analyze each launch (all of them, oldest first, when ``slugs`` is empty) side by side."""
-    if not slugs:
-        slugs = [launch.slug for launch in reversed(list_launches(session))]
-    rows = [summarize(analyze_launch(session, slug, currency=currency)) for slug in slugs]
+    """Analyze each launch side by side: the ones named, else every launch whose cart has closed
+    (a provisional launch is compared only when named)."""
+    chosen = pick_launches(session, slugs, now)
+    results = [analyze_launch(session, slug, currency=currency, now=now) for slug in chosen]
+    rows = [summarize(result) | {"provisional": result["provisional"]} for result in results]
     measured = [row for row in rows if row["audience_size"] > 0]
     fit = fit_line(
         [row["audience_size"] for row in measured], [row["conversion_rate"] for row in measured]

@@ -12,33 +12,39 @@ Each of ``simulations`` draws (seeded, so a forecast is reproducible):
    buyers, default rate), both from Beta posteriors of past counts (benchmark: no plans);
    a defaulter is counted as paying one instalment of three (a third of the price);
 5. net revenue = price x (kept buyers - defaulters + defaulters x collected share), less the
-   past fee ratio (fees / gross) applied to everything collected, refunded sales included.
+   past fee ratio (known fees / gross of the orders whose fee is known) applied to everything
+   collected, refunded sales included.
+
+The conversion rate is the past launches' buyers in the audience over their audience. Launches
+whose cart has not closed are left out unless named.
 
 The 80% interval is the 10th and 90th percentiles of the draws.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from launchkit.analysis.analyze import analyze_launch
-from launchkit.analysis.compare import summarize
+from launchkit.analysis.compare import pick_launches, summarize
 from launchkit.analysis.metrics import BENCHMARK_BANDS
 from launchkit.errors import InputError
-from launchkit.launches import list_launches
 
 SIMULATIONS = 20_000
 BENCHMARK_REFUND = (2, 38)  # Beta prior with mean 5%, used when there is no past launch
 DEFAULT_DEFAULT_SHARE = 1 / 3
 
 
-def _past_rows(session: Session, slugs: list[str] | None) -> list[dict[str, Any]]:
-    if not slugs:
-        slugs = [launch.slug for launch in list_launches(session)]
-    rows = [summarize(analyze_launch(session, slug)) for slug in slugs]
+def _past_rows(
+    session: Session, slugs: list[str] | None, now: datetime | None
+) -> list[dict[str, Any]]:
+    """The launches named, else every launch whose cart has closed, with an audience."""
+    chosen = pick_launches(session, slugs, now)
+    rows = [summarize(analyze_launch(session, slug, now=now)) for slug in chosen]
     return [row for row in rows if row["audience_size"] > 0]
 
 
@@ -46,7 +52,7 @@ def _draw_rates(rng: np.random.Generator, past: list[dict[str, Any]], n: int) ->
     if not past:
         low, high = BENCHMARK_BANDS["typical"]
         return rng.uniform(low, high, n)
-    buyers = np.array([min(r["buyers"], r["audience_size"]) for r in past], float)
+    buyers = np.array([min(r["buyers_in_audience"], r["audience_size"]) for r in past], float)
     audience = np.array([r["audience_size"] for r in past], float)
     pick = rng.integers(0, len(past), n)
     return rng.beta(1 + buyers[pick], 1 + audience[pick] - buyers[pick])
@@ -60,7 +66,6 @@ def _pooled_beta(
 
 def _assumptions(past: list[dict[str, Any]], price_cents: int | None) -> dict[str, Any]:
     total = lambda key: sum(row[key] for row in past)  # noqa: E731
-    gross = total("gross_revenue_cents")
     if price_cents is None:
         if not past or total("orders") == 0:
             raise InputError("--price is required when no past launch has orders.")
@@ -72,8 +77,17 @@ def _assumptions(past: list[dict[str, Any]], price_cents: int | None) -> dict[st
         "plan_orders": total("plan_orders"),
         "plan_defaulted": total("plan_defaulted"),
         "default_collected_share": DEFAULT_DEFAULT_SHARE,
-        "fee_ratio": total("fees_cents") / gross if gross else 0.0,
+        "fee_orders": total("fees_known_orders"),
+        "fee_ratio": _fee_ratio(past),
     }
+
+
+def _fee_ratio(past: list[dict[str, Any]]) -> float:
+    """Known fees over the gross of the same orders, across the past launches (0.0 when no
+    fee is known: the forecast then leaves fees out, and says so with ``fee_orders`` 0)."""
+    fees = sum(row["fees_cents"] or 0 for row in past)
+    gross = sum(row["fees_gross_cents"] for row in past)
+    return fees / gross if gross else 0.0
 
 
 def _interval(values: np.ndarray) -> dict[str, float]:
@@ -121,11 +135,15 @@ def forecast_launch(
     from_launches: list[str] | None = None,
     seed: int = 0,
     simulations: int = SIMULATIONS,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Expected buyers and net revenue for a list of ``audience`` people, with 80% intervals."""
+    """Expected buyers and net revenue for a list of ``audience`` people, with 80% intervals.
+
+    Learns from the launches named in ``from_launches``, else from every launch whose cart has
+    closed at ``now`` (an open cart's figures are provisional)."""
     if audience <= 0:
         raise InputError("--audience must be a positive number of subscribers.")
-    past = _past_rows(session, from_launches)
+    past = _past_rows(session, from_launches, now)
     a = _assumptions(past, price_cents)
     draws = simulate(audience, past, a, seed=seed, n=simulations)
     return {

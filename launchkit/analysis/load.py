@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from launchkit.db import UTCDateTime
+from launchkit.analysis import definitions
 from launchkit.models import (
     Email,
     Launch,
@@ -30,13 +30,14 @@ from launchkit.models import (
     Send,
     Subscriber,
     SubscriberStatus,
+    SubscriberStatusChange,
     SubscriberTag,
-    Suppression,
     WebEvent,
 )
 
 UNKNOWN = "(unknown)"
 WEB_KINDS = ("sales_view", "checkout_start")
+LEFT = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 
 @dataclass
@@ -55,10 +56,10 @@ class LaunchData:
     send_events: pd.DataFrame  # subscriber_id, email_id, sent_at (buyers and leavers only)
     leavers: pd.DataFrame  # subscriber_id, kind (unsubscribed|complained|bounced), left_at
     web: dict[str, int | None] = field(default_factory=dict)
+    pending: dict[str, int] = field(default_factory=dict)  # pending orders per currency
 
 
-def _utc(bound: datetime) -> Any:
-    return sa.bindparam(None, bound, type_=UTCDateTime())
+_utc = definitions.utc_param
 
 
 def _frame(conn: Connection, stmt: Any, dates: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -86,14 +87,8 @@ def _cohort_expr(conn: Connection) -> Any:
 
 
 def audience_filter(cart_open: datetime) -> Any:
-    """SQL condition: subscribed before ``cart_open`` and still reachable at that moment."""
-    signup = sa.func.coalesce(Subscriber.signed_up_at, Subscriber.created_at)
-    suppressed = sa.select(Suppression.email).where(Suppression.created_at <= _utc(cart_open))
-    still_there = sa.or_(
-        Subscriber.status == SubscriberStatus.ACTIVE,
-        Subscriber.unsubscribed_at > _utc(cart_open),
-    )
-    return sa.and_(signup <= _utc(cart_open), still_there, Subscriber.email.not_in(suppressed))
+    """SQL condition: in the audience at ``cart_open`` (see ``definitions.audience_condition``)."""
+    return definitions.audience_condition(cart_open)
 
 
 def load_audience(conn: Connection, cart_open: datetime, segment: Any = None) -> pd.DataFrame:
@@ -120,8 +115,26 @@ def load_tags(conn: Connection, audience_ids: pd.Series) -> pd.DataFrame:
     return frame.assign(tag=frame["tag"].astype("category"))
 
 
-def load_orders(conn: Connection, launch_id: int) -> pd.DataFrame:
-    """The launch's orders that went past checkout (status is not pending)."""
+def load_orders(conn: Connection, launch: Launch, segment: Any = None) -> pd.DataFrame:
+    """The launch's counted orders (status is not pending), each with its buyer: ``person``
+    (definitions.person_keys), ``in_audience`` and ``in_segment`` (computed in SQL)."""
+    frame = _order_rows(conn, launch.id)
+    people = definitions.order_people(conn, launch, segment)
+    ids = [row[0] for row in people]
+    keys = definitions.person_keys((row[1], row[2], row[3]) for row in people)
+    who = pd.DataFrame(
+        {
+            "id": pd.Series(ids, dtype="int64"),
+            "person": pd.Series(keys, dtype="object"),
+            "in_audience": pd.Series([row[4] for row in people], dtype="bool"),
+            "in_segment": pd.Series([row[5] for row in people], dtype="bool"),
+        }
+    )
+    frame["id"] = frame["id"].astype("int64")
+    return frame.merge(who, on="id", how="left")
+
+
+def _order_rows(conn: Connection, launch_id: int) -> pd.DataFrame:
     stmt = sa.select(
         Order.id,
         Order.offer_id,
@@ -158,6 +171,7 @@ def _launch_orders(launch_id: int) -> Any:
 def load_payments(conn: Connection, launch_id: int) -> pd.DataFrame:
     """Charges and instalment attempts of the launch's orders."""
     stmt = sa.select(
+        Payment.id,
         Payment.order_id,
         Payment.instalment_number,
         Payment.amount_cents,
@@ -176,6 +190,7 @@ def load_refunds(conn: Connection, launch_id: int) -> pd.DataFrame:
     """Refund records of the launch's orders (all statuses; metrics keep the succeeded ones)."""
     stmt = sa.select(
         Refund.order_id,
+        Refund.payment_id,
         Refund.amount_cents,
         Refund.reason,
         Refund.status,
@@ -240,8 +255,9 @@ def load_send_events(
     buyers = sa.select(Order.subscriber_id).where(
         Order.launch_id == launch_id, Order.subscriber_id.is_not(None)
     )
-    leavers = sa.select(Subscriber.id).where(
-        Subscriber.unsubscribed_at.between(_utc(window[0]), _utc(window[1]))
+    leavers = sa.select(SubscriberStatusChange.subscriber_id).where(
+        SubscriberStatusChange.status.in_(LEFT),
+        SubscriberStatusChange.changed_at.between(_utc(window[0]), _utc(window[1])),
     )
     stmt = sa.select(Send.subscriber_id, Send.email_id, Send.sent_at).where(
         Send.email_id.in_(_launch_email_ids(launch_id)),
@@ -253,26 +269,14 @@ def load_send_events(
 
 
 def load_leavers(conn: Connection, window: tuple[datetime, datetime]) -> pd.DataFrame:
-    """Subscribers who unsubscribed, complained or bounced during the launch window."""
-    start, end = _utc(window[0]), _utc(window[1])
-    left = sa.select(
-        Subscriber.id.label("subscriber_id"),
-        Subscriber.status.label("kind"),
-        Subscriber.unsubscribed_at.label("left_at"),
-    ).where(Subscriber.unsubscribed_at.between(start, end))
-    frame = _frame(conn, left, ("left_at",))
-    suppressed = (
-        sa.select(
-            Subscriber.id.label("subscriber_id"),
-            Suppression.reason.label("kind"),
-            Suppression.created_at.label("left_at"),
-        )
-        .join(Subscriber, Subscriber.email == Suppression.email)
-        .where(Suppression.created_at.between(start, end))
-    )
-    frame = pd.concat([frame, _frame(conn, suppressed, ("left_at",))], ignore_index=True)
-    frame["kind"] = frame["kind"].replace({"manual": "unsubscribed", "active": "unsubscribed"})
-    return frame.sort_values("left_at").drop_duplicates(["subscriber_id", "kind"])
+    """People whose leaving change (unsubscribe, bounce, complaint, suppression) has its time
+    inside the launch window: subscriber_id, kind (unsubscribed|bounced|complained), left_at."""
+    change = SubscriberStatusChange
+    stmt = sa.select(
+        change.subscriber_id, change.status.label("kind"), change.changed_at.label("left_at")
+    ).where(change.status.in_(LEFT), change.changed_at.between(_utc(window[0]), _utc(window[1])))
+    frame = _frame(conn, stmt, ("left_at",))
+    return frame.sort_values("left_at", kind="stable").drop_duplicates(["subscriber_id", "kind"])
 
 
 def load_web_counts(
@@ -314,7 +318,7 @@ def load_launch(session: Session, launch: Launch, segment: Any = None) -> Launch
         window_start=window[0],
         audience=audience,
         tags=load_tags(conn, audience["id"]),
-        orders=load_orders(conn, launch.id),
+        orders=load_orders(conn, launch, segment),
         payments=load_payments(conn, launch.id),
         refunds=load_refunds(conn, launch.id),
         offers=offers,
@@ -322,4 +326,5 @@ def load_launch(session: Session, launch: Launch, segment: Any = None) -> Launch
         send_events=load_send_events(conn, launch.id, window),
         leavers=load_leavers(conn, window),
         web=load_web_counts(conn, [int(i) for i in offers["id"]], window),
+        pending=definitions.pending_orders(conn, launch.id),
     )

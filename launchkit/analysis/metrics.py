@@ -6,15 +6,14 @@ dicts). Rates over an empty denominator are 0.0 and their intervals are ``None``
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
+from launchkit.analysis.definitions import Z95, wilson_interval  # noqa: F401 (re-exported)
 from launchkit.clock import iso_utc
 
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
 DEFAULT_GUARANTEE_DAYS = 30
 BENCHMARK_BANDS = {
     "typical": (0.005, 0.02),  # paid course launch by email, share of the list
@@ -22,18 +21,6 @@ BENCHMARK_BANDS = {
 }
 HOUR = pd.Timedelta(hours=1)
 DAY = pd.Timedelta(days=1)
-
-
-def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float] | None:
-    """Wilson score interval for a proportion; None when there are no trials."""
-    if trials <= 0:
-        return None
-    x = min(successes, trials)
-    p = x / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def safe_rate(numerator: float, denominator: float) -> float:
@@ -108,15 +95,14 @@ def revenue_summary(orders: pd.DataFrame, audience_size: int) -> dict[str, Any]:
     """Gross collected, refunded, fees, net, booked, average order and the plan mix."""
     gross = int(orders["paid_cents"].sum())
     refunded = int(orders["refunded_cents"].sum())
-    fees = int(orders["fee_cents"].fillna(0).sum())
+    fees = fee_summary(orders)
     booked = int(orders["total_cents"].sum())
-    net = gross - refunded - fees
+    net = gross - refunded - (fees["fees_cents"] or 0)
     is_plan = orders["plan_instalments"] > 1
     return {
         "gross_revenue_cents": gross,
         "refunded_cents": refunded,
-        "fees_cents": fees,
-        "fees_known_orders": int(orders["fee_cents"].notna().sum()),
+        **fees,
         "net_revenue_cents": net,
         "booked_revenue_cents": booked,
         "orders": len(orders),
@@ -126,6 +112,24 @@ def revenue_summary(orders: pd.DataFrame, audience_size: int) -> dict[str, Any]:
             "pay_in_full": _mix_row(orders[~is_plan]),
             "plan": _mix_row(orders[is_plan]),
         },
+    }
+
+
+def fee_summary(orders: pd.DataFrame) -> dict[str, Any]:
+    """Stripe fees: only orders whose fee is known count. ``fees_cents`` is the sum of the known
+    fees (null when no order's fee is known), ``fee_ratio`` those fees over the same orders'
+    gross ``fees_gross_cents`` (null without a known fee), ``fees_known`` true when every
+    order's fee is known."""
+    known = orders[orders["fee_cents"].notna()]
+    fees = int(known["fee_cents"].sum())
+    gross_known = int(known["paid_cents"].sum())
+    return {
+        "fees_cents": fees if len(known) or orders.empty else None,
+        "fees_known": len(known) == len(orders),
+        "fees_known_orders": len(known),
+        "fees_unknown_orders": len(orders) - len(known),
+        "fees_gross_cents": gross_known,
+        "fee_ratio": safe_rate(fees, gross_known) if gross_known else None,
     }
 
 
@@ -152,27 +156,43 @@ def guarantee_days(orders: pd.DataFrame, offers: pd.DataFrame) -> pd.Series:
     return mapped.astype("int64")
 
 
-def refund_times(orders: pd.DataFrame, refunds: pd.DataFrame) -> pd.Series:
-    """When each refunded order was first refunded (refund rows first, then the order's own)."""
+def refund_times(
+    orders: pd.DataFrame, refunds: pd.DataFrame, payments: pd.DataFrame | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """For each refunded order: when it was first refunded (the first succeeded refund's own
+    time, its request time, else the order's ``refunded_at``) and when the money that refund
+    returns had moved (its payment's time, else the order's ``paid_at``)."""
     own = pd.to_datetime(orders["refunded_at"], utc=True)
+    paid = pd.to_datetime(orders["paid_at"], utc=True)
     done = refunds[refunds["status"] == "succeeded"]
     if done.empty:
-        return own
+        return own, paid
     at = pd.to_datetime(done["refunded_at"], utc=True).fillna(
         pd.to_datetime(done["requested_at"], utc=True)
     )
-    first = at.groupby(done["order_id"]).min()
-    return pd.to_datetime(orders["id"].map(first), utc=True).fillna(own)
+    first = done.assign(at=at).sort_values("at", kind="stable").drop_duplicates("order_id")
+    first = first.set_index("order_id")
+    refunded_at = pd.to_datetime(orders["id"].map(first["at"]), utc=True).fillna(own)
+    if payments is not None and "id" in payments and "payment_id" in first:
+        moved = payments.set_index("id")["occurred_at"]
+        payment_at = pd.to_datetime(first["payment_id"].map(moved), utc=True)
+        paid = pd.to_datetime(orders["id"].map(payment_at), utc=True).fillna(paid)
+    return refunded_at, paid
 
 
 def refund_summary(
-    orders: pd.DataFrame, refunds: pd.DataFrame, offers: pd.DataFrame
+    orders: pd.DataFrame,
+    refunds: pd.DataFrame,
+    offers: pd.DataFrame,
+    payments: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Count, rate, amount, days to refund against the guarantee window, and reasons."""
+    """Count, rate, amount, days from the refunded payment to the refund against the guarantee
+    window, and reasons."""
     mask = refunded_mask(orders)
     refunded = orders[mask]
     window = guarantee_days(refunded, offers)
-    days = (refund_times(refunded, refunds) - refunded["paid_at"]) / DAY
+    refunded_at, paid_at = refund_times(refunded, refunds, payments)
+    days = (refunded_at - paid_at) / DAY
     known = days.notna()
     inside = int((days[known] <= window[known]).sum())
     reasons = refunds.loc[refunds["status"] == "succeeded", "reason"].fillna("unspecified")
@@ -212,7 +232,8 @@ def plan_summary(orders: pd.DataFrame, payments: pd.DataFrame) -> dict[str, Any]
     completed |= plans["status"] == "completed_plan"
     plan_payments = payments[payments["order_id"].isin(plans["id"])]
     failures = plan_payments[plan_payments["status"] == "failed"]
-    recovered = int(plan_payments["recovered"].sum())
+    instalments = instalment_outcomes(plan_payments, plans)
+    recovered = int(instalments["recovered"].sum())
     return {
         "orders": len(plans),
         "instalments_expected": int(plans["plan_instalments"].sum()),
@@ -223,9 +244,10 @@ def plan_summary(orders: pd.DataFrame, payments: pd.DataFrame) -> dict[str, Any]
         "defaulted": int((plans["status"] == "defaulted").sum()),
         "completion_rate": safe_rate(int(completed.sum()), len(plans)),
         "failed_payments": len(failures),
+        "failed_instalments": int(instalments["failed"].sum()),
         "recovered_payments": recovered,
-        "recovered_share": safe_rate(recovered, len(failures)),
-        "by_instalment": _by_instalment(plan_payments),
+        "recovered_share": safe_rate(recovered, int(instalments["failed"].sum())),
+        "by_instalment": _by_instalment(instalments),
         "booked_cents": int(plans["total_cents"].sum()),
         "collected_cents": int(plans["paid_cents"].sum()),
         "refund_rate_plan": safe_rate(int(refunded_mask(plans).sum()), len(plans)),
@@ -233,21 +255,29 @@ def plan_summary(orders: pd.DataFrame, payments: pd.DataFrame) -> dict[str, Any]
     }
 
 
-def _by_instalment(payments: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per instalment number: orders charged, failed, recovered, defaulted (never paid)."""
+def instalment_outcomes(payments: pd.DataFrame, plans: pd.DataFrame) -> pd.DataFrame:
+    """One row per (instalment number, order) charged: paid (at least once), failed (at least
+    one failed attempt), recovered (failed, then paid), defaulted (failed, never paid, and the
+    order's plan is ``defaulted``)."""
     rows = payments.dropna(subset=["instalment_number"])
+    columns = ["paid", "failed", "recovered", "defaulted"]
     if rows.empty:
+        index = pd.MultiIndex.from_arrays([[], []], names=["instalment_number", "order_id"])
+        return pd.DataFrame({c: pd.Series(dtype=bool) for c in columns}, index=index)
+    flags = rows.assign(paid=rows["status"] == "paid", failed=rows["status"] == "failed")
+    outcome = flags.groupby(["instalment_number", "order_id"])[["paid", "failed"]].any()
+    gave_up = set(plans.loc[plans["status"] == "defaulted", "id"])
+    order_ids = outcome.index.get_level_values("order_id")
+    outcome["recovered"] = outcome["failed"] & outcome["paid"]
+    outcome["defaulted"] = outcome["failed"] & ~outcome["paid"] & order_ids.isin(gave_up)
+    return outcome[columns]
+
+
+def _by_instalment(outcome: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per instalment number: orders charged, paid, failed, recovered, defaulted."""
+    if outcome.empty:
         return []
-    flags = rows.assign(
-        paid=rows["status"] == "paid",
-        failed=rows["status"] == "failed",
-        recovered=rows["recovered"] & (rows["status"] == "paid"),
-    )
-    per_order = flags.groupby(["instalment_number", "order_id"])[
-        ["paid", "failed", "recovered"]
-    ].any()
-    per_order["defaulted"] = per_order["failed"] & ~per_order["paid"]
-    table = per_order.groupby(level=0).agg(["size", "sum"])
+    table = outcome.groupby(level=0).agg(["size", "sum"])
     result = []
     for number, row in table.iterrows():
         attempted = int(row[("paid", "size")])
@@ -339,6 +369,7 @@ def email_summary(
         "bounced": int(emails["bounced"].sum()),
         "unsubscribed": int(leavers.loc[unsubscribed, "subscriber_id"].nunique()),
         "complaints": int(leavers.loc[complained, "subscriber_id"].nunique()),
+        "left": int(leavers["subscriber_id"].nunique()),
         "sales_page_visits": visits,
         "checkout_starts": starts,
         "checkout_start_rate": safe_rate(starts, visits) if visits else None,

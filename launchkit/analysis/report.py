@@ -106,10 +106,21 @@ LABELS: dict[str, dict[str, str]] = {
         "plan": "Plan",
         "empty": "No orders for this launch yet.",
         "launch": "Launch",
+        "launches": "launches",
+        "no_fit": "No fitted line: it takes at least three launches with an audience.",
+        "provisional_short": "provisional",
         "fit": "Fitted line",
         "slope": "Change in conversion per 1,000 more subscribers",
         "generated": "Figures in",
         "outside_audience": "Not in the audience at cart open",
+        "in_audience": "in the audience",
+        "on_list_outside": "on the list, outside the audience",
+        "not_on_list": "not on the list",
+        "pending_orders": "checkouts not paid",
+        "provisional": (
+            "Provisional: the cart is still open (it closes %s); these figures will change."
+        ),
+        "fees_unknown": "fees unknown for %d of %d orders (not counted)",
         "unknown": "unknown",
         "points": "percentage points",
         "more_rows": "The 25 largest groups of %d; --csv writes them all.",
@@ -201,10 +212,21 @@ LABELS: dict[str, dict[str, str]] = {
         "plan": "Plusieurs fois",
         "empty": "Aucune commande pour ce lancement.",
         "launch": "Lancement",
+        "launches": "lancements",
+        "no_fit": "Pas de droite ajustée : il faut au moins trois lancements avec une audience.",
+        "provisional_short": "provisoire",
         "fit": "Droite ajustée",
         "slope": "Variation de la conversion pour 1 000 abonnés de plus",
         "generated": "Montants en",
         "outside_audience": "Hors audience à l'ouverture",
+        "in_audience": "dans l'audience",
+        "on_list_outside": "inscrits hors audience",
+        "not_on_list": "non inscrits",
+        "pending_orders": "paiements non aboutis",
+        "provisional": (
+            "Provisoire : le panier est encore ouvert (fermeture %s) ; ces chiffres vont changer."
+        ),
+        "fees_unknown": "frais inconnus pour %d commandes sur %d (non comptés)",
         "unknown": "inconnu",
         "points": "points de pourcentage",
         "more_rows": "Les 25 plus grands groupes sur %d ; --csv les exporte tous.",
@@ -336,6 +358,7 @@ SUMMARY_FIELDS = (
     "average_order_cents",
     "refund_rate",
     "net_revenue_per_subscriber_cents",
+    "provisional",
 )
 
 

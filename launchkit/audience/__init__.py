@@ -39,8 +39,10 @@ from launchkit.errors import InputError, NotFound
 from launchkit.files import write_csv
 from launchkit.models import (
     Consent,
+    StatusSource,
     Subscriber,
     SubscriberStatus,
+    SubscriberStatusChange,
     SubscriberTag,
     Suppression,
     SuppressionReason,
@@ -52,7 +54,7 @@ __all__ = [
     "add_tags", "audience_stats", "count_subscribers", "export_subscribers", "fast_valid",
     "get_subscriber", "import_subscribers", "is_suppressed", "iter_subscribers",
     "neutralize_cell", "normalize_email", "parse_datetime", "remove_tags", "scan_file",
-    "segment_ids", "suppress", "suppress_file", "unsubscribe",
+    "record_status", "segment_ids", "set_status", "suppress", "suppress_file", "unsubscribe",
 ]  # fmt: skip
 
 _REASON_STATUS = {
@@ -61,6 +63,51 @@ _REASON_STATUS = {
     SuppressionReason.BOUNCED: SubscriberStatus.BOUNCED,
     SuppressionReason.COMPLAINED: SubscriberStatus.COMPLAINED,
 }
+_REASON_SOURCE = {
+    SuppressionReason.UNSUBSCRIBED: StatusSource.UNSUBSCRIBE,
+    SuppressionReason.MANUAL: StatusSource.SUPPRESS,
+    SuppressionReason.BOUNCED: StatusSource.BOUNCE,
+    SuppressionReason.COMPLAINED: StatusSource.COMPLAINT,
+}
+
+
+# --- status history ----------------------------------------------------------------------------
+
+
+def record_status(
+    session: Session, subscriber_id: int, status: str, *, at: datetime, source: str
+) -> None:
+    """Append one status change to a subscriber's history (the subscriber row is untouched)."""
+    session.add(
+        SubscriberStatusChange(
+            subscriber_id=subscriber_id,
+            status=SubscriberStatus(status),
+            changed_at=at,
+            source=StatusSource(source),
+        )
+    )
+
+
+def set_status(
+    session: Session, subscriber: Subscriber, status: str, *, at: datetime, source: str
+) -> bool:
+    """Change a subscriber's status and record the change at its true time ``at``.
+
+    Every status write goes through here (suppression, unsubscribe, bounce, complaint, opt-in
+    confirmation, resubscription), so the audience of a past launch can be rebuilt. Returns
+    False (and records nothing) when the status is already ``status``.
+    """
+    status = SubscriberStatus(status)
+    if subscriber.status == status:
+        return False
+    subscriber.status = status
+    if status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.ACTIVE):
+        subscriber.unsubscribed_at = at if status == SubscriberStatus.UNSUBSCRIBED else None
+    subscriber.updated_at = max(subscriber.updated_at or at, at)
+    if subscriber.id is None:
+        session.flush()
+    record_status(session, subscriber.id, status, at=at, source=source)
+    return True
 
 
 # --- suppression, unsubscribe, tags ------------------------------------------------------------
@@ -97,10 +144,8 @@ def suppress(
         session.add(Suppression(email=email, reason=reason, detail=detail, created_at=now))
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
     if subscriber is not None and _RANK[subscriber.status] < _RANK[_REASON_STATUS[reason]]:
-        subscriber.status = _REASON_STATUS[reason]
-        subscriber.updated_at = now
-        if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
-            subscriber.unsubscribed_at = subscriber.unsubscribed_at or now
+        status, source = _REASON_STATUS[reason], _REASON_SOURCE[reason]
+        set_status(session, subscriber, status, at=now, source=source)
         _withdraw_consents(session, subscriber.id, now, f"suppressed: {reason}")
     session.flush()
 
@@ -123,9 +168,13 @@ def unsubscribe(
         raise NotFound(f"No subscriber has id {subscriber_id}.")
     changed = False
     if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
-        subscriber.status = SubscriberStatus.UNSUBSCRIBED
-        subscriber.unsubscribed_at = now
-        subscriber.updated_at = now
+        set_status(
+            session,
+            subscriber,
+            SubscriberStatus.UNSUBSCRIBED,
+            at=now,
+            source=StatusSource.UNSUBSCRIBE,
+        )
         changed = True
     if session.scalar(select(Suppression.id).where(Suppression.email == subscriber.email)) is None:
         detail = f"{method}: {reason}" if reason else method

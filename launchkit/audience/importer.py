@@ -164,6 +164,7 @@ SUBSCRIBER_COLUMNS = (
     "email", "first_name", "last_name", "status", "source", "timezone", "language",
     "signed_up_at", "confirmed_at", "unsubscribed_at", "created_at", "updated_at", "import_id",
 )  # fmt: skip
+STATUS_COLUMNS = ("subscriber_id", "status", "changed_at", "source")
 CONSENT_COLUMNS = (
     "subscriber_id", "method", "source", "given_at", "ip", "import_id", "confirmed_at",
     "withdrawn_at", "withdrawal_method",
@@ -246,6 +247,7 @@ class _Chunk:
             for r, (signed, confirmed) in zip(fresh, dates, strict=True)
         ]
         w.insert("consents", CONSENT_COLUMNS, consents)
+        self._record_status([(ids[r.email], r) for r in fresh if r.status != "active"])
         self._suppress([r for r in fresh if r.status in INACTIVE and r.email not in suppressed])
         self.result.new += len(fresh)
 
@@ -255,6 +257,15 @@ class _Chunk:
         if row.status not in INACTIVE:
             return None, None
         return self.w.dt(row.status_at or self.w.now), f"import: {row.status}"
+
+    def _record_status(self, pairs: list[tuple[int, Row]]) -> None:
+        """Status history: an inactive row at the export's own date (else the import's time),
+        a pending one from its join time."""
+        w, rows = self.w, []
+        for sid, r in pairs:
+            at = r.status_at or (r.signed if r.status == "pending" else None)
+            rows.append((sid, r.status, w.dt(at) if at else w.now_db, "import"))
+        w.insert("subscriber_status_changes", STATUS_COLUMNS, rows)
 
     def _suppress(self, rows: list[Row]) -> None:
         self.w.insert(
@@ -267,13 +278,14 @@ class _Chunk:
         if not pairs:
             return
         current_tags = self.w.tags_of([old.id for _, old in pairs])
-        updates, new_tags, to_suppress, withdrawn = [], [], [], []
+        updates, new_tags, to_suppress, withdrawn, changed = [], [], [], [], []
         for row, old in pairs:
             if self._count_existing(row, old, suppressed):
                 continue
             new_tags += [(old.id, t) for t in row.tags if (old.id, t) not in current_tags]
             change = self._changes(row, old)
             if row.status in INACTIVE and old.status not in INACTIVE:
+                changed.append((old.id, row))
                 withdrawn.append(old.id)
                 if row.email not in suppressed:
                     to_suppress.append(row)
@@ -281,6 +293,7 @@ class _Chunk:
                 updates.append(change)
         self.w.insert("subscriber_tags", ("subscriber_id", "tag"), new_tags)
         self._update(updates)
+        self._record_status(changed)
         self._suppress(to_suppress)
         self._withdraw(withdrawn)
 

@@ -251,6 +251,7 @@ class Columns:
     format: str
     unsub_at: int | None = None
     cleaned_at: int | None = None
+    status_at: int | None = None  # generic/Kit: when the status (e.g. unsubscribed) was set
 
 
 def check_headers(name: str, headers: list[str]) -> None:
@@ -309,7 +310,15 @@ def map_columns(name: str, headers: list[str], fmt: str, mapping: dict[str, str]
     if fmt == "mailchimp":
         columns.unsub_at = _find(keys, "unsubtime")
         columns.cleaned_at = _find(keys, "cleantime")
+    else:
+        found = [k for k in _STATUS_AT_KEYS if k in keys]
+        columns.status_at = keys.index(found[0]) if found else None
     return columns
+
+
+# a status date column of Kit and generic files (header keys)
+_STATUS_AT_KEYS = ("unsubscribedat", "cancelledat", "canceledat", "statuschangedat",
+                   "statusdate", "statusat", "bouncedat", "complainedat", "unsubtime")  # fmt: skip
 
 
 def _find(keys: list[str], key: str) -> int | None:
@@ -450,6 +459,7 @@ class RowParser:
         at = [self.width if self.get[name] is None else self.get[name] for name in _PARSED]
         self.fields = itemgetter(*at)
         self.plain_status = columns.unsub_at is None and columns.cleaned_at is None
+        self.plain_status = self.plain_status and columns.status_at is None
         self.check_controls = True  # the importer turns it off when the scan saw no such byte
 
     def parse(self, record: list[str], number: int) -> Row:
@@ -511,15 +521,17 @@ class RowParser:
                 text = record[position].strip()
                 when = record[position].strip()
                 return status, parse_datetime(when) if when else None
+        at = self.columns.status_at
+        when = record[at].strip() if at is not None else ""
         if not text:
-            return "active", None
+            return ("unsubscribed", self._date(when, "status date")) if when else ("active", None)
         status = _STATUS_WORDS.get(_header_key(text))
         if status is None:
             raise ValueError(
                 f'status "{text}" is not one of active, pending, unsubscribed, '
                 "cancelled, bounced, complained"
             )
-        return status, None
+        return status, self._date(when, "status date") if status in INACTIVE else None
 
 
 class WatchedFile(io.RawIOBase):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,10 +12,17 @@ import typer
 from launchkit import analysis
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
-from launchkit.clock import utcnow
+from launchkit.clock import parse_local_datetime, utcnow
 from launchkit.errors import InputError
 
 JSON_OPT = typer.Option("--json", help="Output JSON.")
+NOW_OPT = typer.Option(
+    "--now", help="Pretend it is this local time (decides which carts have closed)."
+)
+
+
+def _moment(runtime: Runtime, now: str | None) -> datetime:
+    return parse_local_datetime(now, runtime.settings.tz, what="--now") if now else utcnow()
 
 
 def _pct(rate: float | None, digits: int = 2) -> str:
@@ -32,19 +40,37 @@ def _write(path: Path, text: str) -> None:
         raise InputError(f"Cannot write {path}: {e.strerror}.") from e
 
 
+def _fees(r: dict[str, Any]) -> str:
+    """Known fees, "unknown" when no order's fee is known, never a made-up 0."""
+    if r["fees_cents"] is None:
+        return "unknown"
+    text = _money(r["fees_cents"], r["currency"])
+    unknown = r["fees_unknown_orders"]
+    return f"{text} (unknown for {unknown} of {r['orders']} orders)" if unknown else text
+
+
 def print_analysis(r: dict[str, Any]) -> None:
     cur = r["currency"]
     ci = r["conversion_ci95"]
     interval = f" (95% CI {_pct(ci[0])}-{_pct(ci[1])})" if ci else ""
     say(f"{r['launch']['slug']}: {r['launch']['product']} ({cur})")
+    if r["provisional"]:
+        say(
+            f"Provisional: the cart is open until {r['launch']['cart_close']}; figures will change."
+        )
     say(
-        f"Audience at cart open: {r['audience_size']:,}  buyers: {r['buyers']:,}  "
-        f"conversion: {_pct(r['conversion_rate'])}{interval}; field bands: 0.5-2% typical, "
+        f"Audience at cart open: {r['audience_size']:,}  buyers: {r['buyers']:,} "
+        f"({r['buyers_in_audience']:,} in the audience, "
+        f"{r['buyers_on_list_outside_audience']:,} on the list outside it, "
+        f"{r['buyers_not_on_list']:,} not on the list; {r['pending_orders']:,} checkouts unpaid)"
+    )
+    say(
+        f"Conversion: {_pct(r['conversion_rate'])}{interval}; field bands: 0.5-2% typical, "
         f"2-4% established ({r['benchmark']['position']})"
     )
     say(
         f"Gross {_money(r['gross_revenue_cents'], cur)} - refunds "
-        f"{_money(r['refunded_cents'], cur)} - fees {_money(r['fees_cents'], cur)} = net "
+        f"{_money(r['refunded_cents'], cur)} - fees {_fees(r)} = net "
         f"{_money(r['net_revenue_cents'], cur)}  (booked {_money(r['booked_revenue_cents'], cur)})"
     )
     p = r["payment_plans"]
@@ -79,8 +105,10 @@ def analyze(
         str | None, typer.Option(help="Analyze only orders in this currency, e.g. EUR.")
     ] = None,
     segment: Annotated[
-        str | None, typer.Option(help="Narrow the audience to a saved segment or expression.")
+        str | None,
+        typer.Option(help="Narrow the audience and the buyers to a saved segment or expression."),
     ] = None,
+    now: Annotated[str | None, NOW_OPT] = None,
 ) -> None:
     """Analyze a launch: conversion, revenue, refunds, plans, timing, emails.
 
@@ -88,7 +116,9 @@ def analyze(
     """
     runtime: Runtime = ctx.obj
     with runtime.transaction() as session:
-        result = analysis.analyze_launch(session, launch, currency=currency, segment=segment)
+        result = analysis.analyze_launch(
+            session, launch, currency=currency, segment=segment, now=_moment(runtime, now)
+        )
     if html is not None:
         settings = runtime.settings
         _write(
@@ -118,14 +148,18 @@ def compare(
     ] = None,
     as_json: Annotated[bool, JSON_OPT] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Write an HTML page here.")] = None,
+    now: Annotated[str | None, NOW_OPT] = None,
 ) -> None:
     """Compare launches side by side, with conversion against audience size.
+
+    Without names: every launch whose cart has closed. A line is fitted from three launches.
 
     Example: launchkit compare spring-2025 autumn-2025 spring-2026 --html compare.html
     """
     runtime: Runtime = ctx.obj
     with runtime.transaction() as session:
-        result = analysis.compare_launches(session, launches or None)
+        moment = _moment(runtime, now)
+        result = analysis.compare_launches(session, launches or None, now=moment)
     if html is not None:
         settings = runtime.settings
         _write(
@@ -139,7 +173,7 @@ def compare(
         return
     rows = [
         (
-            r["launch"],
+            r["launch"] + (" (provisional)" if r["provisional"] else ""),
             r["audience_size"],
             r["buyers"],
             _pct(r["conversion_rate"]),
@@ -149,11 +183,16 @@ def compare(
         for r in result["launches"]
     ]
     print_table("Launches", ["launch", "audience", "buyers", "conversion", "net", "refunds"], rows)
-    if result["fit"]:
+    fit = result["fit"]
+    if fit:
+        low, high = (v * 100 for v in fit["slope_per_1000_ci95"])
         say(
-            f"Fitted line: conversion changes by {result['fit']['slope_per_1000'] * 100:+.3f} "
-            "points per 1,000 more subscribers."
+            f"Fitted line over {fit['launches']} launches: conversion changes by "
+            f"{fit['slope_per_1000'] * 100:+.3f} points per 1,000 more subscribers "
+            f"(95% interval {low:+.3f} to {high:+.3f})."
         )
+    else:
+        say("No fitted line: it takes at least three launches with an audience.")
 
 
 def _price_cents(text: str | None) -> int | None:
@@ -177,8 +216,11 @@ def forecast(
     price: Annotated[str | None, typer.Option(help="Price in major units, e.g. 497.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 0,
     as_json: Annotated[bool, JSON_OPT] = False,
+    now: Annotated[str | None, NOW_OPT] = None,
 ) -> None:
     """Forecast buyers and net revenue with an 80% interval, by simulation.
+
+    Learns from the launches given with --from, else from every launch whose cart has closed.
 
     Example: launchkit forecast --audience 12000 --from spring-2026 --price 497
     """
@@ -190,6 +232,7 @@ def forecast(
             price_cents=_price_cents(price),
             from_launches=from_launches or None,
             seed=seed,
+            now=_moment(runtime, now),
         )
     if as_json:
         print_json(result)

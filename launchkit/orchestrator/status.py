@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from launchkit.analysis import definitions
 from launchkit.clock import format_local, iso_utc
 from launchkit.config import Settings
 from launchkit.launches import milestones
@@ -20,8 +21,6 @@ from launchkit.models import (
     OrderStatus,
     Send,
     SendStatus,
-    Subscriber,
-    SubscriberStatus,
 )
 
 COUNTED_ORDERS = [s.value for s in OrderStatus if s is not OrderStatus.PENDING]
@@ -82,29 +81,36 @@ def _next_email(session: Session, launch_id: int, now: datetime) -> dict[str, An
     return {"step": row[0], "subject": row[1], "at": iso_utc(row[2]), "recipients": row[3]}
 
 
-def _orders(session: Session, launch_id: int) -> dict[str, Any]:
+def _orders(session: Session, launch: Launch) -> dict[str, Any]:
+    """Orders, buyers and audience of the launch, by the analysis definitions."""
+    conn = session.connection()
+    people = definitions.order_people(conn, launch)
+    keys = definitions.person_keys((row[1], row[2], row[3]) for row in people)
+    buyers = definitions.count_buyers(zip(keys, [row[4] for row in people], strict=True))
     row = session.execute(
         select(
-            func.count(func.distinct(Order.email)),
-            func.count(),
             func.coalesce(func.sum(Order.paid_cents), 0),
             func.coalesce(func.sum(Order.refunded_cents), 0),
-        ).where(Order.launch_id == launch_id, Order.status.in_(COUNTED_ORDERS))
+        ).where(Order.launch_id == launch.id, Order.status.in_(COUNTED_ORDERS))
     ).one()
     refunds = (
         session.scalar(
             select(func.count())
             .select_from(Order)
-            .where(Order.launch_id == launch_id, Order.refunded_cents > 0)
+            .where(Order.launch_id == launch.id, Order.refunded_cents > 0)
         )
         or 0
     )
+    audience = definitions.audience_size(conn, launch.cart_open)
     return {
-        "buyers": row[0],
-        "orders": row[1],
-        "collected_cents": int(row[2]),
-        "refunded_cents": int(row[3]),
+        "audience_size": audience,
+        **buyers.as_dict(),
+        "orders": len(people),
+        "pending_orders": sum(definitions.pending_orders(conn, launch.id).values()),
+        "collected_cents": int(row[0]),
+        "refunded_cents": int(row[1]),
         "refunds": refunds,
+        "conversion_rate": definitions.conversion_rate(buyers.in_audience, audience),
     }
 
 
@@ -144,15 +150,7 @@ def build_status(
         for row in session.scalars(select(LaunchStep).where(LaunchStep.launch_id == launch.id))
     }
     sends = _send_counts(session, launch.id, now)
-    orders = _orders(session, launch.id)
-    audience = (
-        session.scalar(
-            select(func.count())
-            .select_from(Subscriber)
-            .where(Subscriber.status == SubscriberStatus.ACTIVE)
-        )
-        or 0
-    )
+    orders = _orders(session, launch)
     next_email = _next_email(session, launch.id, now)
     phase = (
         "prelaunch"
@@ -170,9 +168,8 @@ def build_status(
         "steps": steps,
         "emails": sends,
         "next_email": next_email,
-        "audience_size": audience,
         **orders,
-        "conversion_rate": round(orders["buyers"] / audience, 4) if audience else 0.0,
+        "provisional": definitions.is_provisional(launch, now),
         "currency": launch.currency,
         "next_action": _next_action(launch, sends, steps, next_email, now),
     }

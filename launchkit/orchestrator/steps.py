@@ -203,7 +203,7 @@ def analyze(session: Session, ctx: RunContext, launch: Launch) -> StepResult:
     reports = ctx.settings.workspace / "reports"
     reports.mkdir(exist_ok=True)
     html = reports / f"{launch.slug}.html"
-    result = analysis.analyze_launch(session, launch.slug)
+    result = analysis.analyze_launch(session, launch.slug, now=ctx.now)
     html.write_text(
         analysis.render_report(
             result,
