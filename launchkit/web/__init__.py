@@ -71,7 +71,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "sent_step3": "Recevez aussitôt votre lien de téléchargement :",
         "sent_spam": "Rien reçu d'ici quelques minutes ? Regardez dans les courriers indésirables "
         "ou l'onglet Promotions.",
-        "confirmed_title": "C'est confirmé, merci !",
+        "confirmed_title": "C'est confirmé, merci\u00a0!",
         "confirmed_lead": "Votre ressource est prête. Nous vous avons aussi envoyé le lien "
         "par email.",
         "confirmed_again": "Votre inscription était déjà confirmée. Voici votre ressource.",
@@ -118,14 +118,15 @@ STRINGS: dict[str, dict[str, str]] = {
         "no_upload": "Ce site n'accepte pas l'envoi de fichiers.",
         "forbidden_title": "Demande refusée",
         "confirm_title": "Confirmez votre inscription",
-        "confirm_lead": "Un clic pour confirmer et recevoir « {title} » à l'adresse {email}.",
+        "confirm_lead": "Un clic pour confirmer et recevoir «\u00a0{title}\u00a0» à l'adresse "
+        "{email}.",
         "confirm_button": "Je confirme mon inscription",
         "confirm_wait": "Confirmation en cours…",
-        "confirm_ignore": "Vous n'avez rien demandé ? Fermez simplement cette page : sans "
-        "confirmation, nous ne vous écrirons pas.",
+        "confirm_ignore": "Vous n'avez rien demandé\u00a0? Fermez simplement cette "
+        "page\u00a0: sans confirmation, nous ne vous écrirons pas.",
         "resend_cap_title": "Lien déjà renvoyé",
         "resend_cap": "Nous vous avons déjà envoyé {n} nouveaux liens aujourd'hui. Le plus récent "
-        "est dans votre boîte mail ; vous pourrez en demander un autre demain.",
+        "est dans votre boîte mail\u00a0; vous pourrez en demander un autre demain.",
     },
     "en": {
         "lang": "en",
