@@ -541,6 +541,7 @@ def test_head_get_and_link_scanners_never_confirm(web: Web) -> None:
     assert nonce and f'<script nonce="{nonce.group(1)}">' in page.text  # the auto-submit
     scanned = scan(TestClient(web.client.app, base_url="http://127.0.0.1:8000"), path)
     assert path in scanned
+    print(f"scanner: {len(scanned)} addresses fetched (HEAD + GET) from the confirmation link")
     assert _pending_state(web) == before  # the consent record still says "not confirmed"
     r = web.client.post(path)
     assert r.status_code == 200 and 'id="download"' in r.text
@@ -552,9 +553,11 @@ def test_head_get_and_link_scanners_never_confirm(web: Web) -> None:
 def test_scanner_on_every_emailed_link_changes_no_status(web: Web) -> None:
     sub_id, unsubscribe_path = _confirmed_subscriber(web)
     scanner = TestClient(web.client.app, base_url="http://127.0.0.1:8000")
+    scanned = []
     for message in web.sink.messages:
         for link in re.findall(r"http://127\.0\.0\.1:8000/[^\s\"<>]+", body_of(message)):
-            scan(scanner, link)
+            scanned += scan(scanner, link)
+    print(f"scanner: {len(scanned)} addresses fetched (HEAD + GET) from 2 emails")
     sub = web.subscriber("camille@example.fr")
     assert sub is not None and sub.status == "active" and web.rows(Suppression) == []
     [consent] = web.rows(Consent, Consent.subscriber_id == sub_id)

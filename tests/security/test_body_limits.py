@@ -27,6 +27,8 @@ from launchkit.workspace import init_workspace
 from tests.conftest import free_port
 from tests.fixtures.browser import start_server, stop_server
 
+pytestmark = pytest.mark.security
+
 MB = 1024 * 1024
 BODY = 150 * MB
 CHUNK = 64 * 1024

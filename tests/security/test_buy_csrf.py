@@ -19,6 +19,8 @@ from tests.fixtures.stripe import create_offer
 from tests.test_checkout import RecordingClient
 from tests.test_web import chunks, csrf_of
 
+pytestmark = pytest.mark.security
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
