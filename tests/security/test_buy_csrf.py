@@ -109,9 +109,14 @@ def test_buy_and_webhook_bodies_are_bounded_as_they_stream(shop: Any, sessions: 
     assert r.status_code == 400 and "413" not in r.text
 
 
-def test_sales_page_form_posts_with_its_token(shop: Any) -> None:
+def test_sales_and_thanks_pages_carry_the_token_and_are_never_cached(shop: Any) -> None:
     client, _ = shop
     html = client.get("/buy/cours").text
     form = re.search(r'<form method="post" action="/buy/cours">\s*<input type="hidden" '
                      r'name="csrf_token" value="[^"]+">', html)  # fmt: skip
     assert form, "the sales form carries its CSRF token"
+    thanks = client.get("/buy/cours/thanks?session_id=cs_test_123")
+    assert thanks.status_code == 200
+    assert thanks.headers["cache-control"] == "no-store"
+    assert thanks.headers["referrer-policy"] == "no-referrer"
+    assert client.get("/buy/cours?t=abc").headers["cache-control"] == "no-store"
