@@ -713,3 +713,16 @@ def test_uploads_are_refused_everywhere(web: Web) -> None:
     assert r.status_code == 400
     assert web.subscriber("eve@example.fr") is None
     assert web.subscriber("camille@example.fr").status == "active"  # type: ignore[union-attr]
+
+
+def test_concurrent_resends_still_stop_at_three(web: Web) -> None:
+    resend, csrf = _expired_download(web)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(_: int) -> int:
+        return web.client.post(resend, data={"csrf_token": csrf}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(post, range(8)))
+    assert codes == [200] * 3 + [429] * 5
+    assert web.events("download_resend") == 3 and len(web.sink.wait_for(5)) == 5
