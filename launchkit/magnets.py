@@ -14,7 +14,7 @@ import shutil
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,6 +46,7 @@ EVENT_CONFIRM = "confirm"
 EVENT_DOWNLOAD = "download"
 EVENT_RESUBSCRIBE = "resubscribe"
 EVENT_UNSUBSCRIBE = "unsubscribe"
+EVENT_RESEND = "download_resend"
 
 CONSENT_VERSION = "2026-11"
 CONSENT_WORDING = {
@@ -490,6 +491,38 @@ def resolve_download(
             ip=_cap(ip, 64),
         )  # fmt: skip
     return Download(magnet, subscriber, path, None if path else magnet.url)
+
+
+def record_resend(
+    session: Session, subscriber_id: int, magnet_id: int, *, limit: int, ip: str | None,
+    now: datetime, window: timedelta = timedelta(days=1),
+) -> timedelta | None:  # fmt: skip
+    """Count one fresh-download-link email for a subscriber, at most ``limit`` per ``window``
+    (any magnet). None when allowed (recorded); else how long until the next one is allowed.
+
+    The subscriber row is locked first (PostgreSQL), so concurrent requests count in turn.
+    """
+    session.execute(
+        sa.select(Subscriber.id).where(Subscriber.id == subscriber_id).with_for_update()
+    )
+    recent = session.scalars(
+        sa.select(WebEvent.occurred_at)
+        .where(
+            WebEvent.kind == EVENT_RESEND,
+            WebEvent.subscriber_id == subscriber_id,
+            WebEvent.occurred_at > now - window,
+        )
+        .order_by(WebEvent.occurred_at)
+    ).all()
+    if len(recent) >= limit:
+        oldest = recent[-limit]
+        oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=now.tzinfo)
+        return oldest + window - now
+    record_event(
+        session, EVENT_RESEND, now=now, magnet_id=magnet_id, subscriber_id=subscriber_id,
+        ip=_cap(ip, 64),
+    )  # fmt: skip
+    return None
 
 
 # --- unsubscribe ----------------------------------------------------------------------------

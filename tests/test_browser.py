@@ -11,6 +11,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -50,14 +51,10 @@ def _wait(condition: Any, what: str, timeout: float = 10.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_optin_journey_in_chromium(
-    chrome: Any, cli: Any, workspace_env: dict[str, str], smtp_sink: Any, db_url: str,
-    tmp_path: Path,
-) -> None:  # fmt: skip
-    from selenium.webdriver.common.by import By
-
-    db = "pg" if db_url.startswith("postgresql") else "sqlite"
-    clear_artifacts(db)
+def _serve_magnet(
+    cli: Any, workspace_env: dict[str, str], smtp_sink: Any, tmp_path: Path
+) -> tuple[Any, str]:
+    """Magnet "guide-tarifs" and a real `launchkit serve` on a free port: (process, base)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -74,7 +71,18 @@ def test_optin_journey_in_chromium(
         "- Un tableur prêt à remplir",
     )  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    server = start_server(env, port, tmp_path / "serve.log")
+    return start_server(env, port, tmp_path / "serve.log"), base
+
+
+def test_optin_journey_in_chromium(
+    chrome: Any, cli: Any, workspace_env: dict[str, str], smtp_sink: Any, db_url: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    from selenium.webdriver.common.by import By
+
+    db = "pg" if db_url.startswith("postgresql") else "sqlite"
+    clear_artifacts(db)
+    server, base = _serve_magnet(cli, workspace_env, smtp_sink, tmp_path)
     try:
         chrome.get(f"{base}/m/guide-tarifs")
         assert "Le guide pour fixer vos tarifs" in chrome.title
@@ -97,8 +105,10 @@ def test_optin_journey_in_chromium(
         screenshot(chrome, f"{db}-3-check-inbox")
 
         [confirm_mail] = smtp_sink.wait_for(1)
-        chrome.get(_link(confirm_mail, base, "/confirm"))
+        _check_status(db_url, "pending")
+        chrome.get(_link(confirm_mail, base, "/confirm"))  # the page's script posts the form
         _wait(lambda: chrome.find_elements(By.ID, "download"), "the download button")
+        _check_status(db_url, "active")
         screenshot(chrome, f"{db}-4-confirmed")
         chrome.find_element(By.ID, "download").click()
         target = chrome.downloads / SAMPLE_PDF.name
@@ -140,3 +150,91 @@ def _check_status(db_url: str, status: str) -> None:
         engine.dispose()
     assert row.status == status
     assert suppressed == (1 if status == "unsubscribed" else 0)
+
+
+def _signup(base: str, address: str) -> None:
+    """The opt-in form posted over HTTP (cookie and CSRF token from the page)."""
+    with httpx.Client(base_url=base) as client:
+        page = client.get("/m/guide-tarifs")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        form = {"email": address, "consent": "yes", "csrf_token": token.group(1)}
+        assert client.post("/m/guide-tarifs", data=form).status_code == 303
+
+
+def test_confirm_by_button_where_scripts_do_not_run(
+    chrome: Any, cli: Any, workspace_env: dict[str, str], smtp_sink: Any, db_url: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    from selenium.webdriver.common.by import By
+
+    db = "pg" if db_url.startswith("postgresql") else "sqlite"
+    server, base = _serve_magnet(cli, workspace_env, smtp_sink, tmp_path)
+    try:
+        _signup(base, "camille.martin@example.fr")
+        link = _link(smtp_sink.wait_for(1)[0], base, "/confirm")
+        chrome.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+        chrome.get(link)
+        button = _wait(lambda: chrome.find_elements(By.ID, "confirm-button"), "the button")[0]
+        assert "Je confirme mon inscription" in button.text and button.is_enabled()
+        screenshot(chrome, f"{db}-confirm-noscript")
+        chrome.set_window_size(390, 844)
+        screenshot(chrome, f"{db}-confirm-noscript-mobile")
+        time.sleep(0.5)
+        _check_status(db_url, "pending")  # the page alone changed nothing
+        chrome.find_element(By.ID, "confirm-button").click()
+        _wait(lambda: chrome.find_elements(By.ID, "download"), "the download button")
+        screenshot(chrome, f"{db}-confirmed-mobile")
+        _check_status(db_url, "active")
+        assert len(smtp_sink.wait_for(2)) == 2  # the delivery email, once
+    finally:
+        stop_server(server)
+
+
+def test_buy_form_posts_with_token_and_origin_in_chromium(
+    chrome: Any, stripe_settings: Any, sessions: Any, now: Any, tmp_path: Path
+) -> None:
+    """The sales page's own form passes /buy's CSRF and Origin checks in a real browser (its
+    Referrer-Policy lets Chromium send the real Origin), and reaches Stripe Checkout."""
+    import dataclasses
+    import threading
+
+    import uvicorn
+    from selenium.webdriver.common.by import By
+
+    from launchkit import checkout
+    from launchkit.models import WebEvent
+    from launchkit.web import create_app
+    from tests.fixtures.stripe import create_offer
+    from tests.test_checkout import RecordingClient
+
+    db = "pg" if stripe_settings.database_url.startswith("postgresql") else "sqlite"
+    with sessions.begin() as s:
+        create_offer(s, now)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(dataclasses.replace(stripe_settings, base_url=base), clock=lambda: now)
+    http = RecordingClient()
+    app.state.stripe_client = checkout.make_client(stripe_settings, http_client=http)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: server.started, "the server")
+        chrome.get(f"{base}/buy/cours")
+        screenshot(chrome, f"{db}-buy")
+        chrome.set_window_size(390, 844)
+        chrome.get(f"{base}/buy/cours")
+        screenshot(chrome, f"{db}-buy-mobile")
+        chrome.find_element(By.ID, "email").send_keys("camille@example.fr")
+        chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(lambda: "/buy/cours" not in chrome.current_url, "the jump to Stripe")
+        assert chrome.current_url.startswith("https://checkout.stripe.com/")
+        sessions_created = [r for r in http.requests if r[1].endswith("/v1/checkout/sessions")]
+        assert len(sessions_created) == 1
+        with sessions.begin() as s:
+            kinds = s.scalars(sa.select(WebEvent.kind)).all()
+        assert sorted(kinds) == ["checkout_start", "sales_view", "sales_view"]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -133,6 +133,15 @@ def link_in(message: Message, prefix: str) -> str:
     return match.group(0).removeprefix("http://127.0.0.1:8000")
 
 
+def confirm(web: Web, path: str) -> Any:
+    """Open a confirmation link as a browser does: the page, then the POST its script sends."""
+    page = web.client.get(path)
+    if page.status_code != 200:
+        return page
+    assert f'<form method="post" action="{path}" id="confirm-form">' in page.text
+    return web.client.post(path)
+
+
 def test_optin_confirm_download_flow(web: Web, now: datetime) -> None:
     page = web.client.get("/m/guide")
     assert page.status_code == 200
@@ -161,7 +170,7 @@ def test_optin_confirm_download_flow(web: Web, now: datetime) -> None:
     )
     confirm_path = link_in(confirm_mail, "/confirm")
     web.clock.now = now + timedelta(hours=2)
-    r = web.client.get(confirm_path)
+    r = confirm(web, confirm_path)
     assert r.status_code == 200 and 'id="download"' in r.text
     sub = web.subscriber("camille@example.fr")
     assert sub is not None and sub.status == "active" and sub.confirmed_at == web.clock.now
@@ -174,7 +183,7 @@ def test_optin_confirm_download_flow(web: Web, now: datetime) -> None:
     download_path = link_in(delivery, "/d")
 
     # replaying the confirmation link: same page, no second delivery, no second event
-    again = web.client.get(confirm_path)
+    again = confirm(web, confirm_path)
     assert again.status_code == 200 and 'id="download"' in again.text
     assert web.events("confirm") == 1
     assert len(web.sink.messages) == 2
@@ -215,7 +224,7 @@ def test_invalid_input_shows_inline_errors_and_stores_nothing(web: Web) -> None:
 
 
 def test_oversized_body_is_refused(web: Web) -> None:
-    r = post_optin(web, first_name="x" * 20_000)
+    r = post_optin(web, first_name="x" * 70_000)
     assert r.status_code == 413
     assert web.rows(Subscriber) == []
 
@@ -277,7 +286,7 @@ def test_bad_tokens(web: Web, now: datetime) -> None:
 
 def test_expired_download_offers_a_fresh_link(web: Web, now: datetime) -> None:
     post_optin(web)
-    web.client.get(link_in(web.sink.wait_for(1)[0], "/confirm"))
+    confirm(web, link_in(web.sink.wait_for(1)[0], "/confirm"))
     download_path = link_in(web.sink.wait_for(2)[1], "/d")
     web.clock.now = datetime.now(UTC) + web.settings.download_link_max_age + timedelta(seconds=5)
     r = web.client.get(download_path)
@@ -311,7 +320,7 @@ def test_url_magnet_redirects(web: Web, now: datetime) -> None:
 
 def _confirmed_subscriber(web: Web) -> tuple[int, str]:
     post_optin(web)
-    web.client.get(link_in(web.sink.wait_for(1)[0], "/confirm"))
+    confirm(web, link_in(web.sink.wait_for(1)[0], "/confirm"))
     delivery = web.sink.wait_for(2)[1]
     sub = web.subscriber("camille@example.fr")
     assert sub is not None
@@ -372,7 +381,7 @@ def test_suppressed_address_needs_a_fresh_confirmation(web: Web, now: datetime) 
     web.client.post(path, content="List-Unsubscribe=One-Click",
                     headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
     # replaying the old confirmation link does not re-subscribe
-    assert web.client.get(link_in(web.sink.messages[0], "/confirm")).status_code == 200
+    assert confirm(web, link_in(web.sink.messages[0], "/confirm")).status_code == 200
     assert web.subscriber("camille@example.fr").status == "unsubscribed"  # type: ignore[union-attr]
     web.client.cookies.clear()
     r = post_optin(web, first_name="Intrus")
@@ -382,7 +391,7 @@ def test_suppressed_address_needs_a_fresh_confirmation(web: Web, now: datetime) 
     assert len(web.rows(Suppression)) == 1  # the form alone lifts nothing
     confirm_path = link_in(web.sink.wait_for(3)[2], "/confirm")
     web.clock.now = now + timedelta(days=1)
-    assert web.client.get(confirm_path).status_code == 200
+    assert confirm(web, confirm_path).status_code == 200
     sub = web.subscriber("camille@example.fr")
     assert sub is not None and sub.status == "active" and sub.confirmed_at == web.clock.now
     assert web.rows(Suppression) == [] and web.events("resubscribe") == 1
@@ -451,7 +460,7 @@ def test_active_subscriber_stays_active_and_gets_the_magnet(web: Web, now: datet
     assert post_optin(web, first_name="Autre").status_code == 303
     sub = web.subscriber("camille@example.fr")
     assert sub is not None and sub.status == "active" and sub.first_name == "Camille"
-    assert web.client.get(link_in(web.sink.wait_for(1)[0], "/confirm")).status_code == 200
+    assert confirm(web, link_in(web.sink.wait_for(1)[0], "/confirm")).status_code == 200
     sub = web.subscriber("camille@example.fr")
     assert sub is not None and sub.source == "import:mailchimp"  # the first source is kept
     assert web.tags(sub.id) == {"magnet:guide", "lead"}
@@ -487,3 +496,233 @@ def test_unsubscribe_bad_links(web: Web) -> None:
     web.clock.now = datetime.now(UTC) + web.settings.unsubscribe_link_max_age + timedelta(days=1)
     assert web.client.get(path).status_code == 410
     assert web.subscriber("camille@example.fr").status == "active"  # type: ignore[union-attr]
+
+
+# --- state changes only by POST (issue #15) -------------------------------------------------
+
+LINKS = re.compile(r'(?:href|src|action)="([^"]+)"')
+
+
+def scan(client: TestClient, start: str, *, limit: int = 40) -> list[str]:
+    """A mail link scanner: HEAD and GET every link it meets (following redirects), from
+    the pages too, and never runs a script or submits a form."""
+    seen: list[str] = []
+    queue = [start]
+    while queue and len(seen) < limit:
+        url = queue.pop(0).removeprefix("http://127.0.0.1:8000")
+        if url in seen or not url.startswith("/"):
+            continue
+        seen.append(url)
+        client.head(url, follow_redirects=True)
+        page = client.get(url, follow_redirects=True)
+        if page.headers.get("content-type", "").startswith("text/html"):
+            queue += LINKS.findall(page.text)
+    return seen
+
+
+def _pending_state(web: Web) -> tuple[Any, ...]:
+    sub = web.subscriber("camille@example.fr")
+    assert sub is not None
+    [consent] = web.rows(Consent, Consent.subscriber_id == sub.id)
+    return (sub.status, sub.confirmed_at, consent.confirmed_at, web.tags(sub.id),
+            web.events("confirm"), len(web.sink.messages))  # fmt: skip
+
+
+def test_head_get_and_link_scanners_never_confirm(web: Web) -> None:
+    post_optin(web)
+    path = link_in(web.sink.wait_for(1)[0], "/confirm")
+    before = _pending_state(web)
+    assert before == ("pending", None, None, set(), 0, 1)
+    assert web.client.head(path).status_code == 200
+    page = web.client.get(path)
+    assert page.status_code == 200 and "Confirmez votre inscription" in page.text
+    assert "camille@example.fr" in page.text and "Le guide des tarifs" in page.text
+    nonce = re.search(r"'nonce-([^']+)'", page.headers["content-security-policy"])
+    assert nonce and f'<script nonce="{nonce.group(1)}">' in page.text  # the auto-submit
+    scanned = scan(TestClient(web.client.app, base_url="http://127.0.0.1:8000"), path)
+    assert path in scanned
+    print(f"scanner: {len(scanned)} addresses fetched (HEAD + GET) from the confirmation link")
+    assert _pending_state(web) == before  # the consent record still says "not confirmed"
+    r = web.client.post(path)
+    assert r.status_code == 200 and 'id="download"' in r.text
+    after = _pending_state(web)
+    assert after[0] == "active" and after[2] == web.clock.now
+    assert after[4:] == (1, 2)  # one confirm event, then the delivery email
+
+
+def test_scanner_on_every_emailed_link_changes_no_status(web: Web) -> None:
+    sub_id, unsubscribe_path = _confirmed_subscriber(web)
+    scanner = TestClient(web.client.app, base_url="http://127.0.0.1:8000")
+    scanned = []
+    for message in web.sink.messages:
+        for link in re.findall(r"http://127\.0\.0\.1:8000/[^\s\"<>]+", body_of(message)):
+            scanned += scan(scanner, link)
+    print(f"scanner: {len(scanned)} addresses fetched (HEAD + GET) from 2 emails")
+    sub = web.subscriber("camille@example.fr")
+    assert sub is not None and sub.status == "active" and web.rows(Suppression) == []
+    [consent] = web.rows(Consent, Consent.subscriber_id == sub_id)
+    assert consent.withdrawn_at is None and web.events("confirm") == 1
+    assert len(web.sink.messages) == 2  # no second delivery email either
+
+
+def test_confirm_post_refuses_bad_tokens_like_the_page(web: Web) -> None:
+    post_optin(web)
+    token = link_in(web.sink.wait_for(1)[0], "/confirm").rsplit("/", 1)[1]
+    tampered = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
+    assert web.client.post(f"/confirm/{tampered}").status_code == 400
+    ghost = tokens.make_token(web.settings, Purpose.CONFIRM, {"s": 999, "m": web.magnet_id})
+    assert web.client.post(f"/confirm/{ghost}").status_code == 404
+    web.clock.now = datetime.now(UTC) + web.settings.confirm_link_max_age + timedelta(minutes=1)
+    assert web.client.post(f"/confirm/{token}").status_code == 410
+    assert web.events("confirm") == 0
+
+
+# --- the public address is web.base_url, never the Host header (issue #15) ------------------
+
+EVIL = {"host": "evil.example"}
+
+
+def test_forged_host_reaches_no_link_record_or_redirect(web: Web) -> None:
+    page = web.client.get("/m/guide", headers=EVIL)
+    data = {"email": "camille@example.fr", "consent": "yes", "csrf_token": csrf_of(page.text)}
+    r = web.client.post("/m/guide?utm_source=x", data=data, headers=EVIL)
+    assert r.status_code == 303 and r.headers["location"] == "/m/guide/sent"
+    [consent] = web.rows(Consent)
+    assert consent.page == "http://127.0.0.1:8000/m/guide?utm_source=x"
+    redirects = {"/m/guide/": "/m/guide", "/m/guide/sent/": "/m/guide/sent",
+                 "/m/guide/?a=1": "/m/guide?a=1"}  # fmt: skip
+    for path, target in redirects.items():
+        r = web.client.get(path, headers=EVIL)
+        assert r.status_code == 307 and r.headers["location"] == f"http://127.0.0.1:8000{target}"
+    confirm_path = link_in(web.sink.wait_for(1)[0], "/confirm")  # the email: base_url links
+    for r in (
+        web.client.get(confirm_path, headers=EVIL),
+        web.client.post(confirm_path, headers=EVIL),
+        web.client.get("/nothing/", headers=EVIL),
+    ):
+        assert "evil.example" not in r.text and "evil.example" not in str(r.headers)
+    download = link_in(web.sink.wait_for(2)[1], "/d")
+    assert "evil.example" not in str(web.client.get(download, headers=EVIL).headers)
+    assert all("evil.example" not in str(m) for m in web.sink.messages)
+
+
+# --- resend cap and no-store (issue #15) ----------------------------------------------------
+
+
+def _expired_download(web: Web) -> tuple[str, str]:
+    _confirmed_subscriber(web)
+    path = link_in(web.sink.messages[1], "/d")
+    web.clock.now = datetime.now(UTC) + web.settings.download_link_max_age + timedelta(seconds=5)
+    page = web.client.get(path)
+    assert page.status_code == 410
+    return f"{path}/resend", csrf_of(page.text)
+
+
+def test_resend_is_capped_per_subscriber(web: Web) -> None:
+    resend, csrf = _expired_download(web)
+    codes = []
+    for _ in range(5):
+        web.clock.now += timedelta(hours=1)
+        codes.append(web.client.post(resend, data={"csrf_token": csrf}))
+    assert [r.status_code for r in codes] == [200, 200, 200, 429, 429]
+    assert "déjà envoyé 3 nouveaux liens" in codes[3].text
+    # the first resend (at +1 h) leaves the window at +25 h: 21 h after the 4th attempt (+4 h)
+    assert int(codes[3].headers["retry-after"]) == 21 * 3600
+    assert len(web.sink.messages) == 2 + 3
+    assert web.events("download_resend") == 3
+    # another browser, another IP: still this subscriber's cap
+    other = TestClient(web.client.app, base_url="http://127.0.0.1:8000", client=("10.0.0.9", 1))
+    other_page = other.get(resend.removesuffix("/resend"))
+    r = other.post(resend, data={"csrf_token": csrf_of(other_page.text)})
+    assert r.status_code == 429 and len(web.sink.messages) == 5
+    web.clock.now += timedelta(hours=20, seconds=1)  # +25 h: the first left the window
+    assert web.client.post(resend, data={"csrf_token": csrf}).status_code == 200
+    assert len(web.sink.wait_for(6)) == 6
+
+
+def test_every_token_page_is_no_store_and_no_referrer(web: Web, now: datetime) -> None:
+    post_optin(web)
+    confirm_path = link_in(web.sink.wait_for(1)[0], "/confirm")
+    pages = [web.client.get("/m/guide"), web.client.get("/m/guide/sent")]
+    pages += [web.client.get(confirm_path), web.client.head(confirm_path)]
+    pages.append(web.client.post(confirm_path))
+    download = link_in(web.sink.wait_for(2)[1], "/d")
+    pages += [web.client.get(download), web.client.head(download)]
+    sub = web.subscriber("camille@example.fr")
+    assert sub is not None
+    unsubscribe = tokens.unsubscribe_url(web.settings, sub.id).split("8000")[1]
+    pages.append(web.client.get(unsubscribe))
+    with web.sessions.begin() as s:
+        video = magnets.add_magnet(
+            s, web.settings, "video", title="Vidéo", url="https://example.com/v", now=now
+        )
+        video_id = video.id
+    redirect = magnets.download_url(web.settings, sub.id, video_id).split("8000")[1]
+    pages.append(web.client.get(redirect))
+    pages += [web.client.get("/confirm/bad"), web.client.get("/d/bad"), web.client.get("/x")]
+    web.clock.now = datetime.now(UTC) + web.settings.download_link_max_age + timedelta(seconds=5)
+    expired = web.client.get(download)
+    pages.append(expired)
+    pages.append(web.client.post(f"{download}/resend", data={"csrf_token": csrf_of(expired.text)}))
+    pages.append(web.client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}))
+    statuses = sorted({r.status_code for r in pages})
+    assert statuses == [200, 303, 400, 404, 410]
+    for r in pages:
+        assert r.headers["cache-control"] == "no-store", r.request.url
+        assert r.headers["referrer-policy"] == "no-referrer", r.request.url
+
+
+# --- bodies bounded while they stream in (issue #15) ----------------------------------------
+
+
+def chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
+    """A chunked body (no Content-Length) of ``total`` bytes."""
+    sent = 0
+    while sent < total:
+        yield b"a" * min(size, total - sent)
+        sent += size
+
+
+def test_form_bodies_over_64_kb_are_refused_as_they_stream(web: Web) -> None:
+    sub_id, unsubscribe_path = _confirmed_subscriber(web)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    for path in ("/m/guide", unsubscribe_path, "/d/x/resend"):
+        r = web.client.post(path, content=chunks(70 * 1024), headers=form)
+        assert r.status_code == 413 and "trop volumineux" in r.text, path
+        assert r.headers["connection"] == "close"
+    # a declared Content-Length over the limit: 413 even where the route reads no body
+    for path in ("/m/guide", unsubscribe_path, "/d/x/resend", "/confirm/x", "/m/guide/sent"):
+        r = web.client.post(path, content=b"a" * 10, headers={**form, "content-length": "70000"})
+        assert r.status_code == 413 and r.headers["connection"] == "close", path
+    fits = web.client.post(unsubscribe_path, content=chunks(60 * 1024), headers=form)
+    assert fits.status_code == 400  # read whole, then refused for the missing CSRF token
+    sub = web.subscriber("camille@example.fr")
+    assert sub is not None and sub.status == "active" and web.events("signup") == 1
+
+
+def test_uploads_are_refused_everywhere(web: Web) -> None:
+    sub_id, unsubscribe_path = _confirmed_subscriber(web)
+    upload = {"file": ("a.pdf", b"%PDF" * 10, "application/pdf")}
+    page = web.client.get("/m/guide")
+    fields = {"email": "eve@example.fr", "consent": "yes", "csrf_token": csrf_of(page.text)}
+    r = web.client.post("/m/guide", data=fields, files=upload)
+    assert r.status_code == 415 and "envoi de fichiers" in r.text
+    assert web.client.post("/m/guide", data=fields, files={"x": (None, "y")}).status_code == 415
+    # RFC 8058 lets one-click senders post multipart to /u: fields yes, a file part never
+    r = web.client.post(unsubscribe_path, data={"List-Unsubscribe": "One-Click"}, files=upload)
+    assert r.status_code == 400
+    assert web.subscriber("eve@example.fr") is None
+    assert web.subscriber("camille@example.fr").status == "active"  # type: ignore[union-attr]
+
+
+def test_concurrent_resends_still_stop_at_three(web: Web) -> None:
+    resend, csrf = _expired_download(web)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(_: int) -> int:
+        return web.client.post(resend, data={"csrf_token": csrf}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(post, range(8)))
+    assert codes == [200] * 3 + [429] * 5
+    assert web.events("download_resend") == 3 and len(web.sink.wait_for(5)) == 5

@@ -39,6 +39,7 @@ from tests.fixtures.stripe import (
     real_subscription,
 )
 from tests.test_checkout import RecordingClient
+from tests.test_web import csrf_of
 
 
 @pytest.fixture
@@ -383,17 +384,18 @@ def test_sales_page_shows_plans_deadline_and_prefill(web, sessions, stripe_setti
 
 def test_buy_redirects_to_stripe_checkout(web, sessions, shop):
     http: RecordingClient = web.app.state.stripe_client._requestor._client  # type: ignore[attr-defined]
+    csrf = {"csrf_token": csrf_of(web.get("/buy/cours").text)}  # the sales page's form token
     response = web.post(
-        "/buy/cours?plan=3", data={"email": "new@example.fr"}, follow_redirects=False
+        "/buy/cours?plan=3", data={"email": "new@example.fr", **csrf}, follow_redirects=False
     )
     assert response.status_code == 303
     assert response.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_123"
     fields = http.requests[-1][3]
     assert (fields["mode"], fields["customer_email"]) == ("subscription", "new@example.fr")
-    bad = web.post("/buy/cours", data={"plan": "7"}, follow_redirects=False)
+    bad = web.post("/buy/cours", data={"plan": "7", **csrf}, follow_redirects=False)
     assert bad.status_code == 400
     with sessions.begin() as s:
-        assert s.scalars(select(WebEvent.kind)).all() == ["checkout_start"]
+        assert sorted(s.scalars(select(WebEvent.kind))) == ["checkout_start", "sales_view"]
 
 
 @pytest.mark.parametrize("shift, text", [(-2, "pas encore ouvertes"), (6, "sont fermées")])

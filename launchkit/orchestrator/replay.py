@@ -137,7 +137,9 @@ class Replay:
         for path in self.web_mail[before:]:
             link = _confirm_link(path.read_bytes())
             if link:
-                self.web.get(link.replace(self.settings.base_url.rstrip("/"), ""), headers=visitor)
+                page = link.replace(self.settings.base_url.rstrip("/"), "")
+                self.web.get(page, headers=visitor)  # the page; its script posts the form
+                self.web.post(page, headers=visitor)
                 self.stats["confirmations"] += 1
                 return
 
@@ -147,9 +149,10 @@ class Replay:
         """Visit the sales page, start the checkout, then deliver Stripe's events."""
         token = make_token(self.settings, Purpose.CHECKOUT, {"s": event.subscriber_id})
         visitor = visitor_headers(event.email)
-        self.web.get(f"/buy/{offer.slug}?t={token}", headers=visitor)
+        page = self.web.get(f"/buy/{offer.slug}?t={token}", headers=visitor)
         plan = "full" if event.plan == 1 else str(event.plan)
         fields = {
+            **dict(HIDDEN.findall(page.text)),  # the CSRF token
             "plan": plan,
             "email": event.email,
             "t": token,

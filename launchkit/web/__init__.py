@@ -4,8 +4,10 @@
 (``web/magnets.py``, ``web/checkout.py``). Pages are Jinja2 templates from the workspace's
 ``templates/`` folder, falling back to the starter copies (``default:`` prefix reaches the
 starter copy of a page from an override). This module also holds what every route shares:
-page rendering with French/English strings, CSRF tokens, the per-IP rate limit, security
-headers and the friendly error pages.
+page rendering with French/English strings, CSRF tokens and the Origin check, the per-IP rate
+limit, security headers (``no-store`` everywhere), request body limits enforced while the body
+streams in (64 KB, 1 MB for the webhook, no uploads), addresses built on ``web.base_url``
+(never the Host header) and the friendly error pages.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -27,9 +30,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from launchkit.clock import utcnow
@@ -67,7 +71,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "sent_step3": "Recevez aussitôt votre lien de téléchargement :",
         "sent_spam": "Rien reçu d'ici quelques minutes ? Regardez dans les courriers indésirables "
         "ou l'onglet Promotions.",
-        "confirmed_title": "C'est confirmé, merci !",
+        "confirmed_title": "C'est confirmé, merci\u00a0!",
         "confirmed_lead": "Votre ressource est prête. Nous vous avons aussi envoyé le lien "
         "par email.",
         "confirmed_again": "Votre inscription était déjà confirmée. Voici votre ressource.",
@@ -110,6 +114,19 @@ STRINGS: dict[str, dict[str, str]] = {
         "server": "Nous n'avons pas pu traiter votre demande. Réessayez dans un instant.",
         "mail_failed": "L'email n'a pas pu partir. Réessayez dans un instant.",
         "error_code": "Code d'erreur",
+        "too_large": "Ce formulaire est trop volumineux. Raccourcissez votre message et réessayez.",
+        "no_upload": "Ce site n'accepte pas l'envoi de fichiers.",
+        "forbidden_title": "Demande refusée",
+        "confirm_title": "Confirmez votre inscription",
+        "confirm_lead": "Un clic pour confirmer et recevoir «\u00a0{title}\u00a0» à l'adresse "
+        "{email}.",
+        "confirm_button": "Je confirme mon inscription",
+        "confirm_wait": "Confirmation en cours…",
+        "confirm_ignore": "Vous n'avez rien demandé\u00a0? Fermez simplement cette "
+        "page\u00a0: sans confirmation, nous ne vous écrirons pas.",
+        "resend_cap_title": "Lien déjà renvoyé",
+        "resend_cap": "Nous vous avons déjà envoyé {n} nouveaux liens aujourd'hui. Le plus récent "
+        "est dans votre boîte mail\u00a0; vous pourrez en demander un autre demain.",
     },
     "en": {
         "lang": "en",
@@ -176,6 +193,18 @@ STRINGS: dict[str, dict[str, str]] = {
         "server": "We couldn't process your request. Please try again in a moment.",
         "mail_failed": "The email could not be sent. Please try again in a moment.",
         "error_code": "Error code",
+        "too_large": "This form is too large. Please shorten your message and try again.",
+        "no_upload": "This site does not accept file uploads.",
+        "forbidden_title": "Request refused",
+        "confirm_title": "Confirm your signup",
+        "confirm_lead": "One click to confirm and receive “{title}” at {email}.",
+        "confirm_button": "Yes, confirm my signup",
+        "confirm_wait": "Confirming…",
+        "confirm_ignore": "Didn't ask for this? Just close this page: without a confirmation "
+        "we won't email you.",
+        "resend_cap_title": "Link already sent",
+        "resend_cap": "We've already sent you {n} new links today. The latest one is in your "
+        "inbox; you can ask for another one tomorrow.",
     },
 }
 
@@ -315,9 +344,7 @@ def render_page(
     }
     values.update(context or {})
     html = state.pages.get_template(template).render(values)
-    response = HTMLResponse(html, status_code=status)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return HTMLResponse(html, status_code=status)
 
 
 def error_page(
@@ -401,7 +428,12 @@ def csrf_ok(request: Request, form: Mapping[str, Any]) -> bool:
 
 
 class SecurityHeaders:
-    """ASGI middleware: a nonce-based CSP with no external source, and the usual headers."""
+    """ASGI middleware: a nonce-based CSP with no external source, and the usual headers.
+
+    Every response is ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer`` unless
+    the route set its own (pages carry tokens and CSRF values: no cache may keep them). A 413
+    or 415 closes the connection, so the server stops reading the rest of the refused body.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -421,16 +453,64 @@ class SecurityHeaders:
             (b"content-security-policy", csp.encode()),
             (b"x-frame-options", b"DENY"),
             (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
             (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
         ]
+        defaults = [(b"cache-control", b"no-store"), (b"referrer-policy", b"no-referrer")]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
+                headers = [*message.get("headers", []), *extra]
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in defaults if name not in present]
+                if message["status"] in (413, 415) and b"connection" not in present:
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# --- request bodies -------------------------------------------------------------------------
+
+FORM_BODY_LIMIT = 64 * 1024  # every route but the webhook (its route sets 1 MB)
+MULTIPART_PREFIXES = ("/u/",)  # RFC 8058 one-click senders may post multipart/form-data
+
+
+class RefuseUploads:
+    """ASGI middleware: a multipart body is refused (415) before it is read, except on the
+    unsubscribe route where RFC 8058 allows it (still bounded, and no file part accepted)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(MULTIPART_PREFIXES):
+            content_type = dict(scope["headers"]).get(b"content-type", b"")
+            if content_type.lower().lstrip().startswith(b"multipart/"):
+                response = error_page(Request(scope), 415, "error_title", "no_upload")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# --- the public address ---------------------------------------------------------------------
+
+
+def public_url(request: Request, path: str, query: str = "") -> str:
+    """``web.base_url`` + path (+ query): never the request's Host header."""
+    base = state_of(request).settings.base_url.rstrip("/")
+    return f"{base}{path}" + (f"?{query}" if query else "")
+
+
+def origin_ok(request: Request) -> bool:
+    """False when the request names an Origin other than ``web.base_url``'s (``null``
+    included: a sandboxed or no-referrer page). No Origin at all (older browsers, scripts)
+    is left to the CSRF token."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    base = urlsplit(state_of(request).settings.base_url)
+    return origin.rstrip("/").lower() == f"{base.scheme}://{base.netloc}".lower()
 
 
 # --- errors and app -------------------------------------------------------------------------
@@ -440,10 +520,26 @@ async def http_error(request: Request, exc: Exception) -> Response:
     """Unknown routes and other HTTP errors get the friendly page."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 404:
-        return error_page(request, 404, "not_found_title", "not_found")
+        return _slash_redirect(request) or error_page(request, 404, "not_found_title", "not_found")
     if status == 405:
         return error_page(request, 405, "error_title", "not_found")
+    if status == 413:
+        return error_page(request, 413, "error_title", "too_large")
     return error_page(request, status, "error_title", "server")
+
+
+def _slash_redirect(request: Request) -> Response | None:
+    """``/m/x/`` -> ``/m/x`` (and back) on ``web.base_url``: Starlette's own redirect would
+    build the address from the Host header."""
+    path = request.url.path
+    if path == "/":
+        return None
+    other = path.rstrip("/") if path.endswith("/") else f"{path}/"
+    scope = {**request.scope, "path": other}
+    for route in request.app.router.routes:
+        if route.matches(scope)[0] is not Match.NONE:
+            return RedirectResponse(public_url(request, other, request.url.query), 307)
+    return None
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -479,8 +575,13 @@ def create_app(
     routes += checkout_routes()
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(RequestBodyLimitMiddleware, max_body_size=FORM_BODY_LIMIT),
+            Middleware(RefuseUploads),
+        ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    app.router.redirect_slashes = False  # see _slash_redirect
     app.state.lk = state
     return app

@@ -27,13 +27,23 @@ from launchkit.db import make_sessionmaker
 from launchkit.errors import LaunchkitError, NotFound
 from launchkit.models import Launch, Offer, Subscriber, WebEvent
 from launchkit.tokens import Purpose
-from launchkit.web import client_ip, error_page, rate_limited, render_page, state_of
+from launchkit.web import (
+    CSRF_FIELD,
+    client_ip,
+    csrf_ok,
+    csrf_token,
+    error_page,
+    origin_ok,
+    rate_limited,
+    render_page,
+    set_csrf_cookie,
+    state_of,
+)
 from launchkit.web import too_many_requests as too_many
 
 log = logging.getLogger("launchkit.web")
 
-MAX_WEBHOOK_BODY = 1024 * 1024
-MAX_FORM_BODY = 8 * 1024
+MAX_WEBHOOK_BODY = 1024 * 1024  # refused while it streams in (the app's forms: 64 KB)
 
 STRINGS = {
     "fr": {
@@ -90,7 +100,7 @@ def checkout_routes() -> list[BaseRoute]:
         Route("/buy/{offer}", sales_page, methods=["GET"]),
         Route("/buy/{offer}", buy, methods=["POST"]),
         Route("/buy/{offer}/thanks", thanks, methods=["GET"]),
-        Route("/stripe/webhook", webhook, methods=["POST"]),
+        Route("/stripe/webhook", webhook, methods=["POST"], max_body_size=MAX_WEBHOOK_BODY),
     ]
 
 
@@ -199,6 +209,7 @@ def _render_offer(
         price = checkout.format_money(offer.bump_cents, offer.currency, lang)
         bump = c["bump"].format(name=offer.bump_name, amount=price)
     selected = request.query_params.get("plan") or checkout.PLAN_FULL
+    form_token, cookie = csrf_token(request)
     context = {
         "c": c,
         "offer": offer,
@@ -215,8 +226,15 @@ def _render_offer(
         else "",
         "page_title": offer.product,
         "action": f"/buy/{offer.slug}",
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": form_token,
     }
-    return render_page(request, "checkout.html", context)
+    response = render_page(request, "checkout.html", context)
+    set_csrf_cookie(request, response, cookie)
+    # the form's POST must carry a real Origin for buy()'s check ("no-referrer" sends "null");
+    # the page's address (and its token) still goes to no other site
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
 
 
 def thanks(request: Request) -> Response:
@@ -231,12 +249,15 @@ def thanks(request: Request) -> Response:
 
 
 async def buy(request: Request) -> Response:
-    """POST /buy/{offer}: create a Checkout Session and 303 to it (form or query ``plan``)."""
+    """POST /buy/{offer}: create a Checkout Session and 303 to it (form or query ``plan``).
+
+    Only the sales page's own form gets there: its CSRF token (signed cookie value) must come
+    back, and a browser's Origin must be ``web.base_url``'s; otherwise 403, nothing recorded.
+    """
     if rate_limited(request, "buy"):
         return too_many(request)
-    if int(request.headers.get("content-length") or 0) > MAX_FORM_BODY:
-        return error_page(request, 413, "error_title", "server")
-    form = {k: str(v)[:320] for k, v in (await request.form()).items() if isinstance(v, str)}
+    raw = await request.form(max_files=0, max_fields=20)
+    form = {k: str(v)[:320] for k, v in raw.items() if isinstance(v, str)}
     return await run_in_threadpool(_buy, request, form)
 
 
@@ -257,6 +278,8 @@ def _buy(request: Request, form: dict[str, str]) -> Response:
                 launch,
                 checkout.cart_state(launch, now, state.settings.checkout_grace),
             )
+        if not (origin_ok(request) and csrf_ok(request, form)):
+            return error_page(request, 403, "forbidden_title", "err_csrf")
         subscriber = _subscriber_from_token(request, session, token)
         email = subscriber.email if subscriber else (form.get("email") or "").strip() or None
         try:
@@ -282,9 +305,7 @@ def _client(request: Request) -> Any:
 
 async def webhook(request: Request) -> Response:
     """POST /stripe/webhook: 400 on a bad signature (nothing written), else apply once."""
-    body = await request.body()
-    if len(body) > MAX_WEBHOOK_BODY:
-        return JSONResponse({"error": "too large"}, status_code=413)
+    body = await request.body()  # at most MAX_WEBHOOK_BODY: the route's limit refuses more
     state = state_of(request)
     try:
         event = checkout.verify_event(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +28,7 @@ from launchkit.web import (
     csrf_ok,
     csrf_token,
     error_page,
+    public_url,
     rate_limited,
     render_page,
     set_csrf_cookie,
@@ -37,7 +39,7 @@ from launchkit.web import (
 
 log = logging.getLogger("launchkit.web")
 
-MAX_BODY = 16 * 1024
+RESENDS_PER_DAY = 3  # fresh download links emailed to one subscriber in 24 hours
 FORM_FIELDS = ("email", "first_name", "consent", "website", CSRF_FIELD, "reason", "other")
 UNSUB_REASONS = ("too_many", "not_relevant", "never", "other")
 
@@ -48,7 +50,8 @@ def magnet_routes() -> list[BaseRoute]:
         Route("/m/{slug}", optin_page, methods=["GET"]),
         Route("/m/{slug}", optin_post, methods=["POST"]),
         Route("/m/{slug}/sent", optin_sent, methods=["GET"]),
-        Route("/confirm/{token}", confirm, methods=["GET"]),
+        Route("/confirm/{token}", confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", confirm, methods=["POST"]),
         Route("/d/{token}", download, methods=["GET"]),
         Route("/d/{token}/resend", download_resend, methods=["POST"]),
         Route("/u/{token}", unsubscribe_page, methods=["GET"]),
@@ -75,13 +78,8 @@ def _expired_payload(state: WebState, purpose: Purpose, token: str) -> dict[str,
         return None
 
 
-async def _read_form(request: Request) -> dict[str, str] | None:
-    """The posted fields we know, each capped; None when the body is too large."""
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        return None
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return None
+async def _read_form(request: Request) -> dict[str, str]:
+    """The posted fields we know, each capped (the body limit is the app's middleware's)."""
     form = await request.form(max_files=0, max_fields=20)
     values = {}
     for name in FORM_FIELDS:
@@ -89,10 +87,6 @@ async def _read_form(request: Request) -> dict[str, str] | None:
         values[name] = value[: magnets.MAX_FIELD] if isinstance(value, str) else ""
     values["one_click"] = str(form.get("List-Unsubscribe") or "")
     return values
-
-
-def _too_large(request: Request) -> Response:
-    return error_page(request, 413, "error_title", "err_form")
 
 
 def _send(
@@ -197,8 +191,6 @@ async def optin_post(request: Request) -> Response:
     if rate_limited(request):
         return too_many_requests(request)
     form = await _read_form(request)
-    if form is None:
-        return _too_large(request)
     return await run_in_threadpool(_optin_post, request, form)
 
 
@@ -217,9 +209,8 @@ def _optin_post(request: Request, form: dict[str, str]) -> Response:
         data, errors = magnets.validate_signup(form)
         if data is None:
             return _optin_response(request, magnet, values=typed, errors=errors, status=400)
-        visitor = magnets.Visitor(
-            client_ip(request), request.headers.get("user-agent"), str(request.url)
-        )
+        page = public_url(request, request.url.path, request.url.query)
+        visitor = magnets.Visitor(client_ip(request), request.headers.get("user-agent"), page)
         result = magnets.signup(session, state.settings, magnet, data, visitor, now=state.clock())
         subscriber, consent, title = result.subscriber, result.consent, magnet.title
         lang = magnets.page_language(state.settings, magnet)
@@ -276,8 +267,33 @@ def _signup_again_action(state: WebState, payload: Mapping[str, Any]) -> dict[st
         return {"href": f"/m/{magnet.slug}", "label_key": "signup_again"}
 
 
+def confirm_page(request: Request) -> Response:
+    """GET (and HEAD) /confirm/{token}: a page whose form confirms by POST, submitted by its
+    script where scripts run. Link scanners that fetch the URL change nothing."""
+    state = state_of(request)
+    token = request.path_params["token"]
+    try:
+        payload = _read(state, Purpose.CONFIRM, token)
+    except (TokenExpired, TokenInvalid) as e:
+        return _token_error(request, Purpose.CONFIRM, token, e)
+    with state.sessions() as session:  # read only
+        subscriber = session.get(Subscriber, magnets._int(payload.get("s")))
+        magnet = session.get(Magnet, magnets._int(payload.get("m")))
+        if subscriber is None or magnet is None:
+            return error_page(request, 404, "not_found_title", "not_found")
+        lang = magnets.page_language(state.settings, magnet)
+        t = strings_for(lang)
+        lead = t["confirm_lead"].replace("{title}", magnet.title)
+        context = {
+            "action": f"/confirm/{token}",
+            "lead": lead.replace("{email}", subscriber.email),
+            "page_title": t["confirm_title"],
+        }
+        return render_page(request, "confirm.html", context, language=lang)
+
+
 def confirm(request: Request) -> Response:
-    """GET /confirm/{token}: activate, tag, send the delivery email once, show the download."""
+    """POST /confirm/{token}: activate, tag, send the delivery email once, show the download."""
     state = state_of(request)
     token = request.path_params["token"]
     try:
@@ -346,8 +362,6 @@ async def download_resend(request: Request) -> Response:
     if rate_limited(request):
         return too_many_requests(request)
     form = await _read_form(request)
-    if form is None:
-        return _too_large(request)
     return await run_in_threadpool(_download_resend, request, form)
 
 
@@ -359,12 +373,33 @@ def _download_resend(request: Request, form: dict[str, str]) -> Response:
     with state.transaction() as session:
         subscriber = session.get(Subscriber, magnets._int(payload.get("s")))
         magnet = session.get(Magnet, magnets._int(payload.get("m")))
-    if subscriber is None or magnet is None:
-        return error_page(request, 404, "not_found_title", "not_found")
+        if subscriber is None or magnet is None:
+            return error_page(request, 404, "not_found_title", "not_found")
+        lang = magnets.page_language(state.settings, magnet)
+        retry_after = magnets.record_resend(
+            session, subscriber.id, magnet.id, limit=RESENDS_PER_DAY, ip=client_ip(request),
+            now=state.clock(),
+        )  # fmt: skip
+    if retry_after is not None:
+        return _resend_capped(request, lang, retry_after)
     url = magnets.download_url(state.settings, subscriber.id, magnet.id)
     _send_delivery(state, magnet, subscriber, url)
-    lang = magnets.page_language(state.settings, magnet)
     return error_page(request, 200, "resent_title", "resent", language=lang)
+
+
+def _resend_capped(request: Request, lang: str, retry_after: timedelta) -> Response:
+    """429: this subscriber had its fresh links for the day (the page says when to retry)."""
+    t = strings_for(lang)
+    context = {
+        "status": 429,
+        "title": t["resend_cap_title"],
+        "message": t["resend_cap"].replace("{n}", str(RESENDS_PER_DAY)),
+        "action": None,
+        "page_title": t["resend_cap_title"],
+    }
+    response = render_page(request, "error.html", context, status=429, language=lang)
+    response.headers["Retry-After"] = str(max(1, int(retry_after.total_seconds())))
+    return response
 
 
 # --- unsubscribe ----------------------------------------------------------------------------
@@ -404,8 +439,6 @@ def unsubscribe_page(request: Request) -> Response:
 async def unsubscribe_post(request: Request) -> Response:
     """POST /u/{token}: RFC 8058 one-click (no cookie, no CSRF) or the page's own form."""
     form = await _read_form(request)
-    if form is None:
-        return _too_large(request)
     one_click = form["one_click"] == "One-Click"
     if not one_click and rate_limited(request):
         return too_many_requests(request)

@@ -34,6 +34,7 @@ from launchkit.models import (
     SuppressionReason,
 )
 from tests.sendkit import CART_CLOSE, CART_OPEN, FakeClock, tune, write_sequence
+from tests.test_web import confirm as confirm_link
 from tests.test_web import csrf_of, link_in, make_web
 
 pytestmark = pytest.mark.reliability
@@ -297,7 +298,7 @@ def test_signups_get_no_marketing_before_confirmation_and_consent_is_complete(
         confirmed = sorted(by_address)[:confirm]
         for address in confirmed:
             web.clock.now = now + timedelta(minutes=5)
-            assert web.client.get(link_in(by_address[address], "/confirm")).status_code == 200
+            assert confirm_link(web, link_in(by_address[address], "/confirm")).status_code == 200
         clock = FakeClock(now + timedelta(minutes=10))
         after = sequences.send_due(engine, tuned, clock=clock, sleep=clock.sleep)
         marketing = [m for m in _parsed(smtp_sink) if m["Message-ID"].startswith("<lk.email-")]

@@ -27,6 +27,7 @@ from tests.conftest import Cli, free_port
 from tests.fixtures.stripe import create_offer, create_subscriber
 from tests.sendkit import write_sequence
 from tests.test_web import TestClient, Web, link_in, make_web, post_optin
+from tests.test_web import confirm as confirm_link
 
 pytestmark = pytest.mark.security
 
@@ -58,7 +59,7 @@ def _routes(web: Web, token: str) -> dict[str, int]:
 def _genuine(web: Web) -> dict[Purpose, tuple[str, dict[str, Any]]]:
     """One confirmed subscriber (camille), one pending (dominique); a real token per purpose."""
     post_optin(web)
-    web.client.get(link_in(web.sink.wait_for(1)[0], "/confirm"))
+    confirm_link(web, link_in(web.sink.wait_for(1)[0], "/confirm"))
     camille = web.subscriber("camille@example.fr")
     post_optin(web, email="dominique@example.fr")
     confirm = link_in(web.sink.wait_for(3)[2], "/confirm").rsplit("/", 1)[1]
@@ -159,6 +160,7 @@ def test_rotated_keys_keep_old_links_valid_through_the_routes(web: Web) -> None:
             assert client.get(f"/d/{genuine[Purpose.DOWNLOAD][0]}").status_code == expect
             assert client.get(f"/u/{genuine[Purpose.UNSUBSCRIBE][0]}").status_code == expect
             assert client.get(f"/confirm/{genuine[Purpose.CONFIRM][0]}").status_code == expect
+            assert client.post(f"/confirm/{genuine[Purpose.CONFIRM][0]}").status_code == expect
             fresh = tokens.make_token(settings, Purpose.DOWNLOAD, genuine[Purpose.DOWNLOAD][1])
             assert client.get(f"/d/{fresh}").status_code == 200  # new links use the new key
             assert tokens.make_token(settings, Purpose.CHECKOUT, {"s": 1}) != tokens.make_token(
