@@ -1,0 +1,218 @@
+"""Refunds: within the guarantee, idempotent across crashes, and refunds Stripe reports."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from launchkit.checkout.orders import _settle, get_order, guarantee_closes
+from launchkit.checkout.stripe_api import (
+    StripeClient,
+    _cancel_subscription,
+    _create_refund,
+    _stripe_call,
+)
+from launchkit.errors import PaymentError
+from launchkit.models import Order, OrderStatus, Payment, Refund
+
+# --- refunds ----------------------------------------------------------------------------------
+
+
+def refund_order(
+    session: Session,
+    client: StripeClient,
+    order_id: int | str,
+    *,
+    now: datetime,
+    amount_cents: int | None = None,
+    reason: str | None = None,
+    force: bool = False,
+    tz: Any = UTC,
+) -> Refund:
+    """Refund an order through Stripe within its guarantee (or with ``force``).
+
+    Each request gets an idempotency key stored before Stripe is called; a request left
+    ``requested`` (Stripe did not answer) is retried with the same key on the next call, after
+    looking for a Stripe refund that already carries it. A plan refund also cancels the plan.
+    """
+    order = get_order(session, order_id)
+    pending = _pending_refunds(session, order)
+    if not pending:
+        pending = _new_refunds(session, client, order, now, amount_cents, reason, force, tz)
+    for refund in pending:
+        _execute_refund(session, client, order, refund, now)
+    if all(r.status == "succeeded" for r in pending):
+        _settle(session, order, now)
+        if order.status == OrderStatus.REFUNDED and order.stripe_subscription_id:
+            _cancel_subscription(client, order, now)
+    session.flush()
+    return pending[0]
+
+
+def _pending_refunds(session: Session, order: Order) -> list[Refund]:
+    return list(
+        session.scalars(
+            select(Refund)
+            .where(Refund.order_id == order.id, Refund.status == "requested")
+            .order_by(Refund.id)
+        )
+    )
+
+
+def _new_refunds(
+    session: Session,
+    client: StripeClient,
+    order: Order,
+    now: datetime,
+    amount_cents: int | None,
+    reason: str | None,
+    force: bool,
+    tz: Any,
+) -> list[Refund]:
+    closes = _check_refundable(session, order, now, force, tz)
+    _adopt_stripe_refunds(session, client, order, now)
+    refundable = order.paid_cents - order.refunded_cents
+    amount = refundable if amount_cents is None else amount_cents
+    if refundable <= 0:
+        raise PaymentError(f"Order {order.id} has nothing left to refund.")
+    if amount <= 0 or amount > refundable:
+        left = _money_plain(refundable, order.currency)
+        raise PaymentError(f"Order {order.id}: a refund must be between 0.01 and {left}.")
+    group = uuid.uuid4().hex[:16]
+    refunds = []
+    for index, (payment, part) in enumerate(_allocate(session, order, amount)):
+        refund = Refund(
+            order_id=order.id,
+            payment_id=payment.id,
+            idempotency_key=f"launchkit-refund-{order.id}-{group}-{index}",
+            amount_cents=part,
+            currency=order.currency,
+            reason=reason,
+            forced=force and now > closes,
+            status="requested",
+            requested_at=now,
+        )
+        session.add(refund)
+        refunds.append(refund)
+    session.flush()
+    return refunds
+
+
+def _money_plain(cents: int, currency: str) -> str:
+    return f"{Decimal(cents) / 100:.2f} {currency}"
+
+
+def _check_refundable(
+    session: Session, order: Order, now: datetime, force: bool, tz: Any
+) -> datetime:
+    if order.disputed_at:
+        raise PaymentError(
+            f"Order {order.id} is disputed; it cannot be refunded (the dispute decides)."
+        )
+    closes = guarantee_closes(session, order)
+    if closes is None or order.paid_cents <= 0:
+        raise PaymentError(f"Order {order.id} has no payment to refund.")
+    if now > closes and not force:
+        day = closes.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        raise PaymentError(
+            f"Order {order.id}: the guarantee window closed on {day}; use --force to refund anyway."
+        )
+    return closes
+
+
+def _allocate(session: Session, order: Order, amount: int) -> list[tuple[Payment, int]]:
+    """Spread a refund over the paid payments, newest first."""
+    payments = session.scalars(
+        select(Payment)
+        .where(Payment.order_id == order.id, Payment.status == "paid")
+        .order_by(Payment.id.desc())
+    ).all()
+    parts = []
+    for payment in payments:
+        room = payment.amount_cents - payment.refunded_cents
+        if room > 0 and amount > 0:
+            parts.append((payment, min(room, amount)))
+            amount -= min(room, amount)
+    return parts
+
+
+def _refund_target(payment: Payment) -> dict[str, str]:
+    if payment.stripe_payment_intent_id:
+        return {"payment_intent": payment.stripe_payment_intent_id}
+    if payment.stripe_id.startswith("pi_"):
+        return {"payment_intent": payment.stripe_id}
+    raise PaymentError(f"Payment {payment.stripe_id} has no Stripe payment intent to refund.")
+
+
+def _execute_refund(
+    session: Session, client: StripeClient, order: Order, refund: Refund, now: datetime
+) -> None:
+    payment = session.get(Payment, refund.payment_id)
+    assert payment is not None
+    target = _refund_target(payment)
+    params = {
+        **target,
+        "amount": refund.amount_cents,
+        "metadata": {"launchkit_refund": refund.idempotency_key, "launchkit_order": str(order.id)},
+    }
+    try:
+        created = _create_refund(client, target, params, refund.idempotency_key, order.id)
+    except PaymentError:
+        refund.status = "failed"
+        raise
+    if created is None:
+        return  # stays "requested": the next call retries with the same key
+    refund.stripe_refund_id, refund.status, refund.refunded_at = created["id"], "succeeded", now
+    payment.refunded_cents += refund.amount_cents
+    session.flush()
+
+
+def _adopt_stripe_refunds(
+    session: Session, client: StripeClient, order: Order, now: datetime
+) -> None:
+    """Record refunds Stripe made for this order that we lost (a crash after the call)."""
+    for payment in session.scalars(select(Payment).where(Payment.order_id == order.id)).all():
+        if payment.status != "paid":
+            continue
+        target = _refund_target(payment)
+        listing = _stripe_call(
+            "list refunds", client.v1.refunds.list, params={**target, "limit": 100}
+        )
+        total = 0
+        for item in (refund.to_dict() for refund in listing.data):
+            if item.get("status") in (None, "succeeded", "pending"):
+                total += int(item.get("amount") or 0)
+            if (item.get("metadata") or {}).get("launchkit_order") == str(order.id):
+                _adopt_refund(session, order, payment, item, now)
+        payment.refunded_cents = max(payment.refunded_cents, total)
+    _settle(session, order, now)
+
+
+def _adopt_refund(
+    session: Session, order: Order, payment: Payment, item: dict[str, Any], now: datetime
+) -> None:
+    if item.get("status") not in (None, "succeeded", "pending"):
+        return
+    if session.scalar(select(Refund.id).where(Refund.stripe_refund_id == item["id"])):
+        return
+    key = (item.get("metadata") or {}).get("launchkit_refund") or f"stripe:{item['id']}"
+    known = session.scalar(select(Refund).where(Refund.idempotency_key == key))
+    if known is not None:
+        known.stripe_refund_id, known.status = item["id"], "succeeded"
+        known.refunded_at = known.refunded_at or now
+        return
+    amount = int(item.get("amount") or 0)
+    session.add(
+        Refund(
+            order_id=order.id, payment_id=payment.id, idempotency_key=key,
+            stripe_refund_id=item["id"], amount_cents=amount,
+            currency=(item.get("currency") or order.currency).upper(),
+            reason=item.get("reason"), status="succeeded", requested_at=now, refunded_at=now,
+        )
+    )  # fmt: skip
+    session.flush()
