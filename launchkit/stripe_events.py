@@ -233,6 +233,11 @@ class Purchase:
     payment_intent: str = field(default_factory=lambda: new_id("pi"))
     subscription: str = field(default_factory=lambda: new_id("sub"))
     invoices: list[str] = field(default_factory=list)
+    charges: dict[int, str] = field(default_factory=dict)
+
+    def charge(self, number: int = 1) -> str:
+        """The charge of the payment (or instalment ``number``): the same in every event."""
+        return self.charges.setdefault(number, new_id("ch"))
 
     def completed(self, created: int) -> dict:
         """``checkout.session.completed``; ``amount`` is the full price or first instalment."""
@@ -242,6 +247,15 @@ class Purchase:
             amount_total=self.amount, currency=self.currency, session_id=self.session_id,
             payment_intent=self.payment_intent, subscription=self.subscription,
         )  # fmt: skip
+
+    def paid(self, created: int, *, charge: str | None = None) -> dict:
+        """``payment_intent.succeeded`` of a pay-in-full purchase (no ``receipt_email``)."""
+        built = payment_intent_succeeded(
+            created=created, payment_intent=self.payment_intent, amount=self.amount,
+            currency=self.currency, metadata=self.metadata,
+        )  # fmt: skip
+        built["data"]["object"]["latest_charge"] = charge or self.charge(1)
+        return built
 
     def instalment_pi(self, number: int) -> str:
         """The payment intent of instalment ``number`` (1-based)."""
@@ -265,6 +279,7 @@ class Purchase:
             created=created, payment_intent=self.instalment_pi(number), amount=self.amount,
             amount_refunded=self.amount if amount_refunded is None else amount_refunded,
             currency=self.currency, metadata=self.metadata if self.instalments == 1 else {},
+            charge_id=self.charge(number),
         )  # fmt: skip
 
     def disputed(self, created: int, number: int = 1) -> dict:

@@ -47,9 +47,13 @@ from launchkit.checkout.orders import (
     count_orders,
     get_order,
     guarantee_closes,
+    link_order,
     list_orders,
+    normal_email,
     order_as_dict,
+    over_collected,
 )
+from launchkit.checkout.payloads import InvalidEvent, validate_event
 from launchkit.checkout.refunds import refund_order
 from launchkit.checkout.stripe_api import (
     REFUND_ATTEMPTS,
@@ -65,10 +69,11 @@ from launchkit.checkout.stripe_api import (
 __all__ = [
     "ACCESS_STATUSES", "HANDLERS", "LOCALES", "MAX_FAILED_INSTALMENTS", "PLAN_FULL",
     "REFUND_ATTEMPTS", "STRIPE_API_VERSION", "WEBHOOK_TOLERANCE", "CartClosed", "CheckoutStart",
-    "SignatureError", "add_offer", "cancel_due_subscriptions", "cart_state", "checkout_metadata",
-    "count_orders", "create_checkout_session", "format_money", "get_offer", "get_order",
-    "guarantee_closes",
-    "handle_event", "list_offers", "list_orders", "make_client", "offer_as_dict", "order_as_dict",
+    "InvalidEvent", "SignatureError", "add_offer", "cancel_due_subscriptions", "cart_state",
+    "checkout_metadata", "count_orders", "create_checkout_session", "format_money", "get_offer",
+    "get_order", "guarantee_closes", "handle_event", "link_order", "list_offers", "list_orders",
+    "make_client", "normal_email", "offer_as_dict", "order_as_dict", "over_collected",
     "parked_events", "parse_bump", "parse_money", "parse_plan", "plan_choices", "refund_order",
-    "resolve_plan", "send_notifications", "start_checkout", "sync_offers", "verify_event",
+    "resolve_plan", "send_notifications", "start_checkout", "sync_offers", "validate_event",
+    "verify_event",
 ]  # fmt: skip

@@ -4,7 +4,9 @@ count an instalment, deduplicated by invoice id."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -14,22 +16,41 @@ from sqlalchemy.orm import Session
 from launchkit.checkout.notifications import send_notifications
 from launchkit.checkout.orders import (
     _consecutive_failures,
+    _count_payments,
     _fill,
     _find_order,
     _order_from_metadata,
     _record_payment,
     _settle,
     cancel_due_subscriptions,
+    link_order,
 )
-from launchkit.checkout.refunds import _adopt_refund
-from launchkit.checkout.stripe_api import StripeClient
+from launchkit.checkout.payloads import (
+    _id,
+    _ts,
+    invoice_metadata,
+    invoice_payment_intent,
+    invoice_subscription,
+    validate_event,
+)
+from launchkit.checkout.refunds import record_charge_refunds
+from launchkit.checkout.stripe_api import StripeClient, charge_fee, make_client
 from launchkit.config import Settings
+from launchkit.errors import PaymentError
 from launchkit.models import Order, Payment, StripeEvent
 
 MAX_FAILED_INSTALMENTS = 3
+log = logging.getLogger(__name__)
 
 
-# --- reading event payloads (current API shape and the 2017 shape localstripe sends) ----------
+@dataclass(frozen=True)
+class Context:
+    """What a handler knows besides the object: processing time, the event's own time, and a
+    Stripe client to fetch what the payload leaves out (None: nothing is fetched)."""
+
+    now: datetime
+    when: datetime
+    client: Any = None
 
 
 class _Park(Exception):  # noqa: N818 (control flow, never leaves this module)
@@ -40,54 +61,22 @@ class _Park(Exception):  # noqa: N818 (control flow, never leaves this module)
         self.ref = ref
 
 
-def _id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return value.get("id")
-    return value or None
-
-
-def _ts(value: Any, default: datetime) -> datetime:
-    return datetime.fromtimestamp(int(value), UTC) if value else default
-
-
-def _invoice_subscription(inv: dict[str, Any]) -> str | None:
-    details = (inv.get("parent") or {}).get("subscription_details") or {}
-    return _id(inv.get("subscription")) or _id(details.get("subscription"))
-
-
-def _invoice_metadata(inv: dict[str, Any]) -> dict[str, str]:
-    meta: dict[str, str] = {}
-    for line in (inv.get("lines") or {}).get("data") or []:
-        meta.update(line.get("metadata") or {})
-    meta.update(inv.get("subscription_details", {}).get("metadata") or {})
-    details = (inv.get("parent") or {}).get("subscription_details") or {}
-    meta.update(details.get("metadata") or {})
-    meta.update(inv.get("metadata") or {})
-    return meta
-
-
-def _invoice_payment_intent(inv: dict[str, Any]) -> str | None:
-    if inv.get("payment_intent"):
-        return _id(inv["payment_intent"])
-    for item in (inv.get("payments") or {}).get("data") or []:
-        found = _id((item.get("payment") or {}).get("payment_intent"))
-        if found:
-            return found
-    charge = inv.get("charge")
-    return _id(charge.get("payment_intent")) if isinstance(charge, dict) else None
+def _seen_at(order: Order, ctx: Context) -> None:
+    """An order's creation time is its earliest event, whichever arrived first."""
+    order.created_at = min(order.created_at, ctx.when)
 
 
 # --- event handlers ---------------------------------------------------------------------------
 
 
-def _on_session_completed(session: Session, obj: dict[str, Any], now: datetime) -> Order | None:
+def _on_session_completed(session: Session, obj: dict[str, Any], ctx: Context) -> Order | None:
     pi, sub = _id(obj.get("payment_intent")), _id(obj.get("subscription"))
     email = (obj.get("customer_details") or {}).get("email") or obj.get("customer_email")
+    meta = obj.get("metadata") or {}
     order = _find_order(session, checkout=obj["id"], pi=pi, sub=sub)
     if order is None:
-        meta = obj.get("metadata") or {}
         order = _order_from_metadata(
-            session, meta, email=email, currency=obj.get("currency"), now=now
+            session, meta, email=email, currency=obj.get("currency"), now=ctx.when
         )
     if order is None:
         return None
@@ -98,114 +87,119 @@ def _on_session_completed(session: Session, obj: dict[str, Any], now: datetime) 
         stripe_subscription_id=sub,
         stripe_customer_id=_id(obj.get("customer")),
     )
-    if email:  # the address the buyer typed at checkout is the one to keep
-        order.email = email.strip().lower()
+    link_order(session, order, meta, email, typed=True)  # the address typed at checkout wins
     if obj.get("mode") != "subscription" and obj.get("payment_status") == "paid":
-        when = _ts(obj.get("created"), now)
-        amount = int(obj.get("amount_total") or 0)
         _record_payment(
-            session, order, stripe_id=pi or obj["id"], pi=pi, amount=amount,
-            currency=obj.get("currency"), when=when,
+            session, order, stripe_id=pi or obj["id"], pi=pi,
+            amount=int(obj.get("amount_total") or 0), currency=obj.get("currency"),
+            when=ctx.when,  # the session completes when the money moved, not when it was opened
         )  # fmt: skip
+    _seen_at(order, ctx)
     return order
 
 
 def _on_payment_intent_succeeded(
-    session: Session, obj: dict[str, Any], now: datetime
+    session: Session, obj: dict[str, Any], ctx: Context
 ) -> Order | None:
     meta = obj.get("metadata") or {}
     order = _find_order(session, pi=obj["id"])
+    email = obj.get("receipt_email")
     if order is None and meta.get("launch") and meta.get("instalments", "1") == "1":
-        email = obj.get("receipt_email")
         order = _order_from_metadata(
-            session, meta, email=email, currency=obj.get("currency"), now=now
+            session, meta, email=email, currency=obj.get("currency"), now=ctx.when
         )
     if order is None or order.plan_instalments > 1:
         return None  # not ours, or an instalment (counted from its invoice)
     _fill(order, stripe_payment_intent_id=obj["id"], stripe_customer_id=_id(obj.get("customer")))
+    link_order(session, order, meta, email)
     amount = int(obj.get("amount_received") or obj.get("amount") or 0)
-    _record_payment(
+    payment = _record_payment(
         session, order, stripe_id=obj["id"], pi=obj["id"], amount=amount,
-        currency=obj.get("currency"), when=_ts(obj.get("created"), now),
+        currency=obj.get("currency"), when=ctx.when,
     )  # fmt: skip
+    _capture_fee(session, order, obj["id"], _id(obj.get("latest_charge")), ctx, payment)
+    _seen_at(order, ctx)
     return order
 
 
-def _order_for_invoice(session: Session, inv: dict[str, Any], now: datetime) -> Order:
-    sub = _invoice_subscription(inv)
-    order = _find_order(session, pi=_invoice_payment_intent(inv), sub=sub)
+def _order_for_invoice(session: Session, inv: dict[str, Any], ctx: Context) -> Order:
+    sub = invoice_subscription(inv)
+    meta = invoice_metadata(inv)
+    email = inv.get("customer_email")
+    order = _find_order(session, pi=invoice_payment_intent(inv), sub=sub)
     if order is None:
-        meta = _invoice_metadata(inv)
-        email = inv.get("customer_email")
         order = _order_from_metadata(
-            session, meta, email=email, currency=inv.get("currency"), now=now
+            session, meta, email=email, currency=inv.get("currency"), now=ctx.when
         )
     if order is None:
         raise _Park(sub)
     _fill(order, stripe_subscription_id=sub, stripe_customer_id=_id(inv.get("customer")))
+    link_order(session, order, meta, email)
+    _seen_at(order, ctx)
     return order
 
 
-def _on_invoice_paid(session: Session, inv: dict[str, Any], now: datetime) -> Order | None:
-    if not _invoice_subscription(inv):
+def _on_invoice_paid(session: Session, inv: dict[str, Any], ctx: Context) -> Order | None:
+    if not invoice_subscription(inv):
         return None
-    order = _order_for_invoice(session, inv, now)
+    order = _order_for_invoice(session, inv, ctx)
     amount = int(inv.get("amount_paid") or 0)
     if amount > 0:
-        paid_at = (inv.get("status_transitions") or {}).get("paid_at") or inv.get("created")
-        _record_payment(
-            session, order, stripe_id=inv["id"], pi=_invoice_payment_intent(inv), amount=amount,
-            currency=inv.get("currency"), when=_ts(paid_at, now),
+        paid_at = (inv.get("status_transitions") or {}).get("paid_at")
+        pi = invoice_payment_intent(inv)
+        payment = _record_payment(
+            session, order, stripe_id=inv["id"], pi=pi, amount=amount,
+            currency=inv.get("currency"), when=_ts(paid_at, ctx.when),
         )  # fmt: skip
+        _capture_fee(session, order, inv["id"], _id(inv.get("charge")), ctx, payment)
     return order
 
 
-def _on_invoice_failed(session: Session, inv: dict[str, Any], now: datetime) -> Order | None:
-    if not _invoice_subscription(inv):
+def _on_invoice_failed(session: Session, inv: dict[str, Any], ctx: Context) -> Order | None:
+    if not invoice_subscription(inv):
         return None
-    order = _order_for_invoice(session, inv, now)
+    order = _order_for_invoice(session, inv, ctx)
     stripe_id = f"{inv['id']}:failed:{inv.get('attempt_count') or 1}"
     if session.scalar(select(Payment.id).where(Payment.stripe_id == stripe_id)) is None:
         session.add(
             Payment(
                 order_id=order.id,
                 stripe_id=stripe_id,
-                instalment_number=order.instalments_paid + 1,
                 amount_cents=int(inv.get("amount_due") or 0),
                 currency=(inv.get("currency") or order.currency).upper(),
                 status="failed",
                 refunded_cents=0,
                 update_url=inv.get("hosted_invoice_url"),
-                occurred_at=_ts(inv.get("created"), now),
+                occurred_at=ctx.when,
             )
         )
-        order.instalments_failed += 1
         session.flush()
+        _count_payments(session, order)
     final = inv.get("status") == "uncollectible"
     if final or _consecutive_failures(session, order) >= MAX_FAILED_INSTALMENTS:
-        order.defaulted_at = order.defaulted_at or now
+        order.defaulted_at = min(order.defaulted_at or ctx.when, ctx.when)
     return order
 
 
-def _on_subscription_deleted(session: Session, obj: dict[str, Any], now: datetime) -> Order:
+def _on_subscription_deleted(session: Session, obj: dict[str, Any], ctx: Context) -> Order:
     order = _find_order(session, sub=obj["id"])
     if order is None:
         raise _Park(obj["id"])
-    order.subscription_cancelled_at = order.subscription_cancelled_at or now
+    order.subscription_cancelled_at = order.subscription_cancelled_at or ctx.when
     unfinished = order.instalments_paid < order.plan_instalments
     if unfinished and not (order.refunded_at or order.disputed_at):
-        order.defaulted_at = order.defaulted_at or now  # Stripe gave up collecting
+        order.defaulted_at = order.defaulted_at or ctx.when  # Stripe gave up collecting
     return order
 
 
-def _on_charge_refunded(session: Session, charge: dict[str, Any], now: datetime) -> Order | None:
+def _on_charge_refunded(session: Session, charge: dict[str, Any], ctx: Context) -> Order | None:
     pi = _id(charge.get("payment_intent"))
     order = _find_order(session, pi=pi)
     meta = charge.get("metadata") or {}
     if order is None and meta.get("launch") and meta.get("instalments", "1") == "1":
         order = _order_from_metadata(
             session, meta, email=(charge.get("billing_details") or {}).get("email"),
-            currency=charge.get("currency"), now=now,
+            currency=charge.get("currency"), now=ctx.when,
         )  # fmt: skip
         if order is not None:
             order.stripe_payment_intent_id = pi
@@ -219,22 +213,43 @@ def _on_charge_refunded(session: Session, charge: dict[str, Any], now: datetime)
     if payment is None:  # the refund is proof of the payment it refunds
         payment = _record_payment(
             session, order, stripe_id=pi or charge["id"], pi=pi, amount=int(charge["amount"]),
-            currency=charge.get("currency"), when=_ts(charge.get("created"), now),
+            currency=charge.get("currency"), when=_ts(charge.get("created"), ctx.when),
         )  # fmt: skip
     assert payment is not None
-    payment.refunded_cents = max(payment.refunded_cents, int(charge.get("amount_refunded") or 0))
-    for item in (charge.get("refunds") or {}).get("data") or []:
-        _adopt_refund(session, order, payment, item, now)
+    record_charge_refunds(session, order, payment, charge, ctx.when, ctx.client)
+    _seen_at(order, ctx)
     return order
 
 
-def _on_dispute_created(session: Session, dispute: dict[str, Any], now: datetime) -> Order:
+def _on_dispute_created(session: Session, dispute: dict[str, Any], ctx: Context) -> Order:
     pi = _id(dispute.get("payment_intent"))
     order = _find_order(session, pi=pi)
     if order is None:
         raise _Park(pi or _id(dispute.get("charge")))
-    order.disputed_at = order.disputed_at or now
+    order.disputed_at = min(order.disputed_at or ctx.when, ctx.when)
     return order
+
+
+def _capture_fee(
+    session: Session,
+    order: Order,
+    stripe_id: str,
+    charge: str | None,
+    ctx: Context,
+    payment: Payment | None,
+) -> None:
+    """Store the Stripe fee of a payment when a client can read its balance transaction."""
+    payment = payment or session.scalar(select(Payment).where(Payment.stripe_id == stripe_id))
+    if payment is None or payment.fee_cents is not None or not charge or ctx.client is None:
+        return
+    try:
+        fee = charge_fee(ctx.client, charge)
+    except PaymentError:
+        log.warning("fee of charge %s not read from Stripe; left unknown", charge)
+        return
+    if fee is not None:
+        payment.fee_cents = fee
+        _count_payments(session, order)
 
 
 HANDLERS = {
@@ -258,12 +273,16 @@ def handle_event(
     now: datetime,
     messenger: Any = None,
     client: StripeClient | None = None,
+    fetch: bool = True,
 ) -> str:
     """Apply a verified event once: ``applied``, ``ignored``, ``parked`` or ``duplicate``.
 
-    The event id is stored in the caller's transaction with its effects. With ``client``,
-    plans that must stop are cancelled in Stripe; with ``messenger``, due emails go out.
+    The event id is stored in the caller's transaction with its effects. ``InvalidEvent`` (and
+    nothing written) for a payload with an absurd value. With ``client``, plans that must stop
+    are cancelled in Stripe; with ``messenger``, due emails go out. With ``fetch`` and a client
+    (or an API key), what the payload leaves out (fees, refunds) is read from Stripe.
     """
+    validate_event(event)
     if session.get(StripeEvent, event["id"]) is not None:
         return "duplicate"
     record = StripeEvent(
@@ -279,7 +298,8 @@ def handle_event(
             session.flush()
     except IntegrityError:
         return "duplicate"  # a concurrent delivery of the same event won the insert
-    outcome = _apply(session, record, event, now)
+    reader = _reader(settings, client) if fetch else None
+    outcome = _apply(session, record, event, now, reader)
     if client is not None:
         cancel_due_subscriptions(session, client, now=now)
     if messenger is not None:
@@ -287,14 +307,23 @@ def handle_event(
     return outcome
 
 
-def _apply(session: Session, record: StripeEvent, event: dict[str, Any], now: datetime) -> str:
+def _reader(settings: Settings, client: StripeClient | None) -> StripeClient | None:
+    if client is not None:
+        return client
+    return make_client(settings) if settings.stripe_api_key else None
+
+
+def _apply(
+    session: Session, record: StripeEvent, event: dict[str, Any], now: datetime, reader: Any
+) -> str:
     handler = HANDLERS.get(str(event.get("type")))
     obj = (event.get("data") or {}).get("object") or {}
     if handler is None or not obj.get("id"):
         record.status = "ignored"
         return "ignored"
+    ctx = Context(now=now, when=_ts(event.get("created"), now), client=reader)
     try:
-        order = handler(session, obj, now)
+        order = handler(session, obj, ctx)
     except _Park as park:
         record.status, record.ref, record.payload = "parked", park.ref, event
         session.flush()
@@ -303,11 +332,11 @@ def _apply(session: Session, record: StripeEvent, event: dict[str, Any], now: da
         record.status = "ignored"
         return "ignored"
     _settle(session, order, now)
-    _replay_parked(session, order, now)
+    _replay_parked(session, order, now, reader)
     return "applied"
 
 
-def _replay_parked(session: Session, order: Order, now: datetime) -> None:
+def _replay_parked(session: Session, order: Order, now: datetime, reader: Any) -> None:
     refs = {order.stripe_payment_intent_id, order.stripe_subscription_id}
     refs |= set(
         session.scalars(
@@ -325,7 +354,7 @@ def _replay_parked(session: Session, order: Order, now: datetime) -> None:
     for record in parked:
         event = dict(record.payload or {})
         record.status, record.payload = "applied", None
-        _apply(session, record, event, now)
+        _apply(session, record, event, now, reader)
 
 
 def parked_events(session: Session) -> list[StripeEvent]:

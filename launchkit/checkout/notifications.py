@@ -23,6 +23,7 @@ def send_notifications(
         select(Order).where(
             Order.receipt_sent_at.is_(None),
             Order.instalments_paid > 0,
+            Order.email != "",  # a receipt waits for the event that brings the address
             Order.status.in_(ACCESS_STATUSES),
         )
     ).all()
@@ -46,6 +47,8 @@ def send_notifications(
         order = session.get(Order, payment.order_id)
         if order is None or order.status not in (OrderStatus.ACTIVE_PLAN, OrderStatus.DEFAULTED):
             continue
+        if not order.email:
+            continue  # waits for the address
         if _claim(session, Payment, payment.id, "notified_at", now):
             variables = _dunning_vars(order, payment, settings)
             _email(settings, messenger, env, "dunning", session, order, variables, now, payment.id)

@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from launchkit.audience.addresses import normalize_email
 from launchkit.checkout.stripe_api import StripeClient, _cancel_subscription
-from launchkit.errors import NotFound
+from launchkit.errors import InputError, NotFound
 from launchkit.launches import get_launch
 from launchkit.models import (
     Launch,
@@ -57,17 +58,52 @@ def _find_order(
     return None
 
 
+def normal_email(raw: Any) -> str:
+    """An address as imports store it (``normalize_email``); "" when there is none."""
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text:
+        return ""
+    try:
+        return normalize_email(text)
+    except InputError:
+        return text.lower()  # kept as typed; it matches no subscriber
+
+
 def _find_subscriber(
     session: Session, meta: dict[str, str], email: str | None
 ) -> Subscriber | None:
     ref = meta.get("subscriber") or ""
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():
         found = session.get(Subscriber, int(ref))
         if found:
             return found
+    email = normal_email(email)
     if email:
-        return session.scalar(select(Subscriber).where(Subscriber.email == email.strip().lower()))
+        return session.scalar(select(Subscriber).where(Subscriber.email == email))
     return None
+
+
+def link_order(
+    session: Session, order: Order, meta: dict[str, str], email: Any, *, typed: bool = False
+) -> None:
+    """Give the order its address and subscriber, whichever event brings them first.
+
+    ``typed``: the address the buyer typed at checkout, which replaces any other. The order is
+    linked by the metadata subscriber id, else by the address; a link made by address follows a
+    replaced address. Purchase tags follow the link when the order is settled.
+    """
+    email = normal_email(email)
+    if email and (typed or not order.email) and email != order.email:
+        by_address = order.subscriber_id is not None and not (meta or {}).get("subscriber")
+        order.email = email
+        if by_address:
+            order.subscriber_id = None
+    if order.subscriber_id is None:
+        subscriber = _find_subscriber(session, meta or {}, order.email)
+        if subscriber is not None:
+            order.subscriber_id = subscriber.id
+            order.source = order.source or subscriber.source
+            order.email = order.email or subscriber.email
 
 
 def _order_total(offer: Offer | None, instalments: int, bump: bool) -> int:
@@ -96,13 +132,12 @@ def _order_from_metadata(
         int(meta.get("instalments") or 1) if str(meta.get("instalments", "1")).isdigit() else 1
     )
     bump = meta.get("bump") == "1"
-    subscriber = _find_subscriber(session, meta, email)
     order = Order(
         launch_id=launch.id,
         offer_id=offer.id if offer else None,
-        subscriber_id=subscriber.id if subscriber else None,
-        email=(email or (subscriber.email if subscriber else "")).strip().lower(),
-        source=subscriber.source if subscriber else None,
+        subscriber_id=None,
+        email="",
+        source=None,
         plan_instalments=instalments,
         currency=(currency or (offer.currency if offer else launch.currency)).upper(),
         total_cents=_order_total(offer, instalments, bump),
@@ -112,6 +147,7 @@ def _order_from_metadata(
         updated_at=now,
     )
     session.add(order)
+    link_order(session, order, meta, email)
     session.flush()
     return order
 
@@ -132,7 +168,11 @@ def _record_payment(
     currency: str | None,
     when: datetime,
 ) -> Payment | None:
-    """Count one successful payment, once, whichever event reports it."""
+    """Count one successful payment, once, whichever event reports it.
+
+    ``when`` is when the money moved as this event tells it; the earliest report wins, so the
+    payment's time does not depend on the order the events arrive in.
+    """
     known = session.scalar(select(Payment).where(Payment.stripe_id == stripe_id))
     if known is None and pi:
         known = session.scalar(
@@ -142,38 +182,74 @@ def _record_payment(
         )
     if known is not None and known.status == "paid":
         known.stripe_payment_intent_id = known.stripe_payment_intent_id or pi
+        known.occurred_at = min(known.occurred_at, when)
         return None
-    recovered = _consecutive_failures(session, order) > 0
     payment = Payment(
         order_id=order.id,
         stripe_id=stripe_id,
         stripe_payment_intent_id=pi,
-        instalment_number=order.instalments_paid + 1,
         amount_cents=amount,
         currency=(currency or order.currency).upper(),
         status="paid",
-        recovered=recovered,
+        recovered=False,
         refunded_cents=0,
         occurred_at=when,
     )
     session.add(payment)
-    order.paid_cents += amount
-    order.instalments_paid += 1
-    order.paid_at = order.paid_at or when
     session.flush()
+    _count_payments(session, order)
     return payment
 
 
-def _consecutive_failures(session: Session, order: Order) -> int:
-    statuses = session.scalars(
-        select(Payment.status).where(Payment.order_id == order.id).order_by(Payment.id.desc())
+def _failed_invoice(payment: Payment) -> str:
+    return payment.stripe_id.split(":failed:", 1)[0]
+
+
+def _count_payments(session: Session, order: Order) -> None:
+    """Number the payments and total them from the facts, in the order the money moved."""
+    payments = session.scalars(select(Payment).where(Payment.order_id == order.id)).all()
+    paid = sorted(
+        (p for p in payments if p.status == "paid"), key=lambda p: (p.occurred_at, p.stripe_id)
     )
-    count = 0
-    for status in statuses:
-        if status != "failed":
-            break
-        count += 1
-    return count
+    number = {p.stripe_id: index for index, p in enumerate(paid, 1)}
+    failed = [p for p in payments if p.status == "failed"]
+    failed_invoices = {_failed_invoice(p) for p in failed}
+    for payment in paid:
+        payment.instalment_number = number[payment.stripe_id]
+        payment.recovered = payment.stripe_id in failed_invoices
+    for payment in failed:
+        payment.instalment_number = number.get(_failed_invoice(payment), len(paid) + 1)
+    order.paid_cents = sum(p.amount_cents for p in paid)
+    order.instalments_paid = len(paid)
+    order.instalments_failed = len(failed)
+    order.paid_at = paid[0].occurred_at if paid else None
+    fees = [p.fee_cents for p in paid]
+    order.fee_cents = sum(fees) if paid and None not in fees else None  # unknown, never 0
+    session.flush()
+
+
+def _consecutive_failures(session: Session, order: Order) -> int:
+    """Failed attempts at instalments that are still unpaid (whatever order events came in)."""
+    payments = session.scalars(select(Payment).where(Payment.order_id == order.id)).all()
+    paid = {p.stripe_id for p in payments if p.status == "paid"}
+    return sum(1 for p in payments if p.status == "failed" and _failed_invoice(p) not in paid)
+
+
+def over_collected(session: Session, order: Order) -> list[Payment]:
+    """Instalments paid beyond the plan (a 4th invoice after a 3-instalment plan completed)."""
+    if order.plan_instalments <= 1:
+        return []
+    return list(
+        session.scalars(
+            select(Payment)
+            .where(
+                Payment.order_id == order.id,
+                Payment.status == "paid",
+                Payment.instalment_number > order.plan_instalments,
+            )
+            .order_by(Payment.instalment_number)
+        )
+    )
 
 
 def _derive_status(order: Order) -> OrderStatus:
@@ -206,6 +282,7 @@ def _add_tags(session: Session, subscriber_id: int | None, tags: Iterable[str]) 
 
 def _settle(session: Session, order: Order, now: datetime) -> None:
     """Recompute status and access from the facts; tag buyers and refunded buyers."""
+    _count_payments(session, order)
     refunded = sum(
         session.scalars(select(Payment.refunded_cents).where(Payment.order_id == order.id))
     )
@@ -213,7 +290,9 @@ def _settle(session: Session, order: Order, now: datetime) -> None:
     if order.refunded_cents and (
         order.refunded_cents >= order.paid_cents or order.plan_instalments > 1
     ):
-        order.refunded_at = order.refunded_at or now
+        order.refunded_at = _refund_time(session, order) or order.refunded_at or now
+    if order.plan_instalments > 1 and order.instalments_paid >= order.plan_instalments:
+        order.defaulted_at = None  # every instalment came in after all
     order.status = _derive_status(order)
     order.access = order.status in ACCESS_STATUSES
     order.updated_at = now
@@ -223,6 +302,15 @@ def _settle(session: Session, order: Order, now: datetime) -> None:
     if order.status == OrderStatus.REFUNDED:
         _add_tags(session, order.subscriber_id, ["refunded"])
     session.flush()
+
+
+def _refund_time(session: Session, order: Order) -> datetime | None:
+    """When the order became refunded: its latest succeeded refund."""
+    return session.scalar(
+        select(func.max(Refund.refunded_at)).where(
+            Refund.order_id == order.id, Refund.status == "succeeded"
+        )
+    )
 
 
 # --- after the event: Stripe cancellations (claim, then act) ----------------------------------

@@ -7,15 +7,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from launchkit.checkout.orders import _settle, get_order, guarantee_closes
+from launchkit.checkout.payloads import _ts
 from launchkit.checkout.stripe_api import (
     StripeClient,
     _cancel_subscription,
     _create_refund,
     _stripe_call,
+    charge_refunds,
 )
 from launchkit.errors import PaymentError
 from launchkit.models import Order, OrderStatus, Payment, Refund
@@ -193,6 +195,72 @@ def _adopt_stripe_refunds(
     _settle(session, order, now)
 
 
+def record_charge_refunds(
+    session: Session,
+    order: Order,
+    payment: Payment,
+    charge: dict[str, Any],
+    when: datetime,
+    client: Any = None,
+) -> None:
+    """Record what a ``charge.refunded`` event says was refunded, with its time and amount.
+
+    From the charge's ``refunds`` list when present (API versions before 2022-11-15); else
+    from its cumulative ``amount_refunded`` at the event's time; else listed from Stripe.
+    """
+    items = (charge.get("refunds") or {}).get("data")
+    total = charge.get("amount_refunded")
+    if items is None and total is None and client is not None:
+        items = charge_refunds(client, charge["id"])
+    for item in items or []:
+        _adopt_refund(session, order, payment, item, _ts(item.get("created"), when))
+    if items is None and total is not None:
+        _record_refunded_level(session, order, payment, int(total), when)
+    if total is not None:
+        payment.refunded_cents = max(payment.refunded_cents, int(total))
+    session.flush()
+
+
+def _record_refunded_level(
+    session: Session, order: Order, payment: Payment, total: int, when: datetime
+) -> None:
+    """A refund known only as "the charge is refunded up to ``total`` at ``when``".
+
+    Each level seen is one row keyed by (payment, level); amounts are the steps between levels
+    above what refunds with a Stripe id already account for, so redeliveries and any arrival
+    order give the same rows.
+    """
+    prefix = f"stripe-refunded:{payment.stripe_id}:"
+    rows = {
+        int(r.idempotency_key.removeprefix(prefix)): r
+        for r in session.scalars(select(Refund).where(Refund.idempotency_key.startswith(prefix)))
+    }
+    if total not in rows:
+        rows[total] = Refund(
+            order_id=order.id, payment_id=payment.id, idempotency_key=f"{prefix}{total}",
+            amount_cents=0, currency=order.currency, status="succeeded",
+            requested_at=when, refunded_at=when,
+        )  # fmt: skip
+        session.add(rows[total])
+    row = rows[total]
+    row.refunded_at = min(row.refunded_at or when, when)
+    row.requested_at = row.refunded_at
+    known = session.scalar(
+        select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
+            Refund.payment_id == payment.id,
+            Refund.status == "succeeded",
+            Refund.stripe_refund_id.is_not(None),
+        )
+    )
+    floor = int(known or 0)
+    for level in sorted(rows):
+        rows[level].amount_cents = max(0, level - floor)
+        floor = max(floor, level)
+    for refund in rows.values():
+        refund.status = "succeeded" if refund.amount_cents > 0 else "superseded"
+    session.flush()
+
+
 def _adopt_refund(
     session: Session, order: Order, payment: Payment, item: dict[str, Any], now: datetime
 ) -> None:
@@ -205,6 +273,7 @@ def _adopt_refund(
     if known is not None:
         known.stripe_refund_id, known.status = item["id"], "succeeded"
         known.refunded_at = known.refunded_at or now
+        session.flush()
         return
     amount = int(item.get("amount") or 0)
     session.add(

@@ -16,8 +16,9 @@ import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from launchkit.checkout.payloads import InvalidEvent, SignatureError, validate_event
 from launchkit.config import Settings
-from launchkit.errors import InputError, PaymentError
+from launchkit.errors import PaymentError
 from launchkit.models import Offer, Order
 
 STRIPE_API_VERSION = "2026-10-28.endive"  # stripe-python 16.1's version; payloads read both shapes
@@ -25,10 +26,6 @@ WEBHOOK_TOLERANCE = 300  # seconds, either side of now
 TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 REFUND_ATTEMPTS = 3
 StripeClient = stripe.StripeClient
-
-
-class SignatureError(InputError):
-    "A webhook's Stripe-Signature header is missing, wrong or outside the tolerance window."
 
 
 # --- Stripe client and product sync -----------------------------------------------------------
@@ -143,26 +140,40 @@ def create_checkout_session(
 def verify_event(
     payload: bytes, sig_header: str | None, secret: str | None, *, now_ts: float | None = None
 ) -> dict[str, Any]:
-    """Check the Stripe-Signature (HMAC and a +/-300 s window) and return the event dict."""
+    """Check the Stripe-Signature (HMAC and a +/-300 s window) and return the valid event.
+
+    The header carries exactly one ``t=`` (the signed timestamp, also the one whose age is
+    checked) and one or more ``v1=`` (several during a secret rotation).
+    """
     if not secret:
         raise SignatureError("STRIPE_WEBHOOK_SECRET is not set; webhooks cannot be verified.")
+    timestamp = _signed_timestamp(sig_header)
     try:
         stripe.WebhookSignature.verify_header(payload, sig_header, secret, tolerance=None)
-        timestamp = int(
-            dict(p.split("=", 1) for p in (sig_header or "").split(",") if "=" in p)["t"]
-        )
-    except (stripe.SignatureVerificationError, KeyError, ValueError) as e:
+    except (stripe.SignatureVerificationError, ValueError) as e:
         raise SignatureError("Webhook signature is missing or does not match.") from e
     now_ts = time.time() if now_ts is None else now_ts
     if abs(now_ts - timestamp) > WEBHOOK_TOLERANCE:
         raise SignatureError("Webhook signature timestamp is outside the tolerance window.")
     try:
-        event = json.loads(payload)
-    except ValueError as e:
-        raise SignatureError("Webhook body is not JSON.") from e
-    if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
-        raise SignatureError("Webhook body is not a Stripe event.")
-    return event
+        event = json.loads(payload, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as e:
+        raise InvalidEvent("Webhook body is not JSON (or holds NaN or Infinity).") from e
+    return validate_event(event)
+
+
+def _signed_timestamp(sig_header: str | None) -> int:
+    """The one ``t=`` of a Stripe-Signature header; two of them (a replay trick) are refused."""
+    pairs = [part.strip().split("=", 1) for part in (sig_header or "").split(",")]
+    stamps = [pair[1] for pair in pairs if len(pair) == 2 and pair[0] == "t"]
+    signatures = [pair[1] for pair in pairs if len(pair) == 2 and pair[0] == "v1"]
+    if len(stamps) != 1 or not stamps[0].isascii() or not stamps[0].isdigit() or not signatures:
+        raise SignatureError("Webhook signature is missing or does not match.")
+    return int(stamps[0])
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
 
 
 def _cancel_subscription(client: StripeClient, order: Order, now: datetime) -> None:
@@ -204,3 +215,28 @@ def _find_stripe_refund(client: StripeClient, target: dict[str, str], key: str) 
         if (item.get("metadata") or {}).get("launchkit_refund") == key:
             return item
     return None
+
+
+def charge_fee(client: StripeClient, charge_id: str) -> int | None:
+    """Stripe's fee on a charge, in cents, from its balance transaction (None if not settled)."""
+    charge = _stripe_call(
+        "read a charge",
+        client.v1.charges.retrieve,
+        charge_id,
+        params={"expand": ["balance_transaction"]},
+    ).to_dict()
+    txn = charge.get("balance_transaction")
+    if isinstance(txn, str):  # a peer that does not expand: read it by id
+        txn = _stripe_call(
+            "read a balance transaction", client.v1.balance_transactions.retrieve, txn
+        ).to_dict()
+    fee = txn.get("fee") if isinstance(txn, dict) else None
+    return fee if isinstance(fee, int) and not isinstance(fee, bool) and fee >= 0 else None
+
+
+def charge_refunds(client: StripeClient, charge_id: str) -> list[dict[str, Any]]:
+    """The refunds of a charge, as Stripe lists them."""
+    listing = _stripe_call(
+        "list refunds", client.v1.refunds.list, params={"charge": charge_id, "limit": 100}
+    )
+    return [item.to_dict() for item in listing.data]
