@@ -119,6 +119,7 @@ def _invoice(
     attempt_count: int = 1,
     payment_intent: str | None = None,
     billing_reason: str = "subscription_cycle",
+    charge: str | None = None,
 ) -> dict[str, Any]:
     payments = []
     if payment_intent:
@@ -131,6 +132,7 @@ def _invoice(
         "billing_reason": billing_reason,
         "amount_due": amount,
         "amount_paid": amount if paid else 0,
+        "charge": charge if paid else None,
         "amount_remaining": 0 if paid else amount,
         "attempt_count": attempt_count,
         "attempted": True,
@@ -270,6 +272,7 @@ class Purchase:
             created=created, invoice_id=self.invoices[number - 1], subscription=self.subscription,
             amount=self.amount, currency=self.currency, email=self.email, metadata=self.metadata,
             attempt_count=attempt, payment_intent=self.instalment_pi(number) if paid else None,
+            charge=self.charge(number) if paid else None,
             billing_reason="subscription_create" if number == 1 else "subscription_cycle",
         )  # fmt: skip
 

@@ -6,7 +6,7 @@ flagged; signature headers with one ``t=`` only, absurd values refused with noth
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,7 +15,15 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from launchkit import checkout
-from launchkit.models import Launch, Order, OrderStatus, Refund, StripeEvent, SubscriberTag
+from launchkit.models import (
+    Launch,
+    Order,
+    OrderStatus,
+    Payment,
+    Refund,
+    StripeEvent,
+    SubscriberTag,
+)
 from launchkit.stripe_events import Purchase, encode, sign_payload
 from launchkit.web import create_app
 from tests.fixtures.stripe import WEBHOOK_SECRET, create_offer, create_subscriber
@@ -274,3 +282,169 @@ def test_absurd_values_refused_by_handle_event_too(sessions, settings, shop, now
     with pytest.raises(checkout.InvalidEvent), sessions.begin() as s:
         checkout.handle_event(s, settings, event, now=now)
     assert nothing_written(sessions)
+
+
+# --- fees (#14): the balance transaction's fee, or unknown (NULL), never 0 ------------------------
+
+
+def _fee_client(settings, stripe_sim):
+    import dataclasses
+
+    keyed = dataclasses.replace(settings, stripe_api_key="sk_test_sim")
+    return checkout.make_client(keyed, http_client=stripe_sim)
+
+
+def test_fees_read_from_the_balance_transaction(sessions, settings, shop, now):
+    from launchkit.stripe_sim import SimulatedStripe, eu_card_fee
+
+    sim = SimulatedStripe()
+    client = _fee_client(settings, sim)
+    ts = int(now.timestamp())
+    full = Purchase(shop["full"], "camille@example.fr", 49700, "EUR")
+    plan = Purchase(shop["plan"], "paul@example.org", 17700, "EUR", instalments=3)
+    sim.purchases += [full, plan]
+    events = [full.completed(ts), full.paid(ts), plan.invoice(1, ts), plan.completed(ts)]
+    deliver(sessions, settings, events, now, client=client)
+    with sessions.begin() as s:
+        fees = dict(s.execute(select(Order.email, Order.fee_cents)).all())
+        assert eu_card_fee(49700) == 771  # 1.5% + 0.25 EUR
+        assert fees == {"camille@example.fr": 771, "paul@example.org": eu_card_fee(17700)}
+    charge_reads = [url for method, url in sim.seen if "/v1/charges/" in url]
+    assert len(charge_reads) == 2 and all("expand" in url for url in charge_reads)
+
+
+def test_unknown_fees_stay_null_never_zero(sessions, settings, shop, now):
+    from launchkit.stripe_sim import SimulatedStripe
+
+    ts = int(now.timestamp())
+    known_nowhere = Purchase(shop["full"], "camille@example.fr", 49700, "EUR")
+    deliver(sessions, settings, [known_nowhere.paid(ts)], now)  # no key: nothing is fetched
+    plan = Purchase(shop["plan"], "paul@example.org", 17700, "EUR", instalments=3)
+    client = _fee_client(settings, SimulatedStripe())  # answers 404 for an unknown charge
+    deliver(sessions, settings, [plan.invoice(1, ts)], now, client=client)
+    with sessions.begin() as s:
+        assert s.scalars(select(Order.fee_cents)).all() == [None, None]
+        assert s.scalars(select(Payment.fee_cents)).all() == [None, None]
+
+
+def test_cli_refund_then_its_event_without_list_is_one_refund(sessions, settings, shop, now):
+    from launchkit.stripe_sim import SimulatedStripe
+
+    client = _fee_client(settings, SimulatedStripe())
+    ts = int(now.timestamp())
+    deal = Purchase(shop["full"], "camille@example.fr", 49700, "EUR")
+    deliver(sessions, settings, [deal.completed(ts), deal.paid(ts)], now)
+    with sessions.begin() as s:
+        order_id = s.scalars(select(Order.id)).one()
+        checkout.refund_order(s, client, order_id, now=now + timedelta(days=2))
+    deliver(sessions, settings, [deal.refunded(ts + 2 * 86400 + 5)], now)
+    assert refunds(sessions) == [(49700, now + timedelta(days=2), "succeeded")]
+    with sessions.begin() as s:
+        assert s.scalar(select(func.count(Refund.id))) == 1
+
+
+# --- over-collection (#14) -----------------------------------------------------------------------
+
+
+def test_fourth_instalment_of_a_three_instalment_plan_is_flagged_and_refundable(
+    sessions, settings, shop, now
+):
+    from launchkit.stripe_sim import SimulatedStripe
+
+    ts = int(now.timestamp())
+    deal = Purchase(shop["plan"], "camille@example.fr", 17700, "EUR", instalments=3)
+    events = [deal.completed(ts)] + [deal.invoice(n, ts + n * 30 * 86400) for n in (1, 2, 3, 4)]
+    deliver(sessions, settings, events, now)
+    with sessions.begin() as s:
+        order = s.scalars(select(Order)).one()
+        shown = checkout.order_as_dict(s, order)
+        assert (shown["status"], shown["paid_cents"]) == (OrderStatus.COMPLETED_PLAN, 4 * 17700)
+        assert shown["over_collected_cents"] == 17700
+        assert [p["instalment_number"] for p in shown["over_collected"]] == [4]
+        assert [o.id for o in checkout.list_orders(s, failing=True)] == [order.id]
+        extra = shown["over_collected"][0]["payment"]
+        late = now + timedelta(days=400)  # long after the guarantee: still returned
+        refund = checkout.refund_order(
+            s, _fee_client(settings, SimulatedStripe()), order.id, now=late, payment=extra
+        )
+        assert (refund.amount_cents, refund.status, refund.forced) == (17700, "succeeded", False)
+    with sessions.begin() as s:
+        order = s.scalars(select(Order)).one()
+        assert order.status == OrderStatus.COMPLETED_PLAN  # the plan itself is not refunded
+        assert checkout.order_as_dict(s, order)["over_collected_cents"] == 0
+        assert checkout.list_orders(s, failing=True) == []
+
+
+def test_cli_orders_failing_shows_over_collection_and_refund_payment_option(cli):
+    answer = cli("refund", "--help")
+    assert "--payment" in answer.output
+
+
+# --- the buyer's language (#14) ------------------------------------------------------------------
+
+
+def _subject_language(msg: Any) -> str:
+    return "en" if msg.subject.startswith("Welcome") else "fr"
+
+
+def test_receipts_and_dunning_in_the_buyers_language(sessions, settings, shop, now):
+    assert settings.language == "fr"
+    ts = int(now.timestamp())
+    with sessions.begin() as s:
+        offer = checkout.get_offer(s, "cours")
+        launch = s.get(Launch, offer.launch_id)
+        english_page = checkout.checkout_metadata(offer, launch, 1, None, False, "en")
+        english_subscriber = create_subscriber(s, now, "jo@example.org")
+        english_subscriber.language = "en"
+        jo = checkout.checkout_metadata(offer, launch, 3, english_subscriber.id, False)
+    outbox = Outbox()
+    by_page = Purchase(english_page, "sam@example.org", 49700, "EUR")
+    by_locale = Purchase(shop["typed"], "lou@example.org", 49700, "EUR")
+    locale_event = by_locale.completed(ts)
+    locale_event["data"]["object"]["locale"] = "en-GB"
+    french = Purchase(shop["full"], "camille@example.fr", 49700, "EUR")
+    plan = Purchase(jo, "jo@example.org", 17700, "EUR", instalments=3)
+    events = [
+        by_page.completed(ts), locale_event, french.completed(ts),
+        plan.invoice(1, ts), plan.invoice(2, ts + 86400, paid=False),
+    ]  # fmt: skip
+    deliver(sessions, settings, events, now, messenger=outbox)
+    sent = {(m.to_email, "dunning" if "Welcome" not in m.subject and "Bienvenue" not in m.subject
+             else "receipt"): m for m in outbox.sent}  # fmt: skip
+    assert _subject_language(sent["sam@example.org", "receipt"]) == "en"
+    assert _subject_language(sent["lou@example.org", "receipt"]) == "en"
+    assert _subject_language(sent["camille@example.fr", "receipt"]) == "fr"
+    assert _subject_language(sent["jo@example.org", "receipt"]) == "en"
+    dunning = sent["jo@example.org", "dunning"]
+    english = (settings.emails_dir / "transactional-en" / "dunning.md").read_text()
+    subject = english.split('subject: "', 1)[1].split('"', 1)[0].split("{{", 1)[0].strip()
+    assert dunning.subject.startswith(subject), dunning.subject
+    assert "separate email" not in sent["sam@example.org", "receipt"].text
+
+
+def test_receipt_promises_no_separate_access_email():
+    from pathlib import Path
+
+    for language in ("en", "fr"):
+        text = (Path("emails") / f"transactional-{language}" / "receipt.md").read_text()
+        assert "separate email" not in text and "email séparé" not in text
+
+
+def test_fee_of_a_real_localstripe_charge(sessions, stripe_settings, shop, now):
+    """localstripe expands a charge's balance transaction (its fee is 0 there, a known fee)."""
+    from launchkit.stripe_events import payment_intent_succeeded
+    from tests.fixtures.stripe import real_payment
+
+    client = checkout.make_client(stripe_settings)
+    pi = real_payment(client, 49700, shop["full"], "camille@example.fr")
+    charge = client.v1.payment_intents.retrieve(pi).to_dict()["latest_charge"]
+    charge = charge["id"] if isinstance(charge, dict) else charge
+    expanded = client.v1.charges.retrieve(charge, params={"expand": ["balance_transaction"]})
+    fee = expanded.to_dict()["balance_transaction"]["fee"]
+    event = payment_intent_succeeded(
+        created=int(now.timestamp()), payment_intent=pi, amount=49700, currency="EUR",
+        metadata=shop["full"],
+    )  # fmt: skip
+    event["data"]["object"]["latest_charge"] = charge
+    deliver(sessions, stripe_settings, [event], now)  # the API key is set: the fee is read
+    assert one_order(sessions).fee_cents == fee

@@ -23,6 +23,7 @@ from launchkit.checkout.orders import (
     _record_payment,
     _settle,
     cancel_due_subscriptions,
+    checkout_language,
     link_order,
 )
 from launchkit.checkout.payloads import (
@@ -88,6 +89,7 @@ def _on_session_completed(session: Session, obj: dict[str, Any], ctx: Context) -
         stripe_customer_id=_id(obj.get("customer")),
     )
     link_order(session, order, meta, email, typed=True)  # the address typed at checkout wins
+    order.language = order.language or checkout_language(meta, obj.get("locale"))
     if obj.get("mode") != "subscription" and obj.get("payment_status") == "paid":
         _record_payment(
             session, order, stripe_id=pi or obj["id"], pi=pi,
@@ -274,13 +276,15 @@ def handle_event(
     messenger: Any = None,
     client: StripeClient | None = None,
     fetch: bool = True,
+    fetch_client: StripeClient | None = None,
 ) -> str:
     """Apply a verified event once: ``applied``, ``ignored``, ``parked`` or ``duplicate``.
 
     The event id is stored in the caller's transaction with its effects. ``InvalidEvent`` (and
     nothing written) for a payload with an absurd value. With ``client``, plans that must stop
-    are cancelled in Stripe; with ``messenger``, due emails go out. With ``fetch`` and a client
-    (or an API key), what the payload leaves out (fees, refunds) is read from Stripe.
+    are cancelled in Stripe; with ``messenger``, due emails go out. With ``fetch``, what the
+    payload leaves out (fees, refunds) is read from Stripe through ``fetch_client``, else
+    ``client``, else a client made from the API key (none: left unknown).
     """
     validate_event(event)
     if session.get(StripeEvent, event["id"]) is not None:
@@ -298,7 +302,7 @@ def handle_event(
             session.flush()
     except IntegrityError:
         return "duplicate"  # a concurrent delivery of the same event won the insert
-    reader = _reader(settings, client) if fetch else None
+    reader = _reader(settings, fetch_client or client) if fetch else None
     outcome = _apply(session, record, event, now, reader)
     if client is not None:
         cancel_due_subscriptions(session, client, now=now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from launchkit.checkout.offers import format_money
-from launchkit.checkout.orders import ACCESS_STATUSES
+from launchkit.checkout.orders import ACCESS_STATUSES, LANGUAGES, _failed_invoice
 from launchkit.config import Settings
 from launchkit.models import Offer, Order, OrderStatus, Payment, Subscriber
 
@@ -29,16 +30,9 @@ def send_notifications(
     ).all()
     for order in orders:
         if _claim(session, Order, order.id, "receipt_sent_at", now):
-            _email(
-                settings,
-                messenger,
-                env,
-                "receipt",
-                session,
-                order,
-                _receipt_vars(order, settings),
-                now,
-            )
+            buyer = buyer_settings(session, settings, order)
+            variables = _receipt_vars(order, buyer)
+            _email(buyer, messenger, env, "receipt", session, order, variables, now)
             sent += 1
     failed = session.scalars(
         select(Payment).where(Payment.status == "failed", Payment.notified_at.is_(None))
@@ -47,13 +41,31 @@ def send_notifications(
         order = session.get(Order, payment.order_id)
         if order is None or order.status not in (OrderStatus.ACTIVE_PLAN, OrderStatus.DEFAULTED):
             continue
-        if not order.email:
-            continue  # waits for the address
+        if not order.email or _since_paid(session, payment):
+            continue  # waits for the address; or the instalment came in after all
         if _claim(session, Payment, payment.id, "notified_at", now):
-            variables = _dunning_vars(order, payment, settings)
-            _email(settings, messenger, env, "dunning", session, order, variables, now, payment.id)
+            buyer = buyer_settings(session, settings, order)
+            variables = _dunning_vars(order, payment, buyer)
+            _email(buyer, messenger, env, "dunning", session, order, variables, now, payment.id)
             sent += 1
     return sent
+
+
+def buyer_settings(session: Session, settings: Settings, order: Order) -> Settings:
+    """The settings to write to this buyer with: their language as a subscriber, else the one
+    they checked out in, else the workspace's."""
+    subscriber = session.get(Subscriber, order.subscriber_id) if order.subscriber_id else None
+    for language in (subscriber.language if subscriber else None, order.language):
+        code = language.split("-", 1)[0].lower() if language else ""
+        if code in LANGUAGES:
+            return dataclasses.replace(settings, language=code)
+    return settings
+
+
+def _since_paid(session: Session, payment: Payment) -> bool:
+    invoice = _failed_invoice(payment)
+    paid = select(Payment.id).where(Payment.stripe_id == invoice, Payment.status == "paid")
+    return session.scalar(paid) is not None
 
 
 def _claim(session: Session, model: Any, row_id: int, column: str, now: datetime) -> bool:

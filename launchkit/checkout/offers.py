@@ -167,10 +167,21 @@ def cart_state(launch: Launch, now: datetime, grace: timedelta) -> str:
 
 
 def checkout_metadata(
-    offer: Offer, launch: Launch, instalments: int, subscriber_id: int | None, bump: bool
+    offer: Offer,
+    launch: Launch,
+    instalments: int,
+    subscriber_id: int | None,
+    bump: bool,
+    language: str | None = None,
 ) -> dict[str, str]:
-    """Metadata put on the session, its payment intent or subscription, and so on every event."""
+    """Metadata put on the session, its payment intent or subscription, and so on every event.
+
+    ``language``: the language of the sales page the buyer checked out from (kept on the order,
+    so receipts and dunning use it when the buyer is not a subscriber with a language).
+    """
+    extra = {"language": language} if language in LOCALES else {}
     return {
+        **extra,
         "launch": launch.slug,
         "offer": offer.slug,
         "plan": PLAN_FULL if instalments == 1 else str(instalments),
@@ -200,6 +211,7 @@ def start_checkout(
     email: str | None,
     bump: bool,
     now: datetime,
+    language: str | None = None,
 ) -> CheckoutStart:
     """Check the cart is open, then create a Checkout Session for this offer and plan."""
     offer = get_offer(session, offer_slug)
@@ -209,7 +221,7 @@ def start_checkout(
     if state != "open":
         raise CartClosed(f'The cart of "{launch.slug}" is {state}: no checkout now.')
     instalments, cents = resolve_plan(offer, plan)
-    metadata = checkout_metadata(offer, launch, instalments, subscriber_id, bump)
+    metadata = checkout_metadata(offer, launch, instalments, subscriber_id, bump, language)
     base = settings.base_url.rstrip("/")
     session_id, url = create_checkout_session(
         client,

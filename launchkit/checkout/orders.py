@@ -25,6 +25,8 @@ from launchkit.models import (
     SubscriberTag,
 )
 
+LANGUAGES = ("fr", "en")  # the languages transactional emails exist in
+
 # --- orders -----------------------------------------------------------------------------------
 
 
@@ -106,6 +108,15 @@ def link_order(
             order.email = order.email or subscriber.email
 
 
+def checkout_language(meta: dict[str, Any], locale: Any = None) -> str | None:
+    """The language the buyer checked out in: the metadata's, else the Checkout locale's."""
+    for value in (meta.get("language"), locale):
+        code = value.split("-", 1)[0].lower() if isinstance(value, str) else ""
+        if code in LANGUAGES:
+            return code
+    return None
+
+
 def _order_total(offer: Offer | None, instalments: int, bump: bool) -> int:
     if offer is None:
         return 0
@@ -133,6 +144,7 @@ def _order_from_metadata(
     )
     bump = meta.get("bump") == "1"
     order = Order(
+        language=checkout_language(meta),
         launch_id=launch.id,
         offer_id=offer.id if offer else None,
         subscriber_id=None,
@@ -199,6 +211,11 @@ def _record_payment(
     session.flush()
     _count_payments(session, order)
     return payment
+
+
+def _over_collected_cents(session: Session, order: Order) -> int:
+    """Money taken beyond the plan and not given back yet."""
+    return sum(p.amount_cents - p.refunded_cents for p in over_collected(session, order))
 
 
 def _failed_invoice(payment: Payment) -> str:
@@ -287,9 +304,10 @@ def _settle(session: Session, order: Order, now: datetime) -> None:
         session.scalars(select(Payment.refunded_cents).where(Payment.order_id == order.id))
     )
     order.refunded_cents = max(order.refunded_cents, refunded)
-    if order.refunded_cents and (
-        order.refunded_cents >= order.paid_cents or order.plan_instalments > 1
-    ):
+    extra = over_collected(session, order)  # giving back an extra instalment refunds nothing owed
+    owed_paid = order.paid_cents - sum(p.amount_cents for p in extra)
+    owed_refunded = order.refunded_cents - sum(p.refunded_cents for p in extra)
+    if owed_refunded > 0 and (owed_refunded >= owed_paid or order.plan_instalments > 1):
         order.refunded_at = _refund_time(session, order) or order.refunded_at or now
     if order.plan_instalments > 1 and order.instalments_paid >= order.plan_instalments:
         order.defaulted_at = None  # every instalment came in after all
@@ -343,7 +361,8 @@ def cancel_due_subscriptions(session: Session, client: StripeClient, *, now: dat
 def list_orders(
     session: Session, launch_slug: str | None = None, failing: bool = False
 ) -> list[Order]:
-    """Orders, newest first; ``failing``: plans with an unpaid failed instalment or defaulted."""
+    """Orders, newest first; ``failing``: plans with an unpaid failed instalment, defaulted, or
+    over-collected (an instalment paid beyond the plan and not refunded)."""
     query = select(Order).order_by(Order.id.desc())
     if launch_slug:
         query = query.where(Order.launch_id == get_launch(session, launch_slug).id)
@@ -354,6 +373,7 @@ def list_orders(
             for o in orders
             if o.status == OrderStatus.DEFAULTED
             or (o.status == OrderStatus.ACTIVE_PLAN and _consecutive_failures(session, o) > 0)
+            or _over_collected_cents(session, o) > 0
         ]
     return orders
 
@@ -380,6 +400,17 @@ def order_as_dict(session: Session, order: Order) -> dict[str, Any]:
         "paid_cents": order.paid_cents,
         "refunded_cents": order.refunded_cents,
         "fee_cents": order.fee_cents,
+        "over_collected_cents": _over_collected_cents(session, order),
+        "over_collected": [
+            {
+                "payment": p.stripe_id,
+                "instalment_number": p.instalment_number,
+                "amount_cents": p.amount_cents,
+                "refunded_cents": p.refunded_cents,
+                "paid_at": p.occurred_at,
+            }
+            for p in over_collected(session, order)
+        ],
         "access": order.access,
         "paid_at": order.paid_at,
         "guarantee_until": closes,

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from launchkit.checkout.orders import _settle, get_order, guarantee_closes
+from launchkit.checkout.orders import _settle, get_order, guarantee_closes, over_collected
 from launchkit.checkout.payloads import _ts
 from launchkit.checkout.stripe_api import (
     StripeClient,
@@ -35,16 +35,21 @@ def refund_order(
     reason: str | None = None,
     force: bool = False,
     tz: Any = UTC,
+    payment: str | None = None,
 ) -> Refund:
     """Refund an order through Stripe within its guarantee (or with ``force``).
 
     Each request gets an idempotency key stored before Stripe is called; a request left
     ``requested`` (Stripe did not answer) is retried with the same key on the next call, after
     looking for a Stripe refund that already carries it. A plan refund also cancels the plan.
+    ``payment`` (a Stripe invoice or payment intent id of this order) refunds that payment only;
+    an instalment paid beyond the plan can always be returned, guarantee or not.
     """
     order = get_order(session, order_id)
     pending = _pending_refunds(session, order)
-    if not pending:
+    if not pending and payment is not None:
+        pending = [_payment_refund(session, order, payment, now, amount_cents, reason, force, tz)]
+    elif not pending:
         pending = _new_refunds(session, client, order, now, amount_cents, reason, force, tz)
     for refund in pending:
         _execute_refund(session, client, order, refund, now)
@@ -103,6 +108,45 @@ def _new_refunds(
         refunds.append(refund)
     session.flush()
     return refunds
+
+
+def _payment_refund(
+    session: Session,
+    order: Order,
+    stripe_id: str,
+    now: datetime,
+    amount_cents: int | None,
+    reason: str | None,
+    force: bool,
+    tz: Any,
+) -> Refund:
+    """A refund of one payment of the order (``launchkit refund --payment``)."""
+    target = session.scalar(
+        select(Payment).where(
+            Payment.order_id == order.id,
+            Payment.status == "paid",
+            (Payment.stripe_id == stripe_id) | (Payment.stripe_payment_intent_id == stripe_id),
+        )
+    )
+    if target is None:
+        raise PaymentError(f'Order {order.id} has no paid payment "{stripe_id}".')
+    extra = target in over_collected(session, order)
+    closes = _check_refundable(session, order, now, force or extra, tz)
+    room = target.amount_cents - target.refunded_cents
+    amount = room if amount_cents is None else amount_cents
+    if amount <= 0 or amount > room:
+        left = _money_plain(room, order.currency)
+        raise PaymentError(f"Payment {stripe_id}: a refund must be between 0.01 and {left}.")
+    refund = Refund(
+        order_id=order.id, payment_id=target.id,
+        idempotency_key=f"launchkit-refund-{order.id}-{uuid.uuid4().hex[:16]}-0",
+        amount_cents=amount, currency=order.currency,
+        reason=reason or ("over-collected instalment" if extra else None),
+        forced=force and not extra and now > closes, status="requested", requested_at=now,
+    )  # fmt: skip
+    session.add(refund)
+    session.flush()
+    return refund
 
 
 def _money_plain(cents: int, currency: str) -> str:
@@ -257,7 +301,12 @@ def _record_refunded_level(
         rows[level].amount_cents = max(0, level - floor)
         floor = max(floor, level)
     for refund in rows.values():
-        refund.status = "succeeded" if refund.amount_cents > 0 else "superseded"
+        if refund.amount_cents > 0:
+            continue
+        if refund.id is None:  # already accounted for by refunds with a Stripe id
+            session.expunge(refund)
+        else:
+            session.delete(refund)
     session.flush()
 
 

@@ -122,6 +122,8 @@ def create_checkout_session(
     }
     if metadata.get("subscriber"):
         params["client_reference_id"] = metadata["subscriber"]
+    if metadata.get("language"):
+        params["locale"] = metadata["language"]  # Stripe's page in the sales page's language
     if customer_email:
         params["customer_email"] = customer_email
     if instalments > 1:
