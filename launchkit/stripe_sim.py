@@ -65,7 +65,8 @@ class SimulatedStripe(stripe.HTTPXClient):
         if path == "refunds" and method == "POST":
             return self._refund(fields), 200
         if path == "refunds" and method == "GET":
-            found = [r for r in self.refunds if r["payment_intent"] == fields.get("payment_intent")]
+            key = "charge" if "charge" in fields else "payment_intent"
+            found = [r for r in self.refunds if r.get(key) == fields.get(key)]
             return {"object": "list", "data": found, "has_more": False, "url": "/v1/refunds"}, 200
         if path.startswith("charges/") and method == "GET":
             return self._charge(path.split("/", 1)[1])

@@ -448,3 +448,22 @@ def test_fee_of_a_real_localstripe_charge(sessions, stripe_settings, shop, now):
     event["data"]["object"]["latest_charge"] = charge
     deliver(sessions, stripe_settings, [event], now)  # the API key is set: the fee is read
     assert one_order(sessions).fee_cents == fee
+
+
+def test_refund_without_list_or_amount_is_listed_from_stripe(sessions, settings, shop, now):
+    from launchkit.stripe_sim import SimulatedStripe
+
+    sim = SimulatedStripe()
+    ts = int(now.timestamp())
+    deal = Purchase(shop["full"], "camille@example.fr", 49700, "EUR")
+    sim.refunds.append(
+        {"id": "re_dash", "object": "refund", "amount": 12000, "charge": deal.charge(),
+         "payment_intent": deal.payment_intent, "status": "succeeded", "currency": "eur",
+         "created": ts + 3 * 86400, "metadata": {}}
+    )  # fmt: skip
+    event = deal.refunded(ts + 3 * 86400 + 30, amount_refunded=12000)
+    del event["data"]["object"]["amount_refunded"]
+    deliver(sessions, settings, [deal.completed(ts), event], now, client=_fee_client(settings, sim))
+    assert refunds(sessions) == [(12000, at(ts + 3 * 86400), "succeeded")]
+    assert one_order(sessions).refunded_cents == 12000
+    assert any("charge=" in url for method, url in sim.seen if "/v1/refunds" in url)

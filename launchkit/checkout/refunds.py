@@ -256,9 +256,12 @@ def record_charge_refunds(
     total = charge.get("amount_refunded")
     if items is None and total is None and client is not None:
         items = charge_refunds(client, charge["id"])
+    if total is None and items is not None:
+        counted = [i for i in items if i.get("status") in (None, "succeeded", "pending")]
+        total = sum(int(i.get("amount") or 0) for i in counted)
     for item in items or []:
         _adopt_refund(session, order, payment, item, _ts(item.get("created"), when))
-    if items is None and total is not None:
+    if items is None and total is not None:  # only the cumulative amount is known
         _record_refunded_level(session, order, payment, int(total), when)
     if total is not None:
         payment.refunded_cents = max(payment.refunded_cents, int(total))
