@@ -5,6 +5,7 @@ One module per concern, re-exported here:
 - ``offers``: offers, prices and plans, the cart window, starting a checkout;
 - ``stripe_api``: the Stripe adapter, the only module that imports ``stripe`` (client, product
   sync, Checkout Session, webhook signatures, cancellations, refund calls);
+- ``payloads``: reading Stripe's event shapes, and refusing absurd values at the edge;
 - ``events``: verified webhook events, applied once each and in any order: each event id is
   stored in ``stripe_events`` in the same transaction as its effects, and an event about an
   order not yet known is parked and replayed when it appears;
