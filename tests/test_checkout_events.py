@@ -375,9 +375,19 @@ def test_fourth_instalment_of_a_three_instalment_plan_is_flagged_and_refundable(
         assert checkout.list_orders(s, failing=True) == []
 
 
-def test_cli_orders_failing_shows_over_collection_and_refund_payment_option(cli):
-    answer = cli("refund", "--help")
-    assert "--payment" in answer.output
+def test_cli_orders_failing_shows_over_collection(cli, sessions, settings, shop, now):
+    ts = int(now.timestamp())
+    deal = Purchase(shop["plan"], "camille@example.fr", 17700, "EUR", instalments=3)
+    events = [deal.invoice(n, ts + n * 30 * 86400) for n in (1, 2, 3, 4)]
+    deliver(sessions, settings, events, now)
+    answer = cli("orders", "--failing", "--json")
+    assert answer.exit_code == 0, answer.output
+    [shown] = json.loads(answer.output)
+    assert shown["over_collected_cents"] == 17700
+    assert shown["over_collected"][0]["payment"] == deal.invoices[3]
+    table = cli("orders", "--failing")
+    assert "over-collected" in table.output
+    assert "--payment" in cli("refund", "--help").output
 
 
 # --- the buyer's language (#14) ------------------------------------------------------------------
