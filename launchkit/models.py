@@ -462,6 +462,7 @@ class Order(Base):
     defaulted_at: Mapped[datetime | None]
     subscription_cancelled_at: Mapped[datetime | None]
     receipt_sent_at: Mapped[datetime | None]
+    language: Mapped[str | None] = mapped_column(String(8))  # checked out in
     updated_at: Mapped[datetime]
 
 

@@ -119,6 +119,7 @@ def _invoice(
     attempt_count: int = 1,
     payment_intent: str | None = None,
     billing_reason: str = "subscription_cycle",
+    charge: str | None = None,
 ) -> dict[str, Any]:
     payments = []
     if payment_intent:
@@ -131,6 +132,7 @@ def _invoice(
         "billing_reason": billing_reason,
         "amount_due": amount,
         "amount_paid": amount if paid else 0,
+        "charge": charge if paid else None,
         "amount_remaining": 0 if paid else amount,
         "attempt_count": attempt_count,
         "attempted": True,
@@ -233,6 +235,11 @@ class Purchase:
     payment_intent: str = field(default_factory=lambda: new_id("pi"))
     subscription: str = field(default_factory=lambda: new_id("sub"))
     invoices: list[str] = field(default_factory=list)
+    charges: dict[int, str] = field(default_factory=dict)
+
+    def charge(self, number: int = 1) -> str:
+        """The charge of the payment (or instalment ``number``): the same in every event."""
+        return self.charges.setdefault(number, new_id("ch"))
 
     def completed(self, created: int) -> dict:
         """``checkout.session.completed``; ``amount`` is the full price or first instalment."""
@@ -242,6 +249,15 @@ class Purchase:
             amount_total=self.amount, currency=self.currency, session_id=self.session_id,
             payment_intent=self.payment_intent, subscription=self.subscription,
         )  # fmt: skip
+
+    def paid(self, created: int, *, charge: str | None = None) -> dict:
+        """``payment_intent.succeeded`` of a pay-in-full purchase (no ``receipt_email``)."""
+        built = payment_intent_succeeded(
+            created=created, payment_intent=self.payment_intent, amount=self.amount,
+            currency=self.currency, metadata=self.metadata,
+        )  # fmt: skip
+        built["data"]["object"]["latest_charge"] = charge or self.charge(1)
+        return built
 
     def instalment_pi(self, number: int) -> str:
         """The payment intent of instalment ``number`` (1-based)."""
@@ -256,6 +272,7 @@ class Purchase:
             created=created, invoice_id=self.invoices[number - 1], subscription=self.subscription,
             amount=self.amount, currency=self.currency, email=self.email, metadata=self.metadata,
             attempt_count=attempt, payment_intent=self.instalment_pi(number) if paid else None,
+            charge=self.charge(number) if paid else None,
             billing_reason="subscription_create" if number == 1 else "subscription_cycle",
         )  # fmt: skip
 
@@ -265,6 +282,7 @@ class Purchase:
             created=created, payment_intent=self.instalment_pi(number), amount=self.amount,
             amount_refunded=self.amount if amount_refunded is None else amount_refunded,
             currency=self.currency, metadata=self.metadata if self.instalments == 1 else {},
+            charge_id=self.charge(number),
         )  # fmt: skip
 
     def disputed(self, created: int, number: int = 1) -> dict:

@@ -3,7 +3,9 @@
 It plugs in below the official ``stripe`` library (``StripeClient(http_client=...)``), so the
 checkout code runs unchanged: Checkout Sessions are answered with an id and URL (their
 metadata kept, so the simulation can send the matching signed webhook events), refunds are
-created and listed, subscriptions cancelled. No network is touched.
+created and listed, subscriptions cancelled, and the charges of registered purchases read with
+their balance transaction, whose fee is Stripe's EU card fee (1.5% + 0.25 EUR). No network is
+touched.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import stripe
+
+
+def eu_card_fee(amount_cents: int) -> int:
+    """Stripe's fee on a European card: 1.5% + 0.25 EUR, in cents (rounded half up)."""
+    return (amount_cents * 15 + 500) // 1000 + 25
 
 
 def _form(post_data: Any) -> dict[str, str]:
@@ -39,11 +46,14 @@ class SimulatedStripe(stripe.HTTPXClient):
         self.sessions: dict[str, dict[str, str]] = {}
         self.refunds: list[dict[str, Any]] = []
         self.cancelled: set[str] = set()
+        self.purchases: list[Any] = []  # stripe_events.Purchase: their charges can be read
+        self.seen: list[tuple[str, str]] = []  # (method, url) of every request
 
     def request(
         self, method: str, url: str, headers: Any, post_data: Any = None, *, _usage: Any = None
     ) -> tuple[str, int, dict[str, str]]:
         method, parts = method.upper(), urlsplit(url)
+        self.seen.append((method, url))
         path = parts.path.removeprefix("/v1/")
         fields = _form(post_data) if method == "POST" else dict(parse_qsl(parts.query))
         body, status = self._route(method, path, fields)
@@ -55,8 +65,11 @@ class SimulatedStripe(stripe.HTTPXClient):
         if path == "refunds" and method == "POST":
             return self._refund(fields), 200
         if path == "refunds" and method == "GET":
-            found = [r for r in self.refunds if r["payment_intent"] == fields.get("payment_intent")]
+            key = "charge" if "charge" in fields else "payment_intent"
+            found = [r for r in self.refunds if r.get(key) == fields.get(key)]
             return {"object": "list", "data": found, "has_more": False, "url": "/v1/refunds"}, 200
+        if path.startswith("charges/") and method == "GET":
+            return self._charge(path.split("/", 1)[1])
         if path.startswith("subscriptions/"):
             sub = path.split("/", 1)[1]
             if method in ("DELETE", "POST"):
@@ -77,6 +90,16 @@ class SimulatedStripe(stripe.HTTPXClient):
                 "message": f"Simulated Stripe has no {method} /v1/{path}",
             }
         }, 404
+
+    def _charge(self, charge_id: str) -> tuple[dict[str, Any], int]:
+        for deal in self.purchases:
+            if charge_id in deal.charges.values():
+                fee = eu_card_fee(deal.amount)
+                txn = {"id": f"txn_{charge_id}", "object": "balance_transaction", "fee": fee}
+                body = {"id": charge_id, "object": "charge", "amount": deal.amount}
+                return {**body, "balance_transaction": txn}, 200
+        error = {"type": "invalid_request_error", "message": f"No such charge: {charge_id}"}
+        return {"error": error}, 404
 
     def _session(self, fields: dict[str, str]) -> dict[str, Any]:
         session_id = f"cs_sim_{secrets.token_hex(10)}"

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from launchkit import checkout
 from launchkit.errors import InputError, PaymentError
-from launchkit.models import Order, OrderStatus, Refund, StripeEvent, SubscriberTag
+from launchkit.models import Launch, Offer, Order, OrderStatus, Refund, StripeEvent, SubscriberTag
 from launchkit.stripe_events import Purchase
 from tests.fixtures.stripe import create_offer, create_subscriber, real_payment
 
@@ -70,10 +70,10 @@ def _order(sessions) -> Order:
 def _pay_in_full(sessions, settings, client, now, **purchase: Any) -> Purchase:
     """A real localstripe payment, then the checkout.session.completed Stripe would send."""
     with sessions.begin() as s:
-        offer = s.scalars(select(checkout.Offer)).one()
+        offer = s.scalars(select(Offer)).one()
         subscriber = create_subscriber(s, now)
         meta = checkout.checkout_metadata(
-            offer, s.get(checkout.Launch, offer.launch_id), 1, subscriber.id, False
+            offer, s.get(Launch, offer.launch_id), 1, subscriber.id, False
         )
     pi = real_payment(client, 49700, meta, "camille@example.fr")
     deal = Purchase(meta, "camille@example.fr", 49700, "EUR", payment_intent=pi, **purchase)
@@ -120,7 +120,7 @@ def test_sync_offers_is_idempotent(sessions, stripe_settings, now):
     with sessions.begin() as s:
         first = checkout.sync_offers(s, client, now=now)
     with sessions.begin() as s:
-        s.scalars(select(checkout.Offer)).one().product = "Cours photo 2027"
+        s.scalars(select(Offer)).one().product = "Cours photo 2027"
         second = checkout.sync_offers(s, client, now=now)
     with sessions.begin() as s:
         third = checkout.sync_offers(s, client, now=now)
@@ -345,9 +345,7 @@ def test_refund_lost_by_a_crash_is_adopted_not_repeated(sessions, stripe_setting
 def test_handle_event_is_idempotent_and_counts_one_payment(sessions, stripe_settings, now):
     with sessions.begin() as s:
         offer = create_offer(s, now)
-        meta = checkout.checkout_metadata(
-            offer, s.get(checkout.Launch, offer.launch_id), 1, None, False
-        )
+        meta = checkout.checkout_metadata(offer, s.get(Launch, offer.launch_id), 1, None, False)
     deal = Purchase(meta, "Alex@Example.com", 49700, "EUR")
     ts = int(now.timestamp())
     events = [deal.completed(ts), checkout_pi := _pi_succeeded(deal, ts)]

@@ -7,7 +7,7 @@ import json
 from sqlalchemy import select
 
 from launchkit import checkout
-from launchkit.models import Order
+from launchkit.models import Launch, Order
 from launchkit.stripe_events import Purchase
 from tests.fixtures.stripe import create_offer, create_subscriber, real_payment
 
@@ -82,7 +82,7 @@ def test_refund_and_orders(cli, sessions, stripe_settings, now):
         offer = create_offer(s, now, guarantee_days=30)
         subscriber = create_subscriber(s, now)
         meta = checkout.checkout_metadata(
-            offer, s.get(checkout.Launch, offer.launch_id), 1, subscriber.id, False
+            offer, s.get(Launch, offer.launch_id), 1, subscriber.id, False
         )
     pi = real_payment(client, 49700, meta, "camille@example.fr")
     deal = Purchase(meta, "camille@example.fr", 49700, "EUR", payment_intent=pi)
@@ -115,9 +115,7 @@ def test_refund_outside_the_window_names_the_date(cli, sessions, stripe_settings
     client = checkout.make_client(stripe_settings)
     with sessions.begin() as s:
         offer = create_offer(s, now, guarantee_days=0)
-        meta = checkout.checkout_metadata(
-            offer, s.get(checkout.Launch, offer.launch_id), 1, None, False
-        )
+        meta = checkout.checkout_metadata(offer, s.get(Launch, offer.launch_id), 1, None, False)
     pi = real_payment(client, 49700, meta, "alex@example.com")
     deal = Purchase(meta, "alex@example.com", 49700, "EUR", payment_intent=pi)
     with sessions.begin() as s:

@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 from launchkit import checkout, mailer, tokens
 from launchkit.clock import utcnow
 from launchkit.models import (
+    Launch,
     Order,
     OrderStatus,
     Payment,
@@ -48,7 +49,7 @@ def shop(sessions, stripe_settings, now) -> dict[str, Any]:
     with sessions.begin() as s:
         offer = create_offer(s, now)
         subscriber = create_subscriber(s, now)
-        launch = s.get(checkout.Launch, offer.launch_id)
+        launch = s.get(Launch, offer.launch_id)
         full = checkout.checkout_metadata(offer, launch, 1, subscriber.id, False)
         plan = checkout.checkout_metadata(offer, launch, 3, subscriber.id, False)
         return {"full": full, "plan": plan, "subscriber_id": subscriber.id}
@@ -307,7 +308,7 @@ def test_plan_stops_after_exactly_three_payments_end_to_end(
         offer = create_offer(s, real_now)
         subscriber = create_subscriber(s, real_now)
         meta = checkout.checkout_metadata(
-            offer, s.get(checkout.Launch, offer.launch_id), 3, subscriber.id, False
+            offer, s.get(Launch, offer.launch_id), 3, subscriber.id, False
         )
     client = checkout.make_client(settings)
 

@@ -160,7 +160,9 @@ def test_version_and_head() -> None:
         [sys.executable, "-m", "launchkit", "--version"], capture_output=True, text=True
     )
     assert proc.stdout.strip() == "launchkit 0.1.0"
-    assert head_revision().startswith("0003")  # the lead re-chains revisions at merge
+    versions = Path(head_revision.__code__.co_filename).parent / "migrations" / "versions"
+    newest = max(p.stem for p in versions.glob("[0-9][0-9][0-9][0-9]_*.py"))
+    assert head_revision() == newest  # one linear chain: the newest revision is the head
 
 
 def test_migrations_match_models(db_url: str) -> None:

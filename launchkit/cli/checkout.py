@@ -113,6 +113,13 @@ def refund(
     amount: Annotated[str | None, typer.Option(help="Partial amount, e.g. 50.00.")] = None,
     reason: Annotated[str | None, typer.Option(help="Why, kept with the refund.")] = None,
     force: Annotated[bool, typer.Option(help="Refund even after the guarantee window.")] = False,
+    payment: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this payment (Stripe invoice or payment intent id), e.g. an "
+            "instalment paid beyond the plan (see `launchkit orders --failing --json`)."
+        ),
+    ] = None,
 ) -> None:
     """Refund an order through Stripe within its guarantee; a plan's remaining instalments stop.
 
@@ -125,7 +132,7 @@ def refund(
     with runtime.transaction() as session:
         result = checkout.refund_order(
             session, client, order, now=utcnow(), amount_cents=cents, reason=reason,
-            force=force, tz=settings.tz,
+            force=force, tz=settings.tz, payment=payment,
         )  # fmt: skip
         status, money = (
             result.status,
@@ -173,7 +180,8 @@ def orders(
             _plan_cell(o),
             checkout.format_money(o["paid_cents"], o["currency"], lang),
             checkout.format_money(o["refunded_cents"], o["currency"], lang),
-            o["status"], o["source"] or "-", format_local(o["paid_at"], settings.tz),
+            o["status"] + (" (over-collected)" if o["over_collected_cents"] else ""),
+            o["source"] or "-", format_local(o["paid_at"], settings.tz),
         )
         for o in data
     ]  # fmt: skip

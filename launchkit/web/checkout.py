@@ -326,7 +326,10 @@ def _apply_event(request: Request, event: dict[str, Any]) -> Response:
     for attempt in range(5):
         try:
             with sessions.begin() as session:
-                outcome = checkout.handle_event(session, state.settings, event, now=state.clock())
+                outcome = checkout.handle_event(
+                    session, state.settings, event, now=state.clock(),
+                    fetch_client=getattr(request.app.state, "stripe_client", None),
+                )  # fmt: skip
             break
         except IntegrityError:
             outcome = "duplicate" if _seen(sessions, event["id"]) else None

@@ -31,6 +31,7 @@ from starlette.testclient import TestClient
 from launchkit import checkout
 from launchkit.errors import PaymentError
 from launchkit.models import (
+    Launch,
     Order,
     Payment,
     Refund,
@@ -81,7 +82,7 @@ class Shop:
 def open_shop(sessions, now, buyers: int) -> Shop:
     with sessions.begin() as s:
         offer = create_offer(s, now)
-        launch = s.get(checkout.Launch, offer.launch_id)
+        launch = s.get(Launch, offer.launch_id)
         people = [
             Subscriber(
                 email=f"buyer{i}@example.fr",

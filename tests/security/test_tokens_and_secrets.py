@@ -19,7 +19,7 @@ from launchkit import checkout, mailer, sequences, tokens
 from launchkit.config import load_settings
 from launchkit.db import make_engine
 from launchkit.errors import LaunchkitError
-from launchkit.models import Base, Consent, Subscriber, Suppression, WebEvent
+from launchkit.models import Base, Consent, Launch, Subscriber, Suppression, WebEvent
 from launchkit.stripe_events import Purchase, encode, sign_payload
 from launchkit.tokens import Purpose
 from launchkit.web import create_app
@@ -238,7 +238,7 @@ def test_canary_secrets_never_leak(
         write_sequence(settings, "mini")
         sequences.attach_sequence(s, settings, "spring", "mini", now=now)
         meta = checkout.checkout_metadata(
-            offer, s.get(checkout.Launch, offer.launch_id), 1, subscriber_id, False
+            offer, s.get(Launch, offer.launch_id), 1, subscriber_id, False
         )
     engine.dispose()
     ts = int(now.timestamp())
