@@ -1,7 +1,7 @@
 """orders.language: the language the buyer checked out in (receipts and dunning fall back to it)
 
 Revision ID: 0004_orders
-Revises: 0001_initial
+Revises: 0003_status_changes
 """
 
 import sqlalchemy as sa
