@@ -90,7 +90,7 @@ class _Gen:
     def mailchimp(self) -> None:
         at = datetime(2026, 4, 15, 9, tzinfo=UTC)
         rows = [["Email Address", "First Name", "Last Name", "OPTIN_TIME", "CONFIRM_TIME", "TAGS"]]
-        for _ in range(40):
+        for _ in range(60):
             optin = self.second(datetime(2025, 9, 1, tzinfo=UTC), datetime(2026, 4, 10, tzinfo=UTC))
             tags = {self.r.choice(["fr", "en"])} | (
                 {"webinar"} if self.r.random() < 0.35 else set()
@@ -105,7 +105,7 @@ class _Gen:
     def kit(self) -> None:
         at = datetime(2026, 5, 10, 9, tzinfo=UTC)
         rows = [["email", "first_name", "created_at", "tags", "status"]]
-        for _ in range(25):
+        for _ in range(30):
             created = self.second(
                 datetime(2025, 11, 1, tzinfo=UTC), datetime(2026, 5, 5, tzinfo=UTC)
             )
@@ -124,7 +124,7 @@ class _Gen:
 
     def optins(self) -> None:
         slug, magnet_tags = self.w.magnet
-        for _ in range(25):
+        for _ in range(40):
             at = self.second(datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 6, 7, tzinfo=UTC))
             if at > self.w.now:
                 continue
@@ -143,7 +143,7 @@ class _Gen:
     def generic(self) -> None:
         at = datetime(2026, 6, 3, 15, tzinfo=UTC)
         rows = [["Courriel", "Prénom", "Date d'inscription"]]
-        for i in range(15):
+        for i in range(20):
             before = self.r.random() < 0.6
             start, end = (
                 (datetime(2026, 3, 1, tzinfo=UTC), CART_OPEN) if before else (CART_OPEN, at - H)
@@ -160,12 +160,12 @@ class _Gen:
         header = ["Email Address", "First Name", "Last Name", "OPTIN_TIME", "UNSUB_TIME", "TAGS"]
         rows = [header]
         known = [p for p in self.w.people.values() if p.origin == "mailchimp"]
-        for person in self.r.sample(known, 8):
+        for person in self.r.sample(known, 10):
             unsub = self.second(CART_OPEN - 20 * DAY, at - H)
             person.changes.append((unsub, "unsubscribed"))
             self.touched.add(person.email)
             rows.append([person.written, "", "", _stamp(person.joined), _stamp(unsub), ""])
-        for _ in range(4):
+        for _ in range(5):
             optin = self.second(datetime(2025, 10, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))
             unsub = self.second(CART_OPEN - 30 * DAY, at - H)
             written = self.address()
@@ -178,7 +178,7 @@ class _Gen:
     def leavers(self) -> None:
         """Unsubscribes (link) and suppressions (bounced/complained) before and during the cart."""
         end = min(CART_CLOSE, self.w.now - H)
-        for kind, count in (("unsubscribe", 6), ("suppress", 5)):
+        for kind, count in (("unsubscribe", 8), ("suppress", 6)):
             for _ in range(count):
                 at = self.second(datetime(2026, 5, 1, tzinfo=UTC), end)
                 candidates = [
@@ -197,6 +197,22 @@ class _Gen:
                     self.w.actions.append(
                         Action(at, "suppress", {"email": person.email, "reason": reason})
                     )
+
+    def resubscribes(self) -> None:
+        """Two people who unsubscribed by link opt in again and confirm (before or after open)."""
+        slug, magnet_tags = self.w.magnet
+        gone = [a for a in self.w.actions if a.kind == "unsubscribe"]
+        for action in self.r.sample(gone, min(2, len(gone))):
+            person = self.w.people[action.args["email"]]
+            at = action.at + timedelta(seconds=self.r.randint(3600, 5 * 86400))
+            confirm = at + timedelta(seconds=self.r.randint(60, 86400))
+            if confirm > self.w.now - H:
+                continue
+            person.changes.append((confirm, "active"))
+            person.tags |= {f"magnet:{slug}", *magnet_tags}
+            person.source = person.source or f"magnet:{slug}"
+            self.w.actions.append(Action(at, "optin", {"email": person.written}))
+            self.w.actions.append(Action(confirm, "confirm", {"email": person.email}))
 
     # --- purchases ---------------------------------------------------------------------------
 
@@ -217,10 +233,10 @@ class _Gen:
         last = min(CART_CLOSE, self.w.now - 3 * H)
         idna = next(p for p in self.w.people.values() if "xn--" in p.email)
         buyers: list[tuple[Person | None, str]] = []
-        for _ in range(18):
+        for _ in range(30):
             buyers.append((None, "list"))
         buyers += [(idna, "typed")]
-        strangers = [self.address("ailleurs.example.net") for _ in range(4)]
+        strangers = [self.address("ailleurs.example.net") for _ in range(5)]
         count = 0
         for person, mode in buyers:
             started = self.second(CART_OPEN + 10 * 60 * timedelta(seconds=1), last)
@@ -354,12 +370,12 @@ class _Gen:
         for index in list(sequence):
             if self.r.random() < 0.1:
                 sequence.insert(self.r.randint(sequence.index(index) + 1, len(sequence)), index)
-        latest = order.started
-        for k, index in enumerate(sequence):
+        latest = previous = order.started
+        for index in sequence:  # delivered in this order: each after its creation and the last
             latest = max(latest, order.events[index].created)
-            order.deliveries.append(
-                (latest + timedelta(seconds=7 * k + self.r.randint(1, 60)), index)
-            )
+            at = max(latest, previous) + timedelta(seconds=self.r.randint(1, 60))
+            order.deliveries.append((at, index))
+            previous = at
 
 
 def generate(seed: int, *, provisional: bool = False) -> World:
@@ -371,5 +387,6 @@ def generate(seed: int, *, provisional: bool = False) -> World:
     gen.generic()
     gen.mailchimp_unsubscribed()
     gen.leavers()
+    gen.resubscribes()
     gen.purchases()
     return gen.w

@@ -215,6 +215,8 @@ def test_generator_is_seeded_and_consistent():
     for w in (one, scenario.generate(3, provisional=True)):
         for order in w.orders:
             assert {i for _, i in order.deliveries} == set(range(len(order.events)))
+            times = [at for at, _ in order.deliveries]
+            assert times == sorted(times) and len(set(times)) == len(times)  # the drawn order
             for at, index in order.deliveries:
                 assert order.events[index].created <= at <= w.now
         assert all(a.at <= w.now for a in w.actions)
