@@ -52,12 +52,13 @@ JSON_PATHS: dict[str, tuple[str, ...]] = {
     "plan_failed_payments": ("payment_plans", "failed_payments"),
     "plan_recovered_payments": ("payment_plans", "recovered_payments"),
 }
-GROUPS = {  # figure prefix -> (JSON list, field naming the row)
-    "by_source": ("by_source", "source"),
-    "by_cohort": ("by_cohort", "cohort"),
-    "by_tag": ("by_tag", "tag"),
-    "by_magnet": ("by_magnet", "magnet"),
-    "by_segment": ("by_segment", "segment"),
+GROUPS: dict[str, tuple[tuple[str, ...], str]] = {  # prefix -> (JSON list, field naming rows)
+    "by_source": (("by_source",), "source"),
+    "by_cohort": (("by_cohort",), "cohort"),
+    "by_tag": (("by_tag",), "tag"),
+    "by_magnet": (("by_magnet",), "magnet"),
+    "by_segment": (("by_segment",), "segment"),
+    "plan_by_instalment": (("payment_plans", "by_instalment"), "instalment"),
 }
 RATE_TOLERANCE = 1e-9
 DAYS_TOLERANCE = 0.005 + 1e-9  # the JSON rounds days to 2 decimals
@@ -75,8 +76,8 @@ def _lookup(data: Any, path: tuple[str, ...]) -> Any:
 def actual(result: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
     """The JSON's value for every figure the oracle computed."""
     rows: dict[str, dict[str, dict[str, Any]]] = {}
-    for prefix, (key, label) in GROUPS.items():
-        found = result.get(key)
+    for prefix, (path, label) in GROUPS.items():
+        found = _lookup(result, path)
         rows[prefix] = {str(r[label]): r for r in found} if isinstance(found, list) else {}
     got: dict[str, Any] = {}
     for name in wanted:
@@ -84,7 +85,8 @@ def actual(result: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
             got[name] = _lookup(result, JSON_PATHS[name])
         elif name.endswith(":labels"):
             prefix = name.removesuffix(":labels")
-            got[name] = sorted(rows[prefix]) if GROUPS[prefix][0] in result else MISSING
+            found = _lookup(result, GROUPS[prefix][0])
+            got[name] = sorted(rows[prefix]) if isinstance(found, list) else MISSING
         else:  # by_x[label].field
             prefix, rest = name.split("[", 1)
             label, field = rest.rsplit("].", 1)

@@ -160,6 +160,13 @@ def test_plans_completed_recovered_defaulted_and_active():
     assert (f["plan_instalments_expected"], f["plan_instalments_paid"]) == (9, 5)
     assert (f["plan_failed_payments"], f["plan_recovered_payments"]) == (5, 1)
     assert f["plan_completion_rate"] == pytest.approx(1 / 3)
+    # per instalment: the second failed for all three, was recovered once, defaulted once (the
+    # plan still being retried has not defaulted)
+    row = {k: f[f"plan_by_instalment[2].{k}"] for k in (*truth.INSTALMENT_FIELDS, "default_rate")}
+    assert row == {"orders": 3, "paid": 1, "failed": 3, "recovered": 1, "defaulted": 1,
+                   "default_rate": 1 / 3}  # fmt: skip
+    assert f["plan_by_instalment[1].orders"] == 3 and f["plan_by_instalment[1].failed"] == 0
+    assert f["plan_by_instalment:labels"] == ["1", "2", "3"]
 
 
 def test_segment_narrows_audience_buyers_and_revenue():

@@ -16,6 +16,7 @@ from tests.oracle.world import DAY, Order, Person, World, normalize
 Z95 = 1.959963984540054
 MAX_FAILED = 3  # consecutive failed attempts after which Stripe gives up (the plan defaults)
 UNKNOWN = "(unknown)"
+INSTALMENT_FIELDS = ("orders", "paid", "failed", "recovered", "defaulted")
 
 
 def wilson(successes: int, trials: int) -> tuple[float, float] | None:
@@ -191,6 +192,7 @@ def _plans(counted: list[Order]) -> dict[str, Any]:
             recovered += any(n == paid.number and at < paid.at for n, _, at in order.failures)
     completed = sum(len(o.payments) >= o.instalments for o in plans)
     return {
+        **_by_instalment(plans),
         "plan_orders": len(plans),
         "plan_instalments_expected": sum(o.instalments for o in plans),
         "plan_instalments_paid": sum(len(o.payments) for o in plans),
@@ -201,6 +203,32 @@ def _plans(counted: list[Order]) -> dict[str, Any]:
         "plan_failed_payments": sum(len(o.failures) for o in plans),
         "plan_recovered_payments": recovered,
     }
+
+
+def _by_instalment(plans: list[Order]) -> dict[str, Any]:
+    """Per instalment number: orders charged (paid or failed), paid, failed, recovered (paid
+    after a failure) and defaulted (failed, never paid, and the plan defaulted: a failure still
+    being retried is not a default)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for order in plans:
+        gave_up = order_status(order) == "defaulted"
+        for number in range(1, order.instalments + 1):
+            paid = [p.at for p in order.payments if p.number == number]
+            failed = [at for n, _, at in order.failures if n == number]
+            if not paid and not failed:
+                continue
+            row = rows.setdefault(number, dict.fromkeys(INSTALMENT_FIELDS, 0))
+            row["orders"] += 1
+            row["paid"] += bool(paid)
+            row["failed"] += bool(failed)
+            row["recovered"] += bool(paid and failed and min(failed) < paid[0])
+            row["defaulted"] += bool(failed and not paid and gave_up)
+    out: dict[str, Any] = {"plan_by_instalment:labels": sorted(str(n) for n in rows)}
+    for number, row in rows.items():
+        row["default_rate"] = rate(row["defaulted"], row["orders"])
+        for name, value in row.items():
+            out[f"plan_by_instalment[{number}].{name}"] = value
+    return out
 
 
 def _groups(world: World, members: list[Person], buyers: set[str]) -> dict[str, Any]:
