@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import stripe
 from sqlalchemy.orm import Session, sessionmaker
 
 from launchkit import audience, checkout, launches, magnets, segments
 from launchkit.analysis import analyze_launch
 from launchkit.audience.importer import import_subscribers
 from launchkit.config import Settings
+from launchkit.models import Order as OrderRow
 from launchkit.models import SuppressionReason
 from launchkit.stripe_events import Purchase, encode, new_id, payment_intent_succeeded, sign_payload
+from tests.fixtures.stripe import real_payment
 from tests.oracle.world import EventSpec, Order, World
 
 SECRET = "whsec_oracle_0123456789abcdef"
@@ -29,9 +32,16 @@ def _ts(when: datetime) -> int:
 
 class Driver:
     def __init__(
-        self, world: World, sessions: sessionmaker[Session], settings: Settings, folder: Path
+        self,
+        world: World,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        folder: Path,
+        client: stripe.StripeClient | None = None,
     ):
         self.w, self.sessions, self.settings, self.folder = world, sessions, settings, folder
+        self.client = client  # Stripe (localstripe) for `launchkit refund`
+        self.cli_refunds: dict[str, tuple[str, str]] = {}  # order ref -> (Stripe id, key)
         self.signups: dict[str, dict[str, int]] = {}
         self.purchases: dict[str, Purchase] = {}
         self.events: dict[tuple[str, int], dict[str, Any]] = {}
@@ -111,6 +121,19 @@ class Driver:
     def do_suppress(self, s: Session, at: datetime, *, email: str, reason: str) -> None:
         audience.suppress(s, email, SuppressionReason(reason), now=at)
 
+    def do_cli_refund(self, s: Session, at: datetime, *, order: str, amount: int) -> None:
+        """`launchkit refund ORDER --amount ... --force` at ``at`` (the CLI's library call)."""
+        assert self.client is not None, "a scenario with CLI refunds needs Stripe"
+        pi = self.purchases[order].payment_intent
+        row = s.scalar(sa.select(OrderRow.id).where(OrderRow.stripe_payment_intent_id == pi))
+        assert row is not None, f"order {order} is not in the database at {at}"
+        refund = checkout.refund_order(
+            s, self.client, row, now=at, amount_cents=amount, force=True,
+            reason="requested_by_customer",
+        )  # fmt: skip
+        assert refund.stripe_refund_id, refund.status
+        self.cli_refunds[order] = (refund.stripe_refund_id, refund.idempotency_key)
+
     # --- Stripe ------------------------------------------------------------------------------
 
     def purchase(self, s: Session, order: Order) -> Purchase:
@@ -122,9 +145,15 @@ class Driver:
                 "instalments": str(order.instalments),
                 "subscriber": str(subscriber.id) if subscriber else "", "bump": "0",
             }  # fmt: skip
-            self.purchases[order.ref] = Purchase(
+            purchase = Purchase(
                 metadata, order.typed_email, order.charge, self.w.currency, order.instalments
             )
+            if any(r.via == "cli" for r in order.refunds):  # refunded through Stripe's API
+                assert self.client is not None, "a scenario with CLI refunds needs Stripe"
+                purchase.payment_intent = real_payment(
+                    self.client, order.charge, metadata, order.typed_email.strip()
+                )
+            self.purchases[order.ref] = purchase
         return self.purchases[order.ref]
 
     def event(self, s: Session, order: Order, index: int) -> dict[str, Any]:
@@ -165,11 +194,13 @@ class Driver:
         charge = event["data"]["object"]
         charge["created"] = _ts(next(x.at for x in order.payments if x.number == number))
         if spec.args["listed"]:
+            refund_id, key = self.cli_refunds.get(order.ref, (new_id("re"), ""))
             refund = {
-                "id": new_id("re"), "object": "refund", "amount": amount,
+                "id": refund_id, "object": "refund", "amount": amount,
                 "created": _ts(spec.args["at"]), "currency": self.w.currency.lower(),
                 "status": "succeeded", "reason": "requested_by_customer",
-                "payment_intent": charge["payment_intent"], "charge": charge["id"], "metadata": {},
+                "payment_intent": charge["payment_intent"], "charge": charge["id"],
+                "metadata": {"launchkit_refund": key} if key else {},
             }  # fmt: skip
             charge["refunds"] = {"object": "list", "data": [refund], "has_more": False}
         return event

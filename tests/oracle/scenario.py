@@ -339,7 +339,7 @@ class _Gen:
 
     def refund(self, order: Order, offer: Offer, number: int, end_days: int | None = None) -> bool:
         """Maybe refund instalment ``number`` (always when ``end_days`` is given)."""
-        if end_days is None and self.r.random() > 0.3:
+        if end_days is None and self.r.random() > 0.4:
             return False
         paid = order.payments[number - 1].at
         end = end_days or offer.guarantee_days + 12
@@ -354,9 +354,13 @@ class _Gen:
             order.charge if order.instalments > 1 or self.r.random() < 0.8 else order.charge // 2
         )
         listed = self.r.random() < 0.5
-        order.refunds.append(RefundFact(amount, at, number, listed))
+        via = "cli" if order.instalments == 1 and self.r.random() < 0.35 else "dashboard"
+        if via == "cli":  # `launchkit refund` through Stripe's API; Stripe's event lists it
+            listed = True
+            self.w.actions.append(Action(at, "cli_refund", {"order": order.ref, "amount": amount}))
+        order.refunds.append(RefundFact(amount, at, number, listed, via))
         created = at + timedelta(seconds=5) if listed else at
-        args = {"number": number, "amount": amount, "listed": listed, "at": at}
+        args = {"number": number, "amount": amount, "listed": listed, "at": at, "via": via}
         order.events.append(EventSpec("refund", created, args))
         if order.instalments > 1:  # the plan stops with its refund
             order.cancelled_at = at + 60 * timedelta(seconds=1)
@@ -364,12 +368,15 @@ class _Gen:
         return True
 
     def deliveries(self, order: Order) -> None:
-        """The order's events in a random order, about 10% delivered twice."""
-        sequence = list(range(len(order.events)))
+        """The order's events in a random order, about 10% delivered twice (the event of a refund
+        made with `launchkit refund` comes last: the operator refunds an order they can see)."""
+        last = [i for i, e in enumerate(order.events) if e.args.get("via") == "cli"]
+        sequence = [i for i in range(len(order.events)) if i not in last]
         self.r.shuffle(sequence)
         for index in list(sequence):
             if self.r.random() < 0.1:
                 sequence.insert(self.r.randint(sequence.index(index) + 1, len(sequence)), index)
+        sequence += last
         latest = previous = order.started
         for index in sequence:  # delivered in this order: each after its creation and the last
             latest = max(latest, order.events[index].created)

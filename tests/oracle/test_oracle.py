@@ -13,6 +13,7 @@ import json
 
 import pytest
 
+from launchkit import checkout
 from tests.oracle import compare, drive, scenario, truth
 
 SEEDS = [(1, False), (2, False), (3, True)]  # (seed, analysed while the cart is still open)
@@ -20,10 +21,11 @@ SEEDS = [(1, False), (2, False), (3, True)]  # (seed, analysed while the cart is
 
 @pytest.mark.parametrize(("seed", "provisional"), SEEDS, ids=["seed1", "seed2", "seed3-open"])
 def test_every_figure_matches_the_ground_truth(
-    sessions, settings, cli, tmp_path, seed, provisional
+    sessions, stripe_settings, cli, tmp_path, seed, provisional
 ):
     world = scenario.generate(seed, provisional=provisional)
-    drive.Driver(world, sessions, settings, tmp_path).run()
+    client = checkout.make_client(stripe_settings)  # localstripe, for `launchkit refund`
+    drive.Driver(world, sessions, stripe_settings, tmp_path, client).run()
     reports, failed = [], False
     for segment in (None, *[s.name for s in world.segments]):
         wanted = truth.figures(world, segment)

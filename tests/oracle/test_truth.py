@@ -233,3 +233,5 @@ def test_generator_is_seeded_and_consistent():
     assert {"refunded", "completed_plan", "defaulted", "disputed"} <= statuses
     assert any(r.listed for o in one.orders for r in o.refunds)
     assert any(not r.listed for o in one.orders for r in o.refunds)
+    assert any(r.via == "cli" for o in one.orders for r in o.refunds)
+    assert any(r.amount < o.charge for o in one.orders for r in o.refunds)  # a partial refund

@@ -65,6 +65,7 @@ class RefundFact:
     at: datetime  # the refund's own time
     number: int  # the instalment whose charge it returns
     listed: bool  # charge.refunded carries the refunds list (else only amount_refunded)
+    via: str = "dashboard"  # or "cli": `launchkit refund` at ``at`` (Stripe then sends the event)
 
 
 @dataclass
