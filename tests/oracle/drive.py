@@ -219,11 +219,3 @@ def analyze(sessions: sessionmaker[Session], world: World, segment: str | None =
         kwargs["now"] = world.now
     with sessions.begin() as s:
         return analyze_launch(s, world.slug, **kwargs)
-
-
-def stored_emails(sessions: sessionmaker[Session]) -> set[str]:
-    """(Test helper for the oracle's own checks.) Every subscriber address in the database."""
-    from launchkit.models import Subscriber
-
-    with sessions.begin() as s:
-        return set(s.scalars(sa.select(Subscriber.email)))

@@ -232,18 +232,18 @@ class _Gen:
     def purchases(self) -> None:
         last = min(CART_CLOSE, self.w.now - 3 * H)
         idna = next(p for p in self.w.people.values() if "xn--" in p.email)
-        buyers: list[tuple[Person | None, str]] = []
-        for _ in range(30):
-            buyers.append((None, "list"))
-        buyers += [(idna, "typed")]
+        buyers: list[Person | None] = [None] * 30 + [idna]  # None: anyone on the list by then
         strangers = [self.address("ailleurs.example.net") for _ in range(5)]
         count = 0
-        for person, mode in buyers:
-            started = self.second(CART_OPEN + 10 * 60 * timedelta(seconds=1), last)
+        for person in buyers:
+            mode = "typed"  # the buyer types an address (no subscriber id in the metadata)
             if person is None:
+                started = self.second(CART_OPEN + 10 * 60 * timedelta(seconds=1), last)
                 pool = [p for p in self.w.people.values() if p.created < started - H]
                 person = self.r.choice(pool)
                 mode = self.r.choice(["metadata", "typed"])
+            else:  # bought once on the list (not before the import that put them there)
+                started = self.second(max(CART_OPEN, person.created + H), last)
             count += 1
             kind = self.r.choices(["cours", "plan", "atelier"], [45, 35, 20])[0]
             self.order(
