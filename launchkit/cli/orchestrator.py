@@ -129,8 +129,8 @@ def _print_status(data: dict) -> None:
         ),
         (
             "buyers",
-            f"{data['buyers']} of {data['audience_size']} "
-            f"({data['conversion_rate']:.2%} conversion)",
+            f"{data['buyers']} ({data['buyers_in_audience']} of an audience of "
+            f"{data['audience_size']}: {data['conversion_rate']:.2%} conversion)",
         ),
         ("refunds", str(data["refunds"])),
         ("next action", data["next_action"]),

@@ -284,10 +284,17 @@ def _buy(request: Request, form: dict[str, str]) -> Response:
         email = subscriber.email if subscriber else (form.get("email") or "").strip() or None
         try:
             started = checkout.start_checkout(
-                session, state.settings, _client(request), offer.slug, plan=plan,
-                subscriber_id=subscriber.id if subscriber else None, email=email,
-                bump=form.get("bump") == "1", now=now,
-            )  # fmt: skip
+                session,
+                state.settings,
+                _client(request),
+                offer.slug,
+                plan=plan,
+                subscriber_id=subscriber.id if subscriber else None,
+                email=email,
+                bump=form.get("bump") == "1",
+                now=now,
+                language=(subscriber.language if subscriber else None) or state.settings.language,
+            )
         except LaunchkitError as e:
             log.warning("checkout for %s not started: %s", offer.slug, e)
             return error_page(request, 400 if "plan" in str(e) else 502, "error_title", "server")
