@@ -370,7 +370,7 @@ def test_compare_fits_a_line_from_three_launches(session) -> None:
     assert fit["intercept"] == pytest.approx(intercept)
     assert fit["slope_ci95"] == pytest.approx([slope - half, slope + half])
     page = render_compare(result, language="en")
-    assert "95% interval" in page and "3 launches" in page
+    assert "likely between" in page and "3 launches" in page
     assert fit_line([100, 200], [0.01, 0.02]) is None
     assert fit_line([100, 100, 100], [0.01, 0.02, 0.03]) is None
 
