@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from launchkit.analysis import analyze_launch, compare_launches, render_compare, render_report
-from launchkit.models import Email, Order, Refund, Subscriber, SubscriberTag
 from tests.analysis_data import OPEN, build_small_launch, make_launch
+from tests.test_analysis import with_checkout_outcomes
 
 CHROMIUM = os.environ.get("LAUNCHKIT_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -115,27 +114,8 @@ def assert_fits(facts: dict[str, Any], width: int) -> None:
             assert cell["right"] <= table["end"]["wrap"]["right"] + 1, table["header"]
 
 
-def outcome_data(session) -> None:
-    """The small launch as checkout leaves it: outcome tags, Stripe refund reasons, template
-    subjects, and a long source name that used to squeeze the phone chart."""
-    build_small_launch(session)
-    buyers = session.scalars(sa.select(Order.subscriber_id).where(Order.subscriber_id.is_not(None)))
-    tags = [
-        {"subscriber_id": sid, "tag": tag}
-        for sid in set(buyers)
-        for tag in ("buyer", "buyer:spring", "refunded")
-    ]
-    session.execute(sa.delete(SubscriberTag).where(SubscriberTag.tag.in_(["buyer", "refunded"])))
-    session.execute(sa.insert(SubscriberTag), tags)
-    session.execute(sa.update(Refund).values(reason="requested_by_customer"))
-    session.execute(sa.update(Email).values(subject="{{ product }} est ouvert"))
-    long_name = "instagram-bio-lien-campagne-novembre"
-    session.execute(sa.update(Subscriber).where(Subscriber.id <= 100).values(source=long_name))
-    session.flush()
-
-
 def test_report_on_a_phone_and_a_desktop(session, page_browser, tmp_path) -> None:
-    outcome_data(session)
+    with_checkout_outcomes(session)
     result = analyze_launch(session, "spring", now=OPEN + timedelta(days=2))
     assert result["provisional"] is True
     page = tmp_path / "report.html"
@@ -145,7 +125,6 @@ def test_report_on_a_phone_and_a_desktop(session, page_browser, tmp_path) -> Non
         facts = show(page_browser, page, width)
         save_screenshot(page_browser, width, f"report-{name}")
         assert_fits(facts, width)
-        print(name, facts["charts"])
         charts = {chart["id"].split("-")[0]: chart for chart in facts["charts"]}
         assert set(charts) == {"conversion", "waterfall", "sales", "refunds", "plans"}
         for chart in charts.values():  # every chart spans the column and its plot is readable
