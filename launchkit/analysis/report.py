@@ -368,11 +368,22 @@ def entry_tags(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _environment(templates_dir: Path | None) -> Environment:
     folders = [str(p) for p in (templates_dir, starter_dir("templates")) if p and p.is_dir()]
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(folders),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
     )
+    env.filters["breakable"] = breakable
+    return env
+
+
+_BREAK_AFTER = re.compile(r"([:/_.@])(?=\S)")
+
+
+def breakable(label: object) -> str:
+    """A zero-width space after ``: / _ . @`` so a name like ``magnet:checklist`` can wrap in a
+    phone's narrow first column without breaking inside a word."""
+    return _BREAK_AFTER.sub("\\1\u200b", str(label))
 
 
 def _labels(language: str) -> dict[str, str]:
