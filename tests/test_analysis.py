@@ -22,7 +22,8 @@ from launchkit.analysis import (
     to_minor_units,
     wilson_interval,
 )
-from launchkit.analysis.report import Formatter
+from launchkit.analysis.report import Formatter, email_subjects
+from launchkit.config import Settings
 from launchkit.errors import InputError, NotFound
 from launchkit.models import Email, Order, Refund, Subscriber, SubscriberTag
 from tests.analysis_data import CLOSE, OPEN, build_small_launch, make_launch
@@ -823,3 +824,22 @@ def test_french_report_keeps_numbers_together(session) -> None:
     assert "3\u202f917,00\u00a0€" in html  # gross, grouped and spaced the French way
     assert "3,5\u00a0%" in html and "entre 1,7 et 7,0\u00a0%, 95 fois sur 100" in html
     assert re.search(r"\d %|\d,\d+%", html) is None  # never a breakable or missing space
+
+
+def test_subjects_render_like_the_sender(session, tmp_path: Path) -> None:
+    build_small_launch(session)
+    subjects = ["{{ product }} est ouvert", "{{ first_name }}, un mot de {{ creator_name }}"]
+    ids = session.scalars(sa.select(Email.id).order_by(Email.position)).all()
+    for email_id, subject in zip(ids, [*subjects, "{{ missing }} {% if %}"], strict=True):
+        session.execute(sa.update(Email).where(Email.id == email_id).values(subject=subject))
+    result = analyze_launch(session, "spring", now=NOW)
+    shown = email_subjects(result, Settings(workspace=tmp_path, emails_dir=tmp_path))
+    assert [shown[i] for i in ids] == [
+        "Cours photo est ouvert",
+        "[first_name], un mot de [creator_name]",
+        "{{ missing }} {% if %}",  # a subject that does not render is shown as written
+    ]
+    named = Settings(workspace=tmp_path, emails_dir=tmp_path, sender_name="Élodie")
+    assert email_subjects(result, named)[ids[1]] == "[first_name], un mot de Élodie"
+    html = render_report(result, language="fr", settings=named)
+    assert "Cours photo est ouvert" in html and "un mot de Élodie" in html

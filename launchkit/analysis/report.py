@@ -416,7 +416,8 @@ PERSONAL_VARIABLES = ("first_name", "last_name", "email", "magnet_title", "check
 def email_subjects(result: dict[str, Any], settings: Settings) -> dict[int, str]:
     """Each email's subject rendered as the sender renders it, with the launch's variables.
 
-    Personal variables show as ``[first_name]``; a subject that does not render stays raw.
+    Personal variables show as ``[first_name]`` (and ``[creator_name]`` while the workspace has
+    no sender name); a subject that does not render stays raw.
     """
     import jinja2
 
@@ -441,6 +442,7 @@ def email_subjects(result: dict[str, Any], settings: Settings) -> dict[int, str]
         language = sequence_language(row["sequence"], None, settings)
         values = launch_context(settings, launch, {}, language=language)
         values.update({name: f"[{name}]" for name in PERSONAL_VARIABLES})
+        values["creator_name"] = values["creator_name"] or "[creator_name]"
         try:
             text = env.from_string(row["subject"]).render(values)
         except (jinja2.TemplateError, SecurityError, ArithmeticError, TypeError, ValueError):
