@@ -4,6 +4,7 @@ forecast and the Stripe payments import, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from launchkit.analysis import (
     to_minor_units,
     wilson_interval,
 )
+from launchkit.analysis.report import Formatter, email_subjects
+from launchkit.config import Settings
 from launchkit.errors import InputError, NotFound
-from launchkit.models import Order, Subscriber
+from launchkit.models import Email, Order, Refund, Subscriber, SubscriberTag
 from tests.analysis_data import CLOSE, OPEN, build_small_launch, make_launch
 
 NOW = datetime(2027, 3, 1, tzinfo=UTC)
@@ -370,7 +373,7 @@ def test_compare_fits_a_line_from_three_launches(session) -> None:
     assert fit["intercept"] == pytest.approx(intercept)
     assert fit["slope_ci95"] == pytest.approx([slope - half, slope + half])
     page = render_compare(result, language="en")
-    assert "95% interval" in page and "3 launches" in page
+    assert "likely between" in page and "3 launches" in page
     assert fit_line([100, 200], [0.01, 0.02]) is None
     assert fit_line([100, 100, 100], [0.01, 0.02, 0.03]) is None
 
@@ -745,3 +748,98 @@ def test_buyers_are_distinct_people() -> None:
         "buyers_on_list_outside_audience": 1,
         "buyers_not_on_list": 1,
     }
+
+
+def with_checkout_outcomes(session) -> None:
+    """The small launch as checkout and Stripe leave it: ``buyer``, ``buyer:<launch>`` and
+    ``refunded`` tags on every buyer, one refund with Stripe's ``requested_by_customer`` reason
+    (the other keeps a free-text reason), subjects written as templates, a long source name."""
+    build_small_launch(session)
+    buyers = set(session.scalars(sa.select(Order.subscriber_id).where(Order.subscriber_id > 0)))
+    session.execute(
+        sa.insert(SubscriberTag),
+        [
+            {"subscriber_id": b, "tag": t}
+            for b in buyers
+            for t in ("buyer", "buyer:spring", "refunded")
+        ],
+    )
+    session.execute(
+        sa.update(Refund).where(Refund.order_id == 2).values(reason="requested_by_customer")
+    )
+    session.execute(sa.update(Email).values(subject="{{ product }} est ouvert"))
+    long_name = "instagram-bio-lien-campagne-novembre"
+    session.execute(sa.update(Subscriber).where(Subscriber.id <= 100).values(source=long_name))
+    session.flush()
+
+
+def _section(html: str, title: str) -> str:
+    start = html.index(f"<h3>{title}</h3>")
+    return html[start : html.index("</table>", start)]
+
+
+def test_numbers_in_the_workspace_language() -> None:
+    fr, en = Formatter("fr", "EUR"), Formatter("en", "EUR")
+    assert fr.pct(0.029) == "2,9\u00a0%" and en.pct(0.029) == "2.9%"
+    assert fr.money(123456) == "1\u202f234,56\u00a0€" and en.money(123456) == "€1,234.56"
+    assert fr.num(1234) == "1\u202f234" and en.num(1234) == "1,234"
+    assert fr.ci_words(0.025, 0.034) == "entre 2,5 et 3,4\u00a0%, 95 fois sur 100"
+    assert en.ci_words(0.025, 0.034) == "between 2.5 and 3.4%, 95 times out of 100"
+    assert (fr.ci_range(0.025, 0.034), en.ci_range(None, 0.1)) == ("2,5 à 3,4\u00a0%", "—")
+    assert fr.reason("requested_by_customer") == "à la demande du client"
+    assert en.reason("duplicate") == "duplicate payment" and en.reason("other") == "other"
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_report_speaks_plainly(session, language: str) -> None:
+    with_checkout_outcomes(session)
+    result = analyze_launch(session, "spring", now=OPEN + 2 * DAY)
+    # the outcome tags are in the figures (the CSV keeps them) but not in the report's table
+    assert {"buyer", "buyer:spring", "refunded", "vip"} <= {r["tag"] for r in result["by_tag"]}
+    html = render_report(result, language=language, timezone="Europe/Paris")
+    words = {
+        "fr": ("Conversion par tag", "95 fois sur 100", "à la demande du client", "Provisoire"),
+        "en": (
+            "Conversion by tag",
+            "95 times out of 100",
+            "requested by the customer",
+            "Provisional",
+        ),
+    }[language]
+    tags = _section(html, words[0])
+    assert "vip" in tags and "buyer" not in tags and "refunded" not in tags
+    assert words[1] in html and "<details" in html and "Wilson" in html
+    assert "Intervalle" not in html and "95% interval" not in html
+    assert words[2] in html and "requested_by_customer" not in html
+    assert "changed mind" in html  # a reason Stripe does not define is shown as written
+    assert "Cours photo est ouvert" in html and "{{" not in html
+    assert 'id="provisional"' in html and words[3] in html
+    closed = render_report(analyze_launch(session, "spring", now=NOW), language=language)
+    assert 'id="provisional"' not in closed
+
+
+def test_french_report_keeps_numbers_together(session) -> None:
+    with_checkout_outcomes(session)
+    html = render_report(analyze_launch(session, "spring", now=NOW), language="fr")
+    assert "3\u202f917,00\u00a0€" in html  # gross, grouped and spaced the French way
+    assert "3,5\u00a0%" in html and "entre 1,7 et 7,0\u00a0%, 95 fois sur 100" in html
+    assert re.search(r"\d %|\d,\d+%", html) is None  # never a breakable or missing space
+
+
+def test_subjects_render_like_the_sender(session, tmp_path: Path) -> None:
+    build_small_launch(session)
+    subjects = ["{{ product }} est ouvert", "{{ first_name }}, un mot de {{ creator_name }}"]
+    ids = session.scalars(sa.select(Email.id).order_by(Email.position)).all()
+    for email_id, subject in zip(ids, [*subjects, "{{ missing }} {% if %}"], strict=True):
+        session.execute(sa.update(Email).where(Email.id == email_id).values(subject=subject))
+    result = analyze_launch(session, "spring", now=NOW)
+    shown = email_subjects(result, Settings(workspace=tmp_path, emails_dir=tmp_path))
+    assert [shown[i] for i in ids] == [
+        "Cours photo est ouvert",
+        "[first_name], un mot de [creator_name]",
+        "{{ missing }} {% if %}",  # a subject that does not render is shown as written
+    ]
+    named = Settings(workspace=tmp_path, emails_dir=tmp_path, sender_name="Élodie")
+    assert email_subjects(result, named)[ids[1]] == "[first_name], un mot de Élodie"
+    html = render_report(result, language="fr", settings=named)
+    assert "Cours photo est ouvert" in html and "un mot de Élodie" in html

@@ -234,7 +234,7 @@ def test_provisional_while_the_cart_is_open(launched, tmp_path: Path) -> None:
     r = launched("analyze", "spring", "--json", "--html", str(html), "--now", "2026-12-05 10:00")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["provisional"] is True
-    assert "Provisoire : le panier est encore ouvert" in html.read_text(encoding="utf-8")
+    assert "Le panier est encore ouvert" in html.read_text(encoding="utf-8")
     r = launched("analyze", "spring", "--json", "--html", str(html), "--now", "2026-12-09 10:00")
     assert json.loads(r.stdout)["provisional"] is False
     assert "Provisoire" not in html.read_text(encoding="utf-8")

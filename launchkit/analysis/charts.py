@@ -63,69 +63,92 @@ def to_svg(fig: Figure, title: str, prefix: str) -> str:
     return text.replace(">", f"><title>{safe}</title>", 1)
 
 
-def draw(name: str, title: str, paint: Callable[[Axes], None], height: float) -> dict[str, str]:
-    """Render ``paint`` twice: ``wide`` for screens and print, ``narrow`` for phones."""
+Paint = Callable[[Axes, bool], None]
+Number = Callable[[float], str]
+
+
+def draw(
+    name: str, title: str, paint: Paint, height: float, narrow_height: float | None = None
+) -> dict[str, str]:
+    """Render ``paint`` twice: ``wide`` for screens and print, ``narrow`` for phones.
+
+    ``paint(ax, narrow)`` lays the phone variant out for a ~340 px column: labels above the
+    bars instead of beside them, so the plot keeps the column's width.
+    """
     variants = {}
-    for variant, width, scale, size in (("wide", 8.0, 1.0, 10), ("narrow", 4.2, 1.3, 12)):
+    sizes = (("wide", 8.0, height, 10), ("narrow", 4.2, 1.3 * (narrow_height or height), 12))
+    for variant, width, tall, size in sizes:
         with matplotlib.rc_context({**RC, "font.size": size}):
-            fig = Figure(figsize=(width, height * scale))
+            fig = Figure(figsize=(width, tall))
             ax = fig.add_subplot()
-            paint(ax)
+            paint(ax, variant == "narrow")
             fig.tight_layout()
             variants[variant] = to_svg(fig, title, f"{name}-{variant}")
     return variants
 
 
-def _compact(value: float) -> str:
-    """Axis labels for money in major units: 950, 12k, 1.5M."""
+def _compact(value: float, number: Number) -> str:
+    """Axis labels for money in major units: 950, 12k, 1.5M (decimals in the report's locale)."""
     size = abs(value)
     if size >= 1_000_000:
-        return f"{value / 1_000_000:g}M"
+        return f"{number(value / 1_000_000)}M"
     if size >= 10_000:
-        return f"{value / 1_000:g}k"
-    return f"{value:,.0f}"
+        return f"{number(value / 1_000)}k"
+    return number(round(value))
 
 
-def conversion_chart(rows: list[dict[str, Any]], key: str, bands: dict, t: dict) -> dict[str, str]:
-    """Horizontal bars of conversion per group with 95% error bars and the field's bands."""
+def _english(value: float) -> str:
+    return f"{value:,.10g}"
+
+
+def conversion_chart(
+    rows: list[dict[str, Any]], key: str, bands: dict, t: dict, number: Number = _english
+) -> dict[str, str]:
+    """Horizontal bars of conversion per group with 95% error bars and the field's bands.
+
+    On phones each group's name is written above its bar, so the plot spans the full width.
+    """
     rows = [r for r in rows if r["audience"] > 0][:12][::-1]
 
-    def paint(ax: Axes) -> None:
-        ax.axvspan(
-            bands["typical"]["low"] * 100,
-            bands["typical"]["high"] * 100,
-            color=BAND,
-            label=t["band_typical"],
-            zorder=0,
-        )
-        ax.axvspan(
-            bands["established"]["low"] * 100,
-            bands["established"]["high"] * 100,
-            color=BAND2,
-            label=t["band_established"],
-            zorder=0,
-        )
+    def paint(ax: Axes, narrow: bool) -> None:
+        for band, color in (("typical", BAND), ("established", BAND2)):
+            ax.axvspan(
+                bands[band]["low"] * 100,
+                bands[band]["high"] * 100,
+                color=color,
+                label=t[f"band_{band}"],
+                zorder=0,
+            )
         labels = [f"{r[key]} (n={r['audience']})" for r in rows]
         rates = [r["conversion_rate"] * 100 for r in rows]
-        low = [
-            max(0.0, rate - (r["ci95_low"] or 0) * 100) for rate, r in zip(rates, rows, strict=True)
-        ]
-        high = [
-            max(0.0, (r["ci95_high"] or 0) * 100 - rate)
-            for rate, r in zip(rates, rows, strict=True)
-        ]
-        ax.barh(labels, rates, color=ACCENT, height=0.55, zorder=2)
+        pairs = list(zip(rates, rows, strict=True))
+        low = [max(0.0, rate - (r["ci95_low"] or 0) * 100) for rate, r in pairs]
+        high = [max(0.0, (r["ci95_high"] or 0) * 100 - rate) for rate, r in pairs]
+        places = list(range(len(rows)))
+        ax.barh(places, rates, color=ACCENT, height=0.5 if narrow else 0.55, zorder=2)
         ax.errorbar(
-            rates, labels, xerr=[low, high], fmt="none", ecolor=INK, capsize=4, lw=1.2, zorder=3
+            rates, places, xerr=[low, high], fmt="none", ecolor=INK, capsize=4, lw=1.2, zorder=3
         )
+        if narrow:
+            ax.set_yticks(places, [""] * len(places))
+            ax.tick_params(axis="y", length=0)
+            for place, label in zip(places, labels, strict=True):
+                ax.text(0, place + 0.3, label, va="bottom", ha="left", fontsize=10, color=INK)
+            ax.set_ylim(-0.5, len(rows) - 0.1)
+        else:
+            ax.set_yticks(places, labels)
         ax.set_xlabel(t["conversion_pct"])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: number(value)))
         ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=1, frameon=False, fontsize=8)
         ax.set_xlim(left=0)
 
-    return draw("conversion", t["chart_conversion"], paint, 0.45 * len(rows) + 1.6)
+    wide, narrow = 0.45 * len(rows) + 1.6, 0.55 * len(rows) + 1.3
+    return draw("conversion", t["chart_conversion"], paint, wide, narrow)
 
 
-def waterfall_chart(result: dict[str, Any], t: dict, fmt: Callable[[int], str]) -> dict[str, str]:
+def waterfall_chart(
+    result: dict[str, Any], t: dict, fmt: Callable[[int], str], number: Number = _english
+) -> dict[str, str]:
     """Gross -> refunds -> fees -> net as a waterfall."""
     gross, refunded = result["gross_revenue_cents"], result["refunded_cents"]
     fees, net = result["fees_cents"] or 0, result["net_revenue_cents"]  # known fees only
@@ -136,7 +159,7 @@ def waterfall_chart(result: dict[str, Any], t: dict, fmt: Callable[[int], str]) 
         (t["net"], 0, net, GOOD, net),
     ]
 
-    def paint(ax: Axes) -> None:
+    def paint(ax: Axes, narrow: bool) -> None:
         names = [s[0] for s in steps]
         bars = ax.bar(
             names,
@@ -152,13 +175,18 @@ def waterfall_chart(result: dict[str, Any], t: dict, fmt: Callable[[int], str]) 
                 (bar.get_x() + bar.get_width() / 2, top),
                 ha="center",
                 va="bottom",
-                fontsize=9,
+                fontsize=8 if narrow else 9,
                 color=INK,
                 xytext=(0, 3),
                 textcoords="offset points",
             )
         ax.axhline(0, color="#cbd2d9", lw=0.8)
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: _compact(value)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: _compact(value, number)))
+        if narrow:  # four long names do not fit side by side in a phone's width
+            ax.tick_params(axis="x", labelrotation=30)
+            for label in ax.get_xticklabels():
+                label.set_horizontalalignment("right")
+                label.set_rotation_mode("anchor")
         ax.set_ylabel(result["currency"])
         ax.margins(y=0.15)
 
@@ -170,7 +198,7 @@ def refund_chart(refunds: dict[str, Any], t: dict) -> dict[str, str]:
     hist = refunds["histogram"]
     window = refunds["guarantee_days"]
 
-    def paint(ax: Axes) -> None:
+    def paint(ax: Axes, narrow: bool) -> None:
         days = [h["day"] for h in hist]
         counts = [h["refunds"] for h in hist]
         ax.axvspan(0, window, color=BAND, zorder=0, label=t["guarantee_window"])
@@ -202,7 +230,7 @@ def sales_chart(timing: dict[str, Any], t: dict) -> dict[str, str]:
     close = timing["open_hours"] if hourly else timing["open_hours"] / 24
     xs = [r[unit] for r in rows]
 
-    def paint(ax: Axes) -> None:
+    def paint(ax: Axes, narrow: bool) -> None:
         ax.bar(xs, [r["orders"] for r in rows], color=ACCENT, width=0.92, align="edge", zorder=2)
         for x, label, side in ((0, t["cart_open"], "left"), (close, t["cart_close"], "right")):
             ax.axvline(x, color=BAD, ls="--", lw=1, zorder=3)
@@ -229,7 +257,7 @@ def plan_chart(plans: dict[str, Any], t: dict) -> dict[str, str]:
     """Per instalment number: paid on time, recovered by dunning, defaulted."""
     rows = plans["by_instalment"]
 
-    def paint(ax: Axes) -> None:
+    def paint(ax: Axes, narrow: bool) -> None:
         names = [f"#{r['instalment']}" for r in rows]
         on_time = [r["paid"] - r["recovered"] for r in rows]
         recovered = [r["recovered"] for r in rows]
@@ -246,10 +274,12 @@ def plan_chart(plans: dict[str, Any], t: dict) -> dict[str, str]:
     return draw("plans", t["chart_plans"], paint, 2.8)
 
 
-def scatter_chart(rows: list[dict[str, Any]], fit: dict | None, t: dict) -> dict[str, str]:
+def scatter_chart(
+    rows: list[dict[str, Any]], fit: dict | None, t: dict, number: Number = _english
+) -> dict[str, str]:
     """Conversion against audience size across launches, with the least-squares line."""
 
-    def paint(ax: Axes) -> None:
+    def paint(ax: Axes, narrow: bool) -> None:
         xs = [r["audience_size"] for r in rows]
         ys = [r["conversion_rate"] * 100 for r in rows]
         ax.scatter(xs, ys, color=ACCENT, s=40, zorder=3)
@@ -277,6 +307,7 @@ def scatter_chart(rows: list[dict[str, Any]], fit: dict | None, t: dict) -> dict
         ax.set_ylabel(t["conversion_pct"])
         ax.set_ylim(bottom=0)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: number(round(value))))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: number(value)))
 
     return draw("scatter", t["chart_scatter"], paint, 3.2)

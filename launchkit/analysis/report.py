@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_datetime
 from babel.numbers import format_currency, format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from launchkit import files
+from launchkit.config import Settings
 from launchkit.resources import starter_dir
 
 LOCALES = {"fr": "fr_FR", "en": "en_US"}
@@ -21,6 +23,7 @@ LOCALES = {"fr": "fr_FR", "en": "en_US"}
 LABELS: dict[str, dict[str, str]] = {
     "en": {
         "report_title": "Launch report",
+        "colon": ":",
         "compare_title": "Launches compared",
         "audience_size": "Audience at cart open",
         "buyers": "Buyers",
@@ -41,14 +44,26 @@ LABELS: dict[str, dict[str, str]] = {
         "position_typical": "in the typical band",
         "position_established": "in the established creators' band",
         "position_above": "above the established band",
-        "ci95": "95% interval",
+        "ci95": "Likely range",
+        "ci_sentence": "between %s and %s, 95 times out of 100",
+        "ci_range": "%s to %s",
+        "ci_range_points": "likely between %s and %s, 95 times out of 100",
+        "ci_method_title": "How sure is this?",
+        "ci_method": (
+            "A launch is one draw: with another week or other people the same offer would have "
+            "converted a little differently. The likely range holds the true rate 95 times out "
+            "of 100 (a 95% Wilson score interval on buyers in the audience out of the audience "
+            "at cart open). Small groups give wide ranges: compare groups only when their "
+            "ranges do not overlap."
+        ),
+        "provisional_title": "Provisional",
         "by_source": "Conversion by source",
         "by_magnet": "Conversion by lead magnet",
         "by_tag": "Conversion by tag",
         "by_cohort": "Conversion by signup month",
         "by_segment": "Conversion by segment",
         "revenue": "Revenue",
-        "chart_conversion": "Conversion by source with 95% intervals",
+        "chart_conversion": "Conversion by source, with the likely range of each",
         "chart_waterfall": "From gross to net revenue",
         "chart_refunds": "Days from purchase to refund",
         "chart_sales": "Sales over time",
@@ -117,9 +132,7 @@ LABELS: dict[str, dict[str, str]] = {
         "on_list_outside": "on the list, outside the audience",
         "not_on_list": "not on the list",
         "pending_orders": "checkouts not paid",
-        "provisional": (
-            "Provisional: the cart is still open (it closes %s); these figures will change."
-        ),
+        "provisional": ("The cart is still open (it closes %s): these figures will change."),
         "fees_unknown": "fees unknown for %d of %d orders (not counted)",
         "unknown": "unknown",
         "points": "percentage points",
@@ -127,6 +140,7 @@ LABELS: dict[str, dict[str, str]] = {
     },
     "fr": {
         "report_title": "Bilan du lancement",
+        "colon": " :",
         "compare_title": "Comparaison des lancements",
         "audience_size": "Audience à l'ouverture",
         "buyers": "Acheteurs",
@@ -147,14 +161,27 @@ LABELS: dict[str, dict[str, str]] = {
         "position_typical": "dans la fourchette habituelle",
         "position_established": "dans la fourchette des créateurs établis",
         "position_above": "au-dessus de la fourchette des créateurs établis",
-        "ci95": "intervalle à 95 %",
+        "ci95": "Fourchette probable",
+        "ci_sentence": "entre %s et %s, 95 fois sur 100",
+        "ci_range": "%s à %s",
+        "ci_range_points": "probablement entre %s et %s, 95 fois sur 100",
+        "ci_method_title": "Quelle confiance accorder à ce chiffre ?",
+        "ci_method": (
+            "Un lancement n'est qu'un tirage : une autre semaine ou d'autres personnes, et la "
+            "même offre aurait converti un peu différemment. La fourchette probable contient le "
+            "vrai taux 95 fois sur 100 (intervalle de Wilson à 95 % sur les acheteurs de "
+            "l'audience rapportés à l'audience à l'ouverture). Les petits groupes ont des "
+            "fourchettes larges : ne comparez deux groupes que si leurs fourchettes ne se "
+            "chevauchent pas."
+        ),
+        "provisional_title": "Provisoire",
         "by_source": "Conversion par source",
         "by_magnet": "Conversion par aimant à prospects",
         "by_tag": "Conversion par tag",
         "by_cohort": "Conversion par mois d'inscription",
         "by_segment": "Conversion par segment",
         "revenue": "Chiffre d'affaires",
-        "chart_conversion": "Conversion par source avec intervalles à 95 %",
+        "chart_conversion": "Conversion par source, avec la fourchette probable de chacune",
         "chart_waterfall": "Du brut au net",
         "chart_refunds": "Jours entre achat et remboursement",
         "chart_sales": "Ventes dans le temps",
@@ -224,7 +251,7 @@ LABELS: dict[str, dict[str, str]] = {
         "not_on_list": "non inscrits",
         "pending_orders": "paiements non aboutis",
         "provisional": (
-            "Provisoire : le panier est encore ouvert (fermeture %s) ; ces chiffres vont changer."
+            "Le panier est encore ouvert (fermeture le %s) : ces chiffres vont changer."
         ),
         "fees_unknown": "frais inconnus pour %d commandes sur %d (non comptés)",
         "unknown": "inconnu",
@@ -233,14 +260,27 @@ LABELS: dict[str, dict[str, str]] = {
     },
 }
 
+_FRENCH_SPACE = re.compile(r" ([:;!?»]|%(?![sd]))|(«) ")
+
+
+def _french_spacing(text: str) -> str:
+    """A non-breaking space before ``: ; ! ? » %`` and after ``«``, as French typesetting has it."""
+    return _FRENCH_SPACE.sub(lambda m: f"\u00a0{m[1]}" if m[1] else f"{m[2]}\u00a0", text)
+
+
+LABELS["fr"] = {key: _french_spacing(text) for key, text in LABELS["fr"].items()}
+
 
 class Formatter:
-    """Money, percentages and counts in the report's language."""
+    """Money, percentages, counts and dates in the report's language (Babel, CLDR patterns)."""
 
     def __init__(self, language: str, currency: str, timezone: str = "UTC"):
-        self.locale = LOCALES.get(language, "en_US")
+        self.language = "fr" if language.startswith("fr") else "en"
+        self.locale = LOCALES[self.language]
         self.currency = currency
         self.tz = ZoneInfo(timezone)
+        self.t = _labels(self.language)
+        self._percent = Locale.parse(self.locale).percent_formats[None].pattern
 
     def when(self, iso: str | None) -> str:
         """``2026-12-01T09:00:00Z`` -> ``1 déc. 2026, 10:00 CET`` in the workspace timezone."""
@@ -251,43 +291,117 @@ class Formatter:
         return f"{text} {moment.tzname()}"
 
     def money(self, cents: float | None, currency: str | None = None) -> str:
+        """``1 234,56 €`` / ``€1,234.56``."""
         if cents is None:
             return "—"
         value = Decimal(round(cents)) / 100
         return format_currency(value, currency or self.currency, locale=self.locale)
 
     def pct(self, rate: float | None, digits: int = 1) -> str:
+        """``2,9 %`` (non-breaking space) / ``2.9%``: the locale's pattern, fixed decimals."""
         if rate is None:
             return "—"
-        return format_percent(rate, format=f"#,##0.{'0' * digits}%", locale=self.locale)
+        head, zero, tail = self._percent.rpartition("0")
+        pattern = f"{head}{zero}.{'0' * digits}{tail}" if digits else self._percent
+        return format_percent(rate, format=pattern, locale=self.locale)
 
     def num(self, value: float | None) -> str:
+        """``1 234`` (non-breaking) / ``1,234``."""
         return "—" if value is None else format_decimal(value, locale=self.locale)
+
+    def decimal(self, value: float, digits: int = 1) -> str:
+        """A plain number with at most ``digits`` decimals, for chart axes: ``2,5`` / ``2.5``."""
+        return format_decimal(round(value, digits), locale=self.locale)
+
+    def ci_words(self, low: float | None, high: float | None, digits: int = 1) -> str:
+        """``entre 2,5 et 3,4 %, 95 fois sur 100`` (FR) or ``between 2.5 and 3.4%, ...`` (EN)."""
+        if low is None or high is None:
+            return "—"
+        return self.t["ci_sentence"] % self._pct_pair(low, high, digits)
+
+    def ci_range(self, low: float | None, high: float | None, digits: int = 1) -> str:
+        """``2,5 à 3,4 %`` / ``2.5 to 3.4%``: the likely range in a table cell."""
+        if low is None or high is None:
+            return "—"
+        return self.t["ci_range"] % self._pct_pair(low, high, digits)
+
+    def _pct_pair(self, low: float, high: float, digits: int) -> tuple[str, str]:
+        """The low end as a bare number, the high end with its percent sign."""
+        high_text = self.pct(high, digits)
+        low_text = format_decimal(low * 100, format=f"#,##0.{'0' * digits}", locale=self.locale)
+        return low_text, high_text
+
+    def reason(self, code: str) -> str:
+        """A Stripe refund reason in words; an unknown code is shown as it is."""
+        return REFUND_REASONS[self.language].get(code, code)
+
+
+REFUND_REASONS = {
+    "en": {
+        "requested_by_customer": "requested by the customer",
+        "duplicate": "duplicate payment",
+        "fraudulent": "fraudulent payment",
+        "expired_uncaptured_charge": "payment never captured",
+        "unspecified": "no reason given",
+    },
+    "fr": {
+        "requested_by_customer": "à la demande du client",
+        "duplicate": "paiement en double",
+        "fraudulent": "paiement frauduleux",
+        "expired_uncaptured_charge": "paiement jamais encaissé",
+        "unspecified": "aucun motif indiqué",
+    },
+}
+OUTCOME_TAGS = frozenset({"buyer", "refunded"})
+OUTCOME_TAG_PREFIXES = ("buyer:",)
+
+
+def is_outcome_tag(tag: str) -> bool:
+    """Tags launchkit itself adds on purchase or refund: an outcome, not a way in."""
+    return tag in OUTCOME_TAGS or tag.startswith(OUTCOME_TAG_PREFIXES)
+
+
+def entry_tags(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversion-by-tag rows without the outcome tags (``buyer`` would convert at 100%)."""
+    return [row for row in rows if not is_outcome_tag(str(row["tag"]))]
 
 
 def _environment(templates_dir: Path | None) -> Environment:
     folders = [str(p) for p in (templates_dir, starter_dir("templates")) if p and p.is_dir()]
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(folders),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
     )
+    env.filters["breakable"] = breakable
+    return env
+
+
+_BREAK_AFTER = re.compile(r"([:/_.@])(?=\S)")
+
+
+def breakable(label: object) -> str:
+    """A zero-width space after ``: / _ . @`` so a name like ``magnet:checklist`` can wrap in a
+    phone's narrow first column without breaking inside a word."""
+    return _BREAK_AFTER.sub("\\1\u200b", str(label))
 
 
 def _labels(language: str) -> dict[str, str]:
     return LABELS["fr"] if language.startswith("fr") else LABELS["en"]
 
 
-def report_charts(result: dict[str, Any], t: dict[str, str], money: Callable) -> dict[str, dict]:
+def report_charts(result: dict[str, Any], t: dict[str, str], fmt: Formatter) -> dict[str, dict]:
     """Every chart of the launch report, as SVG strings (missing data: no chart)."""
     from launchkit.analysis import charts  # matplotlib: imported only when drawing
 
     found: dict[str, dict] = {}
     if any(row["audience"] for row in result["by_source"]):
         bands = result["benchmark"]["bands"]
-        found["conversion"] = charts.conversion_chart(result["by_source"], "source", bands, t)
+        found["conversion"] = charts.conversion_chart(
+            result["by_source"], "source", bands, t, fmt.decimal
+        )
     if result["orders"]:
-        found["waterfall"] = charts.waterfall_chart(result, t, money)
+        found["waterfall"] = charts.waterfall_chart(result, t, fmt.money, fmt.decimal)
         found["sales"] = charts.sales_chart(result["timing"], t)
     if result["refunds"]["count"]:
         found["refunds"] = charts.refund_chart(result["refunds"], t)
@@ -296,23 +410,81 @@ def report_charts(result: dict[str, Any], t: dict[str, str], money: Callable) ->
     return found
 
 
+PERSONAL_VARIABLES = ("first_name", "last_name", "email", "magnet_title", "checkout_url")
+
+
+def email_subjects(result: dict[str, Any], settings: Settings) -> dict[int, str]:
+    """Each email's subject rendered as the sender renders it, with the launch's variables.
+
+    Personal variables show as ``[first_name]`` (and ``[creator_name]`` while the workspace has
+    no sender name); a subject that does not render stays raw.
+    """
+    import jinja2
+
+    from launchkit.render import SecurityError, make_environment
+    from launchkit.sequences.context import LaunchData, launch_context, sequence_language
+
+    info = result["launch"]
+    offer = info["offers"][0] if info["offers"] else {}
+    launch = LaunchData(
+        info["slug"],
+        info["product"],
+        result["currency"],
+        _moment(info["cart_open"]),
+        _moment(info["cart_close"]),
+        offer.get("slug"),
+        offer.get("price_cents"),
+        guarantee_days=offer.get("guarantee_days", 30),
+    )
+    env = make_environment(settings)
+    subjects = {}
+    for row in result["emails"]["per_email"]:
+        language = sequence_language(row["sequence"], None, settings)
+        values = launch_context(settings, launch, {}, language=language)
+        values.update({name: f"[{name}]" for name in PERSONAL_VARIABLES})
+        values["creator_name"] = values["creator_name"] or "[creator_name]"
+        try:
+            text = env.from_string(row["subject"]).render(values)
+        except (jinja2.TemplateError, SecurityError, ArithmeticError, TypeError, ValueError):
+            text = row["subject"]
+        subjects[row["email_id"]] = " ".join(text.split())
+    return subjects
+
+
+def _moment(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else None
+
+
 def render_report(
     result: dict[str, Any],
     *,
     language: str = "en",
     timezone: str = "UTC",
     templates_dir: Path | None = None,
+    settings: Settings | None = None,
 ) -> str:
-    """The self-contained HTML report of one analysis (times shown in ``timezone``)."""
+    """The self-contained HTML report of one analysis (times shown in ``timezone``).
+
+    ``settings`` (the workspace's) give email subjects their sender name and email folder.
+    """
     t = _labels(language)
     fmt = Formatter(language, result["currency"], timezone)
+    if settings is None:
+        settings = Settings(
+            workspace=Path("."),
+            language=fmt.language,
+            timezone=timezone,
+            emails_dir=starter_dir("emails"),
+        )
     template = _environment(templates_dir).get_template("report.html")
     return template.render(
         r=result,
         t=t,
         f=fmt,
-        lang="fr" if language.startswith("fr") else "en",
-        charts=report_charts(result, t, fmt.money),
+        lang=fmt.language,
+        charts=report_charts(result, t, fmt),
+        subjects=email_subjects(result, settings),
+        tags=entry_tags(result["by_tag"]),
     )
 
 
@@ -325,11 +497,9 @@ def render_compare(
     t = _labels(language)
     fmt = Formatter(language, "EUR")
     measured = [row for row in result["launches"] if row["audience_size"] > 0]
-    chart = charts.scatter_chart(measured, result["fit"], t) if measured else None
+    chart = charts.scatter_chart(measured, result["fit"], t, fmt.decimal) if measured else None
     template = _environment(templates_dir).get_template("compare.html")
-    return template.render(
-        c=result, t=t, f=fmt, lang="fr" if language.startswith("fr") else "en", chart=chart
-    )
+    return template.render(c=result, t=t, f=fmt, lang=fmt.language, chart=chart)
 
 
 CSV_TABLES = {
