@@ -86,9 +86,20 @@ def init_workspace(
     return settings
 
 
+# launchkit's own reports stay in the package, so an upgrade reaches existing workspaces; a
+# creator who wants to change them copies one into workspace/templates/ (it then wins).
+NOT_COPIED = shutil.ignore_patterns("report.html", "compare.html")
+
+
 def _copy_starter(folder: str, target: Path) -> None:
     """Copy a starter folder with owner-only modes (not the installed package's)."""
-    shutil.copytree(starter_dir(folder), target, dirs_exist_ok=True, copy_function=shutil.copyfile)
+    shutil.copytree(
+        starter_dir(folder),
+        target,
+        dirs_exist_ok=True,
+        copy_function=shutil.copyfile,
+        ignore=NOT_COPIED if folder == "templates" else None,
+    )
     for path in (target, *target.rglob("*")):
         path.chmod(DIR_MODE if path.is_dir() else FILE_MODE)
 

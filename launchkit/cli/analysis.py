@@ -128,6 +128,7 @@ def analyze(
                 language=settings.language,
                 timezone=settings.timezone,
                 templates_dir=settings.templates_dir,
+                settings=settings,
             ),
         )
     if csv_dir is not None:

@@ -181,6 +181,7 @@ def run_demo(
                 language=settings.language,
                 timezone=settings.timezone,
                 templates_dir=settings.templates_dir,
+                settings=settings,
             )
         )
     return {

@@ -210,6 +210,7 @@ def analyze(session: Session, ctx: RunContext, launch: Launch) -> StepResult:
             language=ctx.settings.language,
             timezone=ctx.settings.timezone,
             templates_dir=ctx.settings.templates_dir,
+            settings=ctx.settings,
         )
     )
     summary = {
