@@ -696,7 +696,13 @@ class SMTPMessenger:
         """Every push already waited for the server's reply."""
 
     def close(self) -> None:
-        """Say QUIT and close the connection."""
+        """Say QUIT and close the connection; a transaction left open after its 354 (the
+        sender gave the row up) is abandoned by dropping the connection: the server discards
+        a message whose data never ended."""
+        if self._recipient:
+            self._recipient = ""
+            self._drop()
+            return
         smtp, self._smtp = self._smtp, None
         if smtp is None:
             return
