@@ -572,5 +572,3 @@ def test_starter_emails_render_and_lint_clean(ws_settings: Settings, name: str) 
     assert f'lang="{language}"' in rendered.html
     for url in re.findall(r'href="([^"]+)"', rendered.html):
         assert url.startswith(("https://", "mailto:")), url
-
-
