@@ -204,15 +204,6 @@ SETTINGS: tuple[Setting, ...] = (
         parse=int,
     ),
     Setting(
-        "compose_ahead",
-        "email.compose_ahead",
-        None,
-        -1,
-        "Compose messages in a helper process during large sends: 1 always, 0 never, "
-        "-1 when there are 2+ cores and 2,000+ due.",
-        parse=int,
-    ),
-    Setting(
         "max_attempts",
         "email.max_attempts",
         None,
@@ -316,7 +307,6 @@ class Settings:
     rate_per_hour: int = 0
     max_send_errors: int = 20
     max_attempts: int = 5
-    compose_ahead: int = -1
     stripe_api_key: str | None = field(default=None, repr=False)
     stripe_webhook_secret: str | None = field(default=None, repr=False)
     stripe_api_base: str = "https://api.stripe.com"

@@ -5,8 +5,9 @@ bodies via ``binascii``, RFC 2047 encoded words for non-ASCII headers): about 8x
 ``email.message.EmailMessage``, and checked by parse-back tests. Every header value goes
 through ``render.check_header_value``, so no name, subject or address can add a header.
 
-Messengers deliver one message at a time (``push``) and raise ``TemporaryFailure`` (4xx,
-dropped connection: retry later) or ``PermanentFailure`` (5xx for that recipient: bounce).
+Messengers deliver one message at a time (``start`` + ``finish``, or ``push``) and raise
+``TemporaryFailure`` (4xx, dropped connection: retry later), ``InDoubt`` (dropped after the
+message data: it may have been delivered) or ``PermanentFailure`` (5xx: bounce).
 The SMTP password never appears in a repr, a log line or an exception: see ``mask_url``.
 """
 
@@ -17,12 +18,10 @@ import binascii
 import hashlib
 import ipaddress
 import os
-import queue
 import re
 import smtplib
 import ssl
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import format_datetime
@@ -317,6 +316,10 @@ class TemporaryFailure(DeliveryError):
         self.code = code
 
 
+class InDoubt(TemporaryFailure):
+    "The connection dropped after the message data, before the 250: it may have been delivered."
+
+
 class PermanentFailure(DeliveryError):
     "The server refused the message for good (5xx): bounce the address."
 
@@ -327,20 +330,33 @@ class PermanentFailure(DeliveryError):
 
 
 class Messenger(Protocol):
-    """A way to deliver messages: ``push`` returns once the message is accepted."""
+    """A way to deliver messages, one SMTP-like transaction at a time.
+
+    ``start`` opens the transaction for one message (for SMTP: MAIL FROM, RCPT TO and DATA up
+    to the server's 354): nothing can be delivered yet. ``finish`` hands over the bytes and
+    returns once the message is accepted: from its first byte on, the message may be
+    delivered. ``push`` is both. The sender commits its ledger marks between the two calls.
+
+    Capabilities the sender reads (attributes, never guessed):
+
+    - ``idempotent``: pushing the same Message-ID again keeps one copy (the file outbox), so
+      no in-flight mark is needed before ``finish``;
+    - ``batch``: how many sent marks may be committed together (1: each right after its 250).
+    """
 
     name: str
+    idempotent: bool
+    batch: int
 
-    def push(
-        self, msg: OutgoingMessage, raw: bytes, on_commit_point: Callable[[], None] | None = None
-    ) -> None: ...
+    def start(self, msg: OutgoingMessage) -> None: ...
+
+    def finish(self, raw: bytes) -> None: ...
+
+    def push(self, msg: OutgoingMessage, raw: bytes) -> None: ...
 
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
-
-
-PIPELINE_DEPTH = 64  # files a pipelined outbox may hold in memory before push waits
 
 
 def eml_name(message_id: str) -> str:
@@ -356,38 +372,22 @@ def outbox_path(outbox: Path, message_id: str) -> Path:
     return Path(outbox) / eml_name(message_id)
 
 
-class OutboxWriteFailed(TemporaryFailure):
-    "Files the background writer could not write; ``failed`` maps Message-ID to the reason."
-
-    def __init__(self, failed: dict[str, str]):
-        first = next(iter(failed.values()))
-        super().__init__(f"{len(failed)} message(s) not written to the outbox: {first}")
-        self.failed = failed
-
-
 class FileMessenger:
     """Writes one ``.eml`` file per message in the outbox (atomic: temp file + rename).
 
     Idempotent: the file name comes from the Message-ID, so pushing a message again (after a
     crash) replaces the same file with the same message and the outbox still holds one copy.
-
-    ``pipelined``: ``push`` hands the file to a writer thread and returns, so the next message
-    is composed while the disk works; ``flush`` waits for the writes and raises
-    ``OutboxWriteFailed`` naming the messages that were not written. The sender flushes before
-    it records messages as sent, so nothing counts as sent before its file exists.
     """
 
     name = "file"
     idempotent = True
+    batch = 100
 
-    def __init__(self, outbox: Path, *, fsync: bool = False, pipelined: bool = False):
+    def __init__(self, outbox: Path, *, fsync: bool = False):
         self.outbox = Path(outbox)
         self.fsync = fsync
-        self.pipelined = pipelined
         self._ready = False
-        self._queue: queue.Queue[tuple[str, Path, bytes] | None] | None = None
-        self._thread: threading.Thread | None = None
-        self._failed: dict[str, str] = {}
+        self._target: Path | None = None
 
     def __repr__(self) -> str:
         return f"FileMessenger({str(self.outbox)!r})"
@@ -396,24 +396,20 @@ class FileMessenger:
         """Where ``push`` writes this message."""
         return outbox_path(self.outbox, msg.message_id)
 
-    def push(
-        self, msg: OutgoingMessage, raw: bytes, on_commit_point: Callable[[], None] | None = None
-    ) -> None:
-        target = self.path_for(msg)
-        if on_commit_point is not None:
-            on_commit_point()
+    def start(self, msg: OutgoingMessage) -> None:
+        """Pick the file of this message (and create the outbox the first time)."""
         if not self._ready:
             try:
                 make_private_dir(self.outbox)
             except OSError as e:
                 raise TemporaryFailure(f"Cannot create {self.outbox}: {e.strerror or e}.") from e
             self._ready = True
-        if self.pipelined:
-            self._writer().put((msg.message_id, target, raw))
-            return
-        self._write(target, raw)
+        self._target = self.path_for(msg)
 
-    def _write(self, target: Path, raw: bytes) -> None:
+    def finish(self, raw: bytes) -> None:
+        """Write the file of the started message."""
+        target, self._target = self._target, None
+        assert target is not None, "finish() without start()"
         temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             with open(temp, "wb", opener=private_opener) as fh:  # 0600: personal data
@@ -425,44 +421,15 @@ class FileMessenger:
         except OSError as e:
             raise TemporaryFailure(f"Cannot write {target}: {e.strerror or e}.") from e
 
-    def _writer(self) -> queue.Queue[tuple[str, Path, bytes] | None]:
-        if self._queue is None or self._thread is None:
-            self._queue = queue.Queue(maxsize=PIPELINE_DEPTH)
-            self._thread = threading.Thread(
-                target=self._drain, args=(self._queue,), name="outbox-writer", daemon=True
-            )
-            self._thread.start()
-        return self._queue
-
-    def _drain(self, jobs: queue.Queue[tuple[str, Path, bytes] | None]) -> None:
-        while True:
-            job = jobs.get()
-            try:
-                if job is None:
-                    return
-                message_id, target, raw = job
-                try:
-                    self._write(target, raw)
-                except Exception as e:  # noqa: BLE001 - reported by flush, never lost
-                    self._failed[message_id] = str(e)
-            finally:
-                jobs.task_done()
+    def push(self, msg: OutgoingMessage, raw: bytes) -> None:
+        self.start(msg)
+        self.finish(raw)
 
     def flush(self) -> None:
-        """Wait until every pushed message is written; raise for those that were not."""
-        if self._queue is not None:
-            self._queue.join()
-        if self._failed:
-            failed, self._failed = self._failed, {}
-            raise OutboxWriteFailed(failed)
+        """Every push already wrote its file."""
 
     def close(self) -> None:
-        """Finish the pending writes and stop the writer (failures stay for ``flush``)."""
-        jobs, thread = self._queue, self._thread
-        self._queue = self._thread = None
-        if jobs is not None and thread is not None:
-            jobs.put(None)
-            thread.join()
+        """Nothing to release."""
 
 
 # --- SMTP ---------------------------------------------------------------------------------
@@ -557,6 +524,8 @@ class SMTPMessenger:
     """Delivers over one reused SMTP connection; reconnects when the server drops it."""
 
     name = "smtp"
+    idempotent = False
+    batch = 1
 
     def __init__(self, url: str, *, timeout: float | None = None):
         self.config = parse_smtp_url(url)
@@ -565,15 +534,18 @@ class SMTPMessenger:
         self.url = mask_url(url)
         self.connections = 0  # connections opened so far (a reused one counts once)
         self._smtp: smtplib.SMTP | None = None
+        self._recipient = ""
 
     def __repr__(self) -> str:
         return f"SMTPMessenger({self.url!r})"
 
-    def push(
-        self, msg: OutgoingMessage, raw: bytes, on_commit_point: Callable[[], None] | None = None
-    ) -> None:
-        """One SMTP transaction. ``on_commit_point`` runs after the server's 354 to DATA, right
-        before the body: from there on the server may accept the message at any moment."""
+    def push(self, msg: OutgoingMessage, raw: bytes) -> None:
+        """One SMTP transaction: ``start`` then ``finish``."""
+        self.start(msg)
+        self.finish(raw)
+
+    def start(self, msg: OutgoingMessage) -> None:
+        """MAIL FROM, RCPT TO, DATA up to the server's 354: the server holds nothing yet."""
         sender = check_address(msg.from_email, "From")
         recipient = check_address(msg.to_email, "To")
         smtp = self._smtp
@@ -592,34 +564,44 @@ class SMTPMessenger:
         self._check(code, reply, "MAIL FROM", recipient)
         code, reply = self._guard(lambda: smtp.rcpt(recipient), "RCPT TO", recipient)
         self._check(code, reply, "RCPT TO", recipient)
-        code, reply = self._guard(lambda: self._data(smtp, raw, on_commit_point), "DATA", recipient)
-        self._check(code, reply, "DATA", recipient)
-
-    @staticmethod
-    def _data(
-        smtp: smtplib.SMTP, raw: bytes, on_commit_point: Callable[[], None] | None = None
-    ) -> tuple[int, bytes]:
-        """smtplib's DATA, with a hook between the 354 and the body."""
-        smtp.putcmd("data")
-        code, reply = smtp.getreply()
+        code, reply = self._guard(lambda: smtp.docmd("data"), "DATA", recipient)
         if code != 354:
-            return code, reply
-        if on_commit_point is not None:
-            on_commit_point()
+            self._check(code if code >= 400 else 451, reply, "DATA", recipient)
+        self._recipient = recipient
+
+    def finish(self, raw: bytes) -> None:
+        """The body and its final dot; returns on the server's 250. A drop from here on is
+        ``InDoubt``: the server may have stored the message."""
+        smtp, recipient = self._smtp, self._recipient
+        assert smtp is not None and recipient, "finish() without start()"
+        self._recipient = ""
         body = re.sub(rb"(?m)^\.", b"..", raw)
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
+        code, reply = self._guard(
+            lambda: self._send_body(smtp, body), "DATA", recipient, in_doubt=True
+        )
+        self._check(code, reply, "DATA", recipient)
+
+    @staticmethod
+    def _send_body(smtp: smtplib.SMTP, body: bytes) -> tuple[int, bytes]:
         smtp.send(body + b".\r\n")
         return smtp.getreply()
 
-    def _guard(self, call: Any, stage: str, recipient: str) -> tuple[int, bytes]:
+    def _guard(
+        self, call: Any, stage: str, recipient: str, *, in_doubt: bool = False
+    ) -> tuple[int, bytes]:
         try:
             return call()  # type: ignore[no-any-return]
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             self._drop()
-            maybe = " (the message may have been delivered)" if stage == "DATA" else ""
+            if in_doubt:
+                raise InDoubt(
+                    f"{self.url} dropped the connection after the message data for {recipient} "
+                    f"(it may have been delivered): {self._scrub(str(e))}"
+                ) from None
             raise TemporaryFailure(
-                f"{self.url} dropped the connection during {stage} for {recipient}{maybe}: "
+                f"{self.url} dropped the connection during {stage} for {recipient}: "
                 f"{self._scrub(str(e))}"
             ) from None
         except smtplib.SMTPException as e:
@@ -715,7 +697,13 @@ class SMTPMessenger:
         """Every push already waited for the server's reply."""
 
     def close(self) -> None:
-        """Say QUIT and close the connection."""
+        """Say QUIT and close the connection; a transaction left open after its 354 (the
+        sender gave the row up) is abandoned by dropping the connection: the server discards
+        a message whose data never ended."""
+        if self._recipient:
+            self._recipient = ""
+            self._drop()
+            return
         smtp, self._smtp = self._smtp, None
         if smtp is None:
             return
@@ -735,15 +723,14 @@ def _is_recipient_problem(code: int, text: str, stage: str) -> bool:
     return stage == "RCPT TO"
 
 
-def messenger_from_settings(settings: Settings, *, pipelined: bool = False) -> Messenger:
-    """The backend chosen in the settings: the file outbox or SMTP (``pipelined``: the file
-    outbox writes in the background, for the sender)."""
+def messenger_from_settings(settings: Settings) -> Messenger:
+    """The backend chosen in the settings: the file outbox or SMTP."""
     if settings.email_backend == "smtp":
         if not settings.smtp_url:
             raise ConfigError("The smtp email backend needs LAUNCHKIT_SMTP_URL.")
         return SMTPMessenger(settings.smtp_url)
     if settings.email_backend == "file":
-        return FileMessenger(settings.outbox_dir, pipelined=pipelined)
+        return FileMessenger(settings.outbox_dir)
     raise ConfigError(f'Email backend "{settings.email_backend}" must be file or smtp.')
 
 

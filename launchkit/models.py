@@ -73,6 +73,8 @@ class SendStatus(enum.StrEnum):
     FAILED = "failed"
     BOUNCED = "bounced"
     SKIPPED = "skipped"
+    # final: a drop after DATA, then one resend with the same Message-ID: never sent again
+    DELIVERED_UNCONFIRMED = "delivered_unconfirmed"
 
 
 class OrderStatus(enum.StrEnum):
@@ -354,7 +356,7 @@ class Send(Base):
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
-    status: Mapped[str] = mapped_column(String(20), default=SendStatus.QUEUED)
+    status: Mapped[str] = mapped_column(String(32), default=SendStatus.QUEUED)
     reason: Mapped[str | None] = mapped_column(Text)
     due_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -21,6 +21,7 @@ from launchkit.config import Settings, settings_for_test
 from launchkit.errors import ConfigError, DeliveryError, InputError
 from launchkit.mailer import (
     FileMessenger,
+    InDoubt,
     OutgoingMessage,
     PermanentFailure,
     SMTPMessenger,
@@ -351,11 +352,37 @@ def test_smtp_reconnects_after_a_drop(smtp_sink: SmtpSink) -> None:
     raw = build_message(msg, date=DATE)
     messenger.push(msg, raw)
     smtp_sink.drop_after_data(1)
-    with pytest.raises(TemporaryFailure, match="may have been delivered") as info:
+    with pytest.raises(InDoubt, match="may have been delivered") as info:
         messenger.push(msg, raw)
     assert info.value.code is None
     messenger.push(msg, raw)
     assert smtp_sink.count == 2 and messenger.connections == 2
+
+
+def test_smtp_start_then_finish_and_an_abandoned_transaction(smtp_sink: SmtpSink) -> None:
+    """``start`` stops at the 354 (the server holds nothing); ``close`` then abandons the
+    message (the connection is dropped mid-DATA, the server discards it); a drop after the
+    data is ``InDoubt``, a drop before it a plain ``TemporaryFailure``."""
+    messenger = SMTPMessenger(smtp_sink.url)
+    msg = outgoing()
+    raw = build_message(msg, date=DATE)
+    messenger.start(msg)
+    assert smtp_sink.count == 0
+    messenger.close()
+    messenger.start(msg)
+    messenger.finish(raw)
+    assert smtp_sink.wait_for(1) and smtp_sink.count == 1
+    smtp_sink.drop_after_data(1, deliver=True)
+    messenger.start(msg)
+    with pytest.raises(InDoubt):
+        messenger.finish(raw)
+    assert smtp_sink.count == 2
+    smtp_sink.fail_next(1, 421, stage="RCPT")
+    with pytest.raises(TemporaryFailure) as info:
+        messenger.push(msg, raw)
+    assert not isinstance(info.value, InDoubt)
+    messenger.close()
+    assert smtp_sink.count == 2
 
 
 def test_smtp_reconnects_silently_when_an_idle_connection_was_closed(

@@ -125,7 +125,8 @@ def _print_status(data: dict) -> None:
         (
             "emails",
             f"{emails['sent']} sent, {emails['due_now']} due, {emails['queued']} scheduled, "
-            f"{emails['failed']} failed, {emails['skipped']} skipped",
+            f"{emails['failed']} failed, {emails['skipped']} skipped, "
+            f"{emails['delivered_unconfirmed']} delivered unconfirmed",
         ),
         (
             "buyers",

@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from launchkit import sequences
-from launchkit.cli.output import console, print_json, print_table, say
+from launchkit.cli.output import console, err_console, print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, iso_utc, parse_local_datetime, utcnow
 from launchkit.errors import InputError
@@ -291,8 +291,11 @@ def send(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Render and count; send nothing, change nothing.")
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Output JSON.")] = False,
 ) -> None:
     """Send every email that is due, exactly once per subscriber; safe to rerun after a crash.
+
+    Exits 1 when the run paused itself, stopped on a delivery error or left failed rows.
 
     Example: launchkit send --launch spring --rate 10
     """
@@ -301,7 +304,7 @@ def send(
     options = sequences.SendOptions(
         launch=launch, limit=limit, rate_per_second=rate, workers=workers, dry_run=dry_run
     )
-    with _SendProgress() as (_bar, update):
+    with _SendProgress(quiet=as_json) as (_bar, update):
         report = sequences.send_due(
             runtime.engine,
             runtime.settings,
@@ -309,11 +312,22 @@ def send(
             options=options,
             progress=update,
         )
-    say(report.summary())
+    problems = report.problems()
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        say(report.summary())
+        if problems:
+            err_console.print(f"Error: {'; '.join(problems)}.", markup=False)
+    if problems:
+        raise typer.Exit(1)
 
 
 class _SendProgress:
     """A rich progress bar fed by the engine's progress callback."""
+
+    def __init__(self, *, quiet: bool = False):
+        self.quiet = quiet
 
     def __enter__(self) -> tuple[Progress, Callable[[Any], None]]:
         self.bar = Progress(
@@ -323,6 +337,7 @@ class _SendProgress:
             TimeElapsedColumn(),
             console=console,
             transient=True,
+            disable=self.quiet,
         )
         self.task = self.bar.add_task("send", total=None, line="")
         self.started = time.monotonic()

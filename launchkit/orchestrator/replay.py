@@ -61,8 +61,8 @@ class _RecordingOutbox(FileMessenger):
         super().__init__(outbox)
         self.written = written
 
-    def push(self, msg: Any, raw: bytes, on_commit_point: Any = None) -> None:
-        super().push(msg, raw, on_commit_point)
+    def push(self, msg: Any, raw: bytes) -> None:
+        super().push(msg, raw)
         self.written.append(self.path_for(msg))
 
 
@@ -82,7 +82,7 @@ class Replay:
     def __post_init__(self) -> None:
         self.stripe = SimulatedStripe()
         self.client = checkout.make_client(self.settings, http_client=self.stripe)
-        self.messenger = FileMessenger(self.settings.outbox_dir, pipelined=True)
+        self.messenger = FileMessenger(self.settings.outbox_dir)
         self.web_mail: list[Path] = []  # what the web app wrote to the outbox, in order
         app = create_app(self.settings, clock=self.clock, messenger_factory=self._web_outbox)
         app.state.stripe_client = self.client

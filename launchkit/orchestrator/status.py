@@ -59,6 +59,7 @@ def _send_counts(session: Session, launch_id: int, now: datetime) -> dict[str, i
         "failed": counts.get(SendStatus.FAILED, 0) + counts.get(SendStatus.BOUNCED, 0),
         "skipped": counts.get(SendStatus.SKIPPED, 0),
         "sending": counts.get(SendStatus.SENDING, 0),
+        "delivered_unconfirmed": counts.get(SendStatus.DELIVERED_UNCONFIRMED, 0),
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from launchkit.errors import DeliveryError
 from launchkit.models import (
     Email,
     Launch,
@@ -162,6 +163,8 @@ def send_due(sessions: sessionmaker[Session], ctx: RunContext, launch_id: int) -
         options=sequences.SendOptions(launch=slug, dry_run=ctx.dry_run),
         messenger_factory=(lambda _settings: messenger) if messenger is not None else None,
     )
+    if report.stopped:
+        raise DeliveryError(report.stopped)
     with sessions.begin() as session:
         remaining = pending_count(session, launch_id)
     finished = remaining == 0 and ctx.now > ctx.plan.cart_close

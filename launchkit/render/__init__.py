@@ -35,7 +35,6 @@ from launchkit.render.sandbox import (
     LaunchkitSandbox,
     SecurityError,
 )
-from launchkit.render.skeleton import SkeletonCache
 from launchkit.render.text import html_to_text, markdown_parts, markdown_to_html
 from launchkit.resources import starter_dir
 
@@ -230,7 +229,6 @@ def make_environment(settings: Settings) -> LaunchkitSandbox:
         auto_reload=False,
     )
     env.lk_cache = {}  # type: ignore[attr-defined]
-    env.lk_skeletons = SkeletonCache()  # type: ignore[attr-defined]
     return env
 
 
@@ -242,9 +240,8 @@ _SHARED_MAX = 8
 def shared_environment(settings: Settings) -> LaunchkitSandbox:
     """``make_environment``, reused within the process while no template file changed.
 
-    Its compiled templates, layout skeletons and anything callers keep on it (``lk_fast``)
-    stay warm from one send run to the next; editing, adding or removing any file under the
-    email folders gives a fresh environment.
+    Its compiled templates stay warm from one send run to the next; editing, adding or
+    removing any file under the email folders gives a fresh environment.
     """
     starter = str(starter_dir("emails"))
     roots = tuple(dict.fromkeys([str(settings.emails_dir), starter]))
@@ -373,15 +370,7 @@ def render_email(
             subject, preheader, _inline_css(body, source), _tidy_text(text), unsubscribe_url
         )
     shell = _render_layout(env, source, "base.html", {**values, "body_html": _BODY_SLOT})
-
-    def convert(body: str, shell: str) -> tuple[str, str]:
-        return _convert(source, body, shell)
-
-    skeletons: SkeletonCache | None = getattr(env, "lk_skeletons", None)
-    if skeletons is None:
-        html, body_text = convert(body, shell)
-    else:
-        html, body_text = skeletons.convert(body, shell, values, convert)
+    html, body_text = _convert(source, body, shell)
     body_text = _sibling_text(env, source, values) or body_text
     text = _render_layout(env, source, "base.txt", {**values, "body_text": body_text})
     return RenderedEmail(subject, preheader, html, _tidy_text(text), unsubscribe_url)

@@ -1,17 +1,21 @@
 """Ledger claims: who may send which row, and what happens to rows a dead sender left behind.
 
-Policy (exactly once, except the RFC 1047 window):
+Policy (exactly once, except the window between DATA and 250):
 
 - A row is claimed (``queued -> sending``, ``claimed_by``, ``claimed_at``) and the claim is
-  COMMITTED before any SMTP traffic; it is marked ``sent`` and committed right after the
-  server's ``250``, in small groups. No checkpoint is ever advanced at fetch time.
-- A row left ``sending`` by a sender that died is put back to ``queued`` and sent again, with
-  the same deterministic Message-ID. "Died" means: on SQLite, we hold the workspace send lock,
-  so no other sender is alive; on PostgreSQL, the claimer's session advisory lock is free (its
-  connection is gone) or its claim is older than the lease (5 minutes; claims are sized to be
-  sent within seconds). Only rows pushed in the window between the ``250`` and the commit can
-  arrive twice, and the copy carries the same Message-ID, so receiving servers and people can
-  recognise it.
+  COMMITTED before any SMTP traffic. Once the server answered 354 to DATA the row is marked
+  "in flight" (committed); it is marked ``sent`` and committed right after the server's 250.
+  No checkpoint is ever advanced at fetch time.
+- A claim lives as long as its owner: on PostgreSQL a heartbeat renews ``claimed_at`` of the
+  owner's rows every quarter of the lease, and the owner holds a session advisory lock. A row
+  is taken back only when its owner is gone: the advisory lock is free (its connection is
+  gone) or the lease passed without a heartbeat. On SQLite the workspace send lock means no
+  other sender is alive. Every mark (in flight, sent, failed, bounced, skipped) is
+  conditional on still owning the row (``WHERE claimed_by = :me``).
+- At most one extra copy, with the same Message-ID, and only when a crash or a dropped
+  connection falls between DATA and 250: such a row is sent once more ("resend"); if that
+  resend is interrupted the same way, the row is recorded ``delivered_unconfirmed`` (final,
+  never sent again). A row that may have been delivered once is never recorded ``failed``.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ import fcntl
 import hashlib
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, text, true, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, true, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from launchkit.config import Settings
@@ -38,7 +44,7 @@ LEASE = timedelta(minutes=5)
 IN_FLIGHT = "in flight"
 IN_FLIGHT_AGAIN = "in flight again"
 RESEND = "resend after an interrupted send"
-ASSUMED = "assumed delivered after two interrupted sends"
+UNCONFIRMED = "interrupted twice between DATA and 250; not sent again"
 LOCK_FILE = ".send.lock"
 
 
@@ -88,27 +94,26 @@ def owner_lock(engine: Engine, owner: str) -> Iterator[Connection | None]:
         conn.close()
 
 
-def fast_commit(session: Session) -> None:
-    """PostgreSQL: don't wait for the WAL flush on ledger marks (a process crash loses
-    nothing; only a database server crash could lose the last marks, which then resend with
-    the same Message-ID)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-
-
-def recover_orphans(session: Session, conn: Connection | None, *, now: datetime) -> int:
+def recover_orphans(
+    session: Session, conn: Connection | None, *, now: datetime, lease: timedelta = LEASE
+) -> int:
     """Put rows left ``sending`` by dead senders back to ``queued``; returns how many rows
-    were recovered (requeued or recorded as assumed delivered).
+    were recovered (requeued or recorded ``delivered_unconfirmed``).
 
-    A row marked "in flight" was being pushed: it may have been delivered, so it is sent once
-    more with the same Message-ID. A row found "in flight" a second time is recorded as sent
-    (assumed delivered) rather than risk a third copy. Other claimed rows were never pushed.
+    A row marked "in flight" was between DATA and 250: it may have been delivered, so it is
+    sent once more with the same Message-ID. A row found "in flight" on its resend is recorded
+    ``delivered_unconfirmed`` rather than risk a third copy. Other claimed rows were never
+    handed to the server.
     """
-    orphaned = and_(Send.status == SendStatus.SENDING, _orphan_clause(session, conn, now))
-    assumed = session.execute(
+    orphaned = and_(Send.status == SendStatus.SENDING, _orphan_clause(session, conn, now, lease))
+    unconfirmed = session.execute(
         update(Send)
         .where(orphaned, Send.reason == IN_FLIGHT_AGAIN)
-        .values(status=SendStatus.SENT, reason=ASSUMED, sent_at=Send.claimed_at)
+        .values(
+            status=SendStatus.DELIVERED_UNCONFIRMED,
+            reason=UNCONFIRMED,
+            sent_at=Send.claimed_at,
+        )
         .execution_options(synchronize_session=False)
     )
     session.execute(
@@ -117,17 +122,66 @@ def recover_orphans(session: Session, conn: Connection | None, *, now: datetime)
         .values(reason=RESEND)
         .execution_options(synchronize_session=False)
     )
-    return int(assumed.rowcount or 0) + _requeue(session, orphaned)
+    return int(unconfirmed.rowcount or 0) + _requeue(session, orphaned)
 
 
-def _orphan_clause(session: Session, conn: Connection | None, now: datetime) -> Any:
+def _orphan_clause(
+    session: Session, conn: Connection | None, now: datetime, lease: timedelta
+) -> Any:
     if session.get_bind().dialect.name != "postgresql" or conn is None:
         return true()  # SQLite: we hold the workspace send lock, nobody else is sending
     owners = session.scalars(
         select(Send.claimed_by).where(Send.status == SendStatus.SENDING).distinct()
     ).all()
     dead = [o for o in owners if o and _owner_is_dead(conn, o)]
-    return or_(Send.claimed_by.in_(dead), Send.claimed_by.is_(None), Send.claimed_at < now - LEASE)
+    # a live owner renews its claims (``Heartbeat``): a claim older than the lease means a
+    # hung owner whose connection is still open
+    return or_(Send.claimed_by.in_(dead), Send.claimed_by.is_(None), Send.claimed_at < now - lease)
+
+
+class Heartbeat:
+    """PostgreSQL: renew the claims of ``owners`` every quarter of the lease, on a connection
+    of its own, while the run works (a context manager; nothing to do on SQLite)."""
+
+    def __init__(
+        self, engine: Engine, owners: list[str], clock: Callable[[], datetime], lease: timedelta
+    ):
+        self.engine, self.owners, self.clock = engine, owners, clock
+        self.interval = max(lease.total_seconds() / 4, 0.05)
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.beats = 0
+
+    def __enter__(self) -> Heartbeat:
+        if self.engine.dialect.name == "postgresql":
+            self.thread = threading.Thread(target=self._run, name="claims-heartbeat", daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()
+
+    def _run(self) -> None:
+        with self.engine.connect() as conn:
+            while not self.stopped.wait(self.interval):
+                try:
+                    renew_claims(conn, self.owners, now=self.clock())
+                    conn.commit()
+                    self.beats += 1
+                except SQLAlchemyError:  # the next beat tries again; marks stay conditional
+                    conn.rollback()
+
+
+def renew_claims(conn: Connection, owners: list[str], *, now: datetime) -> int:
+    """Move ``claimed_at`` of the rows ``owners`` are sending to ``now``."""
+    stmt = (
+        update(Send)
+        .where(Send.status == SendStatus.SENDING, Send.claimed_by.in_(owners))
+        .values(claimed_at=now)
+    )
+    return int(conn.execute(stmt).rowcount or 0)
 
 
 def _owner_is_dead(conn: Connection, owner: str) -> bool:

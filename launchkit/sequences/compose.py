@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import html as html_lib
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +31,6 @@ from launchkit.sequences.context import (
     magnet_titles,
     sequence_language,
 )
-from launchkit.sequences.fastrender import FastRenderer
 from launchkit.sequences.schedule import (
     SENDABLE,
     launch_sequences,
@@ -58,36 +55,10 @@ class EmailInfo:
     deadline_at: datetime | None
     max_delay: timedelta
     launch: LaunchData
-    render_key: str = field(default="", init=False)
-
-    def __post_init__(self) -> None:
-        # everything besides the subscriber that the rendered email depends on
-        what = repr((self.source, self.launch)).encode()
-        self.render_key = hashlib.sha256(what).hexdigest()
 
     @property
     def label(self) -> str:
         return f"{self.sequence}/{self.step}"
-
-
-_SCOPES: dict[Settings, int] = {}
-_SCOPES_LOCK = threading.Lock()
-
-
-def _settings_scope(settings: Settings) -> int:
-    """A small number standing for these exact settings (part of the render cache keys)."""
-    with _SCOPES_LOCK:
-        return _SCOPES.setdefault(settings, len(_SCOPES))
-
-
-def _shared_fast(env: Any) -> FastRenderer:
-    """The learned renders kept on the (shared) template environment."""
-    from launchkit import render
-
-    fast = getattr(env, "lk_fast", None)
-    if fast is None:
-        fast = env.lk_fast = FastRenderer(render.RenderedEmail)
-    return fast
 
 
 class Composer:
@@ -98,8 +69,6 @@ class Composer:
         settings: Settings,
         emails: dict[int, EmailInfo],
         launch_ids: list[int],
-        *,
-        fast: bool = True,
     ):
         from launchkit import render
 
@@ -108,8 +77,6 @@ class Composer:
         self.launch_ids = launch_ids
         self.env = render.shared_environment(settings)
         self.magnets: dict[int, str] = {}
-        self.fast = _shared_fast(self.env) if fast else None
-        self.scope = _settings_scope(settings)
         self.launch_values: dict[tuple[int, str, str], dict[str, Any]] = {}
         self.domain = (settings.sender_email.rpartition("@")[2] or "launchkit.invalid").lower()
 
@@ -131,26 +98,17 @@ class Composer:
         from launchkit import render
 
         context, language = self.context(info, row)
-
-        def full(ctx: dict[str, Any], unsubscribe_url: str) -> Any:
-            try:
-                return render.render_email(
-                    self.env,
-                    info.source,
-                    ctx,
-                    settings=self.settings,
-                    unsubscribe_url=unsubscribe_url,
-                    language=language,
-                )
-            except jinja2.TemplateError as e:
-                raise DeliveryError(f'Email "{info.label}" does not render: {e}') from e
-
-        if not self.fast:
-            return full(context, unsubscribe)
-        # the shape: the email, the settings, and the launch-wide values as formatted for
-        # this subscriber (dates in their timezone); the personal values are filled in
-        key = (self.scope, info.render_key, language, context["cart_open"], context["cart_close"])
-        return self.fast.render(key, context, unsubscribe, full)
+        try:
+            return render.render_email(
+                self.env,
+                info.source,
+                context,
+                settings=self.settings,
+                unsubscribe_url=unsubscribe,
+                language=language,
+            )
+        except jinja2.TemplateError as e:
+            raise DeliveryError(f'Email "{info.label}" does not render: {e}') from e
 
     def compose(self, row: dict[str, Any], now: datetime) -> tuple[Any, bytes, int]:
         """(OutgoingMessage, raw bytes, sequence id) for a claimed row."""
@@ -260,7 +218,7 @@ def prepare_composer(
         if not sequences:
             continue
         launch_ids.append(launch.id)
-        schedule_launch(session, settings, launch, skip_unchanged=True)
+        schedule_launch(session, settings, launch)
         data = load_launch_data(session, launch)
         for seq in sequences:
             emails.update(_email_infos(session, settings, seq, data))

@@ -9,13 +9,13 @@ adds subscribers who joined since. Moving a milestone moves the due time of ever
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, exists, func, insert, literal, or_, select, update
+from sqlalchemy import and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from launchkit.config import Settings
@@ -32,7 +32,6 @@ from launchkit.models import (
     Subscriber,
     SubscriberStatus,
 )
-from launchkit.sequences import incremental
 from launchkit.sequences.audience_glue import not_suppressed, segment_clause
 from launchkit.sequences.timing import SendAt, Window, due_time, parse_send_at, zone_or
 
@@ -196,13 +195,11 @@ def schedule_launch(
     launch: Launch,
     *,
     sync: bool = True,
-    skip_unchanged: bool = False,
 ) -> ScheduleResult:
     """Re-read the sequence files, resolve send times, move unsent rows, add missing rows.
 
-    ``skip_unchanged`` (each send run): do nothing when neither the emails' timing nor the
-    audience nor the ledger changed since this process last scheduled this launch and
-    committed, and only the work that changed otherwise (see ``incremental``).
+    Every send run calls this in full: whoever is eligible now (tags, segments, status,
+    suppressions as they are) and has no row gets one, whatever changed since the last run.
     """
     result = ScheduleResult()
     zones = _timezone_values(session)
@@ -218,51 +215,13 @@ def schedule_launch(
             else sequence_emails(session, seq)
         )
         plan.append((seq, emails))
-    memo_key = inputs = tags = last = None
-    work = incremental.Work()
-    if skip_unchanged:
-        memo_key = (session.get_bind().url.render_as_string(), launch.id)
-        inputs = _timing_inputs(settings, marks, zones, plan)
-        tags = incremental.referenced_tags(plan)
-        last = incremental.recall(memo_key)
-        probe = incremental.take_probe(session, tags) if last is not None else None
-        work = incremental.decide(last, inputs, probe)
-        if work.since is not None and work.move:
-            work = replace(work, move=incremental.zones_moved(session, work.since))
-    if work.skip:
-        result.emails = sum(len(emails) for _, emails in plan)
-        return result
     for seq, emails in plan:
         for email in emails:
-            added, moved = _schedule_email(
-                session, settings, seq, email, marks, zones, window, work=work
-            )
+            added, moved = _schedule_email(session, settings, seq, email, marks, zones, window)
             result.emails += 1
             result.added += added
             result.moved += moved
-    if memo_key is not None:
-        probe = incremental.take_probe(session, tags)
-        state = (inputs, probe, work.partial_runs(last))
-        incremental.remember_on_commit(session, memo_key, state)
     return result
-
-
-def _timing_inputs(
-    settings: Settings,
-    marks: dict[str, datetime | None],
-    zones: list[str | None],
-    plan: list[tuple[LaunchSequence, list[Email]]],
-) -> tuple[Any, ...]:
-    """Everything the due times and the eligible set depend on, besides the audience."""
-    # not the sequence's status: cancelled ones are left out of the plan, and a sequence
-    # going from active to running changes no due time
-    emails = tuple(
-        (seq.id, seq.segment, e.id, e.send_at, e.local_time, e.segment, e.skip_if)
-        for seq, items in plan
-        for e in items
-    )
-    moments = tuple(sorted(marks.items()))
-    return (settings.send_window, settings.timezone, moments, tuple(zones), emails)
 
 
 def reschedule_launch(session: Session, settings: Settings, launch_slug: str) -> ScheduleResult:
@@ -284,8 +243,6 @@ def _schedule_email(
     marks: dict[str, datetime | None],
     zones: list[str | None],
     window: Window,
-    *,
-    work: incremental.Work | None = None,
 ) -> tuple[int, int]:
     spec = parse_send_at(email.send_at or "", where=f"{seq.name}/{email.step}")
     if spec.milestone == "signup":
@@ -302,12 +259,8 @@ def _schedule_email(
         due = _due(spec, marks, settings, zone, email.local_time, window)
         if due is not None:
             groups[due].append(zone)
-    work = work or incremental.Work()
-    moved = 0
-    if work.move:
-        moved = sum(_move_queued(session, email, due, names) for due, names in groups.items())
-    since = incremental.since_clause(work.since) if work.since is not None else None
-    return _insert_missing(session, seq, email, groups, since), moved
+    moved = sum(_move_queued(session, email, due, names) for due, names in groups.items())
+    return _insert_missing(session, seq, email, groups), moved
 
 
 def _due(
@@ -348,7 +301,6 @@ def _insert_missing(
     seq: LaunchSequence,
     email: Email,
     groups: dict[datetime, list[str | None]],
-    since: Any = None,
 ) -> int:
     """One INSERT ... SELECT for the email: each missing subscriber gets the due time of
     their timezone's group (a CASE on the timezone)."""
@@ -356,9 +308,7 @@ def _insert_missing(
         return 0
     # NOT IN (hashed subplan on PostgreSQL) rather than NOT EXISTS: its plan does not degrade
     # to a quadratic nested loop when the table statistics are stale (fresh ledgers)
-    already: Any = Subscriber.id.in_(select(Send.subscriber_id).where(Send.email_id == email.id))
-    if since is not None:  # a few candidates: one index lookup each beats reading the ledger
-        already = exists().where(Send.email_id == email.id, Send.subscriber_id == Subscriber.id)
+    already = Subscriber.id.in_(select(Send.subscriber_id).where(Send.email_id == email.id))
     clauses = [(_zone_clause(names), literal(due, UTCDateTime())) for due, names in groups.items()]
     due_at = clauses[0][1] if len(clauses) == 1 else case(*clauses)
     rows = select(
@@ -368,8 +318,6 @@ def _insert_missing(
         due_at,
         literal(0),
     ).where(eligible_clause(seq, email), or_(*(clause for clause, _ in clauses)), ~already)
-    if since is not None:  # only subscribers new or updated since the last schedule
-        rows = rows.where(since)
     columns = ["email_id", "subscriber_id", "status", "due_at", "attempts"]
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":

@@ -1,14 +1,23 @@
 """The delivery engine: send every due ledger row exactly once (see ``claims`` for the policy).
 
-One run: lock (SQLite), schedule (adds subscribers who joined since), refuse to start when a
-message would lack its unsubscribe link or the postal address, put back rows a dead sender left
-``sending``, then workers loop: claim a batch (committed) -> re-check each row (suppressed,
-unsubscribed, ``skip_if``, stale, past its deadline) -> render -> push -> mark ``sent`` and
-commit (a messenger that is idempotent by Message-ID, the file outbox, needs no in-flight
-mark and gets its sent marks in groups of ``IDEMPOTENT_GROUP``: a message pushed again after
-a crash overwrites the same file). 4xx: retry later with exponential backoff, ``failed`` after
-``max_attempts``. 5xx: ``bounced`` and the address is suppressed. After ``max_send_errors``
-consecutive failures the sequence pauses itself and the run stops.
+One run: lock (SQLite), schedule in full (whoever is eligible now and has no row gets one),
+refuse to start when a message would lack its unsubscribe link or the postal address, put back
+rows a dead sender left ``sending``, then each worker loops, in a straight line:
+
+    claim a batch (committed) -> re-check each row (suppressed, unsubscribed, ``skip_if``,
+    stale, past its deadline) -> for each row: compose -> ``messenger.start`` (up to the
+    354) -> mark "in flight" (committed) -> ``messenger.finish`` (the body, the 250) ->
+    mark ``sent`` (committed)
+
+A messenger that declares ``idempotent`` (the file outbox: the same Message-ID overwrites the
+same file) needs no in-flight mark, and its sent marks are committed ``messenger.batch`` at a
+time. While the workers run, a heartbeat renews their claims (PostgreSQL); every mark holds
+only while the row is still theirs.
+
+4xx: retry later with exponential backoff, ``failed`` after ``max_attempts``. A drop between
+DATA and 250: one resend with the same Message-ID, then ``delivered_unconfirmed``. 5xx:
+``bounced`` and the address is suppressed. After ``max_send_errors`` consecutive failures the
+sequence pauses itself and the run stops.
 """
 
 from __future__ import annotations
@@ -16,9 +25,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, func, or_, select, update
@@ -28,7 +36,7 @@ from launchkit.config import Settings
 from launchkit.db import make_sessionmaker
 from launchkit.errors import LaunchkitError
 from launchkit.models import Email, LaunchSequence, Send, SendStatus, SequenceStatus
-from launchkit.sequences import ahead, claims
+from launchkit.sequences import claims
 from launchkit.sequences.compose import Composer, prepare_composer
 from launchkit.sequences.marks import LedgerMarks
 from launchkit.sequences.ratelimit import RateLimiter
@@ -36,7 +44,6 @@ from launchkit.sequences.schedule import set_status
 
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_CAP = timedelta(hours=2)
-IDEMPOTENT_GROUP = 100  # sent marks committed together for an idempotent messenger
 Clock = Callable[[], datetime]
 
 
@@ -50,6 +57,7 @@ class SendOptions:
     workers: int = 1
     dry_run: bool = False
     batch_size: int = 200
+    lease: timedelta = claims.LEASE  # a claim not renewed for this long belongs to nobody
 
 
 @dataclass
@@ -61,20 +69,41 @@ class SendReport:
     failed: int = 0
     bounced: int = 0
     retried: int = 0
+    unconfirmed: int = 0  # dropped between DATA and 250 twice: delivered_unconfirmed
     skipped: dict[str, int] = field(default_factory=dict)
     recovered: int = 0
+    lost: int = 0  # rows another sender took back before this one marked them
     paused: list[str] = field(default_factory=list)
+    stopped: str | None = None  # the delivery error that stopped the run
     later: int = 0
     dry_run: bool = False
     seconds: float = 0.0
 
     @property
     def done(self) -> int:
-        return self.sent + self.failed + self.bounced + self.retried + sum(self.skipped.values())
+        counts = (self.sent, self.failed, self.bounced, self.retried, self.unconfirmed)
+        return sum(counts) + sum(self.skipped.values())
 
     @property
     def remaining(self) -> int:
         return max(self.due - self.done, 0)
+
+    def problems(self) -> list[str]:
+        """Why this run needs a person (empty: it did its job): paused, stopped, failed rows."""
+        found = []
+        if self.paused:
+            found.append(f"paused after repeated failures: {', '.join(self.paused)}")
+        if self.stopped:
+            found.append(f"stopped on a delivery error: {self.stopped}")
+        if self.failed:
+            found.append(f"{self.failed} message(s) failed for good")
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values (JSON), with the computed fields."""
+        data = asdict(self)
+        data.update(done=self.done, remaining=self.remaining, problems=self.problems())
+        return data
 
     def summary(self) -> str:
         """One line for people."""
@@ -86,10 +115,12 @@ class SendReport:
             f"bounced {self.bounced}, skipped {skipped}, remaining {self.remaining}, "
             f"not yet due {self.later} ({rate:.0f} msg/s)"
         )
+        if self.unconfirmed:
+            line += f"; {self.unconfirmed} delivered unconfirmed (dropped after DATA twice)"
         if self.recovered:
             line += f"; {self.recovered} interrupted sends resumed"
-        if self.paused:
-            line += f"; paused after repeated failures: {', '.join(self.paused)}"
+        if self.lost:
+            line += f"; {self.lost} rows taken over by another sender"
         return line
 
 
@@ -108,11 +139,18 @@ def send_due(
     progress: Callable[[SendReport], None] | None = None,
     messenger_factory: Callable[[Settings], Any] | None = None,
 ) -> SendReport:
-    """Send everything due now; safe to rerun after any crash."""
+    """Send everything due now; safe to rerun after any crash.
+
+    A delivery error that stops the run (e.g. the SMTP login was refused) is in
+    ``report.stopped``; its claimed rows are given back.
+    """
     options = options or SendOptions()
-    sqlite = engine.dialect.name == "sqlite"
-    if sqlite:
-        options.workers = 1
+    if messenger_factory is None:
+        from launchkit import mailer
+
+        messenger_factory = mailer.messenger_from_settings
+    if engine.dialect.name == "sqlite":
+        options = replace(options, workers=1)
         with claims.workspace_send_lock(settings):
             return _run(engine, settings, clock, sleep, options, progress, messenger_factory)
     return _run(engine, settings, clock, sleep, options, progress, messenger_factory)
@@ -125,7 +163,7 @@ def _run(
     sleep: Callable[[float], None],
     options: SendOptions,
     progress: Callable[[SendReport], None] | None,
-    messenger_factory: Callable[[Settings], Any] | None,
+    messenger_factory: Callable[[Settings], Any],
 ) -> SendReport:
     sessions = make_sessionmaker(engine, immediate=True)
     started = time.monotonic()
@@ -141,12 +179,12 @@ def _run(
     run = _Run(engine, sessions, settings, composer, clock, sleep, options, report, progress)
     run.start()
     with claims.owner_lock(engine, claims.new_owner()) as conn, sessions.begin() as session:
-        report.recovered = claims.recover_orphans(session, conn, now=clock())
+        report.recovered = claims.recover_orphans(session, conn, now=clock(), lease=options.lease)
     with sessions.begin() as session:
         report.due = _count(session, claims.due_filter(clock(), composer.launch_ids))
-    # one helper per process: runs with several worker threads compose in those threads
-    run.ahead = options.workers <= 1 and ahead.wanted(settings.compose_ahead, report.due)
-    _start_workers(run, messenger_factory)
+    owners = [claims.new_owner(n) for n in range(max(1, options.workers))]
+    with claims.Heartbeat(engine, owners, clock, options.lease):
+        _start_workers(run, owners, messenger_factory)
     with sessions.begin() as session:
         report.later = _count_later(session, clock(), composer.launch_ids)
     report.seconds = time.monotonic() - started
@@ -193,25 +231,15 @@ def _dry_run(
             report.sent += 1
 
 
-def _close_quietly(composed: Any) -> None:
-    """Drop the messages composed ahead but not pushed (a broken helper is restarted)."""
-    try:
-        composed.close()
-    except LaunchkitError:
-        ahead.discard_helper()
-
-
-def _start_workers(run: _Run, messenger_factory: Callable[[Settings], Any] | None) -> None:
-    if messenger_factory is None:
-        from launchkit import mailer
-
-        messenger_factory = partial(mailer.messenger_from_settings, pipelined=True)
-    if run.options.workers <= 1:
-        run.work(0, messenger_factory)
+def _start_workers(
+    run: _Run, owners: list[str], messenger_factory: Callable[[Settings], Any]
+) -> None:
+    if len(owners) == 1:
+        run.work(owners[0], messenger_factory)
         return
     threads = [
-        threading.Thread(target=run.work, args=(n, messenger_factory), daemon=True)
-        for n in range(max(1, run.options.workers))
+        threading.Thread(target=run.work, args=(owner, messenger_factory), daemon=True)
+        for owner in owners
     ]
     for thread in threads:
         thread.start()
@@ -220,7 +248,7 @@ def _start_workers(run: _Run, messenger_factory: Callable[[Settings], Any] | Non
 
 
 class _Run:
-    """State shared by the workers of one run."""
+    """State shared by the workers of one run (each worker is one linear loop)."""
 
     def __init__(
         self,
@@ -242,16 +270,7 @@ class _Run:
         self.quota = options.limit if options.limit is not None else 10**12
         self.failures: dict[int, int] = {}
         self.error: BaseException | None = None
-        self.limiter: RateLimiter | None = None
-        self.local = threading.local()
-        self.ahead = False  # compose in the helper process (see ``ahead``)
-
-    def marks(self) -> LedgerMarks:
-        """This worker's raw connection for the per-message ledger commits."""
-        marks = getattr(self.local, "marks", None)
-        if marks is None:
-            marks = self.local.marks = LedgerMarks(self.engine)
-        return marks
+        self.limiter = RateLimiter(0, 0, clock, sleep, [])
 
     def start(self) -> None:
         per_second = self.options.rate_per_second
@@ -272,12 +291,6 @@ class _Run:
                 ).all()
             )
 
-    def compose(self, rows: list[dict[str, Any]]) -> Any:
-        """The composed messages of ``rows`` in order (an iterator with ``close``)."""
-        if self.ahead and rows:
-            return ahead.stream(self.composer, rows, self.clock())
-        return ahead.in_process(self.composer, rows, self.clock)
-
     def take_quota(self, wanted: int) -> int:
         with self.lock:
             granted = min(wanted, self.quota)
@@ -287,28 +300,28 @@ class _Run:
     def give_back(self, count: int) -> None:
         with self.lock:
             self.quota += count
-        assert self.limiter is not None
         self.limiter.release(count)
 
-    def work(self, number: int, messenger_factory: Callable[[Settings], Any]) -> None:
-        owner = claims.new_owner(number)
+    def work(self, owner: str, messenger_factory: Callable[[Settings], Any]) -> None:
         try:
             with claims.owner_lock(self.engine, owner):
                 messenger = messenger_factory(self.settings)
+                marks = LedgerMarks(self.engine, owner)
                 try:
-                    while not self.stop.is_set() and self._one_batch(owner, messenger):
+                    while not self.stop.is_set() and self._one_batch(owner, messenger, marks):
                         pass
                 finally:
                     messenger.close()
-                    if getattr(self.local, "marks", None) is not None:
-                        self.local.marks.close()
-                        self.local.marks = None
-        except BaseException as e:  # surfaced to the caller by send_due
+                    marks.close()
+        except LaunchkitError as e:  # e.g. the SMTP login was refused: reported, rows given back
+            with self.lock:
+                self.report.stopped = self.report.stopped or str(e)
+            self.stop.set()
+        except BaseException as e:  # a bug: surfaced to the caller by send_due
             self.error = self.error or e
             self.stop.set()
 
-    def _one_batch(self, owner: str, messenger: Any) -> bool:
-        assert self.limiter is not None
+    def _one_batch(self, owner: str, messenger: Any, marks: LedgerMarks) -> bool:
         wanted = self.take_quota(self.options.batch_size)
         if wanted == 0:
             return False
@@ -326,148 +339,112 @@ class _Run:
         with self.sessions.begin() as session:
             rows = claims.load_rows(session, ids)
             skips = self.composer.skip_reasons(session, rows, now)
-        _Batch(self, owner, messenger, rows, skips).deliver()
+        _Batch(self, owner, messenger, marks, rows, skips).deliver()
         return True
 
     def note(self, **counts: int) -> None:
         with self.lock:
             for key, value in counts.items():
                 setattr(self.report, key, getattr(self.report, key) + value)
-        self.notify()
+        if self.progress is not None:
+            self.progress(self.report)
 
     def note_skip(self, reason: str) -> None:
         with self.lock:
             self.report.skipped[reason] = self.report.skipped.get(reason, 0) + 1
 
-    def notify(self) -> None:
-        if self.progress is not None:
-            self.progress(self.report)
-
 
 class _Batch:
-    """One claimed batch: push each message, commit its outcome in small groups."""
+    """One claimed batch, row after row: compose, start, in flight, finish, sent."""
 
     def __init__(
         self,
         run: _Run,
         owner: str,
         messenger: Any,
+        marks: LedgerMarks,
         rows: list[dict[str, Any]],
         skips: dict[int, str],
     ):
-        self.run, self.owner, self.messenger = run, owner, messenger
+        self.run, self.owner, self.messenger, self.marks = run, owner, messenger, marks
         self.rows, self.skips = rows, skips
-        # a messenger that writes the same message for the same Message-ID (the file outbox)
-        # may receive a message twice harmlessly: no in-flight marks, sent marks in groups
-        self.idempotent = bool(getattr(messenger, "idempotent", False))
-        # a pipelined outbox writes in the background: its messages count as sent only once
-        # ``messenger.flush()`` confirmed the writes (see ``_settle``)
-        self.pipelined = self.idempotent and bool(getattr(messenger, "pipelined", False))
-        self.pushed: dict[str, tuple[dict[str, Any], int]] = {}
         self.done: list[tuple[int, datetime, str]] = []
         self.skipped: list[tuple[int, str]] = []
         self.touched: set[int] = set()
 
     def deliver(self) -> None:
+        for index, row in enumerate(self.rows):
+            if self.run.stop.is_set():
+                self._give_back(self.rows[index:])
+                break
+            try:
+                self._deliver_one(row)
+            except LaunchkitError:  # e.g. the SMTP login was refused: nothing was sent
+                self._give_back(self.rows[index:])
+                raise
+        self.commit()
+
+    def _deliver_one(self, row: dict[str, Any]) -> None:
         from launchkit import mailer
 
-        run = self.run
-        composed = run.compose([r for r in self.rows if not self.skips.get(r["send_id"])])
-        try:
-            for index, row in enumerate(self.rows):
-                if run.stop.is_set():
-                    self._give_back(self.rows[index:])
-                    break
-                try:
-                    self._deliver_one(row, mailer, composed)
-                except LaunchkitError:  # e.g. the SMTP login was refused: nothing was sent
-                    self._give_back(self.rows[index:])
-                    raise
-        finally:
-            _close_quietly(composed)
-        self.flush()
-
-    def _deliver_one(self, row: dict[str, Any], mailer: Any, composed: Any) -> None:
         run = self.run
         reason = self.skips.get(row["send_id"])
         if reason:
             self.skipped.append((row["send_id"], reason))
-            run.limiter.release(1)  # type: ignore[union-attr]
+            run.limiter.release(1)
             run.note_skip(reason)
             return
-        result = next(composed)
-        if isinstance(result, LaunchkitError):
-            self._fail(row, None, f"render: {result}", final=True)
-            return
-        message, raw, seq_id = result
-        run.limiter.pace()  # type: ignore[union-attr]
-        # The row becomes "in flight" only once the server answered 354 to DATA: a sender killed
-        # before that point sent nothing, so its claim is simply requeued (never assumed sent).
-        commit_point = None if self.idempotent else partial(self._in_flight, row, message)
         try:
-            self.messenger.push(message, raw, on_commit_point=commit_point)
+            message, raw, seq_id = run.composer.compose(row, run.clock())
+        except LaunchkitError as e:
+            self._fail(row, None, f"render: {e}", final=True)
+            return
+        run.limiter.pace()
+        try:
+            self.messenger.start(message)
+            if not self.messenger.idempotent and not self._in_flight(row, message.message_id):
+                self.messenger.close()  # the row is another sender's now: abandon the DATA
+                self._lost(1)
+                return
+            self.messenger.finish(raw)
+        except mailer.InDoubt as e:
+            self._in_doubt(row, seq_id, str(e))
+            return
         except mailer.TemporaryFailure as e:
             self._fail(row, seq_id, str(e), final=False)
             self.messenger.close()  # retry later on a fresh connection
             return
         except mailer.PermanentFailure as e:
-            reason = str(e)
-            if getattr(e, "recipient", True):
-                self._bounce(row, seq_id, reason)
+            if e.recipient:
+                self._bounce(row, seq_id, str(e))
             else:  # refused for the sender or the content: not the address's fault
-                self._fail(row, seq_id, reason, final=True)
+                self._fail(row, seq_id, str(e), final=True)
             return
         sent_at = run.clock()
-        run.limiter.record(sent_at)  # type: ignore[union-attr]
+        run.limiter.record(sent_at)
         self.done.append((row["send_id"], sent_at, message.message_id))
-        if self.pipelined:
-            self.pushed[message.message_id] = (row, seq_id)
         self.touched.add(seq_id)
-        if not self.idempotent or len(self.done) >= IDEMPOTENT_GROUP:
-            self.flush()  # right after the 250: the window in doubt is just this commit
+        if len(self.done) >= self.messenger.batch:
+            self.commit()  # right after the 250: the window in doubt is just this commit
 
-    def _in_flight(self, row: dict[str, Any], message: Any) -> None:
-        self.flush(in_flight=(row, message.message_id))
+    def _in_flight(self, row: dict[str, Any], message_id: str) -> bool:
+        """Commit the marks so far, then mark ``row`` in flight (the server holds the DATA)."""
+        self.commit()
+        again = row["reason"] == claims.RESEND
+        mark = claims.IN_FLIGHT_AGAIN if again else claims.IN_FLIGHT
+        return self.marks.in_flight(row["send_id"], mark, message_id)
 
-    def flush(self, in_flight: tuple[dict[str, Any], str] | None = None) -> None:
-        """Commit what happened since the last flush, and mark the next row as in flight.
-
-        Runs right before each push (marking the row "in flight" with its Message-ID) and
-        right after each 250 (marking it sent): a sender killed at any point leaves at most
-        one row per worker in doubt, and the ledger says which (see ``claims``).
-        """
-        if not self.done and not self.skipped and in_flight is None:
+    def commit(self) -> None:
+        """Commit the sent and skipped marks since the last commit."""
+        if not self.done and not self.skipped:
             return
-        unwritten = self._settle()
-        run = self.run
-        flight = None
-        if in_flight is not None:
-            row, message_id = in_flight
-            again = row["reason"] == claims.RESEND
-            mark = claims.IN_FLIGHT_AGAIN if again else claims.IN_FLIGHT
-            flight = (row["send_id"], mark, message_id)
-        run.marks().commit(self.done, self.skipped, flight, self._reset_ids())
+        held = self.marks.commit(self.done, self.skipped, self._reset_ids())
         sent = len(self.done)
         self.done, self.skipped = [], []
-        if sent:
-            run.note(sent=sent)
-        for row, seq_id, reason in unwritten:
-            self._fail(row, seq_id, reason, final=False)
-
-    def _settle(self) -> list[tuple[dict[str, Any], int, str]]:
-        """Wait for a pipelined outbox's writes; drop the unwritten from ``done`` and return
-        them (row, sequence, reason), to be retried."""
-        if not self.pipelined or not self.pushed:
-            return []
-        from launchkit import mailer
-
-        pushed, self.pushed = self.pushed, {}
-        try:
-            self.messenger.flush()
-        except mailer.OutboxWriteFailed as e:
-            self.done = [d for d in self.done if d[2] not in e.failed]
-            return [(*pushed[mid], reason) for mid, reason in e.failed.items() if mid in pushed]
-        return []
+        if held < sent:
+            self._lost(sent - held)
+        if held:
+            self.run.note(sent=held)
 
     def _reset_ids(self) -> list[int]:
         """Sequences that delivered again: their consecutive-failure counter goes back to 0."""
@@ -481,51 +458,106 @@ class _Batch:
         self.touched = set()
         return reset
 
+    def _lost(self, count: int) -> None:
+        self.run.limiter.release(count)
+        self.run.note(lost=count)
+
     def _give_back(self, rows: list[dict[str, Any]]) -> None:
-        self.flush()
+        self.commit()
         ids = [r["send_id"] for r in rows]
         with self.run.sessions.begin() as session:
             claims.release_claims(session, ids, self.owner)
         self.run.give_back(len(ids))
 
+    def _mark(self, session: Session, row: dict[str, Any], **values: Any) -> bool:
+        """Update ``row`` if it is still ours; False when another sender took it back."""
+        stmt = (
+            update(Send)
+            .where(
+                Send.id == row["send_id"],
+                Send.claimed_by == self.owner,
+                Send.status == SendStatus.SENDING,
+            )
+            .values(**values)
+        )
+        return bool(session.execute(stmt).rowcount)
+
     def _fail(self, row: dict[str, Any], seq_id: int | None, reason: str, *, final: bool) -> None:
-        self.flush()
+        self.commit()
         run = self.run
         attempts = row["attempts"] + 1
-        now = run.clock()
         values: dict[str, Any] = {"attempts": attempts, "claimed_by": None, "claimed_at": None}
-        if final or attempts >= run.settings.max_attempts:
+        maybe_delivered = row["reason"] == claims.RESEND
+        if maybe_delivered and (final or attempts >= run.settings.max_attempts):
+            # one copy may be out already: never "failed", never tried again
+            values.update(status=SendStatus.DELIVERED_UNCONFIRMED, reason=f"{reason} (resend)")
+            counter = "unconfirmed"
+        elif final or attempts >= run.settings.max_attempts:
             values.update(status=SendStatus.FAILED, reason=f"{reason} (attempt {attempts})")
             counter = "failed"
         else:
             values.update(
-                status=SendStatus.QUEUED, reason=reason, next_attempt_at=now + backoff(attempts)
+                status=SendStatus.QUEUED,
+                reason=claims.RESEND if maybe_delivered else reason,
+                next_attempt_at=run.clock() + backoff(attempts),
             )
             counter = "retried"
+        self._settle(row, seq_id, counter, values)
+
+    def _in_doubt(self, row: dict[str, Any], seq_id: int, reason: str) -> None:
+        """Dropped between DATA and 250: resend once (same Message-ID), then stop trying."""
+        self.commit()
+        run = self.run
+        now = run.clock()
+        attempts = row["attempts"] + 1
+        values: dict[str, Any] = {"attempts": attempts, "claimed_by": None, "claimed_at": None}
+        if row["reason"] == claims.RESEND:
+            values.update(
+                status=SendStatus.DELIVERED_UNCONFIRMED,
+                reason=f"{claims.UNCONFIRMED}: {reason}",
+                sent_at=now,
+            )
+            counter = "unconfirmed"
+        else:
+            values.update(
+                status=SendStatus.QUEUED, reason=claims.RESEND, next_attempt_at=now + backoff(1)
+            )
+            counter = "retried"
+        self._settle(row, seq_id, counter, values)
+
+    def _settle(
+        self, row: dict[str, Any], seq_id: int | None, counter: str, values: dict[str, Any]
+    ) -> None:
+        run = self.run
         with run.sessions.begin() as session:
-            session.execute(update(Send).where(Send.id == row["send_id"]).values(**values))
-            if seq_id is not None:
+            held = self._mark(session, row, **values)
+            if held and seq_id is not None:
                 self._count_failure(session, seq_id)
-        run.limiter.release(1)  # type: ignore[union-attr]
+        if not held:
+            self._lost(1)
+            return
+        run.limiter.release(1)
         run.note(**{counter: 1})
 
     def _bounce(self, row: dict[str, Any], seq_id: int, reason: str) -> None:
         from launchkit.models import SuppressionReason
         from launchkit.sequences.audience_glue import suppress_address
 
-        self.flush()
+        self.commit()
         run = self.run
         with run.sessions.begin() as session:
-            session.execute(
-                update(Send)
-                .where(Send.id == row["send_id"])
-                .values(status=SendStatus.BOUNCED, reason=reason, attempts=row["attempts"] + 1)
+            held = self._mark(
+                session, row, status=SendStatus.BOUNCED, reason=reason, attempts=row["attempts"] + 1
             )
-            suppress_address(
-                session, row["email"], SuppressionReason.BOUNCED, run.clock(), detail=reason
-            )
-            self._count_failure(session, seq_id)
-        run.limiter.release(1)  # type: ignore[union-attr]
+            if held:
+                suppress_address(
+                    session, row["email"], SuppressionReason.BOUNCED, run.clock(), detail=reason
+                )
+                self._count_failure(session, seq_id)
+        if not held:
+            self._lost(1)
+            return
+        run.limiter.release(1)
         run.note(bounced=1)
 
     def _count_failure(self, session: Session, seq_id: int) -> None:
