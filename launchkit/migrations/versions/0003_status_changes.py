@@ -1,7 +1,7 @@
 """subscriber status changes, with their time
 
 Revision ID: 0003_status_changes
-Revises: 0001_initial
+Revises: 0002_send_leases
 
 Backfill (portable SQL): every subscriber whose status is not active gets one change row at the
 best time known (``unsubscribed_at``, else its suppression's ``created_at``, else
@@ -15,7 +15,7 @@ from alembic import op
 import launchkit.db
 
 revision = "0003_status_changes"
-down_revision = "0001_initial"
+down_revision = "0002_send_leases"
 branch_labels = None
 depends_on = None
 
