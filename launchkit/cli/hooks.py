@@ -110,7 +110,9 @@ def hook_deliver(
 ) -> None:
     """Deliver the due events now (failures are retried later with backoff).
 
-    Example (cron, every minute): launchkit hook deliver
+    Run it from cron every minute (or let `launchkit run --tick` do it).
+
+    Example: launchkit hook deliver --timeout 5
     """
     runtime: Runtime = ctx.obj
     report = hooks.deliver_due(runtime.sessions, clock=utcnow, timeout=timeout)
