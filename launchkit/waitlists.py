@@ -13,7 +13,6 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from launchkit.config import Settings
 from launchkit.errors import NotFound
 from launchkit.launches import get_launch
 from launchkit.models import Launch, Magnet
@@ -37,9 +36,7 @@ def magnet_slug(launch_slug: str) -> str:
     return f"waitlist-{launch_slug}"[:100]
 
 
-def open_waitlist(
-    session: Session, settings: Settings, launch_slug: str, *, now: datetime
-) -> Waitlist:
+def open_waitlist(session: Session, launch_slug: str, *, now: datetime) -> Waitlist:
     """Open ``/w/LAUNCH`` (idempotent)."""
     launch = get_launch(session, launch_slug)
     launch.waitlist = True

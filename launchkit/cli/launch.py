@@ -50,7 +50,7 @@ def create(
             now=utcnow(),
         )
         if waitlist:
-            waitlists.open_waitlist(session, runtime.settings, launch.slug, now=utcnow())
+            waitlists.open_waitlist(session, launch.slug, now=utcnow())
         say(f'Created launch "{launch.slug}" ({launch.product}).')
 
 

@@ -152,7 +152,7 @@ def launch_waitlist(
             waitlists.close_waitlist(session, slug)
             say(f'Closed the waitlist of "{slug}".')
             return
-        waitlists.open_waitlist(session, runtime.settings, slug, now=utcnow())
+        waitlists.open_waitlist(session, slug, now=utcnow())
     say(f"Waitlist open: {runtime.settings.base_url.rstrip('/')}/w/{slug}")
 
 
@@ -167,8 +167,10 @@ def presale_cancel(
     Example: launchkit presale cancel spring --yes
     """
     runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        buyers = len(presales.presale_orders(session, launch))  # no pre-sale: an error, now
     if not yes:
-        typer.confirm(f'Refund every pre-sale buyer of "{launch}" in full?', abort=True)
+        typer.confirm(f'Refund the {buyers} pre-sale order(s) of "{launch}" in full?', abort=True)
     client = checkout.make_client(runtime.settings)
     result = presales.cancel_presale(runtime.sessions, client, launch, now=utcnow())
     say(
