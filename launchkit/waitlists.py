@@ -36,17 +36,26 @@ def magnet_slug(launch_slug: str) -> str:
     return f"waitlist-{launch_slug}"[:100]
 
 
-def open_waitlist(session: Session, launch_slug: str, *, now: datetime) -> Waitlist:
-    """Open ``/w/LAUNCH`` (idempotent)."""
+TITLES = {  # what the subscriber agrees to receive (the consent wording and confirmation email)
+    "fr": "l'annonce de l'ouverture de {product}",
+    "en": "the opening announcement of {product}",
+}
+
+
+def open_waitlist(
+    session: Session, launch_slug: str, *, now: datetime, language: str = "fr"
+) -> Waitlist:
+    """Open ``/w/LAUNCH`` (idempotent); ``language``: of its page and emails."""
     launch = get_launch(session, launch_slug)
     launch.waitlist = True
     magnet = session.scalar(select(Magnet).where(Magnet.slug == magnet_slug(launch.slug)))
     if magnet is None:
         magnet = Magnet(
             slug=magnet_slug(launch.slug),
-            title=launch.product,
+            title=TITLES.get(language, TITLES["fr"]).format(product=launch.product)[:255],
             description="",
             tags={"tags": [waitlist_tag(launch.slug)]},
+            language=language if language in TITLES else None,
             created_at=now,
         )
         session.add(magnet)

@@ -239,3 +239,32 @@ def test_cli_products_grant_and_access_log(cli, sessions, now, tmp_path):
     assert cli("product", "remove", "course").exit_code == 0
     with sessions.begin() as s:
         assert s.scalars(select(AccessChange)).all() == []
+
+
+# --- in Chromium -----------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_members_page_in_chromium(chrome, sessions, settings, shop, now) -> None:
+    import dataclasses
+
+    from selenium.webdriver.common.by import By
+
+    from tests.fixtures.browser import screenshot
+    from tests.test_waitlist import served
+
+    db = "pg" if settings.database_url.startswith("postgresql") else "sqlite"
+    ts = int(now.timestamp())
+    deal = Purchase(shop["full"], "camille@example.fr", 49700, "EUR")
+    deliver(sessions, settings, [deal.completed(ts)], now)
+    with served(settings) as base:
+        link = access.members_url(dataclasses.replace(settings, base_url=base), deal.email)
+        chrome.get(link)
+        titles = [e.text for e in chrome.find_elements(By.CSS_SELECTOR, ".owned strong")]
+        assert titles == ["Photo course", "Workbook"]
+        screenshot(chrome, f"{db}-members")
+        chrome.set_window_size(390, 844)
+        chrome.get(link)
+        screenshot(chrome, f"{db}-members-mobile")
+        button = chrome.find_elements(By.CSS_SELECTOR, ".owned a.button")[0]
+        assert button.is_displayed() and button.size["width"] < 390

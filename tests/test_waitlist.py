@@ -4,7 +4,9 @@ waitlist:LAUNCH, the analysis compares the waitlist with the rest of the list, a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -55,7 +57,7 @@ def test_waitlist_is_a_double_opt_in_tagging_the_launch(web: Web, now) -> None:
     assert web.client.get(path).status_code == 200  # a scanner's GET changes nothing
     assert web.subscriber("camille@example.fr").status == "pending"
     joined = confirm(web, path)
-    assert joined.status_code == 200 and "Tu es sur la liste" in joined.text
+    assert joined.status_code == 200 and "Vous êtes sur la liste" in joined.text
     sub = web.subscriber("camille@example.fr")
     assert sub.status == "active" and "waitlist:spring" in web.tags(sub.id)
     assert confirm(web, path).status_code == 200  # replayed: idempotent
@@ -162,3 +164,68 @@ def test_presale_cancel_needs_a_presale_offer(cli, sessions, now):
         _launch(s, now)
     r = cli("presale", "cancel", "spring", "--yes")
     assert r.exit_code == 1 and r.stderr.startswith('Error: Launch "spring" has no pre-sale')
+
+
+# --- in Chromium -----------------------------------------------------------------------------
+
+
+@contextmanager
+def served(settings: Any, **overrides: Any) -> Iterator[str]:
+    """The web app on a free loopback port (uvicorn in a thread, the real clock): its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from launchkit.web import create_app
+    from tests.conftest import free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(dataclasses.replace(settings, base_url=base, **overrides))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.state.lk.engine.dispose()
+
+
+@pytest.mark.browser
+def test_waitlist_journey_in_chromium(chrome, sessions, settings, smtp_sink, now) -> None:
+    import re
+
+    from selenium.webdriver.common.by import By
+
+    from tests.fixtures.browser import screenshot
+    from tests.test_browser import _link, _wait
+
+    db = "pg" if settings.database_url.startswith("postgresql") else "sqlite"
+    with sessions.begin() as s:
+        _launch(s, now)
+        waitlists.open_waitlist(s, "spring", now=now)
+    smtp = {"email_backend": "smtp", "smtp_url": smtp_sink.url, "sender_email": "hi@example.com"}
+    with served(settings, **smtp) as base:
+        chrome.get(f"{base}/w/spring")
+        assert "Cours photo" in chrome.title
+        screenshot(chrome, f"{db}-waitlist")
+        chrome.set_window_size(390, 844)
+        chrome.get(f"{base}/w/spring")
+        screenshot(chrome, f"{db}-waitlist-mobile")
+        chrome.find_element(By.ID, "email").send_keys("camille@example.fr")
+        chrome.find_element(By.CSS_SELECTOR, "label.consent").click()
+        chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(lambda: chrome.current_url.endswith("/sent"), "the sent page")
+        link = _link(smtp_sink.wait_for(1)[0], base, "/w/spring/confirm")
+        chrome.get(link)
+        _wait(lambda: "liste" in chrome.find_element(By.TAG_NAME, "h1").text, "the joined page")
+        screenshot(chrome, f"{db}-waitlist-joined-mobile")
+    with sessions.begin() as s:
+        tags = set(s.scalars(select(SubscriberTag.tag)))
+    assert "waitlist:spring" in tags and not any(re.match(r"buyer", t) for t in tags)

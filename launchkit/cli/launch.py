@@ -50,7 +50,9 @@ def create(
             now=utcnow(),
         )
         if waitlist:
-            waitlists.open_waitlist(session, launch.slug, now=utcnow())
+            waitlists.open_waitlist(
+                session, launch.slug, now=utcnow(), language=runtime.settings.language
+            )
         say(f'Created launch "{launch.slug}" ({launch.product}).')
 
 

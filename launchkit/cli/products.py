@@ -152,7 +152,7 @@ def launch_waitlist(
             waitlists.close_waitlist(session, slug)
             say(f'Closed the waitlist of "{slug}".')
             return
-        waitlists.open_waitlist(session, slug, now=utcnow())
+        waitlists.open_waitlist(session, slug, now=utcnow(), language=runtime.settings.language)
     say(f"Waitlist open: {runtime.settings.base_url.rstrip('/')}/w/{slug}")
 
 

@@ -52,20 +52,20 @@ STRINGS = {
         "joined_lead": "Thank you! You'll hear from us as soon as {product} opens.",
     },
     "fr": {
-        "members_title": "Ton espace membre",
-        "members_lead": "Tout ce à quoi tu as accès avec {email}.",
-        "members_empty": "Rien pour l'instant. Si tu viens de payer, patiente une minute ; "
+        "members_title": "Votre espace membre",
+        "members_lead": "Tout ce à quoi vous avez accès avec {email}.",
+        "members_empty": "Rien pour l'instant. Si vous venez de payer, patientez une minute ; "
         "après un remboursement, l'accès prend fin.",
         "open": "Ouvrir",
         "download": "Télécharger",
         "join": "Rejoindre",
         "links_expire": "Ces liens sont personnels et expirent ; cette page en crée de nouveaux.",
         "waitlist_badge": "Liste d'attente",
-        "waitlist_lead": "Sois prévenu·e en premier de l'ouverture de {product}, "
+        "waitlist_lead": "Soyez prévenu·e en premier de l'ouverture de {product}, "
         "au prix de lancement.",
         "waitlist_submit": "Rejoindre la liste d'attente",
-        "joined_title": "Tu es sur la liste d'attente",
-        "joined_lead": "Merci ! Tu seras prévenu·e dès l'ouverture de {product}.",
+        "joined_title": "Vous êtes sur la liste d'attente",
+        "joined_lead": "Merci ! Vous serez prévenu·e dès l'ouverture de {product}.",
     },
 }
 
@@ -232,12 +232,12 @@ def _waitlist_post(request: Request, form: dict[str, str]) -> Response:
         page = public_url(request, request.url.path, request.url.query)
         visitor = magnets.Visitor(client_ip(request), request.headers.get("user-agent"), page)
         result = magnets.signup(session, state.settings, magnet, data, visitor, now=state.clock())
-        subscriber, consent, title = result.subscriber, result.consent, magnet.title
+        subscriber, consent, product = result.subscriber, result.consent, found.launch.product
         lang = magnets.page_language(state.settings, magnet)
     confirm_url = result.confirm_url.replace("/confirm/", f"/w/{slug}/confirm/", 1)
     try:
         _send(
-            state, "confirm-optin", subscriber, {"magnet_title": title, "confirm_url": confirm_url},
+            state, "confirm-waitlist", subscriber, {"product": product, "confirm_url": confirm_url},
             key=f"optin-confirm:{consent.id}", language=lang,
         )  # fmt: skip
     except LaunchkitError:
