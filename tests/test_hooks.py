@@ -272,3 +272,25 @@ def test_cli_hooks(cli, sessions):
     assert cli("hook", "remove", "7").stderr.startswith('Error: Webhook "7" does not exist')
     assert cli("hook", "remove", "1").exit_code == 0
     assert cli("hook", "list", "--json").output.strip() == "[]"
+
+
+def test_run_tick_delivers_webhooks(cli, settings, sessions, tmp_path):
+    from tests.test_orchestrator import make_plan
+
+    make_plan(settings.workspace)
+    port = free_port()
+    with sessions.begin() as s:
+        hook = hooks.add_hook(
+            s, f"http://127.0.0.1:{port}/in", ["order.paid"], now=datetime.now(UTC)
+        )
+        hooks.enqueue(s, "order.paid", {"order": 1}, key="o1", now=datetime.now(UTC))
+    receiver = Receiver(tmp_path, port, hook.secret)
+    receiver.start("ok")
+    try:
+        result = cli("run", "--tick", "--now", "2026-11-20 10:00")
+        assert result.exit_code == 0, result.output
+        assert "webhooks: 1 delivered, 0 to retry" in result.stdout
+    finally:
+        receiver.stop()
+    assert [r["ok"] for r in receiver.received()] == [True]
+    assert "webhooks" not in cli("run", "--tick", "--now", "2026-11-20 10:05").stdout
