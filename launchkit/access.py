@@ -309,8 +309,10 @@ def owned_products(session: Session, email: str) -> list[Owned]:
 
 
 def members_url(settings: Settings, email: str) -> str:
-    """The magic link to ``/members`` (signed, expires with ``unsubscribe_link_max_age``)."""
-    return tokens.link(settings, "/members", tokens.Purpose.MEMBERS, {"e": email})
+    """The magic link to ``/members`` (signed, expires with ``unsubscribe_link_max_age``), in
+    the settings' language."""
+    payload = {"e": email, "l": settings.language}
+    return tokens.link(settings, "/members", tokens.Purpose.MEMBERS, payload)
 
 
 def product_url(settings: Settings, email: str, product_id: int) -> str:
@@ -363,7 +365,7 @@ def send_access_emails(
             continue
         buyer = buyer_settings(session, settings, order)
         titles = [o.product.title for o in owned_products(session, order.email)]
-        variables = {"members_url": members_url(settings, order.email), "products": titles}
+        variables = {"members_url": members_url(buyer, order.email), "products": titles}
         _email(buyer, messenger, env, "access", session, order, variables, now)
         sent += 1
     return sent

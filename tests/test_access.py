@@ -4,6 +4,7 @@ default, granted again on reactivation, kept in a history and sent to the webhoo
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -103,6 +104,11 @@ def test_access_email_in_the_buyers_language(sessions, settings, shop, now):
     deliver(sessions, settings, [deal.completed(ts)], now, messenger=mail)
     subjects = [m.subject for m in mail.sent]
     assert "Your access to Cours photo" in subjects, subjects
+    [sent] = [m for m in mail.sent if m.subject.startswith("Your access")]
+    link = re.search(r"https?://\S+/members/[A-Za-z0-9_.\-]+", sent.text).group(0)
+    with TestClient(create_app(settings), base_url=settings.base_url) as web:
+        page = web.get(_path(link))
+    assert 'lang="en"' in page.text and "Your members" in page.text and "Photo course" in page.text
 
 
 def test_dispute_revokes_access(sessions, settings, shop, now):

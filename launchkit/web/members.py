@@ -108,7 +108,8 @@ def members_page(request: Request) -> Response:
         return payload
     state = state_of(request)
     email = str(payload.get("e", ""))
-    lang = state.settings.language
+    lang = str(payload.get("l") or state.settings.language)
+    lang = lang if lang in STRINGS else state.settings.language
     m = _strings(lang)
     with state.sessions() as session:  # read only
         owned = access.owned_products(session, email)
