@@ -27,9 +27,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from launchkit.db import make_sessionmaker
 from launchkit.errors import InputError, NotFound
 from launchkit.models import Webhook, WebhookDelivery
 
@@ -241,6 +242,8 @@ def deliver_due(
 ) -> DeliveryReport:
     """Deliver every due delivery once (at most ``limit``); failures are retried later."""
     report = DeliveryReport()
+    # claims take SQLite's write lock at BEGIN: concurrent runners wait instead of failing
+    sessions = make_sessionmaker(sessions.kw["bind"], immediate=True)
     own = client is None
     http = client or httpx.Client(timeout=timeout, follow_redirects=False)
     try:
@@ -257,25 +260,42 @@ def deliver_due(
 
 
 def _claim_next(sessions: sessionmaker[Session], now: datetime, timeout: float) -> _Claimed | None:
-    with sessions.begin() as session:
-        delivery = session.scalar(
-            select(WebhookDelivery)
-            .where(
-                WebhookDelivery.status == DeliveryStatus.PENDING,
-                WebhookDelivery.next_attempt_at <= now,
+    """Take the next due delivery: a compare-and-set on its attempt count, so two runners
+    never post the same attempt (``FOR UPDATE SKIP LOCKED`` also spreads them on PostgreSQL)."""
+    for _ in range(10):  # another runner may take the row between our read and our update
+        with sessions.begin() as session:
+            row = session.execute(
+                select(WebhookDelivery.id, WebhookDelivery.attempts)
+                .where(
+                    WebhookDelivery.status == DeliveryStatus.PENDING,
+                    WebhookDelivery.next_attempt_at <= now,
+                )
+                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.created_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            attempt = row.attempts + 1
+            delay = BACKOFF[min(attempt, len(BACKOFF)) - 1]
+            # the lease: another runner (or this one after a crash) retries only after it ends
+            lease = now + max(delay, timedelta(seconds=2 * timeout + 5))
+            taken = session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == row.id,
+                    WebhookDelivery.attempts == row.attempts,
+                    WebhookDelivery.status == DeliveryStatus.PENDING,
+                )
+                .values(attempts=attempt, next_attempt_at=lease)
+                .execution_options(synchronize_session=False)
             )
-            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.created_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        if delivery is None:
-            return None
-        hook = session.get(Webhook, delivery.webhook_id)
-        delivery.attempts += 1
-        delay = BACKOFF[min(delivery.attempts, len(BACKOFF)) - 1]
-        # the lease: another runner (or this one after a crash) retries only after it ends
-        delivery.next_attempt_at = now + max(delay, timedelta(seconds=2 * timeout + 5))
-        return _Claimed(delivery.id, hook.url, hook.secret, body_of(delivery), delivery.attempts)
+            if not getattr(taken, "rowcount", 0):
+                continue
+            delivery = session.get(WebhookDelivery, row.id, populate_existing=True)
+            hook = session.get(Webhook, delivery.webhook_id)
+            return _Claimed(delivery.id, hook.url, hook.secret, body_of(delivery), attempt)
+    return None
 
 
 def _post(

@@ -294,3 +294,31 @@ def test_run_tick_delivers_webhooks(cli, settings, sessions, tmp_path):
         receiver.stop()
     assert [r["ok"] for r in receiver.received()] == [True]
     assert "webhooks" not in cli("run", "--tick", "--now", "2026-11-20 10:05").stdout
+
+
+def test_concurrent_runners_never_post_the_same_attempt_twice(sessions, tmp_path):
+    port = free_port()
+    start = datetime.now(UTC)
+    with sessions.begin() as s:
+        hook = hooks.add_hook(s, f"http://127.0.0.1:{port}/in", ["order.paid"], now=start)
+        for n in range(12):
+            hooks.enqueue(s, "order.paid", {"order": n}, key=f"o{n}", now=start)
+    receiver = Receiver(tmp_path, port, hook.secret)
+    receiver.start("ok")
+    reports: list[hooks.DeliveryReport] = []
+    try:
+        runners = [
+            threading.Thread(
+                target=lambda: reports.append(hooks.deliver_due(sessions, clock=lambda: start))
+            )
+            for _ in range(3)
+        ]
+        for runner in runners:
+            runner.start()
+        for runner in runners:
+            runner.join(60)
+    finally:
+        receiver.stop()
+    got = [r["id"] for r in receiver.received()]
+    assert len(got) == 12 and len(set(got)) == 12
+    assert sorted(d for r in reports for d in r.delivered) == sorted(got)
