@@ -74,6 +74,9 @@ def _refund_one(
         result.already.append(order_id)
         return
     before = order.refunded_cents
-    refund_order(session, client, order_id, now=now, reason=REASON, force=True)
+    refund = refund_order(session, client, order_id, now=now, reason=REASON, force=True)
+    if refund.status != "succeeded":  # kept with its idempotency key; the next run retries it
+        result.failed.append((order_id, "Stripe did not confirm the refund; run it again."))
+        return
     session.refresh(order)
     result.refunded.append((order_id, order.refunded_cents - before))
