@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -115,6 +116,7 @@ class Launch(Base):
     cart_close: Mapped[datetime]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    waitlist: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     steps: Mapped[list[LaunchStep]] = relationship(back_populates="launch")
 
@@ -410,6 +412,7 @@ class Offer(Base):
     bump_cents: Mapped[int | None] = mapped_column(BigInteger)
     stripe_product_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
+    presale_until: Mapped[datetime | None]  # a pre-sale: the product is delivered by then
 
     plans: Mapped[list[OfferPlan]] = relationship(
         back_populates="offer", order_by="OfferPlan.instalments", cascade="all, delete-orphan"
@@ -521,3 +524,93 @@ class StripeEvent(Base):
     status: Mapped[str] = mapped_column(String(20), default="applied")
     ref: Mapped[str | None] = mapped_column(String(255), index=True)  # PI/subscription it awaits
     payload: Mapped[dict[str, Any] | None]  # kept only while parked
+
+
+# --- access and outgoing webhooks -------------------------------------------------------------
+
+
+class Product(Base):
+    """Something an offer gives access to: a URL, a file in the workspace, or an invite link."""
+
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(10))  # url | file | invite
+    target: Mapped[str] = mapped_column(String(2048))  # the URL, or the file's workspace path
+    created_at: Mapped[datetime]
+
+
+class OfferProduct(Base):
+    """An offer grants this product to its buyers."""
+
+    __tablename__ = "offer_products"
+
+    offer_id: Mapped[int] = mapped_column(
+        ForeignKey("offers.id", ondelete="CASCADE"), primary_key=True
+    )
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class AccessGrant(Base):
+    """Whether an order gives its buyer a product now; changes are kept in access_changes."""
+
+    __tablename__ = "access_grants"
+    __table_args__ = (UniqueConstraint("order_id", "product_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), index=True
+    )
+    active: Mapped[bool] = mapped_column(Boolean)
+    granted_at: Mapped[datetime]  # first granted
+    revoked_at: Mapped[datetime | None]  # last revoked (None while active)
+    email_sent_at: Mapped[datetime | None]  # the access email (claimed before it is sent)
+
+
+class AccessChange(Base):
+    """History: access to a product granted or revoked, when and why."""
+
+    __tablename__ = "access_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(10))  # granted | revoked
+    reason: Mapped[str] = mapped_column(String(30))  # the order or membership status
+    occurred_at: Mapped[datetime]
+
+
+class Webhook(Base):
+    """An outgoing webhook endpoint and the events it follows (Standard Webhooks signing)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[dict[str, Any]]  # {"events": [...]}
+    secret: Mapped[str] = mapped_column(String(100))  # whsec_<base64>
+    created_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """Outbox: one event for one endpoint, retried until a 2xx; its id is the webhook-id."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_status_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # msg_<hex>, stable
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_status: Mapped[int | None] = mapped_column(Integer)  # HTTP status of the last attempt
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]

@@ -30,6 +30,8 @@ class Purpose(enum.StrEnum):
     DOWNLOAD = "download"
     UNSUBSCRIBE = "unsubscribe"
     CHECKOUT = "checkout"
+    MEMBERS = "members"  # the magic link to /members
+    ACCESS = "access"  # one product link on /members
 
 
 class TokenExpired(LaunchkitError):
@@ -47,6 +49,8 @@ def max_age(settings: Settings, purpose: Purpose) -> timedelta:
         Purpose.DOWNLOAD: settings.download_link_max_age,
         Purpose.UNSUBSCRIBE: settings.unsubscribe_link_max_age,
         Purpose.CHECKOUT: settings.unsubscribe_link_max_age,
+        Purpose.MEMBERS: settings.unsubscribe_link_max_age,
+        Purpose.ACCESS: settings.download_link_max_age,
     }[purpose]
 
 

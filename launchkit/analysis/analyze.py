@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from launchkit.analysis import definitions, metrics
 from launchkit.analysis.load import LaunchData, launch_window, load_launch
+from launchkit.analysis.waitlist import waitlist_section
 from launchkit.clock import iso_utc
 from launchkit.errors import InputError
 from launchkit.launches import get_launch
@@ -181,4 +182,8 @@ def analyze_launch(
     condition = segment_condition(session, segment) if segment else None
     data = load_launch(session, launch, condition)
     members = {} if segment else _segment_members(session)
-    return analyze_data(data, currency=currency, segment=segment, members=members, now=now)
+    result = analyze_data(data, currency=currency, segment=segment, members=members, now=now)
+    waitlist = None if segment else waitlist_section(session, launch)
+    if waitlist is not None:
+        result["waitlist"] = waitlist
+    return result

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from launchkit.access import send_access_emails
 from launchkit.checkout.offers import format_money
 from launchkit.checkout.orders import ACCESS_STATUSES, LANGUAGES, _failed_invoice
 from launchkit.config import Settings
@@ -48,7 +49,7 @@ def send_notifications(
             variables = _dunning_vars(order, payment, buyer)
             _email(buyer, messenger, env, "dunning", session, order, variables, now, payment.id)
             sent += 1
-    return sent
+    return sent + send_access_emails(session, settings, messenger, now=now, env=env)
 
 
 def buyer_settings(session: Session, settings: Settings, order: Order) -> Settings:

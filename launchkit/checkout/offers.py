@@ -76,8 +76,10 @@ def add_offer(
     guarantee_days: int = 30,
     bump: tuple[str, int] | None = None,
     now: datetime,
+    presale_until: datetime | None = None,
 ) -> Offer:
-    """Create an offer: pay in full, any number of instalment plans, guarantee, optional bump."""
+    """Create an offer: pay in full, any number of instalment plans, guarantee, optional bump;
+    ``presale_until``: a pre-sale, delivered by that date (`launchkit presale cancel` refunds)."""
     launch = get_launch(session, launch_slug)
     check_slug(slug, "Offer")
     if session.scalar(select(Offer.id).where(Offer.slug == slug)) is not None:
@@ -99,6 +101,7 @@ def add_offer(
         bump_name=bump[0] if bump else None,
         bump_cents=bump[1] if bump else None,
         created_at=now,
+        presale_until=presale_until,
     )
     offer.plans = [OfferPlan(instalments=n, instalment_cents=c) for n, c in sorted(plans)]
     session.add(offer)

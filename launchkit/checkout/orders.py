@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from launchkit.access import sync_access
 from launchkit.audience.addresses import normalize_email
 from launchkit.checkout.stripe_api import StripeClient, _cancel_subscription
 from launchkit.errors import InputError, NotFound
@@ -320,6 +321,7 @@ def _settle(session: Session, order: Order, now: datetime) -> None:
     if order.status == OrderStatus.REFUNDED:
         _add_tags(session, order.subscriber_id, ["refunded"])
     session.flush()
+    sync_access(session, order, now)
 
 
 def _refund_time(session: Session, order: Order) -> datetime | None:

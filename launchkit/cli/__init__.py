@@ -17,9 +17,11 @@ from launchkit.cli import analysis as analysis_cli
 from launchkit.cli import audience as audience_cli
 from launchkit.cli import checkout as checkout_cli
 from launchkit.cli import db as db_cli
+from launchkit.cli import hooks as hooks_cli
 from launchkit.cli import launch as launch_cli
 from launchkit.cli import magnets as magnets_cli
 from launchkit.cli import orchestrator as orchestrator_cli
+from launchkit.cli import products as products_cli
 from launchkit.cli import sequences as sequences_cli
 from launchkit.cli import workspace as workspace_cli
 from launchkit.cli.runtime import Runtime
@@ -92,6 +94,8 @@ magnets_cli.register(app)
 checkout_cli.register(app)
 analysis_cli.register(app)
 orchestrator_cli.register(app)
+products_cli.register(app)
+hooks_cli.register(app)
 
 
 def main() -> None:

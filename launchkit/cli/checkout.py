@@ -9,7 +9,7 @@ import typer
 from launchkit import checkout
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
-from launchkit.clock import format_local, utcnow
+from launchkit.clock import format_local, parse_local_datetime, utcnow
 from launchkit.errors import PaymentError
 
 offer_app = typer.Typer(
@@ -37,6 +37,9 @@ def offer_add(
     ] = None,
     guarantee_days: Annotated[int, typer.Option(help="Money-back guarantee in days.")] = 30,
     bump: Annotated[str | None, typer.Option(help='Order bump "Name:amount".')] = None,
+    presale_until: Annotated[
+        str | None, typer.Option(help="Pre-sale: the product is delivered by this local date.")
+    ] = None,
 ) -> None:
     """Add an offer to a launch: pay in full, instalment plans, guarantee, optional bump.
 
@@ -53,6 +56,8 @@ def offer_add(
             price_cents=checkout.parse_money(price, what="--price"),
             currency=currency or settings.currency, plans=plans,
             guarantee_days=guarantee_days, bump=bump_value, now=utcnow(),
+            presale_until=parse_local_datetime(presale_until, settings.tz, what="--presale-until")
+            if presale_until else None,
         )  # fmt: skip
         money = checkout.format_money(offer.price_cents, offer.currency, settings.language)
         say(f'Added offer "{offer.slug}" to launch "{launch}": {money}, {len(plans)} plan(s).')

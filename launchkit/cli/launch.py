@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from launchkit import launches, sequences
+from launchkit import launches, sequences, waitlists
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, parse_local_datetime, utcnow
@@ -30,6 +30,7 @@ def create(
     cart_open: Annotated[str, typer.Option(help=TIME_HELP)],
     cart_close: Annotated[str, typer.Option(help=TIME_HELP)],
     prelaunch_start: Annotated[str | None, typer.Option(help=TIME_HELP)] = None,
+    waitlist: Annotated[bool, typer.Option(help="Open its waitlist page /w/SLUG.")] = False,
 ) -> None:
     """Create a launch with its milestones.
 
@@ -48,6 +49,10 @@ def create(
             currency=runtime.settings.currency,
             now=utcnow(),
         )
+        if waitlist:
+            waitlists.open_waitlist(
+                session, launch.slug, now=utcnow(), language=runtime.settings.language
+            )
         say(f'Created launch "{launch.slug}" ({launch.product}).')
 
 

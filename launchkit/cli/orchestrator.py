@@ -81,13 +81,24 @@ def run(
         )
         return
     if tick:
-        say("; ".join(f"{r.step.value}: {r.message}" for r in results) or "nothing due")
+        lines = [f"{r.step.value}: {r.message}" for r in results]
+        lines += _deliver_webhooks(runtime) if not dry_run else []
+        say("; ".join(lines) or "nothing due")
         return
     print_table(
         f'Launch "{plan.slug}"',
         ["step", "status", "result"],
         [(r.step.value, r.status, r.message) for r in results],
     )
+
+
+def _deliver_webhooks(runtime: Runtime) -> list[str]:
+    from launchkit.hooks import deliver_due
+
+    report = deliver_due(runtime.sessions, clock=utcnow, timeout=10)
+    if not (report.delivered or report.retrying or report.failed):
+        return []
+    return [f"webhooks: {len(report.delivered)} delivered, {len(report.retrying)} to retry"]
 
 
 def status(

@@ -561,4 +561,6 @@ def sample_context(language: str = "fr", base_url: str = "https://example.com") 
         "amount_paid": "99 €" if french else "€99",
         "instalment_number": 2,
         "instalments_total": 3,
+        "members_url": f"{base_url}/members/sample-token",
+        "products": ["Atelier Aquarelle", "Le carnet d'exercices" if french else "The workbook"],
     }
