@@ -27,6 +27,7 @@ from markupsafe import Markup
 
 from launchkit.config import LANGUAGES, Settings
 from launchkit.errors import InputError
+from launchkit.render.french import elide, folder_language, typography_html, typography_text
 from launchkit.render.sandbox import (
     MAX_ITERATIONS,
     MAX_OUTPUT,
@@ -229,9 +230,18 @@ def make_environment(settings: Settings) -> LaunchkitSandbox:
         keep_trailing_newline=True,
         auto_reload=False,
     )
+    add_french_filters(env)
     env.lk_cache = {}  # type: ignore[attr-defined]
     env.lk_skeletons = SkeletonCache()  # type: ignore[attr-defined]
     return env
+
+
+def add_french_filters(env: jinja2.Environment) -> None:
+    """``{{ "de" | elide(product) }}`` -> ``d'Atelier``; also ``{{ product | de }}``, ``le``,
+    ``la`` and ``que``."""
+    env.filters["elide"] = elide
+    for word in ("de", "le", "la", "que"):
+        env.filters[word] = lambda value, _word=word: elide(_word, value)
 
 
 _SHARED: OrderedDict[tuple[str, ...], tuple[Any, LaunchkitSandbox]] = OrderedDict()
@@ -354,35 +364,40 @@ def render_email(
 ) -> RenderedEmail:
     """Render one email for one subscriber: subject, preheader, inlined HTML and plain text."""
     values = dict(context)
-    subject = _render_header(env, source, source.subject, values, "subject")
-    preheader = _render_header(env, source, source.preheader, values, "preheader")
+    lang = _language(source, settings, language)
+    french = lang == "fr"
+    subject = _render_header(env, source, source.subject, values, "subject", french)
+    preheader = _render_header(env, source, source.preheader, values, "preheader", french)
     layout = {
         "subject": subject,
         "preheader": preheader,
         "sender_name": settings.sender_name,
         "postal_address": settings.postal_address,
         "unsubscribe_url": unsubscribe_url,
-        "language": _language(source, settings, language),
+        "language": lang,
     }
     values.update(layout)
     template = _compiled(env, source.body, source.display_name, str(source.path), source)
     body = _run(template, values, source)
     if not source.is_markdown and "<html" in body[:4096].lower():  # a whole page of its own
         text = _sibling_text(env, source, values) or html_to_text(body)
+        if french:
+            body, text = typography_html(body), typography_text(text)
         return RenderedEmail(
             subject, preheader, _inline_css(body, source), _tidy_text(text), unsubscribe_url
         )
     shell = _render_layout(env, source, "base.html", {**values, "body_html": _BODY_SLOT})
 
     def convert(body: str, shell: str) -> tuple[str, str]:
-        return _convert(source, body, shell)
+        return _convert(source, body, shell, french)
 
     skeletons: SkeletonCache | None = getattr(env, "lk_skeletons", None)
     if skeletons is None:
         html, body_text = convert(body, shell)
     else:
         html, body_text = skeletons.convert(body, shell, values, convert)
-    body_text = _sibling_text(env, source, values) or body_text
+    sibling = _sibling_text(env, source, values)
+    body_text = (typography_text(sibling) if french else sibling) or body_text
     text = _render_layout(env, source, "base.txt", {**values, "body_text": body_text})
     return RenderedEmail(subject, preheader, html, _tidy_text(text), unsubscribe_url)
 
@@ -390,12 +405,15 @@ def render_email(
 _BODY_SLOT = Markup("<!--lk-body-slot-->")
 
 
-def _convert(source: EmailSource, body: str, shell: str) -> tuple[str, str]:
-    """The costly part: Markdown to HTML, the body put in the layout, CSS inlined, plain text."""
+def _convert(source: EmailSource, body: str, shell: str, french: bool) -> tuple[str, str]:
+    """The costly part: Markdown to HTML, the body put in the layout, CSS inlined, plain text
+    (French spacing before ``: ; ! ?`` and inside « » for French emails)."""
     if source.is_markdown:
         body_html, body_text = markdown_parts(body)
     else:
         body_html, body_text = body, html_to_text(body)
+    if french:
+        body_html, body_text = typography_html(body_html), typography_text(body_text)
     return _inline_css(shell.replace(_BODY_SLOT, body_html), source), body_text
 
 
@@ -404,17 +422,23 @@ def _language(source: EmailSource, settings: Settings, language: str | None) -> 
         return language
     if source.meta.get("language") in LANGUAGES:
         return str(source.meta["language"])
-    suffix = source.path.parent.name.rpartition("-")[2]
-    return suffix if suffix in LANGUAGES else settings.language
+    return folder_language(source.path.parent.name) or settings.language
 
 
 def _render_header(
-    env: jinja2.Environment, source: EmailSource, text: str, values: Mapping[str, Any], what: str
+    env: jinja2.Environment,
+    source: EmailSource,
+    text: str,
+    values: Mapping[str, Any],
+    what: str,
+    french: bool = False,
 ) -> str:
     if not text:
         return ""
     template = _compiled(env, text, None, f"{source.path}#{what}", source)
     rendered = " ".join(_run(template, values, source).split())
+    if french:
+        rendered = typography_text(rendered)
     return check_header_value(rendered, f'Email "{source.display_name}" {what}')
 
 
