@@ -73,6 +73,7 @@ __all__ = [
     "markdown_to_html",
     "parse_email_file",
     "render_email",
+    "render_subject",
     "sample_context",
 ]
 
@@ -423,6 +424,13 @@ def _language(source: EmailSource, settings: Settings, language: str | None) -> 
     if source.meta.get("language") in LANGUAGES:
         return str(source.meta["language"])
     return folder_language(source.path.parent.name) or settings.language
+
+
+def render_subject(
+    env: jinja2.Environment, source: EmailSource, context: Mapping[str, Any], language: str
+) -> str:
+    """The rendered subject line of an email, as ``render_email`` would give it."""
+    return _render_header(env, source, source.subject, context, "subject", language == "fr")
 
 
 def _render_header(
