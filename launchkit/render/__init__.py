@@ -573,7 +573,7 @@ EMAIL_VARIABLES = (
     "first_name", "last_name", "email", "product", "creator_name", "cart_open", "cart_close",
     "price", "plans", "guarantee_days", "checkout_url", "magnet_title", "download_url",
     "confirm_url", "update_card_url", "order_summary", "amount_paid", "instalment_number",
-    "instalments_total",
+    "instalments_total", "order_number", "plan_schedule", "guarantee_end", "receipt_url",
 )  # fmt: skip
 
 
@@ -586,10 +586,12 @@ def sample_context(language: str = "fr", base_url: str = "https://example.com") 
         "email": "camille@example.com",
         "product": "Atelier Aquarelle" if french else "Watercolour Workshop",
         "creator_name": "Élodie",
-        "cart_open": "lundi 1 décembre à 9 h" if french else "Monday, December 1 at 9 AM",
-        "cart_close": "vendredi 5 décembre à 23 h 59"
+        "cart_open": "lundi 1 décembre à 9 h 00 (heure de Paris)"
         if french
-        else "Friday, December 5 at 11:59 PM",
+        else "Monday, December 1 at 9:00 AM CET",
+        "cart_close": "vendredi 5 décembre à 23 h 59 (heure de Paris)"
+        if french
+        else "Friday, December 5 at 11:59 PM CET",
         "price": "297 €" if french else "€297",
         "plans": ["3 × 99 €"] if french else ["3 × €99"],
         "guarantee_days": 30,
@@ -604,4 +606,20 @@ def sample_context(language: str = "fr", base_url: str = "https://example.com") 
         "amount_paid": "99 €" if french else "€99",
         "instalment_number": 2,
         "instalments_total": 3,
+        "order_number": "1042",
+        "plan_schedule": [
+            "1/3 · 99,00 € · payée le lundi 1 décembre 2025",
+            "2/3 · 99,00 € · prévue le jeudi 1 janvier 2026",
+            "3/3 · 99,00 € · prévue le dimanche 1 février 2026",
+        ]
+        if french
+        else [
+            "1/3 · €99.00 · paid on Monday, December 1, 2025",
+            "2/3 · €99.00 · due on Thursday, January 1, 2026",
+            "3/3 · €99.00 · due on Sunday, February 1, 2026",
+        ],
+        "guarantee_end": "mercredi 31 décembre à 9 h 00 (heure de Paris)"
+        if french
+        else "Wednesday, December 31 at 9:00 AM CET",
+        "receipt_url": f"{base_url.replace('example.com', 'invoice.stripe.com')}/i/sample",
     }

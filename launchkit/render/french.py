@@ -82,8 +82,7 @@ def elide(word: str, following: object) -> str:
 # --- typography -----------------------------------------------------------------------------
 
 _SPACE_BEFORE = re.compile(r"[ \u00a0\u202f]+([:;!?»])")
-_MISSING_BEFORE = re.compile(r"(?<=[\w…)\]])([;!?]|:(?=\s|$))")
-_AFTER_OPEN = re.compile(r"«[ \u00a0\u202f]*")
+_AFTER_OPEN = re.compile(r"«[ \u00a0\u202f]+")
 _TAGS_AND_ENTITIES = re.compile(r"(<[^>]*>|&#?\w+;)")
 _URL = re.compile(r"((?:\b(?:https?|mailto):|www\.)[^\s<>()]+|[\w.+-]+@[\w-]+\.[\w.-]+)")
 _RAW_TEXT = re.compile(r"(<(style|script)\b.*?</\2\s*>)", re.IGNORECASE | re.DOTALL)
@@ -95,14 +94,13 @@ def _space_for(mark: str) -> str:
 
 def _typography(text: str) -> str:
     text = _SPACE_BEFORE.sub(lambda m: _space_for(m[1]) + m[1], text)
-    text = _MISSING_BEFORE.sub(lambda m: _space_for(m[1][0]) + m[1], text)
-    text = _AFTER_OPEN.sub("«" + NBSP, text)
-    return re.sub(r"(?<=[^\s\u00a0])»", NBSP + "»", text)
+    return _AFTER_OPEN.sub("«" + NBSP, text)
 
 
 def typography_text(text: str) -> str:
-    """French spacing in plain text: a no-break space before ``: ; ! ?`` and inside « »
-    (URLs and e-mail addresses left alone)."""
+    """French spacing in plain text: the space before ``: ; ! ?`` and inside « » becomes a
+    no-break one (URLs and e-mail addresses left alone; no character is ever added, so text
+    typed as ``Bravo!`` or subscriber data keeps its own spacing)."""
     parts = _URL.split(text)
     return "".join(p if i % 2 else _typography(p) for i, p in enumerate(parts))
 
