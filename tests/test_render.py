@@ -546,8 +546,12 @@ STARTER = starter_dir("emails")
 STARTER_FILES = sorted(
     p.relative_to(STARTER).as_posix()
     for folder in (
-        "launch-fr", "launch-fr-tu", "launch-en",
-        "transactional-fr", "transactional-fr-tu", "transactional-en",
+        "launch-fr",
+        "launch-fr-tu",
+        "launch-en",
+        "transactional-fr",
+        "transactional-fr-tu",
+        "transactional-en",
     )  # fmt: skip
     for p in (STARTER / folder).glob("*.md")
 )
