@@ -308,3 +308,28 @@ def test_every_page_reads_like_french(ws: Settings, form: str, page: str) -> Non
     assert not _form_problems(text, form), page
     if language == "fr":
         assert _spacing_problems(re.sub(r"\{\{.*?\}\}", "", text)) == [], page
+
+
+# --- CLI tables --------------------------------------------------------------------------------
+
+
+def test_cli_tables_print_numbers_the_workspace_way(tmp_path: Path, capsys) -> None:
+    from launchkit.cli import output
+    from launchkit.cli.runtime import Runtime
+
+    (tmp_path / "launchkit.toml").write_text('[workspace]\nlanguage = "fr"\n')
+    try:
+        Runtime(workspace_flag=tmp_path, env={}).settings  # loading French settings switches
+        assert output.cell(12345) == f"12{NNBSP}345"
+        assert output.cell(2.5) == "2,5"
+        assert output.cell(True) == "True" and output.cell(None) == "" and output.cell("a") == "a"
+        assert output.percent(0.035) == f"3,50{NBSP}%"
+        assert output.money(123456, "EUR") == f"1{NNBSP}234,56{NBSP}€"
+        output.print_table(None, ["audience"], [[29328]])
+        assert f"29{NNBSP}328" in capsys.readouterr().out
+        output.use_language("en")
+        assert output.cell(12345) == "12345"
+        assert output.percent(0.035) == "3.50%"
+        assert output.money(123456, "EUR") == "1,234.56 EUR"
+    finally:
+        output.use_language("en")
