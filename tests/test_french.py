@@ -333,3 +333,13 @@ def test_cli_tables_print_numbers_the_workspace_way(tmp_path: Path, capsys) -> N
         assert output.money(123456, "EUR") == "1,234.56 EUR"
     finally:
         output.use_language("en")
+
+
+def test_moment_with_year_for_pages() -> None:
+    moment = datetime(2026, 11, 25, 22, 59, tzinfo=UTC)
+    assert format_moment(moment, "fr", "Europe/Paris", year=True) == (
+        "mercredi 25 novembre 2026 à 23 h 59 (heure de Paris)"
+    )
+    assert format_moment(moment, "en", "Europe/Paris", year=True) == (
+        "Wednesday, November 25, 2026 at 11:59 PM CET"
+    )

@@ -120,6 +120,7 @@ def typography_html(html: str) -> str:
 # --- dates, times, numbers, money -----------------------------------------------------------
 
 _PATTERNS = {"fr": "EEEE d MMMM 'à' H 'h' mm", "en": "EEEE, MMMM d 'at' h:mm a"}
+_PATTERNS_YEAR = {"fr": "EEEE d MMMM y 'à' H 'h' mm", "en": "EEEE, MMMM d, y 'at' h:mm a"}
 
 
 def zone_label(moment: datetime, zone: str, language: str) -> str:
@@ -135,12 +136,13 @@ def zone_label(moment: datetime, zone: str, language: str) -> str:
 
 
 @lru_cache(maxsize=512)
-def format_moment(moment: datetime | None, language: str, zone: str) -> str:
+def format_moment(moment: datetime | None, language: str, zone: str, *, year: bool = False) -> str:
     """``vendredi 5 décembre à 23 h 59 (heure de Paris)`` / ``Friday, December 5 at 11:59 PM CET``
     (the timezone always named)."""
     if moment is None:
         return ""
-    pattern = _PATTERNS.get(language, _PATTERNS["en"])
+    patterns = _PATTERNS_YEAR if year else _PATTERNS
+    pattern = patterns.get(language, patterns["en"])
     text = format_datetime(moment, pattern, tzinfo=ZoneInfo(zone), locale=language)
     label = zone_label(moment, zone, language)
     return f"{text} ({label})" if language == "fr" else f"{text} {label}"

@@ -131,7 +131,7 @@ def _strings(request: Request) -> dict[str, str]:
 
 def _when(request: Request, moment: datetime) -> str:
     settings = state_of(request).settings
-    return french.format_moment(moment, settings.language, settings.timezone)
+    return french.format_moment(moment, settings.language, settings.timezone, year=True)
 
 
 def _subscriber_from_token(request: Request, session: Any, token: str | None) -> Subscriber | None:
