@@ -8,9 +8,11 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from sqlalchemy import select
 
 from launchkit.config import Settings, load_settings, settings_for_test
 from launchkit.errors import ConfigError
+from launchkit.models import Order
 from launchkit.render import (
     html_to_text,
     make_environment,
@@ -343,3 +345,33 @@ def test_moment_with_year_for_pages() -> None:
     assert format_moment(moment, "en", "Europe/Paris", year=True) == (
         "Wednesday, November 25, 2026 at 11:59 PM CET"
     )
+
+
+# --- the receipt a buyer can keep (#19) --------------------------------------------------------
+
+from tests.test_checkout_events import Outbox, deliver, shop  # noqa: E402, F401
+
+
+def test_receipt_has_order_schedule_guarantee_end_in_each_form(sessions, settings, shop, now):  # noqa: F811
+    from dataclasses import replace
+
+    from launchkit.stripe_events import Purchase
+
+    ts = int(now.timestamp())
+    for form, word in {"vous": "Votre commande", "tu": "Ta commande"}.items():
+        outbox = Outbox()
+        plan = Purchase(shop["plan"], f"{form}@example.fr", 17700, "EUR", instalments=3)
+        buyer = replace(settings, address_form=form)
+        deliver(sessions, buyer, [plan.invoice(1, ts)], now, messenger=outbox)
+        [receipt] = [m for m in outbox.sent if m.subject.startswith("Bienvenue")]
+        with sessions.begin() as s:
+            order = s.scalars(select(Order).where(Order.email == f"{form}@example.fr")).one()
+            order_id = order.id
+        text = receipt.text
+
+        assert f"Numéro de commande{NBSP}: {order_id}" in text
+        assert re.search(rf"1/3 · 177,00{NBSP}€ · payée le \w+ \d+ \w+ 20\d\d", text)
+        assert re.search(r"3/3 · 177,00\xa0€ · prévue le \w+ \d+ \w+ 20\d\d", text)
+        assert re.search(r"jusqu'au \w+ \d+ \w+ à \d+ h \d\d \(heure de Paris\)", text)
+        assert word in text and not _form_problems(text, form)
+        assert _spacing_problems(text.split("\n-- \n")[0]) == []
