@@ -375,3 +375,24 @@ def test_receipt_has_order_schedule_guarantee_end_in_each_form(sessions, setting
         assert re.search(r"jusqu'au \w+ \d+ \w+ à \d+ h \d\d \(heure de Paris\)", text)
         assert word in text and not _form_problems(text, form)
         assert _spacing_problems(text.split("\n-- \n")[0]) == []
+
+
+# --- the "check your inbox" page names the email that was sent (#17) -------------------------
+
+
+@pytest.mark.parametrize("form", ["vous", "tu"])
+def test_check_your_inbox_page_names_the_real_subject(settings, smtp_sink, now, form) -> None:
+    from email.header import decode_header, make_header
+    from html import unescape
+
+    from tests.test_web import make_web, post_optin
+
+    for web in make_web(settings, smtp_sink, now, address_form=form):
+        assert post_optin(web).status_code == 303
+        [mail] = web.sink.wait_for(1)
+        subject = str(make_header(decode_header(mail["Subject"])))
+        page = unescape(web.client.get("/m/guide/sent").text)
+        assert f"«{NBSP}{subject}{NBSP}»" in page
+        visible = html_to_text(page)
+        assert not _form_problems(visible, form)
+        assert ("Vérifiez votre" if form == "vous" else "Vérifie ta") in visible
