@@ -25,6 +25,7 @@ CONFIG_FILE = "launchkit.toml"
 SECRET_FILE = ".launchkit_secret"  # noqa: S105 (a file name, not a secret)
 DEFAULT_DB_FILE = "launchkit.db"
 LANGUAGES = ("fr", "en")
+ADDRESS_FORMS = ("vous", "tu")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -79,6 +80,12 @@ def _check_language(value: str) -> str:
     return value
 
 
+def _check_address_form(value: str) -> str:
+    if value not in ADDRESS_FORMS:
+        raise ConfigError(f'Address form "{value}" is not supported; use tu or vous.')
+    return value
+
+
 def _check_currency(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{3}", value):
         raise ConfigError(f'Currency "{value}" is not an ISO 4217 code like EUR or USD.')
@@ -125,6 +132,15 @@ SETTINGS: tuple[Setting, ...] = (
         "fr",
         "Language of pages and emails (fr or en).",
         parse=_check_language,
+    ),
+    Setting(
+        "address_form",
+        "workspace.address_form",
+        None,
+        "vous",
+        'French pages and emails address the reader as "vous" or "tu" '
+        "(transactional-fr/ or transactional-fr-tu/, launch-fr/ or launch-fr-tu/).",
+        parse=_check_address_form,
     ),
     Setting("sender_name", "sender.name", None, "", "Display name in the From header."),
     Setting("sender_email", "sender.email", None, "", "Address in the From header."),
@@ -294,6 +310,7 @@ class Settings:
     timezone: str = "Europe/Paris"
     currency: str = "EUR"
     language: str = "fr"
+    address_form: str = "vous"
     sender_name: str = ""
     sender_email: str = ""
     postal_address: str = ""

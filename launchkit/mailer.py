@@ -39,6 +39,7 @@ from launchkit.render import (
     parse_email_file,
     render_email,
 )
+from launchkit.render.french import transactional_folder
 from launchkit.resources import starter_dir
 
 _PLAIN_HEADER = re.compile(r"[\x21-\x7e]+( [\x21-\x7e]+)*")
@@ -742,9 +743,9 @@ def transactional_source(settings: Settings, env: Any, template: str) -> EmailSo
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", template):
         raise InputError(f'"{template}" is not a transactional email name.')
     cache: dict[Any, Any] = getattr(env, "lk_cache", {})
-    key = ("transactional", settings.language, template)
+    folder = transactional_folder(settings)  # transactional-fr, -fr-tu or -en
+    key = ("transactional", folder, template)
     if key not in cache:
-        folder = f"transactional-{settings.language}"
         for root in (settings.emails_dir, starter_dir("emails")):
             for suffix in (".md", ".html"):
                 path = Path(root) / folder / f"{template}{suffix}"

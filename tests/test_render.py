@@ -27,6 +27,7 @@ from launchkit.render import (
     render_email,
     sample_context,
 )
+from launchkit.render.french import folder_language
 from launchkit.resources import starter_dir
 
 UNSUB = "https://example.com/u/tok-123"
@@ -145,7 +146,7 @@ def test_render_markdown_email_has_layout_button_footer_and_text(ws_settings: Se
     )
     rendered = render(ws_settings, path)
     assert rendered.subject == "Hello Camille"
-    assert rendered.preheader == "Until Friday, December 5 at 11:59 PM"
+    assert rendered.preheader == "Until Friday, December 5 at 11:59 PM CET"
     html = rendered.html
     assert '<html lang="en"' in html
     assert re.search(r'<a class="button" href="https://example.com/checkout/atelier"', html)
@@ -165,7 +166,7 @@ def test_render_markdown_email_has_layout_button_footer_and_text(ws_settings: Se
 
 def test_language_comes_from_the_folder_or_the_argument(ws_settings: Settings) -> None:
     path = write_email(ws_settings, "launch-fr/01.md", "Salut\n")
-    assert "Se désabonner" in render(ws_settings, path).html
+    assert "Se désinscrire" in render(ws_settings, path).html
     env = make_environment(ws_settings)
     rendered = render_email(
         env,
@@ -544,22 +545,31 @@ def test_lint_long_preheader(tmp_path: Path) -> None:
 STARTER = starter_dir("emails")
 STARTER_FILES = sorted(
     p.relative_to(STARTER).as_posix()
-    for folder in ("launch-fr", "launch-en", "transactional-fr", "transactional-en")
+    for folder in (
+        "launch-fr",
+        "launch-fr-tu",
+        "launch-en",
+        "transactional-fr",
+        "transactional-fr-tu",
+        "transactional-en",
+    )  # fmt: skip
     for p in (STARTER / folder).glob("*.md")
 )
 
 
 def test_starter_kit_is_complete() -> None:
     assert len([f for f in STARTER_FILES if f.startswith("launch-fr/")]) >= 10
+    assert len([f for f in STARTER_FILES if f.startswith("launch-fr-tu/")]) >= 10
     assert len([f for f in STARTER_FILES if f.startswith("launch-en/")]) >= 10
-    for lang in ("fr", "en"):
+    for lang in ("fr", "fr-tu", "en"):
         for name in ("confirm-optin", "magnet-delivery", "receipt", "dunning"):
             assert f"transactional-{lang}/{name}.md" in STARTER_FILES
 
 
 @pytest.mark.parametrize("name", STARTER_FILES)
 def test_starter_emails_render_and_lint_clean(ws_settings: Settings, name: str) -> None:
-    language = name.split("/")[0].rpartition("-")[2]
+    language = folder_language(name.split("/")[0])
+    assert language is not None
     env = make_environment(ws_settings)
     source = parse_email_file(STARTER / name)
     context = sample_context(language)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -33,6 +34,7 @@ def send_notifications(
         if _claim(session, Order, order.id, "receipt_sent_at", now):
             buyer = buyer_settings(session, settings, order)
             variables = _receipt_vars(order, buyer)
+            variables |= receipt_details(session, order, buyer, now=now)
             _email(buyer, messenger, env, "receipt", session, order, variables, now)
             sent += 1
     failed = session.scalars(
@@ -93,6 +95,65 @@ def _receipt_vars(order: Order, settings: Settings) -> dict[str, Any]:
     else:
         summary = _money(order, order.total_cents or paid, settings)
     return {"order_summary": summary, "amount_paid": _money(order, paid, settings)}
+
+
+_SCHEDULE_WORDS = {"fr": ("payée le", "prévue le"), "en": ("paid on", "due on")}
+
+
+def receipt_details(
+    session: Session, order: Order, settings: Settings, *, now: datetime
+) -> dict[str, Any]:
+    """What a buyer keeps: order number, instalment dates, guarantee end, Stripe's link."""
+    from launchkit.render import french
+
+    offer = session.get(Offer, order.offer_id) if order.offer_id else None
+    paid = session.scalars(
+        select(Payment)
+        .where(Payment.order_id == order.id, Payment.status == "paid")
+        .order_by(Payment.occurred_at)
+    ).all()
+    start = order.paid_at or (paid[0].occurred_at if paid else now)
+    days = offer.guarantee_days if offer else 0
+    return {
+        "order_number": str(order.id),
+        "plan_schedule": _schedule(order, list(paid), start, settings),
+        "guarantee_end": french.format_moment(
+            start + timedelta(days=days), settings.language, settings.timezone
+        )
+        if days
+        else "",
+        "receipt_url": next((p.update_url for p in paid if p.update_url), "") or "",
+    }
+
+
+def _schedule(order: Order, paid: list[Payment], start: datetime, settings: Settings) -> list[str]:
+    """``1/3 · 99,00 € · payée le jeudi 3 décembre 2026`` for each instalment of a plan."""
+    from launchkit.render import french
+
+    if order.plan_instalments <= 1:
+        return []
+    each = order.total_cents // order.plan_instalments if order.total_cents else 0
+    done, due = _SCHEDULE_WORDS.get(settings.language, _SCHEDULE_WORDS["en"])
+    lines = []
+    for index in range(order.plan_instalments):
+        payment = paid[index] if index < len(paid) else None
+        when = payment.occurred_at if payment else _add_months(start, index)
+        amount = payment.amount_cents if payment else each
+        day = french.format_date(when, settings.language, settings.timezone)
+        word = done if payment else due
+        lines.append(
+            f"{index + 1}/{order.plan_instalments} · {_money(order, amount, settings)} · "
+            f"{word} {day}"
+        )
+    return lines
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    """The same day ``months`` later (the 31st becomes the month's last day)."""
+    month = moment.month - 1 + months
+    year, month = moment.year + month // 12, month % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
 
 
 def _dunning_vars(order: Order, payment: Payment, settings: Settings) -> dict[str, Any]:

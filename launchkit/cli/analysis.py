@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from launchkit import analysis
-from launchkit.cli.output import print_json, print_table, say
+from launchkit.cli.output import money, percent, print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import parse_local_datetime, utcnow
 from launchkit.errors import InputError
@@ -85,8 +85,10 @@ def print_analysis(r: dict[str, Any]) -> None:
             s["source"],
             s["audience"],
             s["buyers"],
-            _pct(s["conversion_rate"]),
-            f"{_pct(s['ci95_low'])}-{_pct(s['ci95_high'])}" if s["ci95_low"] is not None else "",
+            percent(s["conversion_rate"]),
+            f"{percent(s['ci95_low'])}-{percent(s['ci95_high'])}"
+            if s["ci95_low"] is not None
+            else "",
         )
         for s in r["by_source"]
     ]
@@ -177,9 +179,9 @@ def compare(
             r["launch"] + (" (provisional)" if r["provisional"] else ""),
             r["audience_size"],
             r["buyers"],
-            _pct(r["conversion_rate"]),
-            _money(r["net_revenue_cents"], r["currency"]),
-            _pct(r["refund_rate"], 1),
+            percent(r["conversion_rate"]),
+            money(r["net_revenue_cents"], r["currency"]),
+            percent(r["refund_rate"], 1),
         )
         for r in result["launches"]
     ]

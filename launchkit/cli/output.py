@@ -14,6 +14,45 @@ from rich.table import Table
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+_language = {"value": "en"}  # the workspace language, set once its settings are loaded
+
+
+def use_language(language: str) -> None:
+    """Print numbers and money the way ``language`` writes them (``12 345`` in French)."""
+    _language["value"] = language
+
+
+def cell(value: Any) -> str:
+    """A table cell: numbers with French separators in a French workspace."""
+    if value is None:
+        return ""
+    if _language["value"] == "fr" and isinstance(value, int | float | Decimal):
+        if isinstance(value, bool):
+            return str(value)
+        from launchkit.render.french import format_number
+
+        return format_number(value, "fr")
+    return str(value)
+
+
+def percent(rate: float | None, digits: int = 2) -> str:
+    """``3,50 %`` in a French workspace, ``3.50%`` otherwise; "" for no value."""
+    if rate is None:
+        return ""
+    if _language["value"] == "fr":
+        from launchkit.render.french import NBSP
+
+        return f"{rate * 100:.{digits}f}".replace(".", ",") + f"{NBSP}%"
+    return f"{rate * 100:.{digits}f}%"
+
+
+def money(cents: float, currency: str) -> str:
+    """``1 234,56 €`` in a French workspace, ``1,234.56 EUR`` otherwise."""
+    if _language["value"] == "fr":
+        from launchkit.render.french import format_money
+
+        return format_money(round(cents), currency, "fr")
+    return f"{cents / 100:,.2f} {currency}"
 
 
 def _default(value: Any) -> Any:
@@ -39,7 +78,7 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*["" if cell is None else str(cell) for cell in row])
+        table.add_row(*[cell(value) for value in row])
     console.print(table)
 
 

@@ -26,8 +26,12 @@ class Runtime:
 
     @cached_property
     def settings(self) -> Settings:
+        from launchkit.cli.output import use_language
+
         workspace = find_workspace(self.workspace_flag, self.env)
-        return load_settings(workspace, env=self.env, overrides={"database_url": self.db_flag})
+        settings = load_settings(workspace, env=self.env, overrides={"database_url": self.db_flag})
+        use_language(settings.language)
+        return settings
 
     @cached_property
     def engine(self) -> Engine:

@@ -27,6 +27,7 @@ from markupsafe import Markup
 
 from launchkit.config import LANGUAGES, Settings
 from launchkit.errors import InputError
+from launchkit.render.french import elide, folder_language, typography_html, typography_text
 from launchkit.render.sandbox import (
     MAX_ITERATIONS,
     MAX_OUTPUT,
@@ -71,6 +72,7 @@ __all__ = [
     "markdown_to_html",
     "parse_email_file",
     "render_email",
+    "render_subject",
     "sample_context",
 ]
 
@@ -228,8 +230,17 @@ def make_environment(settings: Settings) -> LaunchkitSandbox:
         keep_trailing_newline=True,
         auto_reload=False,
     )
+    add_french_filters(env)
     env.lk_cache = {}  # type: ignore[attr-defined]
     return env
+
+
+def add_french_filters(env: jinja2.Environment) -> None:
+    """``{{ "de" | elide(product) }}`` -> ``d'Atelier``; also ``{{ product | de }}``, ``le``,
+    ``la`` and ``que``."""
+    env.filters["elide"] = elide
+    for word in ("de", "le", "la", "que"):
+        env.filters[word] = lambda value, _word=word: elide(_word, value)
 
 
 _SHARED: OrderedDict[tuple[str, ...], tuple[Any, LaunchkitSandbox]] = OrderedDict()
@@ -351,27 +362,32 @@ def render_email(
 ) -> RenderedEmail:
     """Render one email for one subscriber: subject, preheader, inlined HTML and plain text."""
     values = dict(context)
-    subject = _render_header(env, source, source.subject, values, "subject")
-    preheader = _render_header(env, source, source.preheader, values, "preheader")
+    lang = _language(source, settings, language)
+    french = lang == "fr"
+    subject = _render_header(env, source, source.subject, values, "subject", french)
+    preheader = _render_header(env, source, source.preheader, values, "preheader", french)
     layout = {
         "subject": subject,
         "preheader": preheader,
         "sender_name": settings.sender_name,
         "postal_address": settings.postal_address,
         "unsubscribe_url": unsubscribe_url,
-        "language": _language(source, settings, language),
+        "language": lang,
     }
     values.update(layout)
     template = _compiled(env, source.body, source.display_name, str(source.path), source)
     body = _run(template, values, source)
     if not source.is_markdown and "<html" in body[:4096].lower():  # a whole page of its own
         text = _sibling_text(env, source, values) or html_to_text(body)
+        if french:
+            body, text = typography_html(body), typography_text(text)
         return RenderedEmail(
             subject, preheader, _inline_css(body, source), _tidy_text(text), unsubscribe_url
         )
     shell = _render_layout(env, source, "base.html", {**values, "body_html": _BODY_SLOT})
-    html, body_text = _convert(source, body, shell)
-    body_text = _sibling_text(env, source, values) or body_text
+    html, body_text = _convert(source, body, shell, french)
+    sibling = _sibling_text(env, source, values)
+    body_text = (typography_text(sibling) if french else sibling) or body_text
     text = _render_layout(env, source, "base.txt", {**values, "body_text": body_text})
     return RenderedEmail(subject, preheader, html, _tidy_text(text), unsubscribe_url)
 
@@ -379,12 +395,15 @@ def render_email(
 _BODY_SLOT = Markup("<!--lk-body-slot-->")
 
 
-def _convert(source: EmailSource, body: str, shell: str) -> tuple[str, str]:
-    """The costly part: Markdown to HTML, the body put in the layout, CSS inlined, plain text."""
+def _convert(source: EmailSource, body: str, shell: str, french: bool) -> tuple[str, str]:
+    """The costly part: Markdown to HTML, the body put in the layout, CSS inlined, plain text
+    (French spacing before ``: ; ! ?`` and inside « » for French emails)."""
     if source.is_markdown:
         body_html, body_text = markdown_parts(body)
     else:
         body_html, body_text = body, html_to_text(body)
+    if french:
+        body_html, body_text = typography_html(body_html), typography_text(body_text)
     return _inline_css(shell.replace(_BODY_SLOT, body_html), source), body_text
 
 
@@ -393,17 +412,30 @@ def _language(source: EmailSource, settings: Settings, language: str | None) -> 
         return language
     if source.meta.get("language") in LANGUAGES:
         return str(source.meta["language"])
-    suffix = source.path.parent.name.rpartition("-")[2]
-    return suffix if suffix in LANGUAGES else settings.language
+    return folder_language(source.path.parent.name) or settings.language
+
+
+def render_subject(
+    env: jinja2.Environment, source: EmailSource, context: Mapping[str, Any], language: str
+) -> str:
+    """The rendered subject line of an email, as ``render_email`` would give it."""
+    return _render_header(env, source, source.subject, context, "subject", language == "fr")
 
 
 def _render_header(
-    env: jinja2.Environment, source: EmailSource, text: str, values: Mapping[str, Any], what: str
+    env: jinja2.Environment,
+    source: EmailSource,
+    text: str,
+    values: Mapping[str, Any],
+    what: str,
+    french: bool = False,
 ) -> str:
     if not text:
         return ""
     template = _compiled(env, text, None, f"{source.path}#{what}", source)
     rendered = " ".join(_run(template, values, source).split())
+    if french:
+        rendered = typography_text(rendered)
     return check_header_value(rendered, f'Email "{source.display_name}" {what}')
 
 
@@ -530,7 +562,7 @@ EMAIL_VARIABLES = (
     "first_name", "last_name", "email", "product", "creator_name", "cart_open", "cart_close",
     "price", "plans", "guarantee_days", "checkout_url", "magnet_title", "download_url",
     "confirm_url", "update_card_url", "order_summary", "amount_paid", "instalment_number",
-    "instalments_total",
+    "instalments_total", "order_number", "plan_schedule", "guarantee_end", "receipt_url",
 )  # fmt: skip
 
 
@@ -543,10 +575,12 @@ def sample_context(language: str = "fr", base_url: str = "https://example.com") 
         "email": "camille@example.com",
         "product": "Atelier Aquarelle" if french else "Watercolour Workshop",
         "creator_name": "Élodie",
-        "cart_open": "lundi 1 décembre à 9 h" if french else "Monday, December 1 at 9 AM",
-        "cart_close": "vendredi 5 décembre à 23 h 59"
+        "cart_open": "lundi 1 décembre à 9 h 00 (heure de Paris)"
         if french
-        else "Friday, December 5 at 11:59 PM",
+        else "Monday, December 1 at 9:00 AM CET",
+        "cart_close": "vendredi 5 décembre à 23 h 59 (heure de Paris)"
+        if french
+        else "Friday, December 5 at 11:59 PM CET",
         "price": "297 €" if french else "€297",
         "plans": ["3 × 99 €"] if french else ["3 × €99"],
         "guarantee_days": 30,
@@ -563,4 +597,20 @@ def sample_context(language: str = "fr", base_url: str = "https://example.com") 
         "instalments_total": 3,
         "members_url": f"{base_url}/members/sample-token",
         "products": ["Atelier Aquarelle", "Le carnet d'exercices" if french else "The workbook"],
+        "order_number": "1042",
+        "plan_schedule": [
+            "1/3 · 99,00 € · payée le lundi 1 décembre 2025",
+            "2/3 · 99,00 € · prévue le jeudi 1 janvier 2026",
+            "3/3 · 99,00 € · prévue le dimanche 1 février 2026",
+        ]
+        if french
+        else [
+            "1/3 · €99.00 · paid on Monday, December 1, 2025",
+            "2/3 · €99.00 · due on Thursday, January 1, 2026",
+            "3/3 · €99.00 · due on Sunday, February 1, 2026",
+        ],
+        "guarantee_end": "mercredi 31 décembre à 9 h 00 (heure de Paris)"
+        if french
+        else "Wednesday, December 31 at 9:00 AM CET",
+        "receipt_url": f"{base_url.replace('example.com', 'invoice.stripe.com')}/i/sample",
     }

@@ -108,7 +108,7 @@ class _TextMaker(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.skip:
             return
-        text = re.sub(r"\s+", " ", data)
+        text = re.sub(r"[ \t\n\r\f\v]+", " ", data)  # no-break spaces stay
         if self._at_line_start():
             text = text.lstrip()
             if text and self.quote:

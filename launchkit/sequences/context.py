@@ -8,13 +8,13 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
 from babel.numbers import format_currency
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from launchkit.config import LANGUAGES, Settings
 from launchkit.models import Consent, Launch, Magnet, Offer
+from launchkit.render import french
 from launchkit.tokens import Purpose, make_token
 
 DATE_PATTERNS = {"fr": "EEEE d MMMM 'à' HH:mm", "en": "EEEE, MMMM d 'at' h:mm a"}
@@ -30,11 +30,8 @@ SAMPLE = {
 
 @lru_cache(maxsize=256)
 def format_moment(moment: datetime | None, language: str, zone: str) -> str:
-    """``lundi 8 décembre à 23:59`` in the given language and timezone."""
-    if moment is None:
-        return ""
-    pattern = DATE_PATTERNS.get(language, DATE_PATTERNS["en"])
-    return format_datetime(moment, pattern, tzinfo=ZoneInfo(zone), locale=language)
+    """``lundi 8 décembre à 23 h 59 (heure de Paris)`` in the given language and timezone."""
+    return french.format_moment(moment, language, zone)
 
 
 @lru_cache(maxsize=256)
@@ -45,7 +42,7 @@ def format_money(cents: int, currency: str, language: str) -> str:
 
 def sequence_language(name: str, subscriber_language: str | None, settings: Settings) -> str:
     """A ``-fr``/``-en`` folder is written in that language; otherwise the subscriber's."""
-    suffix = name.rsplit("-", 1)[-1]
+    suffix = french.folder_language(name)
     if suffix in LANGUAGES:
         return suffix
     return subscriber_language if subscriber_language in LANGUAGES else settings.language

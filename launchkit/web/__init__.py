@@ -12,6 +12,7 @@ streams in (64 KB, 1 MB for the webhook, no uploads), addresses built on ``web.b
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -39,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from launchkit.clock import utcnow
 from launchkit.config import Settings, parse_rate_limit
 from launchkit.db import make_engine, make_sessionmaker
+from launchkit.errors import LaunchkitError
 from launchkit.resources import starter_dir
 
 CSRF_COOKIE = "lk_csrf"
@@ -66,11 +68,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "err_form": "Corrigez les champs indiqués ci-dessous.",
         "sent_title": "Vérifiez votre boîte mail",
         "sent_lead": "Nous venons de vous envoyer un email de confirmation.",
-        "sent_step1": "Ouvrez l'email « Confirmez » que nous venons d'envoyer.",
+        "sent_step1": "Ouvrez l'email de confirmation que nous venons de vous envoyer.",
+        "sent_step1_subject": "Ouvrez l'email «\u00a0{subject}\u00a0» que nous venons de vous "
+        "envoyer.",
         "sent_step2": "Cliquez sur le bouton de confirmation.",
-        "sent_step3": "Recevez aussitôt votre lien de téléchargement :",
-        "sent_spam": "Rien reçu d'ici quelques minutes ? Regardez dans les courriers indésirables "
-        "ou l'onglet Promotions.",
+        "sent_step3": "Recevez aussitôt votre lien de téléchargement\u00a0:",
+        "sent_spam": "Rien reçu d'ici quelques minutes\u202f? Regardez dans les courriers "
+        "indésirables ou l'onglet Promotions.",
         "confirmed_title": "C'est confirmé, merci\u00a0!",
         "confirmed_lead": "Votre ressource est prête. Nous vous avons aussi envoyé le lien "
         "par email.",
@@ -79,7 +83,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "open_resource": "Ouvrir la ressource",
         "unsub_title": "Se désinscrire",
         "unsub_lead": "Vous ne recevrez plus nos emails à l'adresse {email}.",
-        "unsub_reason": "Une raison ? (facultatif)",
+        "unsub_reason": "Une raison\u202f? (facultatif)",
         "unsub_reason_too_many": "Je reçois trop d'emails",
         "unsub_reason_not_relevant": "Le contenu ne me concerne plus",
         "unsub_reason_never": "Je ne me suis jamais inscrit·e",
@@ -87,10 +91,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "unsub_button": "Confirmer la désinscription",
         "unsub_keep": "Vous pouvez simplement fermer cette page pour rester inscrit·e.",
         "unsubscribed_title": "Vous êtes désinscrit·e",
-        "unsubscribed_lead": "C'est fait : {email} ne recevra plus nos emails.",
+        "unsubscribed_lead": "C'est fait\u00a0: {email} ne recevra plus nos emails.",
         "unsubscribed_again": "Cette adresse était déjà désinscrite. Rien d'autre à faire.",
-        "unsubscribed_note": "Un clic par erreur ? Réinscrivez-vous depuis n'importe laquelle de "
-        "nos pages.",
+        "unsubscribed_note": "Un clic par erreur\u202f? Réinscrivez-vous depuis n'importe "
+        "laquelle de nos pages.",
         "error_title": "Oups",
         "not_found_title": "Page introuvable",
         "not_found": "Cette page n'existe pas ou plus.",
@@ -98,7 +102,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "invalid": "Ce lien est incomplet ou a été modifié. Copiez-le en entier depuis l'email, "
         "ou utilisez le bouton de l'email.",
         "expired_title": "Lien expiré",
-        "expired_confirm": "Ce lien de confirmation a expiré. Inscrivez-vous à nouveau : "
+        "expired_confirm": "Ce lien de confirmation a expiré. Inscrivez-vous à nouveau\u00a0: "
         "cela ne prend que quelques secondes.",
         "expired_download": "Ce lien de téléchargement a expiré. Nous pouvons vous envoyer un "
         "nouveau lien à l'adresse de votre inscription.",
@@ -148,7 +152,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "err_form": "Please fix the fields below.",
         "sent_title": "Check your inbox",
         "sent_lead": "We've just sent you a confirmation email.",
-        "sent_step1": "Open the “Confirm” email we just sent you.",
+        "sent_step1": "Open the confirmation email we just sent you.",
+        "sent_step1_subject": "Open the email “{subject}” we just sent you.",
         "sent_step2": "Click the confirmation button.",
         "sent_step3": "Get your download link right away:",
         "sent_spam": "Nothing after a few minutes? Look in your spam or Promotions folder.",
@@ -319,9 +324,81 @@ def make_page_environment(settings: Settings) -> jinja2.Environment:
 # --- pages ----------------------------------------------------------------------------------
 
 
-def strings_for(language: str) -> dict[str, str]:
-    """The page strings of a language (French when unknown)."""
-    return STRINGS.get(language, STRINGS["fr"])
+# French pages that say "tu" (workspace.address_form = "tu"): only the strings that differ
+STRINGS_FR_TU: dict[str, str] = {
+    "email_placeholder": "toi@exemple.fr",
+    "privacy": "Pas de spam. Tes données restent chez nous et ne sont jamais revendues.",
+    "err_email_required": "Indique ton adresse email.",
+    "err_consent_required": "Coche la case pour recevoir la ressource.",
+    "err_csrf": "Ta session a expiré. Vérifie tes informations et envoie à nouveau.",
+    "err_form": "Corrige les champs indiqués ci-dessous.",
+    "sent_title": "Vérifie ta boîte mail",
+    "sent_lead": "Je viens de t'envoyer un email de confirmation.",
+    "sent_step1": "Ouvre l'email de confirmation que je viens de t'envoyer.",
+    "sent_step1_subject": "Ouvre l'email «\u00a0{subject}\u00a0» que je viens de t'envoyer.",
+    "sent_step2": "Clique sur le bouton de confirmation.",
+    "sent_step3": "Reçois aussitôt ton lien de téléchargement\u00a0:",
+    "sent_spam": "Rien reçu d'ici quelques minutes\u202f? Regarde dans les courriers indésirables "
+    "ou l'onglet Promotions.",
+    "confirmed_lead": "Ta ressource est prête. Je t'ai aussi envoyé le lien par email.",
+    "confirmed_again": "Ton inscription était déjà confirmée. Voici ta ressource.",
+    "unsub_lead": "Tu ne recevras plus mes emails à l'adresse {email}.",
+    "unsub_keep": "Tu peux simplement fermer cette page pour rester inscrit·e.",
+    "unsubscribed_title": "Tu es désinscrit·e",
+    "unsubscribed_lead": "C'est fait\u00a0: {email} ne recevra plus mes emails.",
+    "unsubscribed_note": "Un clic par erreur\u202f? Réinscris-toi depuis n'importe laquelle de "
+    "mes pages.",
+    "invalid": "Ce lien est incomplet ou a été modifié. Copie-le en entier depuis l'email, "
+    "ou utilise le bouton de l'email.",
+    "expired_confirm": "Ce lien de confirmation a expiré. Inscris-toi à nouveau\u00a0: "
+    "cela ne prend que quelques secondes.",
+    "expired_download": "Ce lien de téléchargement a expiré. Je peux t'envoyer un "
+    "nouveau lien à l'adresse de ton inscription.",
+    "expired_unsubscribe": "Ce lien de désinscription a expiré. Utilise le lien de mon "
+    "email le plus récent, ou réponds à cet email.",
+    "resent": "Un nouveau lien de téléchargement vient de partir vers ta boîte mail.",
+    "rate": "Merci de patienter une minute avant de réessayer.",
+    "server": "Je n'ai pas pu traiter ta demande. Réessaie dans un instant.",
+    "mail_failed": "L'email n'a pas pu partir. Réessaie dans un instant.",
+    "too_large": "Ce formulaire est trop volumineux. Raccourcis ton message et réessaie.",
+    "confirm_title": "Confirme ton inscription",
+    "confirm_lead": "Un clic pour confirmer et recevoir «\u00a0{title}\u00a0» à l'adresse {email}.",
+    "confirm_ignore": "Tu n'as rien demandé\u202f? Ferme simplement cette "
+    "page\u00a0: sans confirmation, je ne t'écrirai pas.",
+    "resend_cap": "Je t'ai déjà envoyé {n} nouveaux liens aujourd'hui. Le plus récent "
+    "est dans ta boîte mail\u202f; tu pourras en demander un autre demain.",
+}
+
+
+def strings_for(language: str, address_form: str = "vous") -> dict[str, str]:
+    """The page strings of a language (French when unknown), in the French address form."""
+    strings = STRINGS.get(language, STRINGS["fr"])
+    if strings["lang"] == "fr" and address_form == "tu":
+        return {**strings, **STRINGS_FR_TU}
+    return strings
+
+
+def page_strings(request: Request, language: str | None = None) -> dict[str, str]:
+    """``strings_for`` in the workspace's language (or ``language``) and address form."""
+    settings = state_of(request).settings
+    return strings_for(language or settings.language, settings.address_form)
+
+
+def confirmation_subject(request: Request, language: str, magnet_title: str) -> str:
+    """The subject of the opt-in confirmation email as subscribers receive it ("" if unknown)."""
+    from launchkit import mailer, render
+
+    state = state_of(request)
+    settings = dataclasses.replace(state.settings, language=language)
+    context = {
+        "first_name": "", "last_name": "", "email": "", "magnet_title": magnet_title,
+        "product": settings.name, "creator_name": settings.sender_name or settings.name,
+    }  # fmt: skip
+    try:
+        source = mailer.transactional_source(settings, state.email_env, "confirm-optin")
+        return render.render_subject(state.email_env, source, context, language)
+    except LaunchkitError:
+        return ""
 
 
 def render_page(
@@ -336,7 +413,7 @@ def render_page(
     state = state_of(request)
     settings = state.settings
     values: dict[str, Any] = {
-        "t": strings_for(language or settings.language),
+        "t": strings_for(language or settings.language, settings.address_form),
         "nonce": request.scope.get("state", {}).get("csp_nonce", ""),
         "site_name": settings.sender_name or settings.name,
         "postal_address": settings.postal_address,
@@ -357,7 +434,7 @@ def error_page(
     action: Mapping[str, Any] | None = None,
 ) -> HTMLResponse:
     """A friendly error page with the right status; ``action`` is an optional link or form."""
-    t = strings_for(language or state_of(request).settings.language)
+    t = page_strings(request, language)
     context = {
         "status": status,
         "title": t[title_key],

@@ -15,7 +15,6 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from babel.dates import format_datetime
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -26,6 +25,7 @@ from launchkit import checkout, tokens
 from launchkit.db import make_sessionmaker
 from launchkit.errors import LaunchkitError, NotFound
 from launchkit.models import Launch, Offer, Subscriber, WebEvent
+from launchkit.render import french
 from launchkit.tokens import Purpose
 from launchkit.web import (
     CSRF_FIELD,
@@ -60,11 +60,11 @@ STRINGS = {
         "secure": "Paiement sécurisé par Stripe. Vos coordonnées bancaires ne passent pas "
         "par nos serveurs.",
         "before_title": "Les inscriptions ne sont pas encore ouvertes",
-        "before": "Les portes ouvrent le {when}. Revenez à ce moment-là !",
+        "before": "Les portes ouvrent le {when}. Revenez à ce moment-là\u202f!",
         "closed_title": "Les inscriptions sont fermées",
-        "closed": "Les portes ont fermé le {when}. Merci de votre intérêt : vous serez "
+        "closed": "Les portes ont fermé le {when}. Merci de votre intérêt\u00a0: vous serez "
         "prévenu·e de la prochaine session.",
-        "thanks_title": "Merci pour votre commande !",
+        "thanks_title": "Merci pour votre commande\u202f!",
         "thanks": "Votre paiement est en cours de confirmation. Vous allez recevoir votre reçu "
         "et vos accès par email.",
         "days": "j",
@@ -107,14 +107,31 @@ def checkout_routes() -> list[BaseRoute]:
 # --- helpers --------------------------------------------------------------------------------
 
 
+# French pages that say "tu" (workspace.address_form = "tu"): the strings that differ
+STRINGS_FR_TU = {
+    "choose": "Choisis ta formule",
+    "secure": "Paiement sécurisé par Stripe. Tes coordonnées bancaires ne passent pas "
+    "par mes serveurs.",
+    "before": "Les portes ouvrent le {when}. Reviens à ce moment-là\u202f!",
+    "closed": "Les portes ont fermé le {when}. Merci de ton intérêt\u00a0: tu seras "
+    "prévenu·e de la prochaine session.",
+    "thanks_title": "Merci pour ta commande\u202f!",
+    "thanks": "Ton paiement est en cours de confirmation. Tu vas recevoir ton reçu "
+    "et tes accès par email.",
+}
+
+
 def _strings(request: Request) -> dict[str, str]:
-    return STRINGS.get(state_of(request).settings.language, STRINGS["fr"])
+    settings = state_of(request).settings
+    strings = STRINGS.get(settings.language, STRINGS["fr"])
+    if strings is STRINGS["fr"] and settings.address_form == "tu":
+        return {**strings, **STRINGS_FR_TU}
+    return strings
 
 
 def _when(request: Request, moment: datetime) -> str:
     settings = state_of(request).settings
-    locale = checkout.LOCALES.get(settings.language, "en_GB")
-    return format_datetime(moment, "d MMMM y HH:mm zzz", tzinfo=settings.tz, locale=locale)
+    return french.format_moment(moment, settings.language, settings.timezone, year=True)
 
 
 def _subscriber_from_token(request: Request, session: Any, token: str | None) -> Subscriber | None:

@@ -25,15 +25,16 @@ from launchkit.web import (
     CSRF_FIELD,
     WebState,
     client_ip,
+    confirmation_subject,
     csrf_ok,
     csrf_token,
     error_page,
+    page_strings,
     public_url,
     rate_limited,
     render_page,
     set_csrf_cookie,
     state_of,
-    strings_for,
     too_many_requests,
 )
 
@@ -144,7 +145,7 @@ def _optin_response(
 ) -> Response:
     state = state_of(request)
     lang = magnets.page_language(state.settings, magnet)
-    t = strings_for(lang)
+    t = page_strings(request, lang)
     token, cookie = csrf_token(request)
     messages = {field: t[f"err_{field}_{code}"] for field, code in (errors or {}).items()}
     context = {
@@ -234,7 +235,11 @@ def optin_sent(request: Request) -> Response:
         if isinstance(magnet, Response):
             return magnet
         lang = magnets.page_language(state.settings, magnet)
-        context = {"magnet": magnet, "page_title": strings_for(lang)["sent_title"]}
+        t = dict(page_strings(request, lang))
+        subject = confirmation_subject(request, lang, magnet.title)
+        if subject:  # name the email as it arrives in the inbox
+            t["sent_step1"] = t["sent_step1_subject"].replace("{subject}", subject)
+        context = {"magnet": magnet, "page_title": t["sent_title"], "t": t}
         return render_page(request, "optin_sent.html", context, language=lang)
 
 
@@ -282,7 +287,7 @@ def confirm_page(request: Request) -> Response:
         if subscriber is None or magnet is None:
             return error_page(request, 404, "not_found_title", "not_found")
         lang = magnets.page_language(state.settings, magnet)
-        t = strings_for(lang)
+        t = page_strings(request, lang)
         lead = t["confirm_lead"].replace("{title}", magnet.title)
         context = {
             "action": f"/confirm/{token}",
@@ -311,7 +316,7 @@ def confirm(request: Request) -> Response:
     if result.first_time:
         _send_delivery(state, magnet, subscriber, result.download_url)
     lang = magnets.page_language(state.settings, magnet)
-    t = strings_for(lang)
+    t = page_strings(request, lang)
     context = {
         "magnet": magnet,
         "download_url": result.download_url,
@@ -389,7 +394,7 @@ def _download_resend(request: Request, form: dict[str, str]) -> Response:
 
 def _resend_capped(request: Request, lang: str, retry_after: timedelta) -> Response:
     """429: this subscriber had its fresh links for the day (the page says when to retry)."""
-    t = strings_for(lang)
+    t = page_strings(request, lang)
     context = {
         "status": 429,
         "title": t["resend_cap_title"],
@@ -422,7 +427,7 @@ def unsubscribe_page(request: Request) -> Response:
     if status == SubscriberStatus.UNSUBSCRIBED:
         return _unsubscribed(request, email, lang, changed=False)
     form_token, cookie = csrf_token(request)
-    t = strings_for(lang)
+    t = page_strings(request, lang)
     context = {
         "email": email,
         "action": f"/u/{token}",
@@ -472,7 +477,7 @@ def _unsubscribe_post(request: Request, form: dict[str, str], one_click: bool) -
 
 
 def _unsubscribed(request: Request, email: str, lang: str, *, changed: bool) -> Response:
-    t = strings_for(lang)
+    t = page_strings(request, lang)
     context = {
         "email": email,
         "lead": t["unsubscribed_lead" if changed else "unsubscribed_again"],
