@@ -408,7 +408,9 @@ class Offer(Base):
     bump_cents: Mapped[int | None] = mapped_column(BigInteger)
     stripe_product_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
-    tax_behavior: Mapped[str | None] = mapped_column(String(20))  # inclusive | exclusive (Stripe Tax)
+    tax_behavior: Mapped[str | None] = mapped_column(
+        String(20)
+    )  # inclusive | exclusive (Stripe Tax)
 
     plans: Mapped[list[OfferPlan]] = relationship(
         back_populates="offer", order_by="OfferPlan.instalments", cascade="all, delete-orphan"

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from launchkit.analysis import definitions, metrics
 from launchkit.analysis.load import LaunchData, launch_window, load_launch
+from launchkit.analysis.selling import selling_summary
 from launchkit.clock import iso_utc
 from launchkit.errors import InputError
 from launchkit.launches import get_launch
@@ -181,4 +182,5 @@ def analyze_launch(
     condition = segment_condition(session, segment) if segment else None
     data = load_launch(session, launch, condition)
     members = {} if segment else _segment_members(session)
-    return analyze_data(data, currency=currency, segment=segment, members=members, now=now)
+    result = analyze_data(data, currency=currency, segment=segment, members=members, now=now)
+    return {**result, **selling_summary(session, data, result)}  # tiers, coupons, tax, recovery

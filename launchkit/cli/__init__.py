@@ -16,6 +16,7 @@ from launchkit import __version__
 from launchkit.cli import analysis as analysis_cli
 from launchkit.cli import audience as audience_cli
 from launchkit.cli import checkout as checkout_cli
+from launchkit.cli import coupons as coupons_cli
 from launchkit.cli import db as db_cli
 from launchkit.cli import launch as launch_cli
 from launchkit.cli import magnets as magnets_cli
@@ -90,6 +91,7 @@ audience_cli.register(app)
 sequences_cli.register(app)
 magnets_cli.register(app)
 checkout_cli.register(app)
+coupons_cli.register(app)
 analysis_cli.register(app)
 orchestrator_cli.register(app)
 

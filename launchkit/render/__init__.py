@@ -541,7 +541,7 @@ EMAIL_VARIABLES = (
     "first_name", "last_name", "email", "product", "creator_name", "cart_open", "cart_close",
     "price", "plans", "guarantee_days", "checkout_url", "magnet_title", "download_url",
     "confirm_url", "update_card_url", "order_summary", "amount_paid", "instalment_number",
-    "instalments_total",
+    "instalments_total", "offer",
 )  # fmt: skip
 
 
@@ -572,4 +572,12 @@ def sample_context(language: str = "fr", base_url: str = "https://example.com") 
         "amount_paid": "99 €" if french else "€99",
         "instalment_number": 2,
         "instalments_total": 3,
+        "offer": {
+            "price": "297 €" if french else "€297",
+            "price_now": "247 €" if french else "€247",
+            "tier": "early",
+            "next_price_at": "mardi 2 décembre à 23:59"
+            if french
+            else "Tuesday, December 2 at 11:59 PM",
+        },
     }
