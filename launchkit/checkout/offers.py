@@ -142,6 +142,10 @@ def list_offers(session: Session) -> list[Offer]:
 def offer_as_dict(session: Session, offer: Offer) -> dict[str, Any]:
     """JSON-ready description of an offer."""
     launch = session.get(Launch, offer.launch_id)
+    tiers = tiers_as_dicts(offer_tiers(session, offer.id))
+    selling = {"tiers": tiers} if tiers else {}  # keys only when used: plain offers list as before
+    if offer.tax_behavior:
+        selling["tax_behavior"] = offer.tax_behavior
     return {
         "slug": offer.slug,
         "launch": launch.slug if launch else None,
@@ -155,8 +159,7 @@ def offer_as_dict(session: Session, offer: Offer) -> dict[str, Any]:
         "guarantee_days": offer.guarantee_days,
         "bump": {"name": offer.bump_name, "cents": offer.bump_cents} if offer.bump_name else None,
         "stripe_product_id": offer.stripe_product_id,
-        "tiers": tiers_as_dicts(offer_tiers(session, offer.id)),
-        "tax_behavior": offer.tax_behavior,
+        **selling,
     }
 
 

@@ -63,9 +63,8 @@ def check_tiers(slug: str, price_cents: int, tiers: list[TierSpec]) -> None:
     ordered = sorted(tiers, key=lambda t: t.until)
     if len({t.until for t in tiers}) != len(tiers):
         raise InputError(f'Offer "{slug}": two tiers end at the same time.')
-    for tier, after in zip(
-        ordered, [*(t.price_cents for t in ordered[1:]), price_cents], strict=True
-    ):
+    later = [t.price_cents for t in ordered[1:]] + [price_cents]
+    for tier, after in zip(ordered, later[: len(ordered)], strict=True):
         if tier.price_cents >= after:
             raise InputError(
                 f'Offer "{slug}": tier "{tier.name}" must cost less than the price after it.'

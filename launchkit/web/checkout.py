@@ -233,7 +233,7 @@ def _render_offer(
     launch: Launch,
     subscriber: Subscriber | None,
     token: str | None,
-    price: PriceNow | None = None,
+    tier_price: PriceNow | None = None,
 ) -> Response:
     state = state_of(request)
     c, lang = _strings(request), state.settings.language
@@ -246,8 +246,8 @@ def _render_offer(
     context = {
         "c": c,
         "offer": offer,
-        "plans": _tier_plans(request, offer, price),
-        "tier": _tier_note(request, offer, price),
+        "plans": _tier_plans(request, offer, tier_price),
+        "tier": _tier_note(request, offer, tier_price),
         "coupon": (request.query_params.get("coupon") or "")[:100],
         "selected": selected,
         "bump": bump,
