@@ -17,7 +17,7 @@ from launchkit import checkout
 from launchkit.analysis import analyze_launch
 from launchkit.config import load_settings
 from launchkit.errors import InputError
-from launchkit.models import Launch, Offer, Order, OfferTier
+from launchkit.models import Launch, Offer, OfferTier, Order
 from launchkit.plan import PlanInvalid, load_plan
 from launchkit.selling.promises import tiers_after_deadline
 from launchkit.selling.tiers import TierSpec, parse_tier, price_now, set_tiers
