@@ -70,14 +70,16 @@ def by_tier(session: Session, launch_id: int, orders: pd.DataFrame) -> list[dict
 
 def by_coupon(orders: pd.DataFrame, audience_size: int) -> list[dict[str, Any]]:
     """Per code: orders, buyers, collected revenue, discount given, share of the orders and
-    conversion (buyers with the code over the audience, like ``conversion_rate``)."""
+    conversion (buyers in the audience who used the code over the audience size, like
+    ``conversion_rate``)."""
     used = orders[orders["coupon_code"].notna()]
     rows = _group_rows(used, "coupon_code", "coupon")
     for row in rows:
         group = used[used["coupon_code"] == row["coupon"]]
         row["discount_cents"] = int(group["discount_cents"].sum())
         row["share_of_orders"] = metrics.safe_rate(row["orders"], len(orders))
-        row["conversion_rate"] = metrics.safe_rate(row["buyers"], audience_size)
+        in_audience = group[group["in_audience"].astype(bool)]["person"].nunique()
+        row["conversion_rate"] = metrics.safe_rate(int(in_audience), audience_size)
     return rows
 
 
