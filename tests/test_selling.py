@@ -355,3 +355,27 @@ def test_offer_tiers_are_deleted_with_their_offer(session, now) -> None:
     session.delete(offer)
     session.flush()
     assert session.scalars(select(OfferTier)).all() == []
+
+
+def test_tier_discount_and_tax_recorded_the_same_in_any_event_order(sessions, settings, now):
+    import itertools
+
+    states = set()
+    with sessions.begin() as s:
+        offer = create_offer(s, now)
+        set_tiers(s, offer, _tiers(now))
+        meta = _meta(s, offer, tier="early", tier_cents="29700", bump="1", coupon="EARLY20")
+    for number, order_of in enumerate(itertools.permutations(["paid", "completed", "again"])):
+        deal = Purchase(meta, f"p{number}@example.fr", 27000, "EUR")
+        ts = int(now.timestamp())
+        completed = deal.completed(ts + 5)
+        completed["data"]["object"]["total_details"] = {"amount_discount": 5400, "amount_tax": 4500}
+        again = dict(completed, id=completed["id"] + "_redelivered")  # same facts, new event id
+        events = {"paid": deal.paid(ts), "completed": completed, "again": again}
+        with sessions.begin() as s:
+            for name in order_of:
+                checkout.handle_event(s, settings, events[name], now=now, fetch=False)
+            order = s.scalar(select(Order).where(Order.email == f"p{number}@example.fr"))
+            states.add((order.tier, order.coupon_code, order.discount_cents, order.tax_cents,
+                        order.total_cents, order.paid_cents))  # fmt: skip
+    assert states == {("early", "EARLY20", 5400, 4500, 29700 + 2700 - 5400, 27000)}
