@@ -182,6 +182,9 @@ def recovery_pass(
     """One pass of ``launchkit run --tick``: its own transaction and (unless given) messenger."""
     from launchkit import mailer
 
+    with sessions.begin() as session:
+        if not abandoned_checkouts(session, settings, now=now):
+            return {"sent": 0}  # no messenger (no SMTP connection) when there is nothing to do
     own = messenger is None
     messenger = mailer.messenger_from_settings(settings) if own else messenger
     try:
