@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -181,3 +181,32 @@ def test_analysis_counts_recovered_orders_and_promise(sessions, settings, now) -
     assert report["recovery"] == {
         "emails_sent": 2, "recovered_orders": 1, "recovered_revenue_cents": 49700,
     }  # fmt: skip
+
+
+def test_run_tick_sends_the_recovery_email(settings) -> None:
+    from launchkit.models import Offer
+    from launchkit.orchestrator import run_plan
+    from tests.test_orchestrator import START, _ctx, _sessions, make_plan
+
+    make_plan(settings.workspace)
+    engine, sessions = _sessions(settings)
+    opened = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)  # cart open, 09:00 Paris
+    try:
+        run_plan(sessions, _ctx(settings, START))
+        with sessions.begin() as s:
+            person = s.scalars(select(Subscriber).order_by(Subscriber.id)).first()
+            offer_id = s.scalar(select(Offer.id))
+            _start(s, person, offer_id, opened + timedelta(minutes=5))
+            person_id = person.id
+        run_plan(sessions, _ctx(settings, opened + timedelta(minutes=30)), only_due=True)
+        with sessions.begin() as s:
+            assert s.scalar(select(func.count(CheckoutRecovery.id))) == 0  # not yet: 1 h delay
+        at = opened + timedelta(hours=1, minutes=5)
+        run_plan(sessions, _ctx(settings, at), only_due=True)
+        with sessions.begin() as s:
+            row = s.scalars(select(CheckoutRecovery)).one()
+            assert (row.subscriber_id, row.sent_at) == (person_id, at)
+    finally:
+        engine.dispose()
+    found = [p for p in _outbox(settings) if "checkout-recovery" in p.name]
+    assert len(found) == 1
