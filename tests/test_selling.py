@@ -379,3 +379,21 @@ def test_tier_discount_and_tax_recorded_the_same_in_any_event_order(sessions, se
             states.add((order.tier, order.coupon_code, order.discount_cents, order.tax_cents,
                         order.total_cents, order.paid_cents))  # fmt: skip
     assert states == {("early", "EARLY20", 5400, 4500, 29700 + 2700 - 5400, 27000)}
+
+
+def test_cli_analyze_json_has_the_selling_keys(cli, sessions, settings, now) -> None:
+    import json
+
+    with sessions.begin() as s:
+        offer = create_offer(s, now)
+        set_tiers(s, offer, _tiers(now))
+        _buy(s, settings, now, _meta(s, offer, tier="early", tier_cents="29700"), 29700)
+    result = cli("analyze", "spring", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["by_tier"] == [
+        {"tier": "early", "orders": 1, "buyers": 1, "revenue_cents": 29700}
+    ]
+    assert (report["by_coupon"], report["tax_cents"]) == ([], 0)
+    assert report["revenue_net_of_tax_cents"] == report["net_revenue_cents"]
+    assert report["recovery"]["emails_sent"] == 0
