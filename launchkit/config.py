@@ -298,7 +298,35 @@ SETTINGS: tuple[Setting, ...] = (
         "templates_dir", None, None, None, "Folder of web page templates (workspace/templates)."
     ),
     Setting("emails_dir", None, None, None, "Folder of email sequences (workspace/emails)."),
+    Setting(
+        "stripe_automatic_tax",
+        "stripe.automatic_tax",
+        None,
+        False,
+        "Turn on Stripe Tax on Checkout (billing address and tax id collected).",
+        parse=lambda v: parse_flag(v, what="stripe.automatic_tax"),
+    ),
+    Setting(
+        "checkout_recovery_delay",
+        "checkout.recovery_delay",
+        None,
+        "1h",
+        "How long after an unfinished checkout its one recovery email goes out.",
+        parse=lambda v: parse_duration(v, what="checkout.recovery_delay"),
+    ),
 )
+
+
+def parse_flag(value: Any, *, what: str) -> bool:
+    """A toml boolean (or true/false, 1/0, yes/no as text)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f'{what} "{value}" must be true or false.')
 
 
 @dataclass(frozen=True)
@@ -335,6 +363,8 @@ class Settings:
     web_rate_limit: str = "20/1m"
     templates_dir: Path = Path()
     emails_dir: Path = Path()
+    stripe_automatic_tax: bool = False
+    checkout_recovery_delay: timedelta = timedelta(hours=1)
 
     @property
     def tz(self) -> ZoneInfo:

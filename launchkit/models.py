@@ -413,6 +413,9 @@ class Offer(Base):
     stripe_product_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
     presale_until: Mapped[datetime | None]  # a pre-sale: the product is delivered by then
+    tax_behavior: Mapped[str | None] = mapped_column(
+        String(20)
+    )  # inclusive | exclusive (Stripe Tax)
 
     plans: Mapped[list[OfferPlan]] = relationship(
         back_populates="offer", order_by="OfferPlan.instalments", cascade="all, delete-orphan"
@@ -469,6 +472,10 @@ class Order(Base):
     receipt_sent_at: Mapped[datetime | None]
     language: Mapped[str | None] = mapped_column(String(8))  # checked out in
     updated_at: Mapped[datetime]
+    tier: Mapped[str | None] = mapped_column(String(50))  # price tier at session creation
+    coupon_code: Mapped[str | None] = mapped_column(String(100))  # promotion code used
+    discount_cents: Mapped[int | None] = mapped_column(BigInteger)  # session amount_discount
+    tax_cents: Mapped[int | None] = mapped_column(BigInteger)  # tax on each payment (Stripe Tax)
 
 
 class Payment(Base):
@@ -614,3 +621,53 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+
+
+# --- selling: price tiers, coupons, abandoned checkouts ---------------------------------------
+
+
+class OfferTier(Base):
+    """A dated price of an offer's pay-in-full option, e.g. early-bird 297 until Dec 2."""
+
+    __tablename__ = "offer_tiers"
+    __table_args__ = (UniqueConstraint("offer_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(50))
+    price_cents: Mapped[int] = mapped_column(BigInteger)
+    until: Mapped[datetime]  # the price holds up to this moment (inclusive)
+
+
+class Coupon(Base):
+    """A Stripe coupon and its promotion code (the code buyers type or get in a link)."""
+
+    __tablename__ = "coupons"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(100), unique=True)
+    percent_off: Mapped[int | None] = mapped_column(Integer)
+    amount_off_cents: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    until: Mapped[datetime | None]
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"))
+    stripe_coupon_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_promotion_code_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime]
+
+
+class CheckoutRecovery(Base):
+    """The one recovery email of an abandoned checkout: claimed (inserted) before it is sent."""
+
+    __tablename__ = "checkout_recoveries"
+    __table_args__ = (UniqueConstraint("subscriber_id", "offer_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime]  # the abandoned checkout_start
+    claimed_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

@@ -69,6 +69,8 @@ class OfferSpec:
     guarantee_days: int = 30
     bump: tuple[str, int] | None = None
     product: str | None = None
+    tiers: tuple[Any, ...] = ()  # selling.tiers.TierSpec: dated pay-in-full prices
+    tax_behavior: str | None = None  # inclusive | exclusive (Stripe Tax)
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,8 @@ def _offers(reader: _Reader, raw: Any, launch: dict[str, Any]) -> list[OfferSpec
         days = item.get("guarantee_days", 30)
         if not isinstance(days, int) or days < 0:
             reader.problem(f"{loc}.guarantee_days", "must be a whole number of days >= 0")
-        if slug and cents and None not in plans and isinstance(days, int):
+        tiers, tax = _selling(reader, loc, item, slug, cents)
+        if slug and cents and None not in plans and isinstance(days, int) and None not in tiers:
             out.append(
                 OfferSpec(
                     slug,
@@ -247,9 +250,33 @@ def _offers(reader: _Reader, raw: Any, launch: dict[str, Any]) -> list[OfferSpec
                     days,
                     bump,
                     item.get("product") or launch.get("product"),
+                    tuple(tiers),
+                    tax,
                 )
             )
     return out
+
+
+def _selling(
+    reader: _Reader, loc: str, item: dict[str, Any], slug: Any, cents: int | None
+) -> tuple[list[Any], str | None]:
+    """``tiers = ["early:297:until=2026-12-02 23:59"]`` and ``tax_behavior`` of an offer."""
+    from launchkit.checkout.offers import check_tax_behavior
+    from launchkit.selling.tiers import check_tiers, parse_tier
+
+    raw = item.get("tiers", [])
+    if not isinstance(raw, list):
+        reader.problem(f"{loc}.tiers", 'must be a list like ["early:297:until=2026-12-02 23:59"]')
+        raw = []
+    tiers = [
+        reader.attempt(f"{loc}.tiers[{i}]", parse_tier, str(t), reader.settings.tz, what="tier")
+        for i, t in enumerate(raw)
+    ]
+    if cents and None not in tiers:
+        reader.attempt(f"{loc}.tiers", check_tiers, str(slug), cents, tiers)
+    tax = item.get("tax_behavior")
+    reader.attempt(f"{loc}.tax_behavior", check_tax_behavior, str(slug), tax)
+    return tiers, tax
 
 
 def _sequences(reader: _Reader, raw: Any) -> list[SequenceSpec]:

@@ -257,7 +257,7 @@ def test_rehearse_passes_on_the_starter_kit(ws: Settings, db_url: str) -> None:
     finally:
         engine.dispose()
     assert report["broken"] == [], report["broken"]
-    assert report["messages"] > 300 and len(report["checks"]) == 5
+    assert report["messages"] > 300 and len(report["checks"]) == 7
 
 
 def test_rehearse_lists_broken_promises(cli, ws: Settings) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from launchkit.analysis import definitions, metrics
 from launchkit.analysis.load import LaunchData, launch_window, load_launch
 from launchkit.analysis.waitlist import waitlist_section
+from launchkit.analysis.selling import selling_summary
 from launchkit.clock import iso_utc
 from launchkit.errors import InputError
 from launchkit.launches import get_launch
@@ -183,6 +184,7 @@ def analyze_launch(
     data = load_launch(session, launch, condition)
     members = {} if segment else _segment_members(session)
     result = analyze_data(data, currency=currency, segment=segment, members=members, now=now)
+    result = {**result, **selling_summary(session, data, result)}  # tiers, coupons, tax, recovery
     waitlist = None if segment else waitlist_section(session, launch)
     if waitlist is not None:
         result["waitlist"] = waitlist

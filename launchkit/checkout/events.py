@@ -39,6 +39,7 @@ from launchkit.checkout.stripe_api import StripeClient, charge_fee, make_client
 from launchkit.config import Settings
 from launchkit.errors import PaymentError
 from launchkit.models import Order, Payment, StripeEvent
+from launchkit.selling.orders import record_selling_facts
 
 MAX_FAILED_INSTALMENTS = 3
 log = logging.getLogger(__name__)
@@ -335,6 +336,7 @@ def _apply(
     if order is None:
         record.status = "ignored"
         return "ignored"
+    record_selling_facts(session, order, str(event.get("type")), obj)
     _settle(session, order, now)
     _replay_parked(session, order, now, reader)
     return "applied"

@@ -17,6 +17,7 @@ from launchkit.config import Settings
 from launchkit.errors import AlreadyExists, InputError, InvalidTransition, NotFound
 from launchkit.launches import check_slug, get_launch
 from launchkit.models import Launch, Offer, OfferPlan
+from launchkit.selling.tiers import TierSpec, check_tiers, offer_tiers, set_tiers, tiers_as_dicts
 
 LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 PLAN_FULL = "full"
@@ -77,8 +78,11 @@ def add_offer(
     bump: tuple[str, int] | None = None,
     now: datetime,
     presale_until: datetime | None = None,
+    tiers: list[TierSpec] | None = None,
+    tax_behavior: str | None = None,
 ) -> Offer:
-    """Create an offer: pay in full, any number of instalment plans, guarantee, optional bump;
+    """Create an offer: pay in full, any number of instalment plans, guarantee, optional bump,
+    dated price tiers of the pay-in-full price, and Stripe Tax's tax behaviour;
     ``presale_until``: a pre-sale, delivered by that date (`launchkit presale cancel` refunds)."""
     launch = get_launch(session, launch_slug)
     check_slug(slug, "Offer")
@@ -91,6 +95,8 @@ def add_offer(
     counts = [n for n, _ in plans]
     if len(set(counts)) != len(counts):
         raise InputError(f'Offer "{slug}": two plans have the same number of instalments.')
+    check_tax_behavior(slug, tax_behavior)
+    check_tiers(slug, price_cents, tiers or [])
     offer = Offer(
         launch_id=launch.id,
         slug=slug,
@@ -104,9 +110,23 @@ def add_offer(
         presale_until=presale_until,
     )
     offer.plans = [OfferPlan(instalments=n, instalment_cents=c) for n, c in sorted(plans)]
+    offer.tax_behavior = tax_behavior
     session.add(offer)
     session.flush()
+    if tiers:
+        set_tiers(session, offer, tiers)
     return offer
+
+
+TAX_BEHAVIORS = ("inclusive", "exclusive")
+
+
+def check_tax_behavior(slug: str, tax_behavior: str | None) -> None:
+    """``inclusive``, ``exclusive`` or None (Stripe's default for the account)."""
+    if tax_behavior is not None and tax_behavior not in TAX_BEHAVIORS:
+        raise InputError(
+            f'Offer "{slug}": --tax-behavior "{tax_behavior}" must be inclusive or exclusive.'
+        )
 
 
 def get_offer(session: Session, slug: str) -> Offer:
@@ -125,6 +145,10 @@ def list_offers(session: Session) -> list[Offer]:
 def offer_as_dict(session: Session, offer: Offer) -> dict[str, Any]:
     """JSON-ready description of an offer."""
     launch = session.get(Launch, offer.launch_id)
+    tiers = tiers_as_dicts(offer_tiers(session, offer.id))
+    selling = {"tiers": tiers} if tiers else {}  # keys only when used: plain offers list as before
+    if offer.tax_behavior:
+        selling["tax_behavior"] = offer.tax_behavior
     return {
         "slug": offer.slug,
         "launch": launch.slug if launch else None,
@@ -138,6 +162,7 @@ def offer_as_dict(session: Session, offer: Offer) -> dict[str, Any]:
         "guarantee_days": offer.guarantee_days,
         "bump": {"name": offer.bump_name, "cents": offer.bump_cents} if offer.bump_name else None,
         "stripe_product_id": offer.stripe_product_id,
+        **selling,
     }
 
 
@@ -215,8 +240,13 @@ def start_checkout(
     bump: bool,
     now: datetime,
     language: str | None = None,
+    coupon: str | None = None,
 ) -> CheckoutStart:
-    """Check the cart is open, then create a Checkout Session for this offer and plan."""
+    """Check the cart is open, then create a Checkout Session for this offer and plan.
+
+    Pay in full costs the price tier holding at ``now`` (named in the metadata, so the order
+    keeps it); ``coupon`` prefills a promotion code (else codes may be typed when coupons exist).
+    """
     offer = get_offer(session, offer_slug)
     launch = session.get(Launch, offer.launch_id)
     assert launch is not None
@@ -225,6 +255,10 @@ def start_checkout(
         raise CartClosed(f'The cart of "{launch.slug}" is {state}: no checkout now.')
     instalments, cents = resolve_plan(offer, plan)
     metadata = checkout_metadata(offer, launch, instalments, subscriber_id, bump, language)
+    selling = _selling_terms(session, settings, offer, instalments, coupon, now)
+    if selling.tier:
+        cents = selling.tier_cents
+    metadata.update(selling.metadata)
     base = settings.base_url.rstrip("/")
     session_id, url = create_checkout_session(
         client,
@@ -235,5 +269,19 @@ def start_checkout(
         success_url=f"{base}/buy/{offer.slug}/thanks?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{base}/buy/{offer.slug}",
         now=now,
+        **selling.session_params,
     )
     return CheckoutStart(session_id, url, instalments)
+
+
+def _selling_terms(
+    session: Session,
+    settings: Settings,
+    offer: Offer,
+    instalments: int,
+    coupon: str | None,
+    now: datetime,
+) -> Any:
+    from launchkit.selling.checkout import selling_terms
+
+    return selling_terms(session, settings, offer, instalments, coupon, now)

@@ -89,6 +89,8 @@ def _price_data(offer: Offer, cents: int, *, recurring: bool) -> dict[str, Any]:
         data["product_data"] = {"name": offer.product}
     if recurring:
         data["recurring"] = {"interval": "month", "interval_count": 1}
+    if offer.tax_behavior:
+        data["tax_behavior"] = offer.tax_behavior
     return data
 
 
@@ -102,8 +104,16 @@ def create_checkout_session(
     success_url: str,
     cancel_url: str,
     now: datetime,
+    discounts: list[dict[str, str]] | None = None,
+    allow_promotion_codes: bool = False,
+    automatic_tax: bool = False,
 ) -> tuple[str, str]:
-    """The adapter: one Checkout Session (payment mode, or subscription mode for a plan)."""
+    """The adapter: one Checkout Session (payment mode, or subscription mode for a plan).
+
+    ``discounts`` applies a promotion code; ``allow_promotion_codes`` lets the buyer type one
+    (Stripe accepts one or the other); ``automatic_tax`` turns on Stripe Tax with the buyer's
+    billing address and tax id collected.
+    """
     instalments, cents = plan
     line_items: list[dict[str, Any]] = [
         {"price_data": _price_data(offer, cents, recurring=instalments > 1), "quantity": 1}
@@ -111,6 +121,8 @@ def create_checkout_session(
     if metadata.get("bump") == "1" and offer.bump_name and offer.bump_cents:
         bump = {"currency": offer.currency.lower(), "unit_amount": offer.bump_cents}
         bump["product_data"] = {"name": offer.bump_name}
+        if offer.tax_behavior:
+            bump["tax_behavior"] = offer.tax_behavior
         line_items.append({"price_data": bump, "quantity": 1})
     params: dict[str, Any] = {
         "mode": "subscription" if instalments > 1 else "payment",
@@ -126,6 +138,7 @@ def create_checkout_session(
         params["locale"] = metadata["language"]  # Stripe's page in the sales page's language
     if customer_email:
         params["customer_email"] = customer_email
+    _selling_params(params, discounts, allow_promotion_codes, automatic_tax)
     if instalments > 1:
         params["subscription_data"] = {"metadata": metadata}
     else:
@@ -134,6 +147,42 @@ def create_checkout_session(
         "create a checkout session", client.v1.checkout.sessions.create, params=params
     )
     return created.id, created.url
+
+
+def _selling_params(
+    params: dict[str, Any],
+    discounts: list[dict[str, str]] | None,
+    allow_promotion_codes: bool,
+    automatic_tax: bool,
+) -> None:
+    if discounts:
+        params["discounts"] = discounts
+    elif allow_promotion_codes:
+        params["allow_promotion_codes"] = True
+    if automatic_tax:
+        params["automatic_tax"] = {"enabled": True}
+        params["billing_address_collection"] = "required"
+        params["tax_id_collection"] = {"enabled": True}
+
+
+def create_promotion_code(
+    client: StripeClient, *, coupon: dict[str, Any], code: str, extra: dict[str, Any]
+) -> tuple[str, str]:
+    """A Stripe Coupon, then its customer-facing PromotionCode ``code``: (coupon id, promo id).
+
+    The coupon's id is given (``coupon["id"]``) and both calls carry an idempotency key derived
+    from the code, so a retry after a lost answer creates nothing twice.
+    """
+    created = _stripe_call(
+        "create a coupon", client.v1.coupons.create, params=coupon,
+        options={"idempotency_key": f"launchkit-coupon-{code}"},
+    )  # fmt: skip
+    params = {**extra, "code": code, "promotion": {"type": "coupon", "coupon": created.id}}
+    promo = _stripe_call(
+        "create a promotion code", client.v1.promotion_codes.create, params=params,
+        options={"idempotency_key": f"launchkit-promo-{code}"},
+    )  # fmt: skip
+    return created.id, promo.id
 
 
 # --- webhook verification ---------------------------------------------------------------------

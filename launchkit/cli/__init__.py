@@ -16,6 +16,7 @@ from launchkit import __version__
 from launchkit.cli import analysis as analysis_cli
 from launchkit.cli import audience as audience_cli
 from launchkit.cli import checkout as checkout_cli
+from launchkit.cli import coupons as coupons_cli
 from launchkit.cli import db as db_cli
 from launchkit.cli import hooks as hooks_cli
 from launchkit.cli import launch as launch_cli
@@ -92,6 +93,7 @@ audience_cli.register(app)
 sequences_cli.register(app)
 magnets_cli.register(app)
 checkout_cli.register(app)
+coupons_cli.register(app)
 analysis_cli.register(app)
 orchestrator_cli.register(app)
 products_cli.register(app)

@@ -11,6 +11,7 @@ from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, parse_local_datetime, utcnow
 from launchkit.errors import PaymentError
+from launchkit.selling.tiers import parse_tier
 
 offer_app = typer.Typer(
     help="Offers: price, payment plans, guarantee, order bump.", no_args_is_help=True
@@ -40,16 +41,29 @@ def offer_add(
     presale_until: Annotated[
         str | None, typer.Option(help="Pre-sale: the product is delivered by this local date.")
     ] = None,
+    tier: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tier",
+            help='Dated pay-in-full price "name:AMOUNT:until=YYYY-MM-DD HH:MM" (workspace time).',
+        ),
+    ] = None,
+    tax_behavior: Annotated[
+        str | None,
+        typer.Option(help="Stripe Tax: prices are tax inclusive or exclusive."),
+    ] = None,
 ) -> None:
     """Add an offer to a launch: pay in full, instalment plans, guarantee, optional bump.
 
     Example: launchkit offer add spring cours --product "Cours photo" --price 497 --currency EUR
     --plan 3x177 --plan 6x92 --guarantee-days 30 --bump "Workbook:27"
+    --tier "early:297:until=2026-12-02 23:59" --tax-behavior inclusive
     """
     runtime: Runtime = ctx.obj
     settings = runtime.settings
     plans = [checkout.parse_plan(text) for text in plan or []]
     bump_value = checkout.parse_bump(bump) if bump else None
+    tiers = [parse_tier(text, settings.tz) for text in tier or []]
     with runtime.transaction() as session:
         offer = checkout.add_offer(
             session, launch, slug, product=product,
@@ -58,6 +72,7 @@ def offer_add(
             guarantee_days=guarantee_days, bump=bump_value, now=utcnow(),
             presale_until=parse_local_datetime(presale_until, settings.tz, what="--presale-until")
             if presale_until else None,
+            tiers=tiers, tax_behavior=tax_behavior,
         )  # fmt: skip
         money = checkout.format_money(offer.price_cents, offer.currency, settings.language)
         say(f'Added offer "{offer.slug}" to launch "{launch}": {money}, {len(plans)} plan(s).')

@@ -67,6 +67,8 @@ PROMISES = {
     "quiet_hours": "no email lands in quiet hours",
     "deadline_wording": "every email's deadline wording matches the configured close time",
     "refund_window": "the refund window in the copy matches the offer's guarantee",
+    "no_recovery_after_close": "no abandoned-checkout email goes out after the cart closed",
+    "no_expired_tier": "no order gets a tier price after that tier's deadline",
 }
 
 
@@ -275,6 +277,7 @@ def check_promises(
         "quiet_hours": check_quiet_hours(rows, settings),
         "deadline_wording": check_deadline_wording(deadline_samples, launch, settings),
         "refund_window": check_refund_window({**samples, **page_samples}, offers),
+        **_selling_checks(session, launch),
     }
     checks = [{"promise": PROMISES[k], "ok": not v, "broken": len(v)} for k, v in results.items()]
     broken = [b.__dict__ for found in results.values() for b in found[:5]]
@@ -285,3 +288,13 @@ def _is_deadline(rows: list[Any], label: str) -> bool:
     return any(
         f"{r.name}/{r.step}" == label and (r.send_at or "").startswith("cart_close") for r in rows
     )
+
+
+def _selling_checks(session: Session, launch: Launch) -> dict[str, list[Broken]]:
+    from launchkit.selling import promises as selling
+
+    found = {
+        "no_recovery_after_close": selling.recoveries_after_close(session, launch),
+        "no_expired_tier": selling.tiers_after_deadline(session, launch),
+    }
+    return {key: [Broken(PROMISES[key], *item) for item in items] for key, items in found.items()}

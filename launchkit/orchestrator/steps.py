@@ -101,6 +101,8 @@ def sync_offers(session: Session, ctx: RunContext, launch: Launch) -> StepResult
                 guarantee_days=spec.guarantee_days,
                 bump=spec.bump,
                 now=ctx.now,
+                tiers=list(spec.tiers),
+                tax_behavior=spec.tax_behavior,
             )
     slugs = [spec.slug for spec in ctx.plan.offers]
     if ctx.extra.get("offline"):
@@ -149,6 +151,7 @@ def schedule_sequences(session: Session, ctx: RunContext, launch: Launch) -> Ste
 def send_due(sessions: sessionmaker[Session], ctx: RunContext, launch_id: int) -> StepResult:
     """Send every email that is due now; done once the launch has nothing left to send."""
     from launchkit import sequences
+    from launchkit.selling.recovery import recovery_pass
 
     with sessions.begin() as session:
         launch = session.get(Launch, launch_id)
@@ -163,6 +166,8 @@ def send_due(sessions: sessionmaker[Session], ctx: RunContext, launch_id: int) -
         options=sequences.SendOptions(launch=slug, dry_run=ctx.dry_run),
         messenger_factory=(lambda _settings: messenger) if messenger is not None else None,
     )
+    if not ctx.dry_run:  # abandoned checkouts: one recovery email each (launchkit.selling)
+        recovery_pass(sessions, ctx.settings, now=ctx.now, messenger=messenger)
     if report.stopped:
         raise DeliveryError(report.stopped)
     with sessions.begin() as session:

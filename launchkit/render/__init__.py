@@ -563,6 +563,7 @@ EMAIL_VARIABLES = (
     "price", "plans", "guarantee_days", "checkout_url", "magnet_title", "download_url",
     "confirm_url", "update_card_url", "order_summary", "amount_paid", "instalment_number",
     "instalments_total", "order_number", "plan_schedule", "guarantee_end", "receipt_url",
+    "offer",
 )  # fmt: skip
 
 
@@ -613,4 +614,12 @@ def sample_context(language: str = "fr", base_url: str = "https://example.com") 
         if french
         else "Wednesday, December 31 at 9:00 AM CET",
         "receipt_url": f"{base_url.replace('example.com', 'invoice.stripe.com')}/i/sample",
+        "offer": {
+            "price": "297 €" if french else "€297",
+            "price_now": "247 €" if french else "€247",
+            "tier": "early",
+            "next_price_at": "mardi 2 décembre à 23 h 59 (heure de Paris)"
+            if french
+            else "Tuesday, December 2 at 11:59 PM CET",
+        },
     }

@@ -219,7 +219,7 @@ def prepare_composer(
             continue
         launch_ids.append(launch.id)
         schedule_launch(session, settings, launch)
-        data = load_launch_data(session, launch)
+        data = load_launch_data(session, launch, now)
         for seq in sequences:
             emails.update(_email_infos(session, settings, seq, data))
             if seq.status != SequenceStatus.RUNNING:

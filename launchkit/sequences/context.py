@@ -61,10 +61,14 @@ class LaunchData:
     price_cents: int | None = None
     plans: list[tuple[int, int]] = field(default_factory=list)
     guarantee_days: int = 30
+    price_now_cents: int | None = None  # the pay-in-full price at send time (price tiers)
+    tier: str | None = None
+    next_price_at: datetime | None = None
 
 
-def load_launch_data(session: Session, launch: Launch) -> LaunchData:
-    """The launch's milestones and its first offer (price, plans, guarantee)."""
+def load_launch_data(session: Session, launch: Launch, now: datetime | None = None) -> LaunchData:
+    """The launch's milestones and its first offer (price, plans, guarantee, and its price
+    tier at ``now``: at cart open when None)."""
     data = LaunchData(
         launch.slug, launch.product, launch.currency, launch.cart_open, launch.cart_close
     )
@@ -75,7 +79,17 @@ def load_launch_data(session: Session, launch: Launch) -> LaunchData:
         data.currency = offer.currency
         data.plans = [(p.instalments, p.instalment_cents) for p in offer.plans]
         data.guarantee_days = offer.guarantee_days
+        _load_tier(session, offer, data, now or launch.cart_open)
     return data
+
+
+def _load_tier(session: Session, offer: Offer, data: LaunchData, now: datetime | None) -> None:
+    from launchkit.selling.tiers import price_now
+
+    price = price_now(session, offer, now) if now is not None else None
+    data.price_now_cents = price.cents if price else offer.price_cents
+    data.tier = price.tier if price else None
+    data.next_price_at = price.next_price_at if price else None
 
 
 def magnet_titles(session: Session, subscriber_ids: list[int]) -> dict[int, str]:
@@ -112,6 +126,14 @@ def launch_context(
         "price": price,
         "plans": plans,
         "guarantee_days": launch.guarantee_days,
+        "offer": {
+            "price": price,
+            "price_now": format_money(launch.price_now_cents, launch.currency, language)
+            if launch.price_now_cents
+            else price,
+            "tier": launch.tier or "",
+            "next_price_at": format_moment(launch.next_price_at, language, zone),
+        },
         "download_url": "",
         "confirm_url": "",
     }

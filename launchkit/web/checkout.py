@@ -26,6 +26,7 @@ from launchkit.db import make_sessionmaker
 from launchkit.errors import LaunchkitError, NotFound
 from launchkit.models import Launch, Offer, Subscriber, WebEvent
 from launchkit.render import french
+from launchkit.selling.tiers import PriceNow, price_now
 from launchkit.tokens import Purpose
 from launchkit.web import (
     CSRF_FIELD,
@@ -68,6 +69,7 @@ STRINGS = {
         "thanks": "Votre paiement est en cours de confirmation. Vous allez recevoir votre reçu "
         "et vos accès par email.",
         "days": "j",
+        "tier": "Tarif « {tier} » : {amount} jusqu'au {when}, puis {next}.",
     },
     "en": {
         "pay_full": "Pay in full",
@@ -90,6 +92,7 @@ STRINGS = {
         "thanks": "Your payment is being confirmed. Your receipt and access details are on "
         "their way to your inbox.",
         "days": "d",
+        "tier": '"{tier}" price: {amount} until {when}, then {next}.',
     },
 }
 
@@ -213,11 +216,41 @@ def sales_page(request: Request) -> Response:
         cart = checkout.cart_state(launch, state.clock(), state.settings.checkout_grace)
         if cart != "open":
             return _closed_page(request, offer, launch, cart)
-        return _render_offer(request, offer, launch, subscriber, token)
+        price = price_now(session, offer, state.clock())
+        return _render_offer(request, offer, launch, subscriber, token, price)
+
+
+def _tier_note(request: Request, offer: Offer, price: PriceNow | None) -> str:
+    """``"early" price: €297.00 until 2 December 2026 23:59 CET, then €397.00.`` (or "")."""
+    if price is None or price.tier is None or price.next_price_at is None:
+        return ""
+    c, lang = _strings(request), state_of(request).settings.language
+    return c["tier"].format(
+        tier=price.tier,
+        amount=checkout.format_money(price.cents, offer.currency, lang),
+        when=_when(request, price.next_price_at),
+        next=checkout.format_money(price.next_cents or offer.price_cents, offer.currency, lang),
+    )
+
+
+def _tier_plans(request: Request, offer: Offer, price: PriceNow | None) -> list[dict[str, Any]]:
+    """The plans, pay in full at the tier's price (with the later price struck through)."""
+    plans = _plans(request, offer)
+    if price is not None and price.tier is not None:
+        lang = state_of(request).settings.language
+        full = plans[0]
+        full["was"] = full["price"]
+        full["price"] = full["total"] = checkout.format_money(price.cents, offer.currency, lang)
+    return plans
 
 
 def _render_offer(
-    request: Request, offer: Offer, launch: Launch, subscriber: Subscriber | None, token: str | None
+    request: Request,
+    offer: Offer,
+    launch: Launch,
+    subscriber: Subscriber | None,
+    token: str | None,
+    tier_price: PriceNow | None = None,
 ) -> Response:
     state = state_of(request)
     c, lang = _strings(request), state.settings.language
@@ -230,7 +263,9 @@ def _render_offer(
     context = {
         "c": c,
         "offer": offer,
-        "plans": _plans(request, offer),
+        "plans": _tier_plans(request, offer, tier_price),
+        "tier": _tier_note(request, offer, tier_price),
+        "coupon": (request.query_params.get("coupon") or "")[:100],
         "selected": selected,
         "bump": bump,
         "email": subscriber.email if subscriber else "",
@@ -282,6 +317,7 @@ def _buy(request: Request, form: dict[str, str]) -> Response:
     state = state_of(request)
     plan = form.get("plan") or request.query_params.get("plan")
     token = form.get("t") or request.query_params.get("t")
+    coupon = form.get("coupon") or request.query_params.get("coupon") or None
     with state.sessions.begin() as session:
         loaded = _load(request, session)
         if isinstance(loaded, Response):
@@ -311,6 +347,7 @@ def _buy(request: Request, form: dict[str, str]) -> Response:
                 bump=form.get("bump") == "1",
                 now=now,
                 language=(subscriber.language if subscriber else None) or state.settings.language,
+                coupon=coupon,
             )
         except LaunchkitError as e:
             log.warning("checkout for %s not started: %s", offer.slug, e)
