@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from launchkit.analysis import definitions, metrics
 from launchkit.analysis.load import LaunchData, launch_window, load_launch
-from launchkit.analysis.waitlist import waitlist_section
 from launchkit.analysis.selling import selling_summary
+from launchkit.analysis.waitlist import waitlist_section
 from launchkit.clock import iso_utc
 from launchkit.errors import InputError
 from launchkit.launches import get_launch
