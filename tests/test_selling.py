@@ -146,7 +146,7 @@ def test_email_variables_price_now_and_next_price_at(session, settings, now) -> 
     assert variables["offer"]["price_now"] == "297,00\xa0€"
     assert variables["offer"]["price"] == "497,00\xa0€"
     assert variables["offer"]["tier"] == "early"
-    assert variables["offer"]["next_price_at"] == "samedi 21 novembre à 11:00"  # Paris time
+    assert variables["offer"]["next_price_at"] == "samedi 21 novembre à 11 h 00 (heure de Paris)"
     later = load_launch_data(session, launch, now + timedelta(days=4))
     after = launch_context(settings, later, {}, language="en")["offer"]
     assert (after["price_now"], after["tier"], after["next_price_at"]) == ("€497.00", "", "")
@@ -162,7 +162,10 @@ def test_sales_page_shows_tier_price_and_deadline(sessions, stripe_settings, now
     app = create_app(stripe_settings, clock=lambda: now)
     with TestClient(app) as web:
         html = web.get("/buy/cours").text
-    assert "Tarif « early » : 297,00\xa0€ jusqu&#39;au 21 novembre 2026 11:00" in html
+    assert (
+        "Tarif «\xa0early\xa0»\xa0: 297,00\xa0€ jusqu&#39;au samedi 21 novembre 2026 à 11 h 00 "
+        "(heure de Paris)" in html
+    )
     assert "puis 447,00\xa0€" in html and "<s>497,00\xa0€</s>" in html
     app = create_app(stripe_settings, clock=lambda: now + timedelta(days=4))
     with TestClient(app) as web:

@@ -69,7 +69,7 @@ STRINGS = {
         "thanks": "Votre paiement est en cours de confirmation. Vous allez recevoir votre reçu "
         "et vos accès par email.",
         "days": "j",
-        "tier": "Tarif « {tier} » : {amount} jusqu'au {when}, puis {next}.",
+        "tier": "Tarif «\u00a0{tier}\u00a0»\u00a0: {amount} jusqu'au {when}, puis {next}.",
     },
     "en": {
         "pay_full": "Pay in full",
