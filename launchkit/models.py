@@ -556,9 +556,7 @@ class Membership(Base):
     __tablename__ = "memberships"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    order_id: Mapped[int] = mapped_column(
-        ForeignKey("orders.id", ondelete="CASCADE"), unique=True
-    )
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), unique=True)
     launch_id: Mapped[int] = mapped_column(ForeignKey("launches.id"), index=True)
     offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
     stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)

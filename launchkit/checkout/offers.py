@@ -135,7 +135,14 @@ def offer_as_dict(session: Session, offer: Offer) -> dict[str, Any]:
         "guarantee_days": offer.guarantee_days,
         "bump": {"name": offer.bump_name, "cents": offer.bump_cents} if offer.bump_name else None,
         "stripe_product_id": offer.stripe_product_id,
+        "membership": _membership_dict(session, offer),
     }
+
+
+def _membership_dict(session: Session, offer: Offer) -> dict[str, Any] | None:
+    from launchkit.memberships.offers import membership_as_dict
+
+    return membership_as_dict(session, offer)
 
 
 def plan_choices(offer: Offer) -> list[tuple[str, int, int]]:
@@ -215,6 +222,13 @@ def start_checkout(
 ) -> CheckoutStart:
     """Check the cart is open, then create a Checkout Session for this offer and plan."""
     offer = get_offer(session, offer_slug)
+    from launchkit.memberships import offers as membership_offers
+
+    if membership_offers.is_membership(session, offer):  # plan: monthly | yearly
+        return membership_offers.start_membership_checkout(
+            session, settings, client, offer_slug, plan=plan, subscriber_id=subscriber_id,
+            email=email, now=now, language=language,
+        )  # fmt: skip
     launch = session.get(Launch, offer.launch_id)
     assert launch is not None
     state = cart_state(launch, now, settings.checkout_grace)

@@ -14,6 +14,7 @@ down_revision = "0004_orders"
 branch_labels = None
 depends_on = None
 
+
 def UTC() -> launchkit.db.UTCDateTime:
     return launchkit.db.UTCDateTime(timezone=True)
 
