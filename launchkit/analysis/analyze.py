@@ -181,4 +181,9 @@ def analyze_launch(
     condition = segment_condition(session, segment) if segment else None
     data = load_launch(session, launch, condition)
     members = {} if segment else _segment_members(session)
-    return analyze_data(data, currency=currency, segment=segment, members=members, now=now)
+    result = analyze_data(data, currency=currency, segment=segment, members=members, now=now)
+    if now is not None:  # memberships are measured against now (docs: "Membership launches")
+        from launchkit.analysis.memberships import analyze_memberships
+
+        result["membership"] = analyze_memberships(session, launch, now)
+    return result

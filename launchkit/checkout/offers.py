@@ -135,14 +135,15 @@ def offer_as_dict(session: Session, offer: Offer) -> dict[str, Any]:
         "guarantee_days": offer.guarantee_days,
         "bump": {"name": offer.bump_name, "cents": offer.bump_cents} if offer.bump_name else None,
         "stripe_product_id": offer.stripe_product_id,
-        "membership": _membership_dict(session, offer),
-    }
+    } | _membership_dict(session, offer)
 
 
-def _membership_dict(session: Session, offer: Offer) -> dict[str, Any] | None:
+def _membership_dict(session: Session, offer: Offer) -> dict[str, Any]:
+    """``{"membership": ...}`` for a membership offer, else nothing."""
     from launchkit.memberships.offers import membership_as_dict
 
-    return membership_as_dict(session, offer)
+    found = membership_as_dict(session, offer)
+    return {"membership": found} if found else {}
 
 
 def plan_choices(offer: Offer) -> list[tuple[str, int, int]]:

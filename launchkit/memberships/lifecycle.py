@@ -165,6 +165,8 @@ def derive(session: Session, m: Membership, now: datetime) -> None:
     )
     if not facts:
         return
+    if order is not None:
+        order.defaulted_at = None  # a membership's end is its own state, never a plan default
     price = _initial_price(session, m, order)
     state: dict[str, Any] = {
         "status": MembershipStatus.INCOMPLETE, "cancel": False, "interval": price[0],
