@@ -179,3 +179,94 @@ def test_unknown_subscription_update_is_ignored(sessions, settings, now):
     m = _member(sessions, now)
     m.metadata = {}
     assert _apply(sessions, settings, [m.updated(m.start + 2)], now) == ["ignored"]
+
+
+# --- emails -----------------------------------------------------------------------------------
+
+
+def _emails(sessions, settings, now, **kw) -> list[Any]:
+    from tests.test_checkout_events import Outbox
+
+    outbox = Outbox()
+    with sessions.begin() as s:
+        checkout.send_notifications(s, settings, outbox, now=now, **kw)
+    return outbox.sent
+
+
+def test_emails_welcome_failed_renewal_cancelled_win_back_once_each(sessions, settings, now):
+    m = _member(sessions, now)
+    t = m.start
+    _apply(sessions, settings, [m.completed(t + 1), m.invoice(1, t + 1)], now)
+    first = _emails(sessions, settings, now)
+    assert sorted(e.subject for e in first) == [
+        "Bienvenue dans Club photo !",  # the receipt of the first payment
+        "Votre adhésion Club photo a commencé",
+    ]
+    failures = [m.invoice(2, t + 30 * DAY, paid=False),
+                m.invoice(2, t + 33 * DAY, paid=False, attempt=2)]  # fmt: skip
+    _apply(sessions, settings, failures, now)
+    failed = _emails(sessions, settings, now)
+    assert [e.subject for e in failed] == ["Souci de paiement : Club photo"] * 2
+    assert all("https://invoice.stripe.com/i/" in e.text for e in failed)
+    assert _emails(sessions, settings, now) == []  # once each
+    cancel = m.updated(t + 35 * DAY, cancel_at_period_end=True, period=2)
+    _apply(sessions, settings, [m.renewed(2, t + 34 * DAY), cancel], now)
+    sent = _emails(sessions, settings, now)
+    assert [e.subject for e in sent] == ["Votre adhésion Club photo est résiliée"]
+    assert m_date(m.period_end(2)) in sent[0].text
+    _apply(sessions, settings, [m.cancelled(m.period_end(2))], now)
+    sent = _emails(sessions, settings, now)
+    assert [e.subject for e in sent] == ["La porte reste ouverte si vous voulez revenir"]
+    assert _emails(sessions, settings, now) == []
+
+
+def m_date(ts: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def test_failed_renewal_paid_since_sends_nothing(sessions, settings, now):
+    m = _member(sessions, now)
+    t = m.start
+    events = [m.completed(t + 1), m.invoice(1, t + 1), m.invoice(2, t + 30 * DAY, paid=False),
+              m.invoice(2, t + 31 * DAY)]  # fmt: skip
+    _apply(sessions, settings, events, now)
+    sent = sorted(e.subject for e in _emails(sessions, settings, now))
+    assert sent == ["Bienvenue dans Club photo !", "Votre adhésion Club photo a commencé"]
+
+
+def test_trial_ending_email_in_english_for_an_english_buyer(sessions, settings, now):
+    m = _member(sessions, now, trial_days=7)
+    m.metadata["language"] = "en"
+    with sessions.begin() as s:
+        from launchkit.models import Subscriber
+
+        s.scalars(select(Subscriber)).one().language = "en"
+    _apply(sessions, settings, [m.completed(m.start + 1), m.trial_will_end(m.start + 4 * DAY)], now)
+    subjects = sorted(e.subject for e in _emails(sessions, settings, now))
+    assert subjects == [
+        "Your Club photo membership has started",
+        f"Your Club photo trial ends on {m_date(m.start + 7 * DAY)}",
+    ]
+
+
+def test_yearly_renewal_reminder_days_before(sessions, settings, now):
+    m = _member(sessions, now, interval="year")
+    t = m.start
+    _apply(sessions, settings, [m.completed(t + 1), m.invoice(1, t + 1)], now)
+    _emails(sessions, settings, now)  # welcome
+    end = m.period_end(1)
+    early = now + timedelta(seconds=end - t) - timedelta(days=15)
+    assert _emails(sessions, settings, early) == []
+    soon = early + timedelta(days=2)
+    sent = _emails(sessions, settings, soon)
+    assert [e.subject for e in sent] == [
+        f"Votre adhésion Club photo se renouvelle le {m_date(end)}"
+    ]
+    assert _emails(sessions, settings, soon + timedelta(days=1)) == []
+    assert _membership(sessions).reminder_period_end.timestamp() == end
+    # the next year's renewal gets its own reminder
+    _apply(sessions, settings, [m.invoice(2, end)], now)
+    later = now + timedelta(seconds=m.period_end(2) - t) - timedelta(days=3)
+    assert len(_emails(sessions, settings, later)) == 1

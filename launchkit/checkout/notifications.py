@@ -48,7 +48,9 @@ def send_notifications(
             variables = _dunning_vars(order, payment, buyer)
             _email(buyer, messenger, env, "dunning", session, order, variables, now, payment.id)
             sent += 1
-    return sent
+    from launchkit.memberships.notify import send_membership_emails
+
+    return sent + send_membership_emails(session, settings, messenger, now=now, env=env)
 
 
 def buyer_settings(session: Session, settings: Settings, order: Order) -> Settings:
