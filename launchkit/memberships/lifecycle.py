@@ -116,12 +116,7 @@ def _ensure(
     interval = meta.get("membership")
     if order is None or interval not in ("month", "year"):
         return None
-    price = session.scalar(
-        select(MembershipPrice).where(
-            MembershipPrice.offer_id == order.offer_id, MembershipPrice.interval == interval
-        )
-    )
-    cents = (price.founding_cents or price.cents) if price else order.total_cents
+    cents = _checkout_cents(session, order, interval)
     order.total_cents = cents
     _fill(order, stripe_subscription_id=sub)
     membership = Membership(
@@ -134,6 +129,16 @@ def _ensure(
     session.add(membership)
     session.flush()
     return membership
+
+
+def _checkout_cents(session: Session, order: Order, interval: str) -> int:
+    """The price the member checked out at: the founding price of the launch, else the price."""
+    price = session.scalar(
+        select(MembershipPrice).where(
+            MembershipPrice.offer_id == order.offer_id, MembershipPrice.interval == interval
+        )
+    )
+    return (price.founding_cents or price.cents) if price else order.total_cents
 
 
 def _fact(session: Session, m: Membership, key: str, kind: str, when: datetime, **values: Any):
@@ -266,9 +271,10 @@ def _record_session(session: Session, order: Order, obj: dict[str, Any], ctx: An
     if obj.get("mode") != "subscription":
         return membership_for_order(session, order)
     m = _ensure(session, order, meta, _id(obj.get("subscription")), ctx.when)
-    if m is not None:
-        _fact(session, m, f"joined:{obj['id']}", "joined", ctx.when,
-              interval=m.interval, amount_cents=m.amount_cents)  # fmt: skip
+    interval = meta.get("membership")
+    if m is not None and interval in ("month", "year"):
+        _fact(session, m, f"joined:{obj['id']}", "joined", ctx.when, interval=interval,
+              amount_cents=_checkout_cents(session, order, interval))  # fmt: skip
     return m
 
 

@@ -66,7 +66,7 @@ def _due(
     """(template, claim key, variables) of the emails this membership calls for now."""
     due: list[tuple[str, str, dict[str, Any]]] = []
     if m.status in ENTITLED:
-        due.append(("welcome", f"email:welcome:{m.id}", {}))
+        due.append(("welcome", f"email:welcome:{_ref(m)}", {}))
     facts = session.scalars(
         select(MembershipEvent).where(
             MembershipEvent.membership_id == m.id,
@@ -82,16 +82,16 @@ def _due(
         if fact.kind == "trial_will_end" and m.status == MembershipStatus.TRIALING:
             due.append(("trial-ending", f"email:{fact.key}", {}))
     if m.status == MembershipStatus.CANCELLING:
-        due.append(("cancelled", f"email:cancelled:{m.id}:{_stamp(m.current_period_end)}", {}))
+        due.append(("cancelled", f"email:cancelled:{_ref(m)}:{_stamp(m.current_period_end)}", {}))
     if m.status == MembershipStatus.ENDED and m.paid_at and not order.refunded_at:
-        due.append(("win-back", f"email:win-back:{m.id}", {}))
+        due.append(("win-back", f"email:win-back:{_ref(m)}", {}))
     end = m.current_period_end
     if (
         m.interval == "year" and m.status == MembershipStatus.ACTIVE and end is not None
         and end - timedelta(days=reminder_days) <= now < end and m.reminder_period_end != end
     ):  # fmt: skip
         m.reminder_period_end = end
-        due.append(("renewal-reminder", f"email:reminder:{m.id}:{_stamp(end)}", {}))
+        due.append(("renewal-reminder", f"email:reminder:{_ref(m)}:{_stamp(end)}", {}))
     session.flush()
     return due
 
@@ -161,3 +161,8 @@ def membership_template(settings: Settings, template: str) -> Path:
 
 def _stamp(when: datetime | None) -> str:
     return when.strftime("%Y%m%dT%H%M%S") if when else "none"
+
+
+def _ref(m: Membership) -> str:
+    """What names a membership in an email's key: its Stripe subscription when known."""
+    return m.stripe_subscription_id or f"membership-{m.id}"
