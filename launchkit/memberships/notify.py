@@ -115,8 +115,6 @@ def _send(
     m: Membership, order: Order, extra: dict[str, Any], now: datetime,
 ) -> None:  # fmt: skip
     template, key = email
-    from launchkit import mailer, render
-
     member = buyer_settings(session, settings, order)
     subscriber = session.get(Subscriber, order.subscriber_id) if order.subscriber_id else None
     offer = session.get(Offer, m.offer_id) if m.offer_id else None
@@ -133,17 +131,27 @@ def _send(
         "update_card_url": member.base_url,
         **extra,
     }
-    env = env if env is not None else render.make_environment(member)
-    source = render.parse_email_file(membership_template(member, template))
+    deliver(member, messenger, env, template, key, order.email, order.subscriber_id, context, now)
+
+
+def deliver(
+    settings: Settings, messenger: Any, env: Any, template: str, key: str, to_email: str,
+    subscriber_id: int | None, context: dict[str, Any], now: datetime,
+) -> None:  # fmt: skip
+    """Render ``membership-{language}/{template}.md`` with ``context`` and send it now."""
+    from launchkit import mailer, render
+
+    env = env if env is not None else render.make_environment(settings)
+    source = render.parse_email_file(membership_template(settings, template))
     rendered = render.render_email(
-        env, source, context, settings=member, unsubscribe_url="", language=member.language
+        env, source, context, settings=settings, unsubscribe_url="", language=settings.language
     )
-    sender = mailer.sender_of(member)
+    sender = mailer.sender_of(settings)
     msg = mailer.OutgoingMessage(
-        to_email=order.email, to_name=context["first_name"], from_email=sender,
-        from_name=member.sender_name, subject=rendered.subject, html=rendered.html,
+        to_email=to_email, to_name=context.get("first_name") or "", from_email=sender,
+        from_name=settings.sender_name, subject=rendered.subject, html=rendered.html,
         text=rendered.text, bulk=False, unsubscribe_url=None,
-        message_id=mailer.make_message_id(f"member-{template}", key, order.subscriber_id or 0,
+        message_id=mailer.make_message_id(f"member-{template}", key, subscriber_id or 0,
                                           mailer.domain_of(sender)),
     )  # fmt: skip
     messenger.push(msg, mailer.build_message(msg, date=now))
