@@ -63,7 +63,8 @@ def test_account_pages_in_chromium(
             screenshot(chrome, f"account-{db}-2-member-{name}")
         chrome.find_element(By.CSS_SELECTOR, ".membership button").click()
         notices = chrome.find_elements(By.CSS_SELECTOR, ".notice")
-        assert notices and "fin de la période" in notices[0].text, chrome.find_element(By.TAG_NAME, "body").text
+        body = chrome.find_element(By.TAG_NAME, "body").text
+        assert notices and "fin de la période" in notices[0].text, body
         screenshot(chrome, f"account-{db}-3-cancelled-mobile")
     finally:
         stop_server(server)
