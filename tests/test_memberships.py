@@ -270,3 +270,45 @@ def test_yearly_renewal_reminder_days_before(sessions, settings, now):
     _apply(sessions, settings, [m.invoice(2, end)], now)
     later = now + timedelta(seconds=m.period_end(2) - t) - timedelta(days=3)
     assert len(_emails(sessions, settings, later)) == 1
+
+
+# --- CLI --------------------------------------------------------------------------------------
+
+
+def test_cli_offer_add_membership(cli, now):
+    import json
+
+    r = cli("launch", "create", "club", "--product", "Club photo", "--cart-open",
+            "2026-12-01 09:00", "--cart-close", "2026-12-08 09:00")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    r = cli("offer", "add", "club", "club-offer", "--product", "Club photo",
+            "--membership", "monthly:29", "--membership", "yearly:290", "--trial-days", "7",
+            "--guarantee-days", "14", "--founding-price", "monthly:19")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "monthly 29,00" in r.stdout and "yearly 290,00" in r.stdout
+    listed = json.loads(cli("offer", "list", "--json").stdout)
+    assert listed[0]["membership"] == {
+        "trial_days": 7,
+        "prices": [
+            {"interval": "month", "cents": 2900, "founding_cents": 1900},
+            {"interval": "year", "cents": 29000, "founding_cents": None},
+        ],
+    }
+    assert listed[0]["guarantee_days"] == 14
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--membership", "weekly:3"], '--membership "weekly:3" must look like'),
+        (["--membership", "monthly:29", "--price", "97"], "do not go with --membership"),
+        (["--founding-price", "monthly:19"], "--founding-price needs --membership"),
+        ([], "--price is required"),
+    ],
+)
+def test_cli_offer_add_membership_errors(cli, args, message):
+    cli("launch", "create", "club", "--product", "Club", "--cart-open", "2026-12-01 09:00",
+        "--cart-close", "2026-12-08 09:00")  # fmt: skip
+    r = cli("offer", "add", "club", "x", "--product", "Club", *args)
+    assert r.exit_code == 1 and r.stderr.startswith("Error: ") and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
