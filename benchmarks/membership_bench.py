@@ -132,6 +132,11 @@ def generate(path: Path, members: int, months: int, seed: int = 7) -> datetime:
         ((int(i), f"paid:in_{i}_{j}", t, 2900) for i, j, t, a in
          zip(who.tolist(), k.tolist(), pay_ts, alive.tolist(), strict=False) if a),
     )  # fmt: skip
+    paid_sum = np.bincount(who[alive], weights=np.repeat(amount, months)[alive], minlength=n + 1)
+    con.executemany(
+        "UPDATE orders SET paid_cents = ? WHERE id = ?",
+        zip(paid_sum[1:].astype("int64").tolist(), ids.tolist(), strict=True),
+    )
     con.executemany(
         "INSERT INTO refunds (order_id, idempotency_key, amount_cents, currency, forced,"
         " status, requested_at, refunded_at) VALUES (?, ?, ?, 'EUR', 0, 'succeeded', ?, ?)",

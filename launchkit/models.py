@@ -585,7 +585,7 @@ class MembershipEvent(Base):
         ForeignKey("memberships.id", ondelete="CASCADE"), index=True
     )
     key: Mapped[str] = mapped_column(String(255), unique=True)  # invoice, event or request id
-    kind: Mapped[str] = mapped_column(String(30))
+    kind: Mapped[str] = mapped_column(String(30), index=True)
     occurred_at: Mapped[datetime]
     status: Mapped[str | None] = mapped_column(String(20))  # Stripe's subscription status
     interval: Mapped[str | None] = mapped_column(String(10))

@@ -19,9 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from launchkit.analysis.definitions import wilson_interval
-from launchkit.audience.addresses import normalize_email
-from launchkit.errors import InputError
-from launchkit.models import Launch, Membership, MembershipEvent, Offer, Order, Payment, Refund
+from launchkit.analysis.load import _frame
+from launchkit.models import Launch, Membership, MembershipEvent, Offer, Order, Refund
 
 NEVER = np.datetime64("2262-01-01T00:00:00", "ns")
 MOVEMENTS = ("new", "reactivated", "expansion", "contraction", "churned")
@@ -36,66 +35,45 @@ def monthly_cents(interval: Any, amount: Any) -> Any:
 
 
 def load_members(session: Session, launch: Launch) -> dict[str, pd.DataFrame]:
-    """The memberships of a launch (and every membership of the same people, for
-    reactivations), their plan switches, and their payments/refunds per membership."""
+    """Every membership (the launch's, and the others of the same people, for reactivations)
+    with its order's person and paid total, the prices it had (joined, plan switches), and the
+    refunds of membership orders. Rows come straight from the driver (see ``load._frame``)."""
     conn = session.connection()
     cols = [
         Membership.id, Membership.launch_id, Membership.started_at, Membership.paid_at,
-        Membership.interval, Membership.amount_cents,
-        Membership.trial_end, Membership.ended_at, Membership.currency, Order.subscriber_id,
-        Order.email, Offer.guarantee_days,
+        Membership.interval, Membership.amount_cents, Membership.trial_end, Membership.ended_at,
+        Membership.currency, Order.subscriber_id, Order.email, Order.paid_cents,
+        Offer.guarantee_days,
     ]  # fmt: skip
     members = _frame(
         conn, sa.select(*cols).join(Order, Order.id == Membership.order_id)
         .outerjoin(Offer, Offer.id == Membership.offer_id),
+        ("started_at", "paid_at", "trial_end", "ended_at"),
     )  # fmt: skip
-    first = (
+    prices = (
         sa.select(MembershipEvent.membership_id, MembershipEvent.interval,
-                  MembershipEvent.amount_cents, MembershipEvent.occurred_at, MembershipEvent.kind)
+                  MembershipEvent.amount_cents, MembershipEvent.occurred_at)
         .where(MembershipEvent.kind.in_(["joined", "snapshot"]),
                MembershipEvent.interval.is_not(None))
     )  # fmt: skip
-    plans = _frame(conn, first)
-    paid = _frame(
-        conn,
-        sa.select(Membership.id.label("membership_id"),
-                  sa.func.coalesce(sa.func.sum(Payment.amount_cents), 0).label("paid_cents"),
-                  sa.func.count(Payment.id).label("invoices"))
-        .join(Payment, Payment.order_id == Membership.order_id)
-        .where(Payment.status == "paid").group_by(Membership.id),
-    )  # fmt: skip
+    plans = _frame(conn, prices, ("occurred_at",))
     refunds = _frame(
         conn,
         sa.select(Membership.id.label("membership_id"), Refund.amount_cents, Refund.refunded_at)
         .join(Refund, Refund.order_id == Membership.order_id)
         .where(Refund.status == "succeeded"),
+        ("refunded_at",),
     )  # fmt: skip
     members["person"] = _persons(members)
-    return {"members": members, "plans": plans, "paid": paid, "refunds": refunds}
-
-
-def _frame(conn: Any, stmt: Any) -> pd.DataFrame:
-    result = conn.execute(stmt)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return {"members": members, "plans": plans, "refunds": refunds}
 
 
 def _persons(members: pd.DataFrame) -> pd.Series:
-    """A person: the subscriber, else the order's address as imports normalize it."""
-    if members.empty:
-        return pd.Series([], dtype=object)
-
-    def key(sub: Any, email: Any) -> str:
-        if sub is not None and not pd.isna(sub):
-            return f"s{int(sub)}"
-        try:
-            return f"e{normalize_email(str(email))}"
-        except InputError:
-            return f"e{str(email).strip().lower()}"
-
-    return pd.Series(
-        [key(s, e) for s, e in zip(members["subscriber_id"], members["email"], strict=True)],
-        index=members.index,
-    )
+    """A person: the subscriber, else the order's address (stored normalized, as imports
+    normalize it)."""
+    subscriber = members["subscriber_id"]
+    by_id = "s" + subscriber.astype("Int64").astype(str)
+    return by_id.where(subscriber.notna(), "e" + members["email"].astype(str))
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -130,21 +108,23 @@ def mrr_matrix(members: pd.DataFrame, plans: pd.DataFrame, times: np.ndarray) ->
     paid = _ns(members["paid_at"])
     ended = _ns(members["ended_at"])
     ended = np.where(np.isnat(ended), NEVER, ended)
-    steps = plans.copy()
-    steps["at"] = _ns(steps["occurred_at"]) if len(steps) else np.array([], "datetime64[ns]")
-    steps["mrr"] = monthly_cents(steps["interval"], steps["amount_cents"])
-    steps = steps.sort_values(["membership_id", "at"], kind="stable")
     row_of = pd.Series(np.arange(len(ids)), index=ids)
-    steps = steps[steps["membership_id"].isin(row_of.index)]
-    result = np.zeros((len(ids), len(times)))
-    joined = steps.drop_duplicates("membership_id", keep="first")  # the price at joining
+    steps = plans[plans["membership_id"].isin(row_of.index)]
+    steps = steps.assign(at=_ns(steps["occurred_at"]),
+                         mrr=monthly_cents(steps["interval"], steps["amount_cents"]))  # fmt: skip
+    steps = steps.sort_values(["membership_id", "at"], kind="stable")
     base = monthly_cents(members["interval"], members["amount_cents"]).astype(float)
-    base[row_of[joined["membership_id"]].to_numpy()] = joined["mrr"].to_numpy()
+    first = steps.drop_duplicates("membership_id", keep="first")  # the price at joining
+    base[row_of[first["membership_id"]].to_numpy()] = first["mrr"].to_numpy()
+    previous = steps.groupby("membership_id")["mrr"].shift()
+    changes = steps[previous.notna() & (steps["mrr"] != previous)]  # plan switches only
+    change_rows = row_of[changes["membership_id"]].to_numpy()
+    change_at, change_mrr = changes["at"].to_numpy(), changes["mrr"].to_numpy()
+    result = np.zeros((len(ids), len(times)))
     for col, t in enumerate(times):
         current = base.copy()
-        before = steps[(steps["at"].to_numpy() <= t)]
-        last = before.drop_duplicates("membership_id", keep="last")
-        current[row_of[last["membership_id"]].to_numpy()] = last["mrr"].to_numpy()
+        before = change_at <= t  # sorted by membership then time: the last one wins
+        current[change_rows[before]] = change_mrr[before]
         live = ~np.isnat(paid) & (paid <= t) & (t < ended)
         result[:, col] = np.where(live, current, 0.0)
     return result
@@ -260,8 +240,7 @@ def membership_figures(
         "cohorts": cohorts,
         "ltv": _ltv(matrix[:, -2], churn[:-1]),
         "refunds_inside_guarantee": _guarantee_refunds(members, frames["refunds"]),
-        "revenue_cents": int(frames["paid"][frames["paid"]["membership_id"]
-                                            .isin(members["id"])]["paid_cents"].sum()),
+        "revenue_cents": int(members["paid_cents"].sum()),
     }  # fmt: skip
 
 

@@ -97,9 +97,11 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_membership_events_membership_id"), "membership_events", ["membership_id"]
     )
+    op.create_index(op.f("ix_membership_events_kind"), "membership_events", ["kind"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_membership_events_kind"), table_name="membership_events")
     op.drop_index(op.f("ix_membership_events_membership_id"), table_name="membership_events")
     op.drop_table("membership_events")
     op.drop_index(op.f("ix_memberships_launch_id"), table_name="memberships")
