@@ -310,18 +310,18 @@ def main() -> None:
             from launchkit.models import Launch
 
             launch = s.get(Launch, 1)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             ours = analyze_memberships(s, launch, now)
-            ours_s = time.perf_counter() - t0
+            ours_s, ours_cpu = time.perf_counter() - t0, time.process_time() - c0
         engine.dispose()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         theirs = baseline(path, now, CLOSE)
-        theirs_s = time.perf_counter() - t0
+        theirs_s, theirs_cpu = time.perf_counter() - t0, time.process_time() - c0
     assert ours is not None
     bad = _same(ours, theirs)
-    print(f"launchkit: {ours_s:.2f} s  (MRR now {ours['mrr_now'] / 100:,.2f}, "
+    print(f"launchkit: {ours_s:.2f} s wall, {ours_cpu:.2f} s CPU  (MRR now {ours['mrr_now'] / 100:,.2f}, "
           f"{len(ours['mrr_by_month'])} months, LTV {ours['ltv']['ltv_cents']})")  # fmt: skip
-    print(f"pandas baseline: {theirs_s:.2f} s")
+    print(f"pandas baseline: {theirs_s:.2f} s wall, {theirs_cpu:.2f} s CPU")
     print("agree: yes" if not bad else f"agree: NO ({', '.join(bad)})")
     print(f"ratio: {theirs_s / ours_s:.2f}")
     if bad:
