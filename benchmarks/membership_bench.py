@@ -319,8 +319,9 @@ def main() -> None:
         theirs_s, theirs_cpu = time.perf_counter() - t0, time.process_time() - c0
     assert ours is not None
     bad = _same(ours, theirs)
-    print(f"launchkit: {ours_s:.2f} s wall, {ours_cpu:.2f} s CPU  (MRR now {ours['mrr_now'] / 100:,.2f}, "
-          f"{len(ours['mrr_by_month'])} months, LTV {ours['ltv']['ltv_cents']})")  # fmt: skip
+    print(f"launchkit: {ours_s:.2f} s wall, {ours_cpu:.2f} s CPU  "
+          f"(MRR now {ours['mrr_now'] / 100:,.2f}, {len(ours['mrr_by_month'])} months, "
+          f"LTV {ours['ltv']['ltv_cents']})")  # fmt: skip
     print(f"pandas baseline: {theirs_s:.2f} s wall, {theirs_cpu:.2f} s CPU")
     print("agree: yes" if not bad else f"agree: NO ({', '.join(bad)})")
     print(f"ratio: {theirs_s / ours_s:.2f}")
