@@ -124,3 +124,36 @@ def test_whole_months_compares_day_and_time():
     start = np.array(["2026-01-31T10:00", "2026-01-15T10:00", "2026-01-15T10:00"], "datetime64[ns]")
     end = np.array(["2026-02-28T10:00", "2026-02-15T09:59", "2026-02-15T10:00"], "datetime64[ns]")
     assert whole_months(start, end).tolist() == [0, 0, 1]
+
+
+def test_a_member_who_comes_back_is_reactivated_not_new():
+    """Pure figures on hand-made frames: one person, two memberships (ended, then again)."""
+    import pandas as pd
+
+    from launchkit.analysis.memberships import membership_figures
+
+    t = pd.Timestamp
+    jan10, mar5, jan12 = (t(day, tz="UTC") for day in ("2026-01-10", "2026-03-05", "2026-01-12"))
+    members = pd.DataFrame({
+        "id": [1, 2, 3], "launch_id": [1, 2, 1],
+        "started_at": [jan10, mar5, jan12], "paid_at": [jan10, mar5, jan12],
+        "interval": ["month", "year", "month"], "amount_cents": [2900, 29000, 2900],
+        "trial_end": [pd.NaT] * 3, "ended_at": [t("2026-02-10", tz="UTC"), pd.NaT, pd.NaT],
+        "currency": ["EUR"] * 3, "subscriber_id": [7, 7, None],
+        "email": ["a@x.fr", "a@x.fr", "b@x.fr"], "paid_cents": [2900, 29000, 2900],
+        "guarantee_days": [14, 14, 14], "person": ["s7", "s7", "eb@x.fr"],
+    })  # fmt: skip
+    plans = pd.DataFrame(columns=["membership_id", "interval", "amount_cents", "occurred_at"])
+    refunds = pd.DataFrame(columns=["membership_id", "amount_cents", "refunded_at"])
+    launch = type("L", (), {"id": 1, "cart_close": t("2026-01-15", tz="UTC").to_pydatetime()})
+    frames = {"members": members, "plans": plans, "refunds": refunds}
+    now = t("2026-04-01", tz="UTC").to_pydatetime()
+    ours = membership_figures(frames, launch, now)
+    months = {row["month"]: row for row in ours["mrr_by_month"]}
+    assert months["2026-01"]["new"] == 5800 and months["2026-02"]["churned"] == 2900
+    # launch 1's figures only count launch 1's memberships: A's return (launch 2) is not here
+    assert months["2026-03"]["reactivated"] == 0
+    launch2 = type("L", (), {"id": 2, "cart_close": t("2026-03-10", tz="UTC").to_pydatetime()})
+    months2 = {r["month"]: r for r in membership_figures(frames, launch2, now)["mrr_by_month"]}
+    assert months2["2026-03"]["reactivated"] == round(29000 / 12)
+    assert months2["2026-03"]["new"] == 0

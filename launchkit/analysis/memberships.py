@@ -131,12 +131,13 @@ def mrr_matrix(members: pd.DataFrame, plans: pd.DataFrame, times: np.ndarray) ->
 
 
 def mrr_movements(
-    members: pd.DataFrame, matrix: np.ndarray, bounds: np.ndarray
+    members: pd.DataFrame, matrix: np.ndarray, bounds: np.ndarray, everyone: pd.DataFrame
 ) -> list[dict[str, Any]]:
-    """Per month: each person's MRR at the month's start against its end (or now)."""
+    """Per month: each person's MRR at the month's start against its end (or now); a person
+    whose first payment (any membership, any launch: ``everyone``) came before is reactivated."""
     person = pd.Series(members["person"].to_numpy())
     per_person = pd.DataFrame(matrix).groupby(person.to_numpy()).sum()
-    first_paid = pd.Series(_ns(members["paid_at"])).groupby(person.to_numpy()).min()
+    first_paid = pd.Series(_ns(everyone["paid_at"])).groupby(everyone["person"].to_numpy()).min()
     first_paid = first_paid.reindex(per_person.index).to_numpy()
     out = []
     for k in range(len(bounds) - 1):
@@ -218,7 +219,7 @@ def membership_figures(
     first = _ns(members["started_at"]).min()
     bounds = np.concatenate([_month_starts(first, now64), [now64]])
     matrix = mrr_matrix(members, frames["plans"], np.concatenate([bounds, [close64]]))
-    moves = mrr_movements(members, matrix[:, :-1], bounds)
+    moves = mrr_movements(members, matrix[:, :-1], bounds, everyone)
     churn = churn_by_month(members, matrix[:, :-1], bounds, moves)
     curve, cohorts = retention(members, now64)
     months = pd.DatetimeIndex(bounds[:-1]).strftime("%Y-%m")
