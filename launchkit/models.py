@@ -416,6 +416,7 @@ class Offer(Base):
     tax_behavior: Mapped[str | None] = mapped_column(
         String(20)
     )  # inclusive | exclusive (Stripe Tax)
+    trial_days: Mapped[int | None] = mapped_column(Integer)  # memberships only
 
     plans: Mapped[list[OfferPlan]] = relationship(
         back_populates="offer", order_by="OfferPlan.instalments", cascade="all, delete-orphan"
@@ -671,3 +672,77 @@ class CheckoutRecovery(Base):
     started_at: Mapped[datetime]  # the abandoned checkout_start
     claimed_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+# --- memberships ------------------------------------------------------------------------------
+
+
+class MembershipStatus(enum.StrEnum):
+    INCOMPLETE = "incomplete"  # checkout done, no subscription state known yet
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"  # a renewal failed; Stripe is retrying (grace)
+    CANCELLING = "cancelling"  # cancelled at period end: a member until then
+    ENDED = "ended"
+
+
+class MembershipPrice(Base):
+    """A recurring price of a membership offer, e.g. monthly 29.00 (founding price optional)."""
+
+    __tablename__ = "membership_prices"
+    __table_args__ = (UniqueConstraint("offer_id", "interval"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"))
+    interval: Mapped[str] = mapped_column(String(10))  # month | year
+    cents: Mapped[int] = mapped_column(BigInteger)
+    founding_cents: Mapped[int | None] = mapped_column(BigInteger)  # kept by this launch's members
+
+
+class Membership(Base):
+    """A member's recurring subscription, linked to the order of the checkout that started it.
+
+    Its status is derived from its ``membership_events`` sorted by their own time, so it does
+    not depend on the order Stripe's events arrive in."""
+
+    __tablename__ = "memberships"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), unique=True)
+    launch_id: Mapped[int] = mapped_column(ForeignKey("launches.id"), index=True)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    interval: Mapped[str] = mapped_column(String(10))  # month | year (current plan)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)  # current price per interval
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20), default=MembershipStatus.INCOMPLETE)
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime]
+    trial_end: Mapped[datetime | None]
+    paid_at: Mapped[datetime | None]  # first payment (trial -> paid conversion)
+    current_period_end: Mapped[datetime | None]
+    cancel_requested_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    reminder_period_end: Mapped[datetime | None]  # the renewal a reminder was sent for
+    updated_at: Mapped[datetime]
+
+
+class MembershipEvent(Base):
+    """One fact of a membership's life, with its own time (Stripe's), recorded once by key."""
+
+    __tablename__ = "membership_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    membership_id: Mapped[int] = mapped_column(
+        ForeignKey("memberships.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(255), unique=True)  # invoice, event or request id
+    kind: Mapped[str] = mapped_column(String(30), index=True)
+    occurred_at: Mapped[datetime]
+    status: Mapped[str | None] = mapped_column(String(20))  # Stripe's subscription status
+    interval: Mapped[str | None] = mapped_column(String(10))
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+    period_end: Mapped[datetime | None]
+    cancel_at_period_end: Mapped[bool | None] = mapped_column(Boolean)
+    update_url: Mapped[str | None] = mapped_column(String(2048))
+    notified_at: Mapped[datetime | None]  # the email this fact calls for was sent

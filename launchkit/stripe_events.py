@@ -297,3 +297,130 @@ class Purchase:
         return subscription_deleted(
             created=created, subscription=self.subscription, metadata=self.metadata
         )
+
+
+# --- memberships ------------------------------------------------------------------------------
+
+INTERVAL_SECONDS = {"month": 30 * 86400, "year": 365 * 86400}
+
+
+def subscription_object(
+    *,
+    subscription: str,
+    created: int,
+    status: str,
+    interval: str,
+    amount: int,
+    currency: str,
+    metadata: dict[str, str],
+    period_end: int,
+    cancel_at_period_end: bool = False,
+    trial_end: int | None = None,
+    customer: str | None = None,
+) -> dict[str, Any]:
+    """A Subscription as the pinned API version shows it (period on the item, inline price)."""
+    price = {
+        "id": new_id("price"),
+        "object": "price",
+        "currency": currency.lower(),
+        "unit_amount": amount,
+        "recurring": {"interval": interval, "interval_count": 1},
+    }
+    item = {"id": new_id("si"), "object": "subscription_item", "price": price, "quantity": 1,
+            "current_period_end": period_end,
+            "current_period_start": period_end - INTERVAL_SECONDS[interval]}  # fmt: skip
+    return {
+        "id": subscription,
+        "object": "subscription",
+        "status": status,
+        "customer": customer,
+        "created": created,
+        "currency": currency.lower(),
+        "cancel_at_period_end": cancel_at_period_end,
+        "cancel_at": period_end if cancel_at_period_end else None,
+        "trial_end": trial_end,
+        "items": {"object": "list", "data": [item]},
+        "metadata": metadata,
+    }
+
+
+@dataclass
+class Member:
+    """The ids and events of one simulated membership (monthly or yearly, optional trial)."""
+
+    metadata: dict[str, str]
+    email: str
+    amount: int
+    currency: str
+    interval: str = "month"
+    start: int = 0
+    trial_days: int = 0
+    session_id: str = field(default_factory=lambda: new_id("cs_test"))
+    subscription: str = field(default_factory=lambda: new_id("sub"))
+    customer: str = field(default_factory=lambda: new_id("cus"))
+    invoices: dict[int, str] = field(default_factory=dict)
+
+    def period_end(self, number: int) -> int:
+        """The end of the ``number``-th paid period (1 = the first, after any trial)."""
+        return self.start + self.trial_days * 86400 + number * INTERVAL_SECONDS[self.interval]
+
+    def completed(self, created: int) -> dict:
+        """``checkout.session.completed`` in subscription mode."""
+        built = checkout_session_completed(
+            created=created, mode="subscription", metadata=self.metadata, email=self.email,
+            amount_total=0 if self.trial_days else self.amount, currency=self.currency,
+            session_id=self.session_id, subscription=self.subscription, customer=self.customer,
+        )  # fmt: skip
+        return built
+
+    def invoice(
+        self, number: int, created: int, *, paid: bool = True, attempt: int = 1,
+        amount: int | None = None,
+    ) -> dict:  # fmt: skip
+        """``invoice.paid`` / ``invoice.payment_failed`` for period ``number`` (0: the trial)."""
+        invoice_id = self.invoices.setdefault(number, new_id("in"))
+        builder = invoice_paid if paid else invoice_payment_failed
+        due = (0 if number == 0 else self.amount) if amount is None else amount
+        built = builder(
+            created=created, invoice_id=invoice_id, subscription=self.subscription, amount=due,
+            currency=self.currency, email=self.email, metadata=self.metadata,
+            attempt_count=attempt, payment_intent=f"pi_{invoice_id}" if paid and due else None,
+            billing_reason="subscription_create" if number <= 1 else "subscription_cycle",
+        )  # fmt: skip
+        end = self.period_end(number) if number else self.start + self.trial_days * 86400
+        line = {"id": new_id("il"), "object": "line_item", "amount": due,
+                "period": {"start": end - INTERVAL_SECONDS[self.interval], "end": end}}  # fmt: skip
+        built["data"]["object"]["lines"]["data"] = [line]
+        return built
+
+    def renewed(self, number: int, created: int) -> dict:
+        """``invoice.payment_succeeded`` (localstripe's name) for period ``number``."""
+        built = self.invoice(number, created)
+        built["type"] = "invoice.payment_succeeded"
+        return built
+
+    def updated(
+        self, created: int, *, status: str = "active", cancel_at_period_end: bool = False,
+        interval: str | None = None, amount: int | None = None, period: int = 1,
+    ) -> dict:  # fmt: skip
+        """``customer.subscription.updated``: the whole subscription at ``created``."""
+        obj = subscription_object(
+            subscription=self.subscription, created=self.start, status=status,
+            interval=interval or self.interval, amount=self.amount if amount is None else amount,
+            currency=self.currency, metadata=self.metadata, period_end=self.period_end(period),
+            cancel_at_period_end=cancel_at_period_end, customer=self.customer,
+            trial_end=self.start + self.trial_days * 86400 if self.trial_days else None,
+        )  # fmt: skip
+        return event("customer.subscription.updated", obj, created=created)
+
+    def trial_will_end(self, created: int) -> dict:
+        """``customer.subscription.trial_will_end`` (Stripe sends it 3 days before)."""
+        built = self.updated(created, status="trialing", period=0)
+        built["type"] = "customer.subscription.trial_will_end"
+        return built
+
+    def cancelled(self, created: int) -> dict:
+        """``customer.subscription.deleted``."""
+        return subscription_deleted(
+            created=created, subscription=self.subscription, metadata=self.metadata
+        )

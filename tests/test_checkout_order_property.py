@@ -16,8 +16,17 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
 from launchkit import checkout
-from launchkit.models import Launch, Order, Payment, Refund, StripeEvent, SubscriberTag
-from launchkit.stripe_events import Purchase
+from launchkit.models import (
+    Launch,
+    Membership,
+    MembershipEvent,
+    Order,
+    Payment,
+    Refund,
+    StripeEvent,
+    SubscriberTag,
+)
+from launchkit.stripe_events import Member, Purchase, charge_refunded
 from tests.fixtures.stripe import create_offer, create_subscriber
 from tests.test_checkout_events import Outbox
 
@@ -55,7 +64,15 @@ def scenario(name: str, meta: dict[str, dict[str, str]], t: int) -> list[dict]:
 
 def _reset(sessions) -> None:
     with sessions.begin() as s:
-        for model in (Refund, Payment, Order, StripeEvent, SubscriberTag):
+        for model in (
+            MembershipEvent,
+            Membership,
+            Refund,
+            Payment,
+            Order,
+            StripeEvent,
+            SubscriberTag,
+        ):
             s.execute(delete(model))
 
 
@@ -82,6 +99,13 @@ def _state(sessions, outbox: Outbox) -> list[Any]:
         "recovered", "refunded_cents", "fee_cents", "occurred_at",
     )  # fmt: skip
     refund_fields = ("idempotency_key", "stripe_refund_id", "amount_cents", "status", "refunded_at")
+    membership_fields = (
+        "stripe_subscription_id", "interval", "amount_cents", "currency", "status",
+        "cancel_at_period_end", "started_at", "trial_end", "paid_at", "current_period_end",
+        "cancel_requested_at", "ended_at", "reminder_period_end",
+    )  # fmt: skip
+    fact_fields = ("key", "kind", "occurred_at", "status", "interval", "amount_cents",
+                   "period_end", "cancel_at_period_end", "notified_at")  # fmt: skip
     with sessions.begin() as s:
 
         def rows(model: Any, fields: tuple[str, ...]) -> list[tuple]:
@@ -93,6 +117,7 @@ def _state(sessions, outbox: Outbox) -> list[Any]:
         return [
             rows(Order, order_fields), rows(Payment, payment_fields),
             rows(Refund, refund_fields), tags, parked,
+            rows(Membership, membership_fields), rows(MembershipEvent, fact_fields),
             sorted((m.to_email, m.subject) for m in outbox.sent),
         ]  # fmt: skip
 
@@ -138,6 +163,75 @@ def test_any_order_and_redelivery_gives_the_same_state(sessions, settings, now, 
         _reset(sessions)
         expected = _run(sessions, settings_, events, now)
         assert expected[0][0][1] == subscriber_id  # linked, by id or by the typed address
+        order = data.draw(deliveries(len(events)))
+        _reset(sessions)
+        assert _run(sessions, settings_, [events[i] for i in order], now) == expected, order
+
+    settings_ = settings
+    check()
+
+
+def member_scenario(name: str, meta: dict[str, str], t: int) -> list[dict]:
+    """The events of one membership, in the order Stripe would normally send them."""
+    trial = 7 if name == "member_trial" else 0
+    m = Member(meta, "camille@example.fr", 2900, "EUR", start=t, trial_days=trial)
+    if name == "member_trial":
+        return [
+            m.completed(t + 1), m.invoice(0, t + 1), m.updated(t + 2, status="trialing", period=0),
+            m.trial_will_end(t + 4 * DAY), m.invoice(1, t + 7 * DAY),
+            m.updated(t + 10 * DAY, interval="year", amount=29000),
+            m.renewed(2, m.period_end(1)),
+        ]  # fmt: skip
+    events = [m.completed(t + 1), m.invoice(1, t + 1), m.updated(t + 2)]
+    if name == "member_renewals":
+        return [
+            *events, m.renewed(2, m.period_end(1)), m.invoice(2, m.period_end(1)),
+            m.invoice(3, m.period_end(2)),
+            m.updated(m.period_end(2) + DAY, cancel_at_period_end=True, period=3),
+            m.cancelled(m.period_end(3)),
+        ]  # fmt: skip
+    if name == "member_dunning":
+        end = m.period_end(1)
+        return [
+            *events, m.invoice(2, end, paid=False),
+            m.invoice(2, end + 3 * DAY, paid=False, attempt=2),
+            m.invoice(2, end + 5 * DAY), m.invoice(3, m.period_end(2), paid=False),
+            m.updated(m.period_end(2) + 1, status="past_due", period=3),
+            m.cancelled(m.period_end(2) + 20 * DAY),
+        ]  # fmt: skip
+    paid = events[1]["data"]["object"]["payments"]["data"][0]["payment"]["payment_intent"]
+    refund = charge_refunded(created=t + 3 * DAY, payment_intent=paid, amount=2900,
+                             amount_refunded=2900, currency="EUR")  # fmt: skip
+    return [*events, refund, m.cancelled(t + 3 * DAY + 60)]
+
+
+MEMBER_SCENARIOS = ["member_renewals", "member_dunning", "member_trial", "member_guarantee"]
+
+
+@pytest.mark.parametrize("name", MEMBER_SCENARIOS)
+def test_membership_events_in_any_order_give_the_same_state(sessions, settings, now, name):
+    from tests.membership_data import create_membership_offer, member_metadata
+
+    with sessions.begin() as s:
+        offer = create_membership_offer(s, now, trial_days=7 if name == "member_trial" else 0)
+        subscriber_id = create_subscriber(s, now).id
+        meta = {
+            "by_id": member_metadata(s, offer, "month", subscriber_id),
+            "typed": member_metadata(s, offer, "month", None),
+        }
+    t = int(now.timestamp())
+
+    @hypothesis_settings(
+        max_examples=20, deadline=None, derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )  # fmt: skip
+    @given(data=st.data(), link=st.sampled_from(["by_id", "typed"]))
+    def check(data: Any, link: str) -> None:
+        events = member_scenario(name, meta[link], t)
+        _reset(sessions)
+        expected = _run(sessions, settings_, events, now)
+        assert expected[0][0][1] == subscriber_id
+        assert expected[5] and expected[6]  # a membership and its facts
         order = data.draw(deliveries(len(events)))
         _reset(sessions)
         assert _run(sessions, settings_, [events[i] for i in order], now) == expected, order

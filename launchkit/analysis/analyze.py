@@ -188,4 +188,8 @@ def analyze_launch(
     waitlist = None if segment else waitlist_section(session, launch)
     if waitlist is not None:
         result["waitlist"] = waitlist
+    if now is not None:  # memberships are measured against now (docs: "Membership launches")
+        from launchkit.analysis.memberships import analyze_memberships
+
+        result["membership"] = analyze_memberships(session, launch, now)
     return result

@@ -38,6 +38,7 @@ from launchkit.checkout.refunds import record_charge_refunds
 from launchkit.checkout.stripe_api import StripeClient, charge_fee, make_client
 from launchkit.config import Settings
 from launchkit.errors import PaymentError
+from launchkit.memberships.lifecycle import membership_handlers
 from launchkit.models import Order, Payment, StripeEvent
 from launchkit.selling.orders import record_selling_facts
 
@@ -266,6 +267,7 @@ HANDLERS = {
     "charge.refunded": _on_charge_refunded,
     "charge.dispute.created": _on_dispute_created,
 }
+HANDLERS.update(membership_handlers(HANDLERS, _Park))  # memberships add their facts
 
 
 def handle_event(

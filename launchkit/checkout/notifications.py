@@ -51,7 +51,10 @@ def send_notifications(
             variables = _dunning_vars(order, payment, buyer)
             _email(buyer, messenger, env, "dunning", session, order, variables, now, payment.id)
             sent += 1
-    return sent + send_access_emails(session, settings, messenger, now=now, env=env)
+    from launchkit.memberships.notify import send_membership_emails
+
+    sent += send_access_emails(session, settings, messenger, now=now, env=env)
+    return sent + send_membership_emails(session, settings, messenger, now=now, env=env)
 
 
 def buyer_settings(session: Session, settings: Settings, order: Order) -> Settings:

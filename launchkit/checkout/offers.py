@@ -163,7 +163,15 @@ def offer_as_dict(session: Session, offer: Offer) -> dict[str, Any]:
         "bump": {"name": offer.bump_name, "cents": offer.bump_cents} if offer.bump_name else None,
         "stripe_product_id": offer.stripe_product_id,
         **selling,
-    }
+    } | _membership_dict(session, offer)
+
+
+def _membership_dict(session: Session, offer: Offer) -> dict[str, Any]:
+    """``{"membership": ...}`` for a membership offer, else nothing."""
+    from launchkit.memberships.offers import membership_as_dict
+
+    found = membership_as_dict(session, offer)
+    return {"membership": found} if found else {}
 
 
 def plan_choices(offer: Offer) -> list[tuple[str, int, int]]:
@@ -248,6 +256,13 @@ def start_checkout(
     keeps it); ``coupon`` prefills a promotion code (else codes may be typed when coupons exist).
     """
     offer = get_offer(session, offer_slug)
+    from launchkit.memberships import offers as membership_offers
+
+    if membership_offers.is_membership(session, offer):  # plan: monthly | yearly
+        return membership_offers.start_membership_checkout(
+            session, settings, client, offer_slug, plan=plan, subscriber_id=subscriber_id,
+            email=email, now=now, language=language,
+        )  # fmt: skip
     launch = session.get(Launch, offer.launch_id)
     assert launch is not None
     state = cart_state(launch, now, settings.checkout_grace)

@@ -291,3 +291,71 @@ def charge_refunds(client: StripeClient, charge_id: str) -> list[dict[str, Any]]
         "list refunds", client.v1.refunds.list, params={"charge": charge_id, "limit": 100}
     )
     return [item.to_dict() for item in listing.data]
+
+
+# --- memberships ------------------------------------------------------------------------------
+
+
+def create_membership_session(
+    client: StripeClient,
+    *,
+    offer: Offer,
+    interval: str,
+    cents: int,
+    trial_days: int,
+    customer_email: str | None,
+    metadata: dict[str, str],
+    success_url: str,
+    cancel_url: str,
+    now: datetime,
+) -> tuple[str, str]:
+    """The membership adapter: a Checkout Session in subscription mode with an inline recurring
+    price (``price_data.recurring``) and no end; the metadata rides on the subscription."""
+    price = _price_data(offer, cents, recurring=False)
+    price["recurring"] = {"interval": interval, "interval_count": 1}
+    subscription_data: dict[str, Any] = {"metadata": metadata}
+    if trial_days > 0:
+        subscription_data["trial_period_days"] = trial_days
+    params: dict[str, Any] = {
+        "mode": "subscription",
+        "line_items": [{"price_data": price, "quantity": 1}],
+        "metadata": metadata,
+        "subscription_data": subscription_data,
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "expires_at": int((now + timedelta(hours=1)).timestamp()),
+    }
+    if metadata.get("subscriber"):
+        params["client_reference_id"] = metadata["subscriber"]
+    if metadata.get("language"):
+        params["locale"] = metadata["language"]
+    if customer_email:
+        params["customer_email"] = customer_email
+    created = _stripe_call(
+        "create a checkout session", client.v1.checkout.sessions.create, params=params
+    )
+    return created.id, created.url
+
+
+def cancel_at_period_end(client: StripeClient, subscription: str) -> dict[str, Any]:
+    """Ask Stripe to end a subscription at the end of its paid period; the subscription."""
+    updated = _stripe_call(
+        "cancel the membership at period end",
+        client.v1.subscriptions.update,
+        subscription,
+        params={"cancel_at_period_end": True},
+    )
+    return updated.to_dict()
+
+
+def end_subscription_now(client: StripeClient, subscription: str) -> None:
+    """Cancel a subscription at once (a guarantee refund ends the membership)."""
+    try:
+        client.v1.subscriptions.cancel(subscription)
+    except stripe.InvalidRequestError as e:
+        read = client.v1.subscriptions.retrieve
+        current = _stripe_call("read a subscription", read, subscription)
+        if current.to_dict().get("status") not in ("canceled", "incomplete_expired"):
+            raise PaymentError(f"Stripe refused to cancel subscription {subscription}: {e}") from e
+    except stripe.StripeError as e:
+        raise PaymentError(f"Stripe refused to cancel subscription {subscription}: {e}") from e

@@ -10,7 +10,7 @@ from launchkit import checkout
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, parse_local_datetime, utcnow
-from launchkit.errors import PaymentError
+from launchkit.errors import InputError, PaymentError
 from launchkit.selling.tiers import parse_tier
 
 offer_app = typer.Typer(
@@ -31,7 +31,9 @@ def offer_add(
     launch: Annotated[str, typer.Argument(help="Launch slug.")],
     slug: Annotated[str, typer.Argument(help="Offer slug, used in /buy/SLUG.")],
     product: Annotated[str, typer.Option(help="Product name shown at checkout.")],
-    price: Annotated[str, typer.Option(help="Pay-in-full price, e.g. 497 or 497.00.")],
+    price: Annotated[
+        str | None, typer.Option(help="Pay-in-full price, e.g. 497 (not for a membership).")
+    ] = None,
     currency: Annotated[str | None, typer.Option(help="ISO currency (default: workspace).")] = None,
     plan: Annotated[
         list[str] | None, typer.Option("--plan", help="Instalment plan NxAMOUNT, e.g. 3x177.")
@@ -52,15 +54,39 @@ def offer_add(
         str | None,
         typer.Option(help="Stripe Tax: prices are tax inclusive or exclusive."),
     ] = None,
+    membership: Annotated[
+        list[str] | None,
+        typer.Option("--membership", help="Recurring price monthly:29 or yearly:290 (repeat)."),
+    ] = None,
+    trial_days: Annotated[int, typer.Option(help="Membership free trial in days.")] = 0,
+    founding_price: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--founding-price",
+            help="Founding price kept by this launch's members, e.g. monthly:19 (repeat).",
+        ),
+    ] = None,
 ) -> None:
-    """Add an offer to a launch: pay in full, instalment plans, guarantee, optional bump.
+    """Add an offer to a launch: pay in full, instalment plans, guarantee, optional bump; or a
+    membership (recurring, no end) with --membership.
 
     Example: launchkit offer add spring cours --product "Cours photo" --price 497 --currency EUR
     --plan 3x177 --plan 6x92 --guarantee-days 30 --bump "Workbook:27"
     --tier "early:297:until=2026-12-02 23:59" --tax-behavior inclusive
+
+    Example: launchkit offer add spring club --product "Club" --membership monthly:29
+    --membership yearly:290 --trial-days 7 --guarantee-days 14 --founding-price monthly:19
     """
     runtime: Runtime = ctx.obj
     settings = runtime.settings
+    if membership or founding_price:
+        _membership_offer_add(
+            runtime, launch, slug, product, currency or settings.currency, membership or [],
+            founding_price or [], trial_days, guarantee_days, price or plan or bump,
+        )  # fmt: skip
+        return
+    if price is None:
+        raise InputError("--price is required (or --membership for a membership offer).")
     plans = [checkout.parse_plan(text) for text in plan or []]
     bump_value = checkout.parse_bump(bump) if bump else None
     tiers = [parse_tier(text, settings.tz) for text in tier or []]
@@ -76,6 +102,40 @@ def offer_add(
         )  # fmt: skip
         money = checkout.format_money(offer.price_cents, offer.currency, settings.language)
         say(f'Added offer "{offer.slug}" to launch "{launch}": {money}, {len(plans)} plan(s).')
+
+
+def _membership_offer_add(
+    runtime: Runtime,
+    launch: str,
+    slug: str,
+    product: str,
+    currency: str,
+    membership: list[str],
+    founding: list[str],
+    trial_days: int,
+    guarantee_days: int,
+    one_off: object,
+) -> None:
+    from launchkit import memberships
+
+    if one_off:
+        raise InputError(f'Offer "{slug}": --price, --plan and --bump do not go with --membership.')
+    if not membership:
+        raise InputError(f'Offer "{slug}": --founding-price needs --membership.')
+    prices = [memberships.parse_membership(text) for text in membership]
+    founding_prices = [memberships.parse_membership(t, option="--founding-price") for t in founding]
+    with runtime.transaction() as session:
+        offer = memberships.add_membership_offer(
+            session, launch, slug, product=product, currency=currency, prices=prices,
+            founding=founding_prices, trial_days=trial_days, guarantee_days=guarantee_days,
+            now=utcnow(),
+        )  # fmt: skip
+        lang = runtime.settings.language
+        names = memberships.offers.INTERVAL_NAMES
+        shown = ", ".join(
+            f"{names[i]} {checkout.format_money(c, offer.currency, lang)}" for i, c in prices
+        )
+        say(f'Added membership offer "{offer.slug}" to launch "{launch}": {shown}.')
 
 
 @offer_app.command("list")

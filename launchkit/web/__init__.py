@@ -641,6 +641,7 @@ def create_app(
     """Build the web app for a workspace (``messenger_factory``: how transactional email
     goes out; default the settings' backend)."""
     # route modules import helpers from this module: import them here, not at the top
+    from launchkit.web.account import account_routes
     from launchkit.web.checkout import checkout_routes
     from launchkit.web.magnets import magnet_routes
     from launchkit.web.members import member_routes
@@ -652,6 +653,7 @@ def create_app(
     routes += magnet_routes()
     routes += checkout_routes()
     routes += member_routes()
+    routes += account_routes()
     app = Starlette(
         routes=routes,
         middleware=[

@@ -2,7 +2,7 @@
 waitlists (launches.waitlist) and pre-sales (offers.presale_until)
 
 Revision ID: 0006_access
-Revises: 0004_orders
+Revises: 0005_memberships
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 from launchkit.db import UTCDateTime
 
 revision = "0006_access"
-down_revision = "0004_orders"
+down_revision = "0005_memberships"
 branch_labels = None
 depends_on = None
 

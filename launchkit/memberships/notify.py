@@ -1,0 +1,176 @@
+"""Membership emails: welcome, failed renewal (one per failed attempt, with the card-update
+link), trial ending, cancellation confirmation, win-back after churn, and the reminder before a
+yearly renewal. Each is claimed once (a unique ``membership_events`` key) before it is sent.
+
+Templates: ``emails/membership-{fr,en}/*.md`` (the workspace's copy first, then the starter's),
+in the member's language (as a subscriber, else the one they checked out in)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from launchkit.checkout.notifications import buyer_settings
+from launchkit.checkout.offers import format_money
+from launchkit.config import Settings
+from launchkit.errors import InputError
+from launchkit.memberships.lifecycle import ENTITLED
+from launchkit.models import (
+    Membership,
+    MembershipEvent,
+    MembershipStatus,
+    Offer,
+    Order,
+    Subscriber,
+)
+from launchkit.resources import starter_dir
+
+REMINDER_DAYS = 14  # a yearly renewal is announced this many days before (EU practice)
+TEMPLATES = ("welcome", "renewal-reminder", "failed-renewal", "cancelled", "trial-ending",
+             "win-back")  # fmt: skip
+
+
+def send_membership_emails(
+    session: Session,
+    settings: Settings,
+    messenger: Any,
+    *,
+    now: datetime,
+    reminder_days: int = REMINDER_DAYS,
+    env: Any = None,
+) -> int:
+    """Send every membership email now due; returns how many were sent."""
+    sent = 0
+    live = session.scalars(
+        select(Membership).where(Membership.status != MembershipStatus.INCOMPLETE)
+    ).all()
+    for m in live:
+        order = session.get(Order, m.order_id)
+        if order is None or not order.email:
+            continue  # waits for the event that brings the address
+        for template, key, extra in _due(session, m, order, now, reminder_days):
+            if _claim(session, m, key, now):
+                _send(session, settings, messenger, env, (template, key), m, order, extra, now)
+                sent += 1
+    return sent
+
+
+def _due(
+    session: Session, m: Membership, order: Order, now: datetime, reminder_days: int
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(template, claim key, variables) of the emails this membership calls for now."""
+    due: list[tuple[str, str, dict[str, Any]]] = []
+    if m.status in ENTITLED:
+        due.append(("welcome", f"email:welcome:{_ref(m)}", {}))
+    facts = session.scalars(
+        select(MembershipEvent).where(
+            MembershipEvent.membership_id == m.id,
+            MembershipEvent.kind.in_(["failed", "trial_will_end"]),
+            MembershipEvent.notified_at.is_(None),
+        )
+    ).all()
+    for fact in facts:
+        fact.notified_at = now  # each fact calls for at most one email
+        if fact.kind == "failed" and m.status == MembershipStatus.PAST_DUE:
+            url = {"update_card_url": fact.update_url or ""}
+            due.append(("failed-renewal", f"email:{fact.key}", url))
+        if fact.kind == "trial_will_end" and m.status == MembershipStatus.TRIALING:
+            due.append(("trial-ending", f"email:{fact.key}", {}))
+    if m.status == MembershipStatus.CANCELLING:
+        due.append(("cancelled", f"email:cancelled:{_ref(m)}:{_stamp(m.current_period_end)}", {}))
+    if m.status == MembershipStatus.ENDED and m.paid_at and not order.refunded_at:
+        due.append(("win-back", f"email:win-back:{_ref(m)}", {}))
+    end = m.current_period_end
+    if (
+        m.interval == "year" and m.status == MembershipStatus.ACTIVE and end is not None
+        and end - timedelta(days=reminder_days) <= now < end and m.reminder_period_end != end
+    ):  # fmt: skip
+        m.reminder_period_end = end
+        due.append(("renewal-reminder", f"email:reminder:{_ref(m)}:{_stamp(end)}", {}))
+    session.flush()
+    return due
+
+
+def _claim(session: Session, m: Membership, key: str, now: datetime) -> bool:
+    """Insert the email's key; False when it was sent already (or by a concurrent run)."""
+    if session.scalar(select(MembershipEvent.id).where(MembershipEvent.key == key)):
+        return False
+    try:
+        with session.begin_nested():
+            session.add(MembershipEvent(membership_id=m.id, key=key, kind="email",
+                                        occurred_at=now, notified_at=now))  # fmt: skip
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+def _send(
+    session: Session, settings: Settings, messenger: Any, env: Any, email: tuple[str, str],
+    m: Membership, order: Order, extra: dict[str, Any], now: datetime,
+) -> None:  # fmt: skip
+    template, key = email
+    member = buyer_settings(session, settings, order)
+    subscriber = session.get(Subscriber, order.subscriber_id) if order.subscriber_id else None
+    offer = session.get(Offer, m.offer_id) if m.offer_id else None
+    context = {
+        "first_name": subscriber.first_name if subscriber else "",
+        "email": order.email,
+        "product": offer.product if offer else member.name,
+        "creator_name": member.sender_name or member.name,
+        "amount": format_money(m.amount_cents, m.currency, member.language),
+        "interval": m.interval,
+        "period_end": m.current_period_end.strftime("%Y-%m-%d") if m.current_period_end else "",
+        "trial_end": m.trial_end.strftime("%Y-%m-%d") if m.trial_end else "",
+        "account_url": f"{member.base_url.rstrip('/')}/account",
+        "update_card_url": member.base_url,
+        **extra,
+    }
+    deliver(member, messenger, env, template, key, order.email, order.subscriber_id, context, now)
+
+
+def deliver(
+    settings: Settings, messenger: Any, env: Any, template: str, key: str, to_email: str,
+    subscriber_id: int | None, context: dict[str, Any], now: datetime,
+) -> None:  # fmt: skip
+    """Render ``membership-{language}/{template}.md`` with ``context`` and send it now."""
+    from launchkit import mailer, render
+
+    env = env if env is not None else render.make_environment(settings)
+    source = render.parse_email_file(membership_template(settings, template))
+    rendered = render.render_email(
+        env, source, context, settings=settings, unsubscribe_url="", language=settings.language
+    )
+    sender = mailer.sender_of(settings)
+    msg = mailer.OutgoingMessage(
+        to_email=to_email, to_name=context.get("first_name") or "", from_email=sender,
+        from_name=settings.sender_name, subject=rendered.subject, html=rendered.html,
+        text=rendered.text, bulk=False, unsubscribe_url=None,
+        message_id=mailer.make_message_id(f"member-{template}", key, subscriber_id or 0,
+                                          mailer.domain_of(sender)),
+    )  # fmt: skip
+    messenger.push(msg, mailer.build_message(msg, date=now))
+
+
+def membership_template(settings: Settings, template: str) -> Path:
+    """``membership-{language}/{template}.md``: the workspace's copy, else the starter's."""
+    folder = f"membership-{settings.language}"
+    for root in (settings.emails_dir, starter_dir("emails")):
+        path = Path(root) / folder / f"{template}.md"
+        if path.is_file():
+            return path
+    raise InputError(f'There is no email "{folder}/{template}.md" in {settings.emails_dir}.')
+
+
+def _stamp(when: datetime | None) -> str:
+    return when.strftime("%Y%m%dT%H%M%S") if when else "none"
+
+
+def _ref(m: Membership) -> str:
+    """What names a membership in an email's key: its Stripe subscription when known."""
+    return m.stripe_subscription_id or f"membership-{m.id}"

@@ -1,0 +1,72 @@
+"""`/account` in Chromium at 390 px and desktop (issue #16): the request form, the member's page
+and the cancel button, against a real `launchkit serve`, a real localstripe subscription and
+both databases. Screenshots land in test-artifacts/screenshots/ (account-*)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from launchkit import checkout
+from launchkit.memberships.account import account_token
+from launchkit.models import Membership
+from launchkit.stripe_events import checkout_session_completed
+from tests.conftest import free_port
+from tests.fixtures.browser import clear_artifacts, screenshot, start_server, stop_server
+from tests.membership_data import create_membership_offer, member_metadata
+from tests.test_memberships_stripe import _invoice_events, _real_subscription
+
+pytestmark = pytest.mark.browser
+EMAIL = "camille@example.fr"
+
+
+def test_account_pages_in_chromium(
+    chrome: Any, sessions: Any, stripe_settings: Any, workspace_env: dict[str, str], db_url: str,
+    now: datetime, tmp_path: Path,
+) -> None:  # fmt: skip
+    from selenium.webdriver.common.by import By
+
+    db = "pg" if db_url.startswith("postgresql") else "sqlite"
+    clear_artifacts(f"account-{db}")
+    with sessions.begin() as s:
+        meta = member_metadata(s, create_membership_offer(s, now), "month", None)
+    client = checkout.make_client(stripe_settings)
+    sub = _real_subscription(client, meta, EMAIL)
+    joined = checkout_session_completed(
+        created=int(now.timestamp()), mode="subscription", metadata=meta, email=EMAIL,
+        amount_total=2900, currency="eur", subscription=sub["id"],
+    )  # fmt: skip
+    for index, item in enumerate([joined, *_invoice_events(client, sub["id"], set())]):
+        with sessions.begin() as s:
+            checkout.handle_event(s, stripe_settings, item, now=now + timedelta(seconds=index))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**workspace_env, "LAUNCHKIT_BASE_URL": base, "LAUNCHKIT_EMAIL_BACKEND": "file"}
+    server = start_server(env, port, tmp_path / "serve.log")
+    try:
+        for width, name in ((1280, "desktop"), (390, "mobile")):
+            chrome.set_window_size(width, 900)
+            chrome.get(f"{base}/account")
+            assert chrome.find_element(By.ID, "email").is_displayed()
+            screenshot(chrome, f"account-{db}-1-form-{name}")
+        token = account_token(stripe_settings, EMAIL, now=datetime.now(UTC))
+        for width, name in ((1280, "desktop"), (390, "mobile")):
+            chrome.set_window_size(width, 900)
+            chrome.get(f"{base}/account/{token}")
+            assert "Club photo" in chrome.page_source
+            button = chrome.find_element(By.CSS_SELECTOR, ".membership button")
+            assert button.is_displayed() and button.rect["width"] <= width
+            screenshot(chrome, f"account-{db}-2-member-{name}")
+        chrome.find_element(By.CSS_SELECTOR, ".membership button").click()
+        notices = chrome.find_elements(By.CSS_SELECTOR, ".notice")
+        body = chrome.find_element(By.TAG_NAME, "body").text
+        assert notices and "fin de la période" in notices[0].text, body
+        screenshot(chrome, f"account-{db}-3-cancelled-mobile")
+    finally:
+        stop_server(server)
+    with sessions.begin() as s:
+        assert s.scalars(select(Membership)).one().status == "cancelling"
