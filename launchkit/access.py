@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import enum
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from launchkit import hooks, tokens
 from launchkit.config import Settings
@@ -48,26 +47,17 @@ ENTITLED_STATUSES = frozenset(
 
 # --- the rule ---------------------------------------------------------------------------------
 
-# Memberships plug in here: a function that says whether a membership order is entitled now
-# (active, trialing, past_due in grace, cancelling until the period ends), or None for an order
-# that is not a membership. The memberships module sets it with ``set_membership_rule``.
-MembershipRule = Callable[[Order], bool | None]
-_membership_rule: MembershipRule | None = None
-
-
-def set_membership_rule(rule: MembershipRule | None) -> None:
-    """Register the memberships' entitlement rule (``membership_entitled``)."""
-    global _membership_rule
-    _membership_rule = rule
-
-
 def entitled(order: Order) -> bool:
     """Whether this order gives its buyer access now: paid, a plan being paid or paid off; not
-    refunded, disputed or defaulted. A membership follows the membership rule."""
-    if _membership_rule is not None:
-        decided = _membership_rule(order)
-        if decided is not None:
-            return bool(decided)
+    refunded, disputed or defaulted. A membership order follows its membership's status
+    (trialing, active, past due while Stripe retries, cancelling until the period ends)."""
+    # imported here: memberships build on checkout, whose settle path calls sync_access
+    from launchkit.memberships.lifecycle import membership_entitled, membership_for_order
+
+    session = object_session(order)
+    membership = membership_for_order(session, order) if session and order.id else None
+    if membership is not None:
+        return membership_entitled(membership)
     return order.status in ENTITLED_STATUSES
 
 

@@ -140,20 +140,12 @@ def test_default_revokes_and_paying_off_the_plan_grants_again(sessions, settings
         assert s.scalars(select(AccessGrant.granted_at)).all() == [now, now]  # first grant kept
 
 
-def test_entitled_rule_and_the_membership_hook(now):
+def test_entitled_rule_for_orders(now):
     order = Order(status=OrderStatus.PAID)
     for status in OrderStatus:
         order.status = status
         expected = status in ("paid", "active_plan", "completed_plan")
         assert access.entitled(order) is expected, status
-    try:
-        access.set_membership_rule(lambda o: True if o.status == "refunded" else None)
-        order.status = OrderStatus.REFUNDED
-        assert access.entitled(order) is True
-        order.status = OrderStatus.DISPUTED
-        assert access.entitled(order) is False  # not a membership: the order rule
-    finally:
-        access.set_membership_rule(None)
 
 
 def test_offer_granted_later_gives_current_buyers_access(sessions, settings, shop, now):

@@ -312,3 +312,30 @@ def test_cli_offer_add_membership_errors(cli, args, message):
     r = cli("offer", "add", "club", "x", "--product", "Club", *args)
     assert r.exit_code == 1 and r.stderr.startswith("Error: ") and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_access_follows_the_membership_not_the_paid_order(sessions, settings, now):
+    from launchkit import access
+    from launchkit.models import AccessGrant
+
+    m = _member(sessions, now)
+    with sessions.begin() as s:
+        access.add_product(
+            s, settings, "club-videos", title="Vidéos", url="https://example.com/v", now=now
+        )
+        access.grant_product(s, "club-offer", "club-videos", now=now)
+    t = m.start
+
+    def active() -> list[bool]:
+        with sessions.begin() as s:
+            return list(s.scalars(select(AccessGrant.active)))
+
+    _apply(sessions, settings, [m.completed(t + 1), m.invoice(1, t + 1)], now)
+    assert active() == [True]
+    cancel = m.updated(t + 40 * DAY, cancel_at_period_end=True, period=1)
+    _apply(sessions, settings, [cancel], now)
+    assert active() == [True]  # cancelling: access until the paid period ends
+    _apply(sessions, settings, [m.cancelled(m.period_end(1))], now)
+    with sessions.begin() as s:
+        assert s.scalars(select(Order.status)).one() == "paid"  # the order stays paid...
+    assert active() == [False]  # ...but the ended membership no longer gives access
