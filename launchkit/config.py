@@ -129,6 +129,30 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sender_name", "sender.name", None, "", "Display name in the From header."),
     Setting("sender_email", "sender.email", None, "", "Address in the From header."),
     Setting(
+        "transactional_email",
+        "sender.transactional_email",
+        None,
+        "",
+        "From address of transactional mail (confirmation, delivery, receipt, access, dunning),"
+        " e.g. orders@; empty: sender.email.",
+    ),
+    Setting(
+        "dkim_selector",
+        "sender.dkim_selector",
+        None,
+        "",
+        "DKIM selector: with LAUNCHKIT_DKIM_PRIVATE_KEY, every message is signed for the"
+        " From domain (publish the key at <selector>._domainkey.<domain>).",
+    ),
+    Setting(
+        "dkim_private_key",
+        None,
+        "LAUNCHKIT_DKIM_PRIVATE_KEY",
+        None,
+        "DKIM private key (PEM text, or the path of a PEM file); env only.",
+        secret=True,
+    ),
+    Setting(
         "postal_address",
         "sender.postal_address",
         None,
@@ -296,6 +320,9 @@ class Settings:
     language: str = "fr"
     sender_name: str = ""
     sender_email: str = ""
+    transactional_email: str = ""
+    dkim_selector: str = ""
+    dkim_private_key: str | None = field(default=None, repr=False)
     postal_address: str = ""
     base_url: str = "http://127.0.0.1:8000"
     database_url: str = ""

@@ -174,6 +174,9 @@ def _run(
             session.rollback()
         report.seconds = time.monotonic() - started
         return report
+    from launchkit import mailer
+
+    mailer.check_relay_links(settings)  # a real relay needs public https links
     with sessions.begin() as session:
         composer = prepare_composer(session, settings, options.launch, now=clock())
     run = _Run(engine, sessions, settings, composer, clock, sleep, options, report, progress)
