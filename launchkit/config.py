@@ -65,6 +65,15 @@ def _check_rate_limit(value: Any) -> str:
     return str(value).strip()
 
 
+def _check_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f'"{value}" must be true or false.')
+    return text in ("true", "1", "yes")
+
+
 def _check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -207,17 +216,28 @@ SETTINGS: tuple[Setting, ...] = (
         "rate_per_second",
         "email.rate_per_second",
         "LAUNCHKIT_RATE_PER_SECOND",
-        0.0,
-        "Maximum messages per second (0 = no limit).",
+        None,
+        "Maximum messages per second (0 = no limit); unset: 10 through a real relay, no limit"
+        " for the file outbox and loopback SMTP.",
         parse=float,
     ),
     Setting(
         "rate_per_hour",
         "email.rate_per_hour",
         None,
-        0,
-        "Maximum messages per rolling hour, kept across restarts (0 = no limit).",
+        None,
+        "Maximum messages per rolling hour, kept across restarts (0 = no limit); unset: 3000"
+        " through a real relay, no limit for the file outbox and loopback SMTP.",
         parse=int,
+    ),
+    Setting(
+        "warmup",
+        "email.warmup",
+        None,
+        True,
+        "Warm-up through a real relay: at most max(500, a fifth of the messages sent in the"
+        " last 14 days) per hour; false turns it off.",
+        parse=_check_bool,
     ),
     Setting(
         "max_send_errors",
@@ -330,8 +350,9 @@ class Settings:
     smtp_url: str | None = field(default=None, repr=False)
     send_window: str = "08:00-21:00"
     max_delay: timedelta = timedelta(hours=12)
-    rate_per_second: float = 0.0
-    rate_per_hour: int = 0
+    rate_per_second: float | None = None  # None: automatic (see sequences.ratelimit)
+    rate_per_hour: int | None = None
+    warmup: bool = True
     max_send_errors: int = 20
     max_attempts: int = 5
     stripe_api_key: str | None = field(default=None, repr=False)

@@ -831,6 +831,12 @@ def relay_host(settings: Settings) -> str | None:
     return parse_smtp_url(settings.smtp_url).host
 
 
+def is_real_relay(settings: Settings) -> bool:
+    """True when mail leaves through an SMTP server that is not on this machine."""
+    host = relay_host(settings)
+    return host is not None and not _is_loopback(host)
+
+
 def check_relay_links(settings: Settings) -> None:
     """Refuse to send through a real relay when links would point at http or loopback.
 

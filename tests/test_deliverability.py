@@ -10,12 +10,16 @@ from datetime import timedelta
 from email import policy
 
 import pytest
+from sqlalchemy import select
 
 from launchkit import mailer, sequences
+from launchkit.config import load_settings
 from launchkit.errors import ConfigError
+from launchkit.models import Send
+from launchkit.sequences import ratelimit
 from launchkit.sequences.preview import link_scheme_problems
 from tests.fixtures.smtp import SmtpSink
-from tests.sendkit import CART_OPEN, FakeClock, populate, tune
+from tests.sendkit import CART_CLOSE, CART_OPEN, FakeClock, populate, tune
 
 RELAY = "smtp://mx.relay.example:25"
 PUBLIC = "https://atelier.example"
@@ -108,3 +112,81 @@ def test_marketing_mail_carries_feedback_id_over_smtp(settings, engine, sessions
     for message in _parsed(smtp_sink):
         assert message["Feedback-ID"] == "01-open:spring:Atelier-Test:launchkit"
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+# --- pacing by default, warm-up ----------------------------------------------------------------
+
+
+def _relay_settings(settings, **kw):
+    """Settings that send through a real relay (policy), while the test transport is the sink."""
+    return tune(settings, email_backend="smtp", smtp_url=RELAY, base_url=PUBLIC, **kw)
+
+
+def _sent_times(sessions) -> list:
+    with sessions.begin() as session:
+        return sorted(t for t in session.scalars(select(Send.sent_at)) if t is not None)
+
+
+def _busiest_hour(times) -> int:
+    return max(sum(1 for u in times if t <= u < t + timedelta(hours=1)) for t in times)
+
+
+def test_effective_rates_and_warmup_ceiling():
+    assert ratelimit.effective_rates(None, None, real_relay=True) == (10.0, 3000)
+    assert ratelimit.effective_rates(None, None, real_relay=False) == (0.0, 0)
+    assert ratelimit.effective_rates(0.0, 0, real_relay=True) == (0.0, 0)  # explicit: no limit
+    assert ratelimit.warmup_ceiling(3000, 0) == 500
+    assert ratelimit.warmup_ceiling(3000, 10_000) == 2000
+    assert ratelimit.warmup_ceiling(3000, 1_000_000) == 3000
+    assert ratelimit.warmup_ceiling(0, 1_000_000) == 200_000
+
+
+def test_warmup_paces_a_new_domain_through_a_real_relay(
+    settings, engine, sessions, smtp_sink, monkeypatch
+):
+    """A fresh ledger: at most the warm-up floor per rolling hour; a week later, with the
+    first email's sends in the ledger, the ceiling has grown to a share of them."""
+    monkeypatch.setattr(ratelimit, "WARMUP_FLOOR_PER_HOUR", 4)
+    monkeypatch.setattr(ratelimit, "WARMUP_SHARE", 2)
+    settings = _relay_settings(settings)
+    assert (settings.rate_per_second, settings.rate_per_hour, settings.warmup) == (None, None, True)
+    populate(sessions, settings, 12, now=CART_OPEN - timedelta(days=3))
+    clock = FakeClock(CART_OPEN + timedelta(minutes=1))
+    factory = lambda _settings: mailer.SMTPMessenger(smtp_sink.url)  # noqa: E731
+    report = _run(engine, settings, clock, launch="spring", messenger_factory=factory)
+    first = _sent_times(sessions)
+    assert report.sent == 12 and len(smtp_sink.messages) == 12
+    assert _busiest_hour(first) == 4
+    assert first[-1] - first[0] >= timedelta(hours=2)
+    assert min(b - a for a, b in zip(first, first[1:])) >= timedelta(seconds=0.1)  # 10/s
+    clock.now = CART_CLOSE - timedelta(hours=2, minutes=59)  # 02-last-call is due
+    assert _run(engine, settings, clock, messenger_factory=factory).sent == 12
+    second = [t for t in _sent_times(sessions) if t > first[-1]]
+    assert _busiest_hour(second) == 6  # max(4, 12 sent in the last 14 days / 2)
+
+
+def test_warmup_off_and_local_sinks_send_at_once(settings, engine, sessions, smtp_sink):
+    populate(sessions, settings, 12, now=CART_OPEN - timedelta(days=3))
+    clock = FakeClock(CART_OPEN + timedelta(minutes=1))
+    factory = lambda _settings: mailer.SMTPMessenger(smtp_sink.url)  # noqa: E731
+    off = dataclasses.replace(_relay_settings(settings), warmup=False)
+    assert _run(engine, off, clock, launch="spring", messenger_factory=factory).sent == 12
+    times = _sent_times(sessions)
+    assert times[-1] - times[0] <= timedelta(seconds=2)  # only the 10/s default pacing
+    assert sum(clock.slept) >= 1.0
+    clock.now = CART_CLOSE - timedelta(hours=2, minutes=59)
+    clock.slept.clear()
+    local = tune(settings, email_backend="smtp", smtp_url=smtp_sink.url)
+    assert _run(engine, local, clock).sent == 12
+    assert clock.slept == []  # a loopback sink: no default pacing
+
+
+def test_warmup_setting_is_read_from_the_toml(settings, tmp_path):
+    toml = settings.workspace / "launchkit.toml"
+    text = toml.read_text().replace("[email]\n", "[email]\nwarmup = false\nrate_per_hour = 0\n")
+    toml.write_text(text)
+    loaded = load_settings(settings.workspace, env={})
+    assert (loaded.warmup, loaded.rate_per_hour, loaded.rate_per_second) == (False, 0, None)
+    toml.write_text(text.replace("warmup = false", 'warmup = "maybe"'))
+    with pytest.raises(ConfigError, match='"maybe" must be true or false'):
+        load_settings(settings.workspace, env={})
