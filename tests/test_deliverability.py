@@ -4,20 +4,27 @@ DNS server."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import email
+import subprocess
+import time
 from datetime import timedelta
 from email import policy
 
+import dkim
 import pytest
 from sqlalchemy import select
 
 from launchkit import mailer, sequences
-from launchkit.config import load_settings
+from launchkit.config import load_settings, settings_for_test
+from launchkit.deliverability import check_sender_domain
 from launchkit.errors import ConfigError
 from launchkit.models import Send
+from launchkit.render import make_environment, sample_context
 from launchkit.sequences import ratelimit
 from launchkit.sequences.preview import link_scheme_problems
+from tests.fixtures.dns import DnsStub
 from tests.fixtures.smtp import SmtpSink
 from tests.sendkit import CART_CLOSE, CART_OPEN, FakeClock, populate, tune
 
@@ -190,3 +197,209 @@ def test_warmup_setting_is_read_from_the_toml(settings, tmp_path):
     toml.write_text(text.replace("warmup = false", 'warmup = "maybe"'))
     with pytest.raises(ConfigError, match='"maybe" must be true or false'):
         load_settings(settings.workspace, env={})
+
+
+# --- DKIM: signed by launchkit, verified by dkimpy against a key served over DNS ----------------
+
+
+@pytest.fixture(scope="module")
+def dkim_key(tmp_path_factory) -> tuple[str, str]:
+    """(private key PEM, public key base64) made by openssl."""
+    folder = tmp_path_factory.mktemp("dkim")
+    pem = folder / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(pem), "2048"], check=True, capture_output=True)
+    der = subprocess.run(
+        ["openssl", "rsa", "-in", str(pem), "-pubout", "-outform", "der"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return pem.read_text(), base64.b64encode(der).decode("ascii")
+
+
+@pytest.fixture
+def dns_stub():
+    stubs: list[DnsStub] = []
+
+    def make(records, **kw) -> DnsStub:
+        stubs.append(DnsStub(records, **kw))
+        return stubs[-1]
+
+    yield make
+    for stub in stubs:
+        stub.close()
+
+
+def _verify(raw: bytes, stub: DnsStub) -> bool:
+    resolver = stub.resolver()
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+        answer = resolver.resolve(name.decode().rstrip("."), "TXT")
+        return b"".join(answer[0].strings)
+
+    return bool(dkim.verify(raw, dnsfunc=dnsfunc))
+
+
+def _signed_headers(raw: bytes) -> list[str]:
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    tags = dict(
+        part.strip().split("=", 1)
+        for part in "".join(str(parsed["DKIM-Signature"]).split()).split(";")
+        if "=" in part
+    )
+    return [h.lower() for h in tags["h"].split(":")]
+
+
+def test_marketing_mail_is_dkim_signed_and_verifies(
+    settings, engine, sessions, smtp_sink, dkim_key, dns_stub
+):
+    private, public = dkim_key
+    stub = dns_stub({"lk2026._domainkey.example.com": [f"v=DKIM1; k=rsa; p={public}"]})
+    signed = tune(
+        settings,
+        email_backend="smtp",
+        smtp_url=smtp_sink.url,
+        dkim_selector="lk2026",
+        dkim_private_key=private,
+    )
+    populate(sessions, signed, 2, now=CART_OPEN - timedelta(days=3))
+    assert _run(engine, signed, FakeClock(CART_OPEN + timedelta(minutes=1))).sent == 2
+    for message in smtp_sink.messages:
+        assert message.raw.startswith(b"DKIM-Signature: ")
+        assert _verify(message.raw, stub)
+        assert _signed_headers(message.raw) == [
+            "from", "to", "subject", "date", "message-id", "mime-version", "content-type",
+            "list-unsubscribe", "list-unsubscribe-post",
+        ]  # fmt: skip
+        assert "d=example.com" in message.raw.split(b"\r\n\r\n")[0].decode()
+        tampered = message.raw.replace(b"Subject: ", b"Subject: Re: ", 1)
+        assert not _verify(tampered, stub)
+    assert "lk2026._domainkey.example.com" in stub.queries
+
+
+def test_transactional_mail_is_dkim_signed_from_its_own_address(tmp_path, dkim_key, dns_stub):
+    private, public = dkim_key
+    stub = dns_stub({"lk._domainkey.orders.example": [f"v=DKIM1; k=rsa; p={public}"]})
+    pem = tmp_path / "key.pem"
+    pem.write_text(private)
+    settings = settings_for_test(
+        tmp_path, sender_email="hello@atelier.example", transactional_email="shop@orders.example",
+        postal_address="1 rue X", dkim_selector="lk", dkim_private_key=str(pem),
+    )  # fmt: skip
+    messenger = mailer.FileMessenger(settings.outbox_dir)
+    message_id = mailer.send_transactional(
+        settings, messenger, make_environment(settings), "receipt",
+        to_email="camille@example.com", to_name="", context=sample_context("fr"),
+        subscriber_id=1, key="r1", now=CART_OPEN, unsubscribe_url=None,
+    )  # fmt: skip
+    raw = mailer.outbox_path(settings.outbox_dir, message_id).read_bytes()
+    assert _verify(raw, stub)
+    assert _signed_headers(raw) == [
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+    ]
+
+
+def test_dkim_configuration_errors_never_show_the_key(tmp_path, dkim_key):
+    private, _ = dkim_key
+    for key, selector, expected in (
+        ("not a key", "lk", "must hold a PEM private key or the path of one"),
+        ("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", "lk", "not a valid PEM"),
+        (private, "bad selector!", "is not a DNS label"),
+    ):
+        settings = settings_for_test(tmp_path, dkim_selector=selector, dkim_private_key=key)
+        with pytest.raises(ConfigError, match=expected) as caught:
+            mailer.dkim_signer(settings)
+        assert "\n" not in str(caught.value) and private[40:80] not in str(caught.value)
+    assert mailer.dkim_signer(settings_for_test(tmp_path, dkim_private_key=private)) is None
+    assert private[40:80] not in repr(settings_for_test(tmp_path, dkim_private_key=private))
+    signer = mailer.dkim_signer(
+        settings_for_test(tmp_path, dkim_selector="lk", dkim_private_key=private)
+    )
+    assert private[40:80] not in repr(signer)
+
+
+# --- SPF, DKIM, DMARC records of the sender's domain --------------------------------------------
+
+GOOD = {
+    "atelier.example": ["v=spf1 include:_spf.relay.example ~all", "google-site-verification=x"],
+    "lk._domainkey.atelier.example": ["v=DKIM1; k=rsa; p=" + "A" * 300],
+    "_dmarc.atelier.example": ["v=DMARC1; p=quarantine; rua=mailto:d@atelier.example"],
+}
+
+
+def _levels(findings) -> dict[str, str]:
+    return {f.check: str(f.level) for f in findings}
+
+
+def test_check_sender_domain_good_records(dns_stub):
+    stub = dns_stub(GOOD)
+    findings = check_sender_domain("Atelier.example.", resolver=stub.resolver(), dkim_selector="lk")
+    assert _levels(findings) == {"spf": "ok", "dkim": "ok", "dmarc": "ok"}
+    assert findings[0].message == (
+        'SPF record of atelier.example: "v=spf1 include:_spf.relay.example ~all".'
+    )
+
+
+def test_check_sender_domain_says_what_to_add(dns_stub):
+    stub = dns_stub({"atelier.example": ["google-site-verification=x"]})
+    findings = check_sender_domain("atelier.example", resolver=stub.resolver(), dkim_selector="lk")
+    assert _levels(findings) == {"spf": "error", "dkim": "error", "dmarc": "error"}
+    assert [f.message for f in findings] == [
+        "No SPF record for atelier.example: add TXT atelier.example "
+        '"v=spf1 include:<your relay\'s SPF domain> ~all".',
+        "No DKIM key at lk._domainkey.atelier.example: add TXT lk._domainkey.atelier.example "
+        '"v=DKIM1; k=rsa; p=<your public key, base64>".',
+        "No DMARC record for atelier.example: add TXT _dmarc.atelier.example "
+        '"v=DMARC1; p=none; rua=mailto:dmarc@atelier.example".',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("records", "check", "expected"),
+    [
+        ({"atelier.example": ["v=spf1 a mx", "v=spf1 include:x ~all"]}, "spf", "2 SPF records"),
+        ({"atelier.example": ["v=spf1 include:x +all"]}, "spf", 'ends with "+all"'),
+        ({"atelier.example": ["v=spf1 all"]}, "spf", 'end it with "~all" or "-all"'),
+        ({"lk._domainkey.atelier.example": ["v=DKIM1; k=rsa; p="]}, "dkim", "empty (revoked)"),
+        ({"_dmarc.atelier.example": ["v=DMARC1; rua=mailto:x@y"]}, "dmarc", "no valid policy"),
+        (
+            {"_dmarc.atelier.example": ["v=DMARC1; p=none", "v=DMARC1; p=reject"]},
+            "dmarc",
+            "keep one",
+        ),
+    ],
+)
+def test_check_sender_domain_broken_records(dns_stub, records, check, expected):
+    stub = dns_stub({**GOOD, **records})
+    findings = check_sender_domain("atelier.example", resolver=stub.resolver(), dkim_selector="lk")
+    finding = next(f for f in findings if f.check == check)
+    assert finding.level == "error" and expected in finding.message
+    assert [f.level for f in findings if f.check != check] == ["ok", "ok"]
+
+
+def test_check_sender_domain_without_selector_or_domain(dns_stub):
+    stub = dns_stub(GOOD)
+    findings = check_sender_domain("atelier.example", resolver=stub.resolver())
+    assert _levels(findings) == {"spf": "ok", "dkim": "warning", "dmarc": "ok"}
+    assert "set [sender] dkim_selector" in findings[1].message
+    missing = check_sender_domain("nowhere.example", resolver=stub.resolver())
+    assert "nowhere.example does not exist in DNS" in missing[0].message
+
+
+def test_check_sender_domain_when_dns_does_not_answer(dns_stub):
+    stub = dns_stub(GOOD, silent=True)
+    started = time.monotonic()
+    findings = check_sender_domain(
+        "atelier.example", resolver=stub.resolver(timeout=0.3), dkim_selector="lk"
+    )
+    assert time.monotonic() - started < 3
+    assert _levels(findings) == {"spf": "warning", "dkim": "warning", "dmarc": "warning"}
+    assert findings[0].message == (
+        "Could not check SPF for atelier.example: DNS did not answer (timeout)."
+    )
+    assert stub.queries  # it did ask
