@@ -66,6 +66,15 @@ def _check_rate_limit(value: Any) -> str:
     return str(value).strip()
 
 
+def _check_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f'"{value}" must be true or false.')
+    return text in ("true", "1", "yes")
+
+
 def _check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -145,6 +154,30 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sender_name", "sender.name", None, "", "Display name in the From header."),
     Setting("sender_email", "sender.email", None, "", "Address in the From header."),
     Setting(
+        "transactional_email",
+        "sender.transactional_email",
+        None,
+        "",
+        "From address of transactional mail (confirmation, delivery, receipt, access, dunning),"
+        " e.g. orders@; empty: sender.email.",
+    ),
+    Setting(
+        "dkim_selector",
+        "sender.dkim_selector",
+        None,
+        "",
+        "DKIM selector: with LAUNCHKIT_DKIM_PRIVATE_KEY, every message is signed for the"
+        " From domain (publish the key at <selector>._domainkey.<domain>).",
+    ),
+    Setting(
+        "dkim_private_key",
+        None,
+        "LAUNCHKIT_DKIM_PRIVATE_KEY",
+        None,
+        "DKIM private key (PEM text, or the path of a PEM file); env only.",
+        secret=True,
+    ),
+    Setting(
         "postal_address",
         "sender.postal_address",
         None,
@@ -199,17 +232,28 @@ SETTINGS: tuple[Setting, ...] = (
         "rate_per_second",
         "email.rate_per_second",
         "LAUNCHKIT_RATE_PER_SECOND",
-        0.0,
-        "Maximum messages per second (0 = no limit).",
+        None,
+        "Maximum messages per second (0 = no limit); unset: 10 through a real relay, no limit"
+        " for the file outbox and loopback SMTP.",
         parse=float,
     ),
     Setting(
         "rate_per_hour",
         "email.rate_per_hour",
         None,
-        0,
-        "Maximum messages per rolling hour, kept across restarts (0 = no limit).",
+        None,
+        "Maximum messages per rolling hour, kept across restarts (0 = no limit); unset: 3000"
+        " through a real relay, no limit for the file outbox and loopback SMTP.",
         parse=int,
+    ),
+    Setting(
+        "warmup",
+        "email.warmup",
+        None,
+        True,
+        "Warm-up through a real relay: at most max(500, a fifth of the messages sent in the"
+        " last 14 days) per hour; false turns it off.",
+        parse=_check_bool,
     ),
     Setting(
         "max_send_errors",
@@ -341,6 +385,9 @@ class Settings:
     address_form: str = "vous"
     sender_name: str = ""
     sender_email: str = ""
+    transactional_email: str = ""
+    dkim_selector: str = ""
+    dkim_private_key: str | None = field(default=None, repr=False)
     postal_address: str = ""
     base_url: str = "http://127.0.0.1:8000"
     database_url: str = ""
@@ -348,8 +395,9 @@ class Settings:
     smtp_url: str | None = field(default=None, repr=False)
     send_window: str = "08:00-21:00"
     max_delay: timedelta = timedelta(hours=12)
-    rate_per_second: float = 0.0
-    rate_per_hour: int = 0
+    rate_per_second: float | None = None  # None: automatic (see sequences.ratelimit)
+    rate_per_hour: int | None = None
+    warmup: bool = True
     max_send_errors: int = 20
     max_attempts: int = 5
     stripe_api_key: str | None = field(default=None, repr=False)

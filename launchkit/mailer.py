@@ -725,10 +725,12 @@ def _is_recipient_problem(code: int, text: str, stage: str) -> bool:
 
 
 def messenger_from_settings(settings: Settings) -> Messenger:
-    """The backend chosen in the settings: the file outbox or SMTP."""
+    """The backend chosen in the settings: the file outbox or SMTP (refused through a real
+    relay while ``base_url`` is not public https: see ``check_relay_links``)."""
     if settings.email_backend == "smtp":
         if not settings.smtp_url:
             raise ConfigError("The smtp email backend needs LAUNCHKIT_SMTP_URL.")
+        check_relay_links(settings)
         return SMTPMessenger(settings.smtp_url)
     if settings.email_backend == "file":
         return FileMessenger(settings.outbox_dir)
@@ -756,8 +758,14 @@ def transactional_source(settings: Settings, env: Any, template: str) -> EmailSo
     return cache[key]  # type: ignore[no-any-return]
 
 
-def sender_of(settings: Settings) -> str:
-    """The configured From address, or a ConfigError saying how to set it."""
+def sender_of(settings: Settings, *, transactional: bool = False) -> str:
+    """The configured From address, or a ConfigError saying how to set it.
+
+    Transactional mail uses ``sender.transactional_email`` when it is set (e.g. ``orders@``),
+    so receipts and confirmations keep their own reputation apart from marketing mail.
+    """
+    if transactional and settings.transactional_email:
+        return check_address(settings.transactional_email, "Transactional sender")
     if not settings.sender_email:
         raise ConfigError('Set [sender] email = "you@example.com" in launchkit.toml first.')
     return check_address(settings.sender_email, "Sender")
@@ -776,18 +784,26 @@ def send_transactional(
     key: str,
     now: datetime,
     unsubscribe_url: str | None,
+    transactional: bool = True,
 ) -> str:
-    """Render and send one transactional email now (no ledger, not bulk); returns its Message-ID."""
+    """Render and send one email now (no ledger, not bulk); returns its Message-ID.
+
+    Transactional (the default: confirmation, magnet delivery, receipt, access, dunning): no
+    ``List-Unsubscribe`` header and no unsubscribe footer (``unsubscribe_url`` is ignored), From
+    is ``sender.transactional_email`` when set. ``transactional=False`` keeps both.
+    """
+    check_relay_links(settings)
+    unsubscribe = None if transactional else unsubscribe_url
     source = transactional_source(settings, env, template)
     rendered = render_email(
         env,
         source,
         context,
         settings=settings,
-        unsubscribe_url=unsubscribe_url or "",
+        unsubscribe_url=unsubscribe or "",
         language=settings.language,
     )
-    sender = sender_of(settings)
+    sender = sender_of(settings, transactional=transactional)
     message_id = make_message_id(f"tx-{template}", key, subscriber_id, domain_of(sender))
     msg = OutgoingMessage(
         to_email=to_email,
@@ -798,8 +814,147 @@ def send_transactional(
         html=rendered.html,
         text=rendered.text,
         message_id=message_id,
-        unsubscribe_url=unsubscribe_url,
+        unsubscribe_url=unsubscribe,
         bulk=False,
     )
-    messenger.push(msg, build_message(msg, date=now))
+    raw = sign_message(build_message(msg, date=now), dkim_signer(settings))
+    messenger.push(msg, raw)
     return message_id
+
+
+# --- deliverability: public links, Feedback-ID, DKIM --------------------------------------
+
+
+def relay_host(settings: Settings) -> str | None:
+    """The SMTP host a send goes through, or None for the file backend."""
+    if settings.email_backend != "smtp" or not settings.smtp_url:
+        return None
+    return parse_smtp_url(settings.smtp_url).host
+
+
+def is_real_relay(settings: Settings) -> bool:
+    """True when mail leaves through an SMTP server that is not on this machine."""
+    host = relay_host(settings)
+    return host is not None and not _is_loopback(host)
+
+
+def check_relay_links(settings: Settings) -> None:
+    """Refuse to send through a real relay when links would point at http or loopback.
+
+    A recipient cannot open ``http://127.0.0.1:8000/u/...`` and Gmail's one-click unsubscribe
+    needs https. The file backend and loopback SMTP sinks (tests, local relays) are allowed.
+    """
+    host = relay_host(settings)
+    if host is None or _is_loopback(host):
+        return
+    problem = public_url_problem(settings.base_url)
+    if problem:
+        raise ConfigError(
+            f'web.base_url "{settings.base_url}" {problem}; set it to your public https address '
+            f"before sending through {host}."
+        )
+
+
+def public_url_problem(url: str) -> str | None:
+    """Why a link base URL is not reachable by recipients over https, or None."""
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return "is not https"
+    host = (parts.hostname or "").rstrip(".")
+    if not host or host.endswith(".localhost") or _is_loopback(host):
+        return "points at this machine (loopback)"
+    return None
+
+
+_FEEDBACK_PART = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def feedback_id(email: str, launch: str, workspace: str) -> str:
+    """``Feedback-ID: <email>:<launch>:<workspace>:launchkit`` (Gmail Postmaster Tools).
+
+    Each field keeps only letters, digits, ``.``, ``_`` and ``-`` (a colon would shift the
+    fields), at most 40 characters.
+    """
+    parts = [_FEEDBACK_PART.sub("-", p).strip("-")[:40] or "x" for p in (email, launch, workspace)]
+    return ":".join([*parts, "launchkit"])
+
+
+DKIM_HEADERS = (
+    b"From", b"To", b"Subject", b"Date", b"Message-ID", b"MIME-Version", b"Content-Type",
+    b"List-Unsubscribe", b"List-Unsubscribe-Post",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DkimSigner:
+    """Signs with one key for one selector; the key stays out of the repr."""
+
+    selector: str
+    private_key: bytes = field(repr=False)
+
+    def __call__(self, raw: bytes) -> bytes:
+        import dkim
+
+        domain = _from_domain(raw)
+        present = {line.split(b":", 1)[0].strip().lower() for line in _header_lines(raw)}
+        include = [h for h in DKIM_HEADERS if h.lower() in present]
+        try:
+            signature = dkim.sign(
+                raw,
+                self.selector.encode("ascii"),
+                domain.encode("ascii"),
+                self.private_key,
+                include_headers=include,
+                linesep=b"\r\n",
+            )
+        except dkim.DKIMException as e:
+            raise ConfigError(f"DKIM signing failed: {str(e)[:120]}.") from None
+        return signature + raw
+
+
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    """A signer when both ``sender.dkim_selector`` and LAUNCHKIT_DKIM_PRIVATE_KEY are set."""
+    if not settings.dkim_selector or not settings.dkim_private_key:
+        return None
+    return _load_signer(settings.dkim_selector, settings.dkim_private_key)
+
+
+@lru_cache(maxsize=4)
+def _load_signer(selector: str, key: str) -> DkimSigner:
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", selector):
+        raise ConfigError(f'sender.dkim_selector "{selector[:60]}" is not a DNS label.')
+    text = key.strip()
+    if not text.startswith("-----BEGIN"):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                "LAUNCHKIT_DKIM_PRIVATE_KEY must hold a PEM private key or the path of one."
+            )
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    import dkim.crypto
+
+    try:
+        dkim.crypto.parse_pem_private_key(text.encode("ascii", "replace"))
+    except Exception:  # noqa: BLE001 - any parse error: say so without the key
+        raise ConfigError("LAUNCHKIT_DKIM_PRIVATE_KEY is not a valid PEM private key.") from None
+    return DkimSigner(selector, text.encode("ascii"))
+
+
+def sign_message(raw: bytes, signer: DkimSigner | None) -> bytes:
+    """The message with a DKIM-Signature header first, or unchanged without a signer."""
+    return raw if signer is None else signer(raw)
+
+
+def _header_lines(raw: bytes) -> list[bytes]:
+    """The header fields, each unfolded onto one line."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    return [re.sub(rb"\r\n[ \t]", b" ", field) for field in re.split(rb"\r\n(?![ \t])", head)]
+
+
+def _from_domain(raw: bytes) -> str:
+    for line in _header_lines(raw):
+        if line.lower().startswith(b"from:"):
+            found = re.search(rb"@([A-Za-z0-9.-]+)>?\s*$", line)
+            if found:
+                return found[1].decode("ascii").lower()
+    raise ConfigError("DKIM signing needs a From address with a domain.")

@@ -45,8 +45,6 @@ def default_config(
             "backend": "file",
             "send_window": "08:00-21:00",
             "max_delay": "12h",
-            "rate_per_second": 0,
-            "rate_per_hour": 0,
             "max_send_errors": 20,
         },
         "stripe": {"api_base": "https://api.stripe.com", "checkout_grace": "15m"},

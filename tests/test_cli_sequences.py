@@ -109,6 +109,10 @@ def test_preview_writes_files_and_lints(cli, ready):
     cli("sequence", "attach", "spring", "mini")
     out = ready / "pv"
     r = cli("sequence", "preview", "spring", "--as", "ana@example.com", "--out", str(out))
+    assert r.exit_code == 1 and "link(s) are not https" in r.stderr  # init's loopback base_url
+    toml = ready / "launchkit.toml"
+    toml.write_text(toml.read_text().replace("http://127.0.0.1:8000", "https://atelier.example"))
+    r = cli("sequence", "preview", "spring", "--as", "ana@example.com", "--out", str(out))
     assert r.exit_code == 0, r.stderr + r.stdout
     assert sorted(p.name for p in out.iterdir()) == [
         "01-01-open.eml", "01-01-open.html", "02-02-last-call.eml", "02-02-last-call.html",

@@ -7,6 +7,7 @@ import os
 import re
 import smtplib
 import traceback
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.message import Message
@@ -586,18 +587,64 @@ def test_send_transactional_over_smtp(tx_settings: Settings, smtp_sink: SmtpSink
     assert context["confirm_url"] in parsed.get_body(("html",)).get_content()
 
 
-def test_send_transactional_to_file_with_unsubscribe(tx_settings: Settings) -> None:
+def test_send_transactional_marketing_keeps_unsubscribe(tx_settings: Settings) -> None:
     messenger = FileMessenger(tx_settings.outbox_dir)
     env = make_environment(tx_settings)
     message_id = send_transactional(
         tx_settings, messenger, env, "receipt",
         to_email="camille@example.com", to_name="", context=sample_context("fr"),
-        subscriber_id=7, key="receipt:1", now=DATE, unsubscribe_url=UNSUB,
+        subscriber_id=7, key="receipt:1", now=DATE, unsubscribe_url=UNSUB, transactional=False,
     )  # fmt: skip
     parsed = parse(outbox_path(tx_settings.outbox_dir, message_id).read_bytes())
     assert parsed["List-Unsubscribe"].startswith(f"<{UNSUB}>")
     assert str(parsed["To"]) == "camille@example.com"
     assert str(parsed["Subject"]).startswith("Bienvenue dans Atelier Aquarelle")
+
+
+TRANSACTIONAL_KINDS = ("confirm-optin", "magnet-delivery", "receipt", "dunning")
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_transactional_mail_is_kept_apart_over_smtp(
+    tx_settings: Settings, smtp_sink: SmtpSink, language: str
+) -> None:
+    """No list headers, no unsubscribe footer, the transactional From: for every kind."""
+    settings = replace(tx_settings, language=language, transactional_email="orders@atelier.example")
+    env = make_environment(settings)
+    messenger = SMTPMessenger(smtp_sink.url)
+    for kind in TRANSACTIONAL_KINDS:
+        send_transactional(
+            settings, messenger, env, kind,
+            to_email="camille@example.com", to_name="Camille", context=sample_context(language),
+            subscriber_id=7, key=f"{kind}:1", now=DATE, unsubscribe_url=UNSUB,
+        )  # fmt: skip
+    messenger.close()
+    received = smtp_sink.wait_for(len(TRANSACTIONAL_KINDS))
+    for message in received:
+        parsed = parse(message.raw)
+        for header in ("List-Unsubscribe", "List-Unsubscribe-Post", "Precedence", "Feedback-ID"):
+            assert parsed[header] is None, (parsed["Subject"], header)
+        assert parsed["From"].addresses[0].addr_spec == "orders@atelier.example"
+        assert message.envelope_from == "orders@atelier.example"
+        for part in ("plain", "html"):
+            body = parsed.get_body((part,)).get_content()
+            assert UNSUB not in body
+            footer = re.search(r"Se désabonner( :|</a>)|Unsubscribe(:|</a>)", body)
+            assert footer is None, (parsed["Subject"], part)
+            assert "12 rue des Lilas" in body  # the postal address stays
+    assert parse(received[0].raw)["Message-ID"].endswith("@atelier.example>")
+
+
+def test_transactional_from_falls_back_to_the_sender(tx_settings: Settings) -> None:
+    messenger = FileMessenger(tx_settings.outbox_dir)
+    message_id = send_transactional(
+        tx_settings, messenger, make_environment(tx_settings), "dunning",
+        to_email="camille@example.com", to_name="", context=sample_context("fr"),
+        subscriber_id=7, key="dunning:1", now=DATE, unsubscribe_url=UNSUB,
+    )  # fmt: skip
+    parsed = parse(outbox_path(tx_settings.outbox_dir, message_id).read_bytes())
+    assert parsed["From"].addresses[0].addr_spec == "hello@atelier.example"
+    assert parsed["List-Unsubscribe"] is None
 
 
 def test_send_transactional_errors(tx_settings: Settings, tmp_path: Path) -> None:

@@ -79,6 +79,7 @@ class Composer:
         self.magnets: dict[int, str] = {}
         self.launch_values: dict[tuple[int, str, str], dict[str, Any]] = {}
         self.domain = (settings.sender_email.rpartition("@")[2] or "launchkit.invalid").lower()
+        self._signer: Any = False  # not loaded yet (None: no DKIM)
 
     def context(self, info: EmailInfo, row: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """Template variables and language for one subscriber."""
@@ -130,9 +131,24 @@ class Composer:
             unsubscribe_url=unsubscribe,
             unsubscribe_mailto=f"mailto:{self.settings.sender_email}?subject=unsubscribe",
             bulk=True,
-            headers={},
+            headers={"Feedback-ID": self.feedback_id(info)},
         )
-        return message, mailer.build_message(message, date=now), info.sequence_id
+        raw = mailer.sign_message(mailer.build_message(message, date=now), self.signer())
+        return message, raw, info.sequence_id
+
+    def feedback_id(self, info: EmailInfo) -> str:
+        """``Feedback-ID`` of one email: its step, its launch, the workspace, launchkit."""
+        from launchkit import mailer
+
+        return mailer.feedback_id(info.step, info.launch.slug, self.settings.name)
+
+    def signer(self) -> Any:
+        """The DKIM signer of the settings (loaded once), or None."""
+        from launchkit import mailer
+
+        if self._signer is False:
+            self._signer = mailer.dkim_signer(self.settings)
+        return self._signer
 
     def skip_reasons(
         self, session: Session, rows: list[dict[str, Any]], now: datetime

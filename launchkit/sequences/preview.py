@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,6 +132,7 @@ def preview_launch(
         else:
             item.subject = rendered.subject
             item.problems.extend(render.lint_email(rendered, info.source))
+            item.problems.extend(link_scheme_problems(rendered.html, rendered.text))
             item.html_path = out_dir / f"{stem}.html"
             item.html_path.write_text(rendered.html, encoding="utf-8")
             item.eml_path = out_dir / f"{stem}.eml"
@@ -138,6 +140,34 @@ def preview_launch(
         results.append(item)
     (out_dir / "index.html").write_text(index_page(settings, launch_slug, results), "utf-8")
     return results
+
+
+_HREF = re.compile(r"""(?i)\bhref\s*=\s*["']?([^"'\s>]+)""")
+_TEXT_URL = re.compile(r"(?i)\bhttps?://[^\s<>\"')\]]+")
+
+
+_PLURAL = {
+    "is not https": "are not https",
+    "points at this machine (loopback)": "point at this machine (loopback)",
+}
+
+
+def link_scheme_problems(html_body: str, text: str) -> list[str]:
+    """Links a recipient could not open safely (http, or this machine), one line per kind."""
+    from launchkit import mailer
+
+    links = [html.unescape(m) for m in _HREF.findall(html_body)] + _TEXT_URL.findall(text)
+    found: dict[str, list[str]] = {}
+    for url in dict.fromkeys(links):
+        if url.lower().startswith(("http://", "https://")):
+            problem = mailer.public_url_problem(url)
+            if problem:
+                found.setdefault(problem, []).append(url)
+    return [
+        f"{len(urls)} link(s) {_PLURAL.get(problem, problem)},"
+        f' e.g. "{urls[0][:80]}": use public https:// URLs (web.base_url)'
+        for problem, urls in found.items()
+    ]
 
 
 def index_page(settings: Settings, launch_slug: str, items: list[PreviewItem]) -> str:

@@ -13,6 +13,31 @@ from datetime import datetime, timedelta
 
 HOUR = timedelta(hours=1)
 
+# pacing through a real relay when the settings leave it unset (see docs: deliverability)
+DEFAULT_PER_SECOND = 10.0
+DEFAULT_PER_HOUR = 3000
+# warm-up: a domain that has sent little lately gets at most max(floor, sent / share) per hour
+WARMUP_DAYS = 14
+WARMUP_FLOOR_PER_HOUR = 500
+WARMUP_SHARE = 5
+
+
+def effective_rates(
+    per_second: float | None, per_hour: int | None, *, real_relay: bool
+) -> tuple[float, int]:
+    """The configured rates; unset ones default to pacing through a real relay only."""
+    if per_second is None:
+        per_second = DEFAULT_PER_SECOND if real_relay else 0.0
+    if per_hour is None:
+        per_hour = DEFAULT_PER_HOUR if real_relay else 0
+    return per_second, per_hour
+
+
+def warmup_ceiling(per_hour: int, sent_recently: int) -> int:
+    """The hourly limit during warm-up, given the messages sent in the last WARMUP_DAYS."""
+    ceiling = max(WARMUP_FLOOR_PER_HOUR, sent_recently // WARMUP_SHARE)
+    return ceiling if per_hour <= 0 else min(per_hour, ceiling)
+
 
 class RateLimiter:
     """Pace pushes to ``per_second`` and keep at most ``per_hour`` in any rolling hour."""

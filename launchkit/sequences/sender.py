@@ -36,7 +36,7 @@ from launchkit.config import Settings
 from launchkit.db import make_sessionmaker
 from launchkit.errors import LaunchkitError
 from launchkit.models import Email, LaunchSequence, Send, SendStatus, SequenceStatus
-from launchkit.sequences import claims
+from launchkit.sequences import claims, ratelimit
 from launchkit.sequences.compose import Composer, prepare_composer
 from launchkit.sequences.marks import LedgerMarks
 from launchkit.sequences.ratelimit import RateLimiter
@@ -174,6 +174,9 @@ def _run(
             session.rollback()
         report.seconds = time.monotonic() - started
         return report
+    from launchkit import mailer
+
+    mailer.check_relay_links(settings)  # a real relay needs public https links
     with sessions.begin() as session:
         composer = prepare_composer(session, settings, options.launch, now=clock())
     run = _Run(engine, sessions, settings, composer, clock, sleep, options, report, progress)
@@ -273,23 +276,38 @@ class _Run:
         self.limiter = RateLimiter(0, 0, clock, sleep, [])
 
     def start(self) -> None:
-        per_second = self.options.rate_per_second
-        if per_second is None:
-            per_second = self.settings.rate_per_second
+        per_second, per_hour = self.rates()
         recent: list[datetime] = []
-        if self.settings.rate_per_hour > 0:
+        if per_hour > 0:
             with self.sessions.begin() as session:
                 since = self.clock() - timedelta(hours=1)
                 recent = list(session.scalars(select(Send.sent_at).where(Send.sent_at > since)))
-        self.limiter = RateLimiter(
-            per_second, self.settings.rate_per_hour, self.clock, self.sleep, recent
-        )
+        self.limiter = RateLimiter(per_second, per_hour, self.clock, self.sleep, recent)
         with self.sessions.begin() as session:
             self.failures = dict(
                 session.execute(
                     select(LaunchSequence.id, LaunchSequence.consecutive_failures)
                 ).all()
             )
+
+    def rates(self) -> tuple[float, int]:
+        """(per second, per hour): options, settings, defaults through a real relay, warm-up."""
+        from launchkit import mailer
+
+        real_relay = mailer.is_real_relay(self.settings)
+        per_second, per_hour = ratelimit.effective_rates(
+            self.options.rate_per_second
+            if self.options.rate_per_second is not None
+            else self.settings.rate_per_second,
+            self.settings.rate_per_hour,
+            real_relay=real_relay,
+        )
+        if real_relay and self.settings.warmup:
+            since = self.clock() - timedelta(days=ratelimit.WARMUP_DAYS)
+            with self.sessions.begin() as session:
+                sent = session.scalar(select(func.count(Send.id)).where(Send.sent_at > since))
+            per_hour = ratelimit.warmup_ceiling(per_hour, int(sent or 0))
+        return per_second, per_hour
 
     def take_quota(self, wanted: int) -> int:
         with self.lock:
