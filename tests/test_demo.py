@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email
 import json
 import os
 from datetime import timedelta
+from email import policy
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 from launchkit import analysis
 from launchkit.cli import app
 from launchkit.db import make_engine, make_sessionmaker
+from launchkit.mailer import archive_message_ids, read_mbox_archive
 from launchkit.models import Order, Payment, Refund, Send, SendStatus
 from launchkit.orchestrator.demo import run_demo
 from launchkit.orchestrator.simulate import BuyerModel
@@ -63,10 +66,22 @@ def test_demo_runs_a_whole_launch_and_matches_analyze(
         assert result["analysis"]["buyers"] == stats["purchases"] > 0
         assert Path(result["report"]).is_file()
 
-        # every launch email sent is one file in the outbox (the transactional emails too)
+        # every launch email sent is one whole message in the compressed mbox, none twice,
+        # and none is an .eml file (the web app's confirmations and receipts are)
         counts = _counts(sessions)
-        launch_files = list(Path(result["outbox"]).glob("lk.email-*.eml"))
-        assert counts["sent"] == result["messages"] == len(launch_files) > 600 * 5
+        archived = list(read_mbox_archive(Path(result["archive"])))
+        assert counts["sent"] == result["messages"] == len(archived) > 600 * 5
+        with sessions.begin() as session:
+            sent_ids = set(
+                session.scalars(select(Send.message_id).where(Send.status == SendStatus.SENT))
+            )
+        assert set(archive_message_ids(Path(result["archive"]))) == sent_ids
+        for raw in archived[:: len(archived) // 50]:
+            parsed = email.message_from_bytes(raw, policy=policy.default)
+            assert not parsed.defects and parsed.get_body(("plain",)) is not None
+        assert not list(Path(result["outbox"]).glob("lk.email-*.eml"))
+        assert result["outbox_files"] == len(list(Path(result["outbox"]).glob("*.eml"))) > 0
+        assert result["archive_bytes"] < len(archived) * 2_000  # ~12 KB each, uncompressed
 
         with sessions.begin() as session:
             plans = dict(
