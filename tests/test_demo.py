@@ -5,6 +5,8 @@ from __future__ import annotations
 import email
 import json
 import os
+import shlex
+import sys
 from datetime import timedelta
 from email import policy
 from pathlib import Path
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 
 from launchkit import analysis
 from launchkit.cli import app
+from launchkit.cli.orchestrator import launchkit_command, print_demo_places
 from launchkit.db import make_engine, make_sessionmaker
 from launchkit.mailer import archive_message_ids, read_mbox_archive
 from launchkit.models import Order, Payment, Refund, Send, SendStatus
@@ -142,3 +145,40 @@ def test_cli_demo_json(tmp_path: Path, cli_runner_env: dict[str, str]) -> None:
     assert Path(data["report"]).is_file() and data["analysis"]["audience_size"] > 0
     again = CliRunner().invoke(app, ["demo", "--dir", str(target)], env=cli_runner_env)
     assert again.exit_code == 1 and "already holds a workspace" in again.output
+
+
+def test_next_lines_use_the_command_that_started_launchkit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    venv = tmp_path / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "launchkit").write_text("#!/bin/sh\n")
+    (venv / "launchkit").chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [".venv/bin/launchkit", "demo"])  # the README's install
+    assert launchkit_command() == ".venv/bin/launchkit"
+    monkeypatch.setenv("PATH", f"{venv}:/usr/bin:/bin")  # an activated venv
+    assert launchkit_command() == "launchkit"
+    monkeypatch.setattr(sys, "argv", ["/src/launchkit/__main__.py"])
+    assert launchkit_command() == f"{shlex.quote(sys.executable)} -m launchkit"
+
+    monkeypatch.setattr(sys, "argv", [".venv/bin/launchkit", "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    print_demo_places(
+        {
+            "workspace": "/tmp/my demo",
+            "messages": 48789,
+            "archive": "/tmp/my demo/outbox/launch-emails.mbox.gz",
+            "archive_bytes": 9_400_000,
+            "outbox_files": 212,
+            "outbox": "/tmp/my demo/outbox",
+            "report": "/tmp/my demo/reports/atelier-hiver.html",
+            "launch": "atelier-hiver",
+        }
+    )
+    out = capsys.readouterr().out
+    assert "48,789" in out and "9.4 MB" in out and "212 .eml files" in out
+    assert "Next: .venv/bin/launchkit -w '/tmp/my demo' status" in out
+    assert ".venv/bin/launchkit -w '/tmp/my demo' analyze atelier-hiver" in out
+    assert "zcat '/tmp/my demo/outbox/launch-emails.mbox.gz' | less" in out

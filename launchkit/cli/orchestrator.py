@@ -7,7 +7,7 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -194,8 +194,9 @@ def demo(
 ) -> None:
     """Run a complete simulated launch on the sample data, then print the analysis.
 
-    No account and no network: emails go to the file outbox and payments are the signed
-    webhook events Stripe would send, through the same code as a real launch.
+    No account and no network: every launch email is rendered and sent through the real
+    sender into one compressed mbox in the outbox, and payments are the signed webhook events
+    Stripe would send, through the same code as a real launch.
 
     Example: launchkit demo --dir ./demo-launch --seed 7
     """
@@ -210,6 +211,11 @@ def demo(
 
     print_analysis(result["analysis"])
     say("")
+    print_demo_places(result)
+
+
+def print_demo_places(result: dict[str, Any]) -> None:
+    """Where the demo put everything, and commands that work as typed."""
     quote = shlex.quote
     say(f"Workspace: {result['workspace']}")
     say(
@@ -226,8 +232,11 @@ def demo(
 
 
 def launchkit_command() -> str:
-    """How to type this launchkit again: ``launchkit`` when the shell finds this one, else
-    the path it was started by (``.venv/bin/launchkit`` after the README's install)."""
+    """How to type this launchkit again, as it was started.
+
+    ``launchkit`` when the shell finds this one; else the path it was started by
+    (``.venv/bin/launchkit`` after the README's install); ``python -m launchkit`` for that.
+    """
     started = sys.argv[0]
     if started.endswith("__main__.py"):
         return f"{shlex.quote(sys.executable)} -m launchkit"
