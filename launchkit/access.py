@@ -47,6 +47,7 @@ ENTITLED_STATUSES = frozenset(
 
 # --- the rule ---------------------------------------------------------------------------------
 
+
 def entitled(order: Order) -> bool:
     """Whether this order gives its buyer access now: paid, a plan being paid or paid off; not
     refunded, disputed or defaulted. A membership order follows its membership's status

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import email
 import json
 import os
+import shlex
+import sys
 from datetime import timedelta
+from email import policy
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,9 @@ from typer.testing import CliRunner
 
 from launchkit import analysis
 from launchkit.cli import app
+from launchkit.cli.orchestrator import launchkit_command, print_demo_places
 from launchkit.db import make_engine, make_sessionmaker
+from launchkit.mailer import archive_message_ids, read_mbox_archive
 from launchkit.models import Order, Payment, Refund, Send, SendStatus
 from launchkit.orchestrator.demo import run_demo
 from launchkit.orchestrator.simulate import BuyerModel
@@ -63,10 +69,22 @@ def test_demo_runs_a_whole_launch_and_matches_analyze(
         assert result["analysis"]["buyers"] == stats["purchases"] > 0
         assert Path(result["report"]).is_file()
 
-        # every launch email sent is one file in the outbox (the transactional emails too)
+        # every launch email sent is one whole message in the compressed mbox, none twice,
+        # and none is an .eml file (the web app's confirmations and receipts are)
         counts = _counts(sessions)
-        launch_files = list(Path(result["outbox"]).glob("lk.email-*.eml"))
-        assert counts["sent"] == result["messages"] == len(launch_files) > 600 * 5
+        archived = list(read_mbox_archive(Path(result["archive"])))
+        assert counts["sent"] == result["messages"] == len(archived) > 600 * 5
+        with sessions.begin() as session:
+            sent_ids = set(
+                session.scalars(select(Send.message_id).where(Send.status == SendStatus.SENT))
+            )
+        assert set(archive_message_ids(Path(result["archive"]))) == sent_ids
+        for raw in archived[:: len(archived) // 50]:
+            parsed = email.message_from_bytes(raw, policy=policy.default)
+            assert not parsed.defects and parsed.get_body(("plain",)) is not None
+        assert not list(Path(result["outbox"]).glob("lk.email-*.eml"))
+        assert result["outbox_files"] == len(list(Path(result["outbox"]).glob("*.eml"))) > 0
+        assert result["archive_bytes"] < len(archived) * 2_000  # ~12 KB each, uncompressed
 
         with sessions.begin() as session:
             plans = dict(
@@ -127,3 +145,40 @@ def test_cli_demo_json(tmp_path: Path, cli_runner_env: dict[str, str]) -> None:
     assert Path(data["report"]).is_file() and data["analysis"]["audience_size"] > 0
     again = CliRunner().invoke(app, ["demo", "--dir", str(target)], env=cli_runner_env)
     assert again.exit_code == 1 and "already holds a workspace" in again.output
+
+
+def test_next_lines_use_the_command_that_started_launchkit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    venv = tmp_path / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "launchkit").write_text("#!/bin/sh\n")
+    (venv / "launchkit").chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [".venv/bin/launchkit", "demo"])  # the README's install
+    assert launchkit_command() == ".venv/bin/launchkit"
+    monkeypatch.setenv("PATH", f"{venv}:/usr/bin:/bin")  # an activated venv
+    assert launchkit_command() == "launchkit"
+    monkeypatch.setattr(sys, "argv", ["/src/launchkit/__main__.py"])
+    assert launchkit_command() == f"{shlex.quote(sys.executable)} -m launchkit"
+
+    monkeypatch.setattr(sys, "argv", [".venv/bin/launchkit", "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    print_demo_places(
+        {
+            "workspace": "/tmp/my demo",
+            "messages": 48789,
+            "archive": "/tmp/my demo/outbox/launch-emails.mbox.gz",
+            "archive_bytes": 9_400_000,
+            "outbox_files": 212,
+            "outbox": "/tmp/my demo/outbox",
+            "report": "/tmp/my demo/reports/atelier-hiver.html",
+            "launch": "atelier-hiver",
+        }
+    )
+    out = capsys.readouterr().out
+    assert "48,789" in out and "9.4 MB" in out and "212 .eml files" in out
+    assert "Next: .venv/bin/launchkit -w '/tmp/my demo' status" in out
+    assert ".venv/bin/launchkit -w '/tmp/my demo' analyze atelier-hiver" in out
+    assert "zcat '/tmp/my demo/outbox/launch-emails.mbox.gz' | less" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import gzip
 import os
 import re
 import smtplib
@@ -23,16 +24,19 @@ from launchkit.errors import ConfigError, DeliveryError, InputError
 from launchkit.mailer import (
     FileMessenger,
     InDoubt,
+    MboxMessenger,
     OutgoingMessage,
     PermanentFailure,
     SMTPMessenger,
     TemporaryFailure,
+    archive_message_ids,
     build_message,
     make_message_id,
     mask_url,
     messenger_from_settings,
     outbox_path,
     parse_smtp_url,
+    read_mbox_archive,
     send_transactional,
 )
 from launchkit.render import make_environment, sample_context
@@ -306,6 +310,55 @@ def test_file_messenger_writes_parseable_eml_atomically(tmp_path: Path) -> None:
     assert not list((tmp_path / "outbox").glob(".*"))  # no temp files left
     messenger.flush()
     messenger.close()
+
+
+def test_mbox_messenger_keeps_every_message_byte_for_byte_once(tmp_path: Path) -> None:
+    archive = tmp_path / "outbox" / "launch.mbox.gz"
+    tricky = "From here on\n>From quoted\n>>From twice\nFrom MAILER-DAEMON Thu Jan  1\n\n."
+    messages = [
+        outgoing(
+            message_id=make_message_id("email", 12, n, "atelier.example"),
+            text=f"{tricky} {n}\n",
+            html=f"<p>{n}</p>\nFrom x\n",
+        )
+        for n in range(5)
+    ]
+    raws = [build_message(msg, date=DATE) for msg in messages]
+    first = MboxMessenger(archive)
+    for msg, raw in zip(messages[:3], raws[:3], strict=True):
+        first.push(msg, raw)
+        assert list(read_mbox_archive(archive))[-1] == raw  # in the file when push returns
+    first.push(messages[0], raws[0])  # the same Message-ID again: kept once
+    first.close()
+    again = MboxMessenger(archive)  # another run: reads the ids the archive holds
+    for msg, raw in zip(messages, raws, strict=True):
+        again.push(msg, raw)
+    again.close()
+    assert list(read_mbox_archive(archive)) == raws
+    assert archive_message_ids(archive) == [m.message_id for m in messages]
+    assert (first.written, again.written) == (3, 2)
+    for raw in read_mbox_archive(archive):
+        assert_headers(raw, messages[raws.index(raw)])
+        assert part_text(parse(raw).get_body(("plain",))).startswith(tricky)
+    assert archive.stat().st_mode & 0o077 == 0  # personal data: private
+
+
+def test_mbox_archive_cut_or_damaged(tmp_path: Path) -> None:
+    archive = tmp_path / "launch.mbox.gz"
+    messenger = MboxMessenger(archive)
+    msg = outgoing()
+    raw = build_message(msg, date=DATE)
+    messenger.push(msg, raw)
+    messenger.close()
+    archive.write_bytes(archive.read_bytes()[:-8])  # the writer stopped before the trailer
+    assert list(read_mbox_archive(archive)) == [raw]  # what was flushed is whole
+    archive.write_bytes(b"plain text, not gzip")
+    with pytest.raises(DeliveryError, match="damaged"):
+        MboxMessenger(archive).start(msg)
+    archive.write_bytes(gzip.compress(b"hello\n"))
+    with pytest.raises(DeliveryError, match="not an mbox"):
+        list(read_mbox_archive(archive))
+    assert list(read_mbox_archive(tmp_path / "none.mbox.gz")) == []
 
 
 def test_outbox_names_are_safe(tmp_path: Path) -> None:

@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
+from launchkit import render as render_package
 from launchkit.config import Settings, settings_for_test
 from launchkit.errors import InputError
 from launchkit.render import (
+    _MD_SPECIALS,
     EmailSource,
     RenderedEmail,
     check_header_value,
@@ -27,6 +30,7 @@ from launchkit.render import (
     render_email,
     sample_context,
 )
+from launchkit.render import text as markdown_text
 from launchkit.render.french import folder_language
 from launchkit.resources import starter_dir
 
@@ -582,3 +586,68 @@ def test_starter_emails_render_and_lint_clean(ws_settings: Settings, name: str) 
     assert f'lang="{language}"' in rendered.html
     for url in re.findall(r'href="([^"]+)"', rendered.html):
         assert url.startswith(("https://", "mailto:")), url
+
+
+# --- the inline-run cache gives the bytes of a plain markdown-it parse ----------------------
+
+_PLAIN_MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable("table")
+
+
+def _plain_markdown_parts(text: str) -> tuple[str, str]:
+    """markdown_parts without any cache: one straightforward markdown-it parse and render."""
+    tokens = _PLAIN_MARKDOWN.parse(text)
+    for index, token in enumerate(tokens):
+        if token.type == "inline" and index and tokens[index - 1].type == "paragraph_open":
+            markdown_text._mark_button(token)
+    html = _PLAIN_MARKDOWN.renderer.render(tokens, _PLAIN_MARKDOWN.options, {})
+    return html, markdown_text._tokens_to_text(tokens)
+
+
+_BODIES = (
+    "Bonjour {n},\n\n[Acheter]({u})\n\nLa même phrase pour *tout le monde*.\n",
+    "# {n}\n\n[{n}]({u})\n\n| {n} | [x]({u}) |\n|:--|--:|\n| [x]({u}) | 1 |\n",
+    "- {n}\n- [{n}]({u})\n\n> [x]({u})\n> {n}\n",
+    "{raw}\n\n{raw}\n\n> {raw}\n",
+    '[x]\n\n{n} [x] [{n}]\n\n[x]: {u} "T"\n',
+    "Hi {n}  \nthere <b>{n}</b> ![{n}](https://i.example/p.png)\n\n<div>\n{n}\n</div>\n",
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(_BODIES),
+    st.text(max_size=16),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=10),
+)
+def test_markdown_parts_equal_a_plain_parse_byte_for_byte(body: str, name: str, raw: str) -> None:
+    # every body is converted twice (the second time its inline runs come from the cache), and
+    # a personal value with any character, escaped as templates escape it, or raw
+    link = "https://example.com/buy?t=" + name.translate(_MD_SPECIALS)
+    text = body.format(n=name.translate(_MD_SPECIALS), u=link, raw=raw)
+    for _ in range(2):
+        markdown_parts.cache_clear()
+        assert markdown_parts(text) == _plain_markdown_parts(text)
+
+
+def test_starter_kit_markdown_equals_a_plain_parse(
+    ws_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bodies: list[str] = []
+
+    def keep(text: str) -> tuple[str, str]:
+        bodies.append(text)
+        return markdown_parts(text)
+
+    monkeypatch.setattr(render_package, "markdown_parts", keep)
+    env = make_environment(ws_settings)
+    for path in sorted(starter_dir("emails").glob("*/*.md")):
+        source = parse_email_file(path)
+        for first_name in ("Camille", 'Zoé <b>"&\\*_[x](y)', "\u202fNoël\u00a0!"):
+            context = {**sample_context(path.parent.name[-2:]), "first_name": first_name}
+            render_email(
+                env, source, context, settings=ws_settings, unsubscribe_url="https://e.example/u/1"
+            )
+    assert len(bodies) > 20
+    for body in bodies * 2:  # the second time, the inline runs come from the cache
+        markdown_parts.cache_clear()
+        assert markdown_parts(body) == _plain_markdown_parts(body)

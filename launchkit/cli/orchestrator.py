@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -201,8 +205,9 @@ def demo(
 ) -> None:
     """Run a complete simulated launch on the sample data, then print the analysis.
 
-    No account and no network: emails go to the file outbox and payments are the signed
-    webhook events Stripe would send, through the same code as a real launch.
+    No account and no network: every launch email is rendered and sent through the real
+    sender into one compressed mbox in the outbox, and payments are the signed webhook events
+    Stripe would send, through the same code as a real launch.
 
     Example: launchkit demo --dir ./demo-launch --seed 7
     """
@@ -217,13 +222,39 @@ def demo(
 
     print_analysis(result["analysis"])
     say("")
+    print_demo_places(result)
+
+
+def print_demo_places(result: dict[str, Any]) -> None:
+    """Where the demo put everything, and commands that work as typed."""
+    quote = shlex.quote
     say(f"Workspace: {result['workspace']}")
-    say(f"Emails delivered to the file outbox: {result['messages']} ({result['outbox']})")
-    say(f"HTML report: {result['report']}")
     say(
-        f"Next: launchkit -w {result['workspace']} status   or   "
-        f"launchkit -w {result['workspace']} analyze {result['launch']}"
+        f"Launch emails sent: {result['messages']:,}, all in one compressed mbox "
+        f"({result['archive_bytes'] / 1e6:.1f} MB): {result['archive']}"
     )
+    say(f"Web app emails (confirmations, receipts): {result['outbox_files']} .eml files in "
+        f"{result['outbox']}")  # fmt: skip
+    say(f"HTML report: {result['report']}")
+    command = f"{launchkit_command()} -w {quote(result['workspace'])}"
+    say(f"Next: {command} status")
+    say(f"      {command} analyze {result['launch']}")
+    say(f"      zcat {quote(result['archive'])} | less")
+
+
+def launchkit_command() -> str:
+    """How to type this launchkit again, as it was started.
+
+    ``launchkit`` when the shell finds this one; else the path it was started by
+    (``.venv/bin/launchkit`` after the README's install); ``python -m launchkit`` for that.
+    """
+    started = sys.argv[0]
+    if started.endswith("__main__.py"):
+        return f"{shlex.quote(sys.executable)} -m launchkit"
+    found = shutil.which("launchkit")
+    if found and Path(started).exists() and os.path.samefile(found, started):
+        return "launchkit"
+    return shlex.quote(started) if Path(started).exists() else "launchkit"
 
 
 class _null:

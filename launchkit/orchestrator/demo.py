@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from launchkit import analysis
 from launchkit.db import make_engine, make_sessionmaker
 from launchkit.errors import AlreadyExists, InputError
+from launchkit.mailer import MboxMessenger
 from launchkit.models import Send, SendStatus
 from launchkit.orchestrator import Step
 from launchkit.orchestrator.replay import Replay, SimClock
@@ -26,6 +27,8 @@ from launchkit.resources import starter_dir
 from launchkit.workspace import init_workspace
 
 MIN_AUDIENCE, MAX_AUDIENCE = 600, 200_000
+# the launch emails of the demo, fully rendered, in one compressed mbox (not 641 MB of .eml)
+DEMO_ARCHIVE = "launch-emails.mbox.gz"
 DEMO_START = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 DEMO_FILES = ("audience_mailchimp.csv", "audience_mailchimp_unsubscribed.csv")
 MAGNETS = (
@@ -157,6 +160,8 @@ def run_demo(
     try:
         sessions = make_sessionmaker(engine)
         replay = Replay(settings, sessions, plan, SimClock(DEMO_START), model or BuyerModel(), seed)
+        archive = MboxMessenger(settings.outbox_dir / DEMO_ARCHIVE)
+        replay.messenger = archive  # the sender's messages; the web app's stay .eml files
         # the simulation only sends; the analyze step runs once, on the final figures
         replay.through = Step.SEND_DUE
         _simulate(replay, plan, audience, seed)
@@ -189,7 +194,10 @@ def run_demo(
         "launch": plan.slug,
         "report": str(report),
         "outbox": str(settings.outbox_dir),
+        "archive": str(archive.path),
+        "archive_bytes": archive.path.stat().st_size if archive.path.exists() else 0,
         "messages": messages,
+        "outbox_files": sum(1 for _ in settings.outbox_dir.glob("*.eml")),
         "simulation": dict(replay.stats),
         "analysis": result,
     }

@@ -4,16 +4,101 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from html.parser import HTMLParser
+from types import SimpleNamespace
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.rules_core.text_join import text_join
+from markdown_it.token import Token
 
-_MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable("table")
+
+class _Inlines:
+    """Parsed inline runs (a paragraph's, a heading's, a cell's text), kept by their source.
+
+    Exact by construction: markdown-it parses an inline run from its text alone, plus the
+    document's link reference definitions (a document that has any is parsed without this
+    cache) and options that never change. Most runs of a launch email are the same for every
+    subscriber; only the runs holding a personal value or a personal link are parsed again.
+    The cached children are never changed after they are stored (the button class is set
+    before), and their HTML and plain text are kept next to them, looked up by identity.
+    """
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self.by_source: dict[tuple[str, bool], list[Token]] = {}
+        self.by_id: dict[int, tuple[list[Token], dict[str, str]]] = {}
+        self.lock = threading.Lock()
+
+    def children(self, state: Any, token: Token, paragraph: bool) -> list[Token]:
+        key = (token.content, paragraph)
+        found = self.by_source.get(key)
+        if found is not None:
+            return found
+        children = _parse_inline(state, token, paragraph)
+        with self.lock:
+            if len(self.by_source) >= self.MAX:
+                self.by_source.clear()
+                self.by_id.clear()
+            self.by_source[key] = children
+            self.by_id[id(children)] = (children, {})
+        return children
+
+    def memo(self, children: list[Token]) -> dict[str, str] | None:
+        """The HTML/text memo of a cached run, or None for a run that is not cached."""
+        entry = self.by_id.get(id(children))
+        return entry[1] if entry is not None and entry[0] is children else None
+
+
+_INLINES = _Inlines()
+
+
+def _parse_inline(state: Any, token: Token, paragraph: bool) -> list[Token]:
+    """What the core "inline" and "text_join" rules make of one inline token, button marked."""
+    single = Token("inline", "", 0, content=token.content, children=[])
+    state.md.inline.parse(single.content, state.md, state.env, single.children)
+    text_join(SimpleNamespace(tokens=[single]))
+    if paragraph:
+        _mark_button(single)
+    return single.children or []
+
+
+def _inline_rule(state: Any) -> None:
+    """The core "inline" rule (then "text_join" and the button marking), through the cache."""
+    cached = not state.env.get("references")
+    for index, token in enumerate(state.tokens):
+        if token.type != "inline":
+            continue
+        paragraph = bool(index) and state.tokens[index - 1].type == "paragraph_open"
+        if cached:
+            token.children = _INLINES.children(state, token, paragraph)
+        else:
+            token.children = _parse_inline(state, token, paragraph)
+
+
+class _Renderer(RendererHTML):
+    def renderInline(self, tokens: Any, options: Any, env: Any) -> str:  # noqa: N802
+        memo = _INLINES.memo(tokens)
+        if memo is None:
+            return super().renderInline(tokens, options, env)
+        html = memo.get("html")
+        if html is None:
+            html = memo["html"] = super().renderInline(tokens, options, env)
+        return html
+
+
+def _parser(*disabled: str) -> MarkdownIt:
+    parser = MarkdownIt("commonmark", {"html": True}, renderer_cls=_Renderer).enable("table")
+    parser.core.ruler.at("inline", _inline_rule)
+    return parser.disable(["text_join", *disabled])
+
+
+_MARKDOWN = _parser()
 # the same parser minus the (slow) HTML block rule, for bodies with no line starting with "<"
-_MARKDOWN_INLINE_HTML = (
-    MarkdownIt("commonmark", {"html": True}).enable("table").disable("html_block")
-)
+_MARKDOWN_INLINE_HTML = _parser("html_block")
 _HTML_BLOCK_START = re.compile(r"^ {0,3}<", re.MULTILINE)
 
 
@@ -27,9 +112,6 @@ def markdown_parts(text: str) -> tuple[str, str]:
     """(HTML, plain text) of a rendered Markdown body; cached, as many subscribers share one."""
     parser = _MARKDOWN if _HTML_BLOCK_START.search(text) else _MARKDOWN_INLINE_HTML
     tokens = parser.parse(text)
-    for index, token in enumerate(tokens):
-        if token.type == "inline" and index and tokens[index - 1].type == "paragraph_open":
-            _mark_button(token)
     html = str(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))
     return html, _tokens_to_text(tokens)
 
@@ -192,30 +274,40 @@ class _TokenText:
             self.out.append(self.inline(token.children or []))
 
     def inline(self, children: list[Any]) -> str:
-        parts: list[str] = []
-        links: list[tuple[int, str]] = []
-        for child in children:
-            kind = child.type
-            if kind in ("text", "code_inline"):
-                parts.append(child.content)
-            elif kind in ("softbreak", "hardbreak"):
-                parts.append("\n")
-            elif kind == "link_open":
-                links.append((len(parts), str(child.attrGet("href") or "")))
-            elif kind == "link_close" and links:
-                start, href = links.pop()
-                label = "".join(parts[start:]).strip()
-                target = href[7:] if href.lower().startswith("mailto:") else href
-                if target and target != label and not href.startswith("#"):
-                    parts.append(f" ({target})")
-            elif kind == "image" and child.content.strip():
-                parts.append(f"[{child.content}]")
-            elif kind == "html_inline" and child.content.lower().startswith("<br"):
-                parts.append("\n")
-        text = "".join(parts)
+        memo = _INLINES.memo(children)
+        text = memo.get("text") if memo is not None else None
+        if text is None:
+            text = _inline_text(children)
+            if memo is not None:
+                memo["text"] = text
         if self.quote:
             text = "\n".join("> " * self.quote + line for line in text.split("\n"))
         return text
+
+
+def _inline_text(children: list[Any]) -> str:
+    """An inline run as plain text, links written as ``text (url)``."""
+    parts: list[str] = []
+    links: list[tuple[int, str]] = []
+    for child in children:
+        kind = child.type
+        if kind in ("text", "code_inline"):
+            parts.append(child.content)
+        elif kind in ("softbreak", "hardbreak"):
+            parts.append("\n")
+        elif kind == "link_open":
+            links.append((len(parts), str(child.attrGet("href") or "")))
+        elif kind == "link_close" and links:
+            start, href = links.pop()
+            label = "".join(parts[start:]).strip()
+            target = href[7:] if href.lower().startswith("mailto:") else href
+            if target and target != label and not href.startswith("#"):
+                parts.append(f" ({target})")
+        elif kind == "image" and child.content.strip():
+            parts.append(f"[{child.content}]")
+        elif kind == "html_inline" and child.content.lower().startswith("<br"):
+            parts.append("\n")
+    return "".join(parts)
 
 
 def _tokens_to_text(tokens: list[Any]) -> str:
