@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from launchkit import audience, tokens
+from launchkit import audience, privacy, tokens
 from launchkit.config import Settings
 from launchkit.errors import AlreadyExists, InputError, NotFound
 from launchkit.models import (
@@ -440,7 +440,9 @@ def _activate(
     session: Session, subscriber: Subscriber, *, ip: str | None, now: datetime, magnet: Magnet
 ) -> None:
     lifted = session.execute(
-        sa.delete(Suppression).where(Suppression.email == subscriber.email)
+        sa.delete(Suppression).where(
+            Suppression.email.in_([subscriber.email, privacy.erased_key(subscriber.email)])
+        )
     ).rowcount
     was = subscriber.status
     if lifted or was != SubscriberStatus.ACTIVE:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from launchkit import privacy
 from launchkit.audience.addresses import fast_valid, neutralize_cell, normalize_email
 from launchkit.audience.importer import (
     CHUNK_SIZE,
@@ -123,7 +124,8 @@ def _normalized_or_lower(email: str) -> str:
 def is_suppressed(session: Session, email: str) -> bool:
     """True when the address must not be mailed (suppression list or an inactive subscriber)."""
     email = _normalized_or_lower(email)
-    if session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None:
+    keys = [email, privacy.erased_key(email)]  # an erased address is kept as a hash only
+    if session.scalar(select(Suppression.id).where(Suppression.email.in_(keys))) is not None:
         return True
     status = session.scalar(select(Subscriber.status).where(Subscriber.email == email))
     return status in INACTIVE

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, update
 from sqlalchemy.orm import Session
 
+from launchkit import privacy
 from launchkit.audience.parsing import (
     INACTIVE,
     FileInfo,
@@ -117,7 +118,10 @@ class _Writer:
 
     def suppressed(self, emails: list[str]) -> set[str]:
         sql = "SELECT email FROM suppressions WHERE email IN ({marks})"
-        return {row[0] for row in self.select_in(sql, emails)}
+        hashed = {privacy.erased_key(e): e for e in emails}  # erased people: hash only
+        found = {row[0] for row in self.select_in(sql, emails + list(hashed))}
+        self.erased = {hashed[key] for key in found & hashed.keys()}  # never re-added
+        return (found - hashed.keys()) | self.erased
 
     def ids(self, emails: list[str]) -> dict[str, int]:
         """Ids of rows just inserted, in order; SQLite gives consecutive rowids (checked)."""
@@ -196,7 +200,12 @@ class _Chunk:
         self._merge_existing([(rows[e], existing[e]) for e in emails if e in existing], suppressed)
 
     def _drop_suppressed(self, fresh: list[Row], suppressed: set[str]) -> list[Row]:
-        kept = [row for row in fresh if row.status in INACTIVE or row.email not in suppressed]
+        kept = [
+            row
+            for row in fresh
+            if row.email not in self.w.erased
+            and (row.status in INACTIVE or row.email not in suppressed)
+        ]
         self.result.suppressed += len(fresh) - len(kept)
         return kept
 

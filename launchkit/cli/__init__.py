@@ -22,6 +22,7 @@ from launchkit.cli import hooks as hooks_cli
 from launchkit.cli import launch as launch_cli
 from launchkit.cli import magnets as magnets_cli
 from launchkit.cli import orchestrator as orchestrator_cli
+from launchkit.cli import person as person_cli
 from launchkit.cli import products as products_cli
 from launchkit.cli import sequences as sequences_cli
 from launchkit.cli import workspace as workspace_cli
@@ -98,6 +99,7 @@ analysis_cli.register(app)
 orchestrator_cli.register(app)
 products_cli.register(app)
 hooks_cli.register(app)
+person_cli.register(app)
 
 
 def main() -> None:
