@@ -31,6 +31,8 @@ from launchkit.models import (
     Consent,
     Email,
     LinkClick,
+    Membership,
+    MembershipEvent,
     Order,
     Payment,
     Refund,
@@ -69,6 +71,7 @@ ERASE_POLICY: dict[str, str] = {
     "orders.email": "placeholder",
     "orders.subscriber_id": "unlink",
     "payments.update_url": "clear",
+    "membership_events.update_url": "clear",
     "refunds.reason": "clear",
     "stripe_events.payload": "redact",
     "webhook_deliveries.payload": "redact",
@@ -94,7 +97,7 @@ NOT_PERSONAL: dict[str, str] = {
     "created_at",
     "launch_steps": "id launch_id step status started_at finished_at",
     "offers": "id launch_id slug product price_cents currency guarantee_days bump_name "
-    "bump_cents stripe_product_id created_at presale_until tax_behavior",
+    "bump_cents stripe_product_id created_at presale_until tax_behavior trial_days",
     "subscribers": "id status source language signed_up_at confirmed_at unsubscribed_at "
     "created_at updated_at import_id",
     "webhook_deliveries": "id webhook_id event status attempts next_attempt_at last_status "
@@ -127,6 +130,12 @@ NOT_PERSONAL: dict[str, str] = {
     "claimed_at sent_at message_id",
     "refunds": "id order_id payment_id idempotency_key stripe_refund_id amount_cents currency "
     "forced status requested_at refunded_at",
+    "memberships": "id order_id offer_id launch_id stripe_subscription_id interval amount_cents "
+    "currency status started_at paid_at trial_end current_period_end cancel_at_period_end "
+    "cancel_requested_at ended_at reminder_period_end updated_at",
+    "membership_events": "id membership_id key kind occurred_at status interval amount_cents "
+    "period_end cancel_at_period_end notified_at",
+    "membership_prices": "id offer_id interval cents founding_cents",
 }
 
 
@@ -230,6 +239,7 @@ def _order_data(session: Session, order: Order) -> dict[str, Any]:
         "refunds": rows(Refund),
         "access_grants": rows(AccessGrant),
         "access_changes": rows(AccessChange),
+        "memberships": rows(Membership),
     }
 
 
@@ -308,6 +318,12 @@ def _erase_order(session: Session, order: Order) -> None:
     order.subscriber_id = None
     session.execute(sa.update(Payment).where(Payment.order_id == order.id).values(update_url=None))
     session.execute(sa.update(Refund).where(Refund.order_id == order.id).values(reason=None))
+    memberships = sa.select(Membership.id).where(Membership.order_id == order.id)
+    session.execute(
+        sa.update(MembershipEvent)
+        .where(MembershipEvent.membership_id.in_(memberships))
+        .values(update_url=None)
+    )
 
 
 def _hash_suppression(

@@ -27,6 +27,9 @@ from launchkit.models import (
     Link,
     LinkClick,
     Magnet,
+    Membership,
+    MembershipEvent,
+    MembershipPrice,
     Offer,
     OfferPlan,
     OfferProduct,
@@ -113,6 +116,16 @@ def _person(session: Session, tmp_path: Path, now: datetime) -> Subscriber:
         Suppression(email="other@example.org", reason="manual", detail=None, created_at=now),
     ])  # fmt: skip
     session.flush()
+    membership = Membership(
+        order_id=order.id, launch_id=launch.id, offer_id=offer.id, interval="month",
+        amount_cents=2900, currency="EUR", status="active", started_at=now, updated_at=now,
+    )  # fmt: skip
+    session.add_all([membership, MembershipPrice(offer_id=offer.id, interval="month", cents=2900)])
+    session.flush()
+    session.add(
+        MembershipEvent(membership_id=membership.id, key="in_1", kind="failed", occurred_at=now,
+                        update_url=f"https://invoice.example/{EMAIL}")
+    )  # fmt: skip
     payment = Payment(
         order_id=order.id, stripe_id="pi_1", amount_cents=39700, currency="EUR", status="paid",
         occurred_at=now, update_url=f"https://billing.example/{EMAIL}",
