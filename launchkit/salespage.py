@@ -25,6 +25,7 @@ IMAGE_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/pn
 FRONT_KEYS = ("headline", "subheadline", "image", "image_alt", "guarantee")
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 _H2 = re.compile(r"^## +(.+?) *#*$", re.MULTILINE)
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _H3 = re.compile(r"^### +(.+?) *#*$", re.MULTILINE)
 
 
@@ -59,7 +60,7 @@ def page_path(workspace: Path, slug: str) -> Path:
 def load_page(workspace: Path, slug: str) -> SalesPage | None:
     """The parsed ``pages/<slug>.md``, or None when the offer has none (a bare page)."""
     path = page_path(workspace, slug)
-    if not path.is_file():
+    if not _SLUG.fullmatch(slug) or not path.is_file():
         return None
     return parse_page(path.read_text(encoding="utf-8"), f"{PAGES_DIR}/{slug}.md")
 

@@ -87,6 +87,10 @@ def test_image_served_from_workspace(client: Any, settings: Any) -> None:
     (settings.workspace / "pages" / "cover.png").unlink()
     assert client.get("/buy/cours/image").status_code == 404
     assert 'src="/buy/cours/image"' not in client.get("/buy/cours").text  # missing: no <img>
+    (settings.workspace / "pages" / "..md").write_text("---\nimage: cover.png\n---\n")
+    (settings.workspace / "pages" / "cover.png").write_bytes(_png())
+    assert client.get("/buy/./image").status_code == 404
+    assert client.get("/buy/%2E/image").status_code == 404
 
 
 def test_raw_html_in_the_file_is_shown_not_run(client: Any, settings: Any) -> None:
