@@ -71,7 +71,7 @@ def init_workspace(
         settings = _write_and_load(directory, config, env)
         for folder in ("emails", "templates"):
             _copy_starter(folder, directory / folder)
-        for folder in ("outbox", "magnets", "reports", "imports"):
+        for folder in ("outbox", "magnets", "reports", "imports", "pages"):
             make_private_dir(directory / folder)
         write_secret_key(directory)
         settings = load_settings(directory, env=env or {})

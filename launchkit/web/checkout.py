@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from launchkit import checkout, tokens
+from launchkit import checkout, salespage, tokens
 from launchkit.db import make_sessionmaker
 from launchkit.errors import LaunchkitError, NotFound
 from launchkit.models import Launch, Offer, Subscriber, WebEvent
@@ -103,6 +103,7 @@ def checkout_routes() -> list[BaseRoute]:
         Route("/buy/{offer}", sales_page, methods=["GET"]),
         Route("/buy/{offer}", buy, methods=["POST"]),
         Route("/buy/{offer}/thanks", thanks, methods=["GET"]),
+        Route("/buy/{offer}/image", sales_image, methods=["GET"]),
         Route("/stripe/webhook", webhook, methods=["POST"], max_body_size=MAX_WEBHOOK_BODY),
     ]
 
@@ -281,11 +282,42 @@ def _render_offer(
         "csrf_field": CSRF_FIELD,
         "csrf_token": form_token,
     }
+    context.update(_page_context(request, offer))
     response = render_page(request, "checkout.html", context)
     set_csrf_cookie(request, response, cookie)
     # the form's POST must carry a real Origin for buy()'s check ("no-referrer" sends "null");
     # the page's address (and its token) still goes to no other site
     response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def _page(request: Request, slug: str) -> salespage.SalesPage | None:
+    """The offer's ``pages/<slug>.md``; a broken file is logged and the bare page shown."""
+    try:
+        return salespage.load_page(state_of(request).settings.workspace, slug)
+    except (LaunchkitError, OSError, UnicodeDecodeError) as e:
+        log.warning("sales page of %s not shown: %s", slug, e)
+        return None
+
+
+def _page_context(request: Request, offer: Offer) -> dict[str, Any]:
+    page = _page(request, offer.slug)
+    labels = salespage.LABELS.get(state_of(request).settings.language, salespage.LABELS["en"])
+    workspace = state_of(request).settings.workspace
+    has_image = page is not None and salespage.image_file(workspace, page) is not None
+    return {"page": page, "page_labels": labels, "page_image": has_image}
+
+
+def sales_image(request: Request) -> Response:
+    """GET /buy/{offer}/image: the image named by the offer's sales page file."""
+    slug = request.path_params["offer"]
+    page = _page(request, slug)
+    found = page and salespage.image_file(state_of(request).settings.workspace, page)
+    if not found:
+        return error_page(request, 404, "not_found_title", "not_found")
+    path, media_type = found
+    response = FileResponse(path, media_type=media_type)
+    response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
 

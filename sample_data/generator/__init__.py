@@ -1,0 +1,1 @@
+"""The sample data generator, split by what it generates; run ../generate.py."""
