@@ -1,17 +1,16 @@
 """`launchkit offer ...`, `launchkit refund`, `launchkit orders`: offers, Stripe sync, refunds."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
 
-from launchkit import checkout
+from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, parse_local_datetime, utcnow
 from launchkit.errors import PaymentError
-from launchkit.selling.tiers import parse_tier
+
+checkout = lazy_module("launchkit.checkout")
 
 offer_app = typer.Typer(
     help="Offers: price, payment plans, guarantee, order bump.", no_args_is_help=True
@@ -59,6 +58,8 @@ def offer_add(
     --plan 3x177 --plan 6x92 --guarantee-days 30 --bump "Workbook:27"
     --tier "early:297:until=2026-12-02 23:59" --tax-behavior inclusive
     """
+    from launchkit.selling.tiers import parse_tier
+
     runtime: Runtime = ctx.obj
     settings = runtime.settings
     plans = [checkout.parse_plan(text) for text in plan or []]

@@ -1,7 +1,5 @@
 """`launchkit plan check`, `run`, `status`, `rehearse` and `demo`."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
