@@ -4,8 +4,6 @@ Every command is: parse arguments -> one library call -> format output. Library 
 (``LaunchkitError``) become ``Error: <message>`` on stderr with a non-zero exit, in one place.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 

@@ -1,7 +1,5 @@
 """`launchkit analyze | compare | forecast | import-payments`: post-launch analysis."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -9,11 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from launchkit import analysis
+from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import money, percent, print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import parse_local_datetime, utcnow
 from launchkit.errors import InputError
+
+analysis = lazy_module("launchkit.analysis")
 
 JSON_OPT = typer.Option("--json", help="Output JSON.")
 NOW_OPT = typer.Option(

@@ -1,19 +1,18 @@
 """`launchkit audience ...` and `launchkit segment ...`: lists, imports, tags, segments."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from launchkit import audience, segments
+from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import err_console, print_json, print_table, say, warn
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import iso_utc, utcnow
 from launchkit.errors import InputError
-from launchkit.models import SuppressionReason
+
+audience = lazy_module("launchkit.audience")
+segments = lazy_module("launchkit.segments")
 
 app = typer.Typer(help="Audience lists: import, stats, tags, exports.", no_args_is_help=True)
 segment_app = typer.Typer(help="Saved segment expressions.", no_args_is_help=True)
@@ -71,6 +70,8 @@ def import_(
 
     Example: launchkit audience import sample_data/audience_mailchimp.csv --tag old-list
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     runtime: Runtime = ctx.obj
     mapping = _parse_mapping(map_ or [])
     total = audience.scan_file(file).lines if file.is_file() else None
@@ -89,7 +90,7 @@ def import_(
     _print_import(result, dry_run, as_json)
 
 
-def _print_import(result: audience.ImportResult, dry_run: bool, as_json: bool) -> None:
+def _print_import(result: "audience.ImportResult", dry_run: bool, as_json: bool) -> None:
     if as_json:
         print_json({**result.as_dict(), "dry_run": dry_run})
         return
@@ -197,6 +198,8 @@ def suppress(
 
     Example: launchkit audience suppress --file bounces.txt --reason bounced
     """
+    from launchkit.models import SuppressionReason
+
     runtime: Runtime = ctx.obj
     if reason not in set(SuppressionReason):
         raise InputError(f'--reason "{reason}" must be one of {", ".join(SuppressionReason)}.')

@@ -1,17 +1,16 @@
 """`launchkit offer ...`, `launchkit refund`, `launchkit orders`: offers, Stripe sync, refunds."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
 
-from launchkit import checkout
+from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, parse_local_datetime, utcnow
 from launchkit.errors import InputError, PaymentError
-from launchkit.selling.tiers import parse_tier
+
+checkout = lazy_module("launchkit.checkout")
 
 offer_app = typer.Typer(
     help="Offers: price, payment plans, guarantee, order bump.", no_args_is_help=True
@@ -77,6 +76,8 @@ def offer_add(
     Example: launchkit offer add spring club --product "Club" --membership monthly:29
     --membership yearly:290 --trial-days 7 --guarantee-days 14 --founding-price monthly:19
     """
+    from launchkit.selling.tiers import parse_tier
+
     runtime: Runtime = ctx.obj
     settings = runtime.settings
     if membership or founding_price:

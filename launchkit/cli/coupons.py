@@ -1,16 +1,16 @@
 """`launchkit coupon ...`: Stripe promotion codes for the launch's offers."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
 
-from launchkit import checkout
+from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, parse_local_datetime, utcnow
-from launchkit.selling import coupons
+
+checkout = lazy_module("launchkit.checkout")
+coupons = lazy_module("launchkit.selling.coupons")
 
 coupon_app = typer.Typer(
     help="Coupons: Stripe promotion codes typed at checkout or prefilled from a link.",

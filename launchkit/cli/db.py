@@ -1,12 +1,9 @@
 """`launchkit db ...`: schema migrations."""
 
-from __future__ import annotations
-
 import typer
 
 from launchkit.cli.output import say
 from launchkit.cli.runtime import Runtime
-from launchkit.db import current_revision, head_revision, upgrade_database
 
 app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 
@@ -17,6 +14,8 @@ def upgrade(ctx: typer.Context) -> None:
 
     Example: launchkit db upgrade
     """
+    from launchkit.db import head_revision, upgrade_database
+
     runtime: Runtime = ctx.obj
     upgrade_database(runtime.engine)
     say(f"Database at schema {head_revision()}.")
@@ -28,6 +27,8 @@ def status(ctx: typer.Context) -> None:
 
     Example: launchkit db status
     """
+    from launchkit.db import current_revision, head_revision
+
     runtime: Runtime = ctx.obj
     current, head = current_revision(runtime.engine), head_revision()
     state = "up to date" if current == head else "behind: run `launchkit db upgrade`"

@@ -1,15 +1,15 @@
 """`launchkit hook ...`: outgoing webhooks (Standard Webhooks), their outbox and delivery."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
 
-from launchkit import hooks
+from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, utcnow
+
+hooks = lazy_module("launchkit.hooks")
 
 app = typer.Typer(help="Outgoing webhooks: access.granted, access.revoked, order.paid.")
 JSON_OPT = typer.Option("--json", help="Output JSON.")

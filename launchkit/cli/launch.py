@@ -1,15 +1,17 @@
 """`launchkit launch ...`: create, list, show and update launches."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
 
-from launchkit import launches, sequences, waitlists
+from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, parse_local_datetime, utcnow
+
+launches = lazy_module("launchkit.launches")
+sequences = lazy_module("launchkit.sequences")
+waitlists = lazy_module("launchkit.waitlists")
 
 app = typer.Typer(help="Launches and their milestones.", no_args_is_help=True)
 

@@ -1,17 +1,17 @@
 """`launchkit magnet ...`, `launchkit serve` and `launchkit secret rotate`."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from launchkit import magnets
+from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import print_json, print_table, say, warn
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, utcnow
 from launchkit.config import write_secret_key
+
+magnets = lazy_module("launchkit.magnets")
 
 app = typer.Typer(help="Lead magnets: opt-in pages with double opt-in.", no_args_is_help=True)
 secret_app = typer.Typer(help="The signing key of links.", no_args_is_help=True)

@@ -1,7 +1,5 @@
 """`launchkit plan check`, `run`, `status`, `rehearse` and `demo`."""
 
-from __future__ import annotations
-
 import os
 import shlex
 import shutil

@@ -1,7 +1,5 @@
 """`launchkit person ...`: GDPR requests (export everything held on a person, or erase it)."""
 
-from __future__ import annotations
-
 import json
 import os
 from pathlib import Path
@@ -9,11 +7,13 @@ from typing import Annotated
 
 import typer
 
-from launchkit import privacy
+from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import print_json, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import utcnow
 from launchkit.files import FILE_MODE, make_private_dir, private_opener
+
+privacy = lazy_module("launchkit.privacy")
 
 app = typer.Typer(
     help="GDPR requests: export or erase everything held on one person.", no_args_is_help=True

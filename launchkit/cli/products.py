@@ -2,19 +2,22 @@
 `launchkit launch waitlist`, `launchkit presale cancel`: access that follows payment, waitlists
 and pre-sales."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from launchkit import access, checkout, presales, waitlists
 from launchkit.cli import checkout as checkout_cli
 from launchkit.cli import launch as launch_cli
+from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, utcnow
+
+access = lazy_module("launchkit.access")
+checkout = lazy_module("launchkit.checkout")
+presales = lazy_module("launchkit.presales")
+waitlists = lazy_module("launchkit.waitlists")
 
 product_app = typer.Typer(help="Products an offer gives access to (URL, file or invite).")
 presale_app = typer.Typer(help="Pre-sales: cancel and refund every buyer.")

@@ -8,12 +8,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING
 
 from launchkit.config import Settings, find_workspace, load_settings
-from launchkit.db import check_schema, make_engine, make_sessionmaker
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 @dataclass
@@ -35,10 +36,14 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
+        from launchkit.db import make_engine
+
         return make_engine(self.settings.database_url)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
+        from launchkit.db import check_schema, make_sessionmaker
+
         check_schema(self.engine)
         return make_sessionmaker(self.engine)
 

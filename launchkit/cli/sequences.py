@@ -1,23 +1,23 @@
 """`launchkit sequence ...`, `launchkit schedule` and `launchkit send`."""
 
-from __future__ import annotations
-
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from launchkit import sequences
+from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import console, err_console, print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, iso_utc, parse_local_datetime, utcnow
 from launchkit.errors import InputError
-from launchkit.launches import UTC_ZONE, get_launch, list_launches
-from launchkit.segments import resolve_segment
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+sequences = lazy_module("launchkit.sequences")
 
 app = typer.Typer(help="Email sequences attached to launches.", no_args_is_help=True)
 
@@ -36,6 +36,8 @@ def attach(
 
     Example: launchkit sequence attach spring launch-fr --segment "not tag:buyer"
     """
+    from launchkit.segments import resolve_segment
+
     runtime: Runtime = ctx.obj
     with runtime.transaction() as session:
         seq = sequences.attach_sequence(
@@ -60,6 +62,8 @@ def list_(
 
     Example: launchkit sequence list spring --json
     """
+    from launchkit.launches import get_launch, list_launches
+
     runtime: Runtime = ctx.obj
     with runtime.transaction() as session:
         items = [get_launch(session, launch)] if launch else list_launches(session)
@@ -201,6 +205,8 @@ def schedule(
 
     Example: launchkit schedule spring --json
     """
+    from launchkit.launches import get_launch
+
     runtime: Runtime = ctx.obj
     started = time.perf_counter()
     with runtime.transaction() as session:
@@ -235,6 +241,8 @@ def _dt(text: str | None) -> datetime | None:
 
 
 def _utc_range(d: dict[str, Any]) -> str:
+    from launchkit.launches import UTC_ZONE
+
     low, high = _dt(d["utc_min"]), _dt(d["utc_max"])
     if low is None:
         return format_local(_dt(d["send_time"]), UTC_ZONE)
@@ -329,7 +337,9 @@ class _SendProgress:
     def __init__(self, *, quiet: bool = False):
         self.quiet = quiet
 
-    def __enter__(self) -> tuple[Progress, Callable[[Any], None]]:
+    def __enter__(self) -> tuple["Progress", Callable[[Any], None]]:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.bar = Progress(
             TextColumn("sending"),
             BarColumn(),

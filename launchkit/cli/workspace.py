@@ -1,7 +1,5 @@
 """`launchkit init` and `launchkit config show`."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +8,6 @@ import typer
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.config import SETTINGS
-from launchkit.workspace import init_workspace
 
 config_app = typer.Typer(help="Show the workspace configuration.", no_args_is_help=True)
 
@@ -27,6 +24,8 @@ def init(
 
     Example: launchkit init my-launch --name "Atelier Lancement" --timezone Europe/Paris
     """
+    from launchkit.workspace import init_workspace
+
     runtime: Runtime = ctx.obj
     settings = init_workspace(
         directory,
