@@ -199,14 +199,14 @@ def test_emails_welcome_failed_renewal_cancelled_win_back_once_each(sessions, se
     _apply(sessions, settings, [m.completed(t + 1), m.invoice(1, t + 1)], now)
     first = _emails(sessions, settings, now)
     assert sorted(e.subject for e in first) == [
-        "Bienvenue dans Club photo !",  # the receipt of the first payment
+        "Bienvenue dans Club photo\u202f!",  # the receipt of the first payment
         "Votre adhésion Club photo a commencé",
     ]
     failures = [m.invoice(2, t + 30 * DAY, paid=False),
                 m.invoice(2, t + 33 * DAY, paid=False, attempt=2)]  # fmt: skip
     _apply(sessions, settings, failures, now)
     failed = _emails(sessions, settings, now)
-    assert [e.subject for e in failed] == ["Souci de paiement : Club photo"] * 2
+    assert [e.subject for e in failed] == ["Souci de paiement\xa0: Club photo"] * 2
     assert all("https://invoice.stripe.com/i/" in e.text for e in failed)
     assert _emails(sessions, settings, now) == []  # once each
     cancel = m.updated(t + 35 * DAY, cancel_at_period_end=True, period=2)
