@@ -17,6 +17,7 @@ from launchkit.cli import analysis as analysis_cli
 from launchkit.cli import audience as audience_cli
 from launchkit.cli import checkout as checkout_cli
 from launchkit.cli import db as db_cli
+from launchkit.cli import doctor as doctor_cli
 from launchkit.cli import launch as launch_cli
 from launchkit.cli import magnets as magnets_cli
 from launchkit.cli import orchestrator as orchestrator_cli
@@ -92,6 +93,7 @@ magnets_cli.register(app)
 checkout_cli.register(app)
 analysis_cli.register(app)
 orchestrator_cli.register(app)
+doctor_cli.register(app)
 
 
 def main() -> None:

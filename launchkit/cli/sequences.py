@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from launchkit import sequences
+from launchkit.cli.doctor import preflight
 from launchkit.cli.output import console, err_console, print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, iso_utc, parse_local_datetime, utcnow
@@ -203,6 +204,8 @@ def schedule(
     """
     runtime: Runtime = ctx.obj
     started = time.perf_counter()
+    if not as_json:
+        preflight(runtime, utcnow(), refuse=False, what="schedule")
     with runtime.transaction() as session:
         item = get_launch(session, launch)
         sequences.schedule_launch(session, runtime.settings, item)
@@ -301,6 +304,8 @@ def send(
     """
     runtime: Runtime = ctx.obj
     runtime.sessions  # noqa: B018 (checks the schema first)
+    clock = _clock(now, runtime)
+    preflight(runtime, clock(), refuse=True, what="send")
     options = sequences.SendOptions(
         launch=launch, limit=limit, rate_per_second=rate, workers=workers, dry_run=dry_run
     )
@@ -308,7 +313,7 @@ def send(
         report = sequences.send_due(
             runtime.engine,
             runtime.settings,
-            clock=_clock(now, runtime),
+            clock=clock,
             options=options,
             progress=update,
         )
