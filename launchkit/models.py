@@ -286,6 +286,7 @@ class Magnet(Base):
     sequence: Mapped[str | None] = mapped_column(String(100))
     language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]  # no new signups; its records stay
 
 
 class WebEvent(Base):
@@ -410,6 +411,7 @@ class Offer(Base):
     bump_cents: Mapped[int | None] = mapped_column(BigInteger)
     stripe_product_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]  # no new checkouts; its orders stay
 
     plans: Mapped[list[OfferPlan]] = relationship(
         back_populates="offer", order_by="OfferPlan.instalments", cascade="all, delete-orphan"

@@ -125,3 +125,18 @@ def update(
         )
         sequences.reschedule_launch(session, runtime.settings, launch.slug)
         say(f'Updated launch "{launch.slug}".')
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Launch slug.")],
+) -> None:
+    """Delete a launch, its sequences and offers, while nothing of it was sent or sold.
+
+    Example: launchkit launch delete spring
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        launches.delete_launch(session, slug)
+    say(f'Deleted launch "{slug}".')

@@ -134,6 +134,63 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Magnet slug.")],
+    title: Annotated[str | None, typer.Option(help="New title.")] = None,
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    file: Annotated[Path | None, typer.Option(help="New file to give away.")] = None,
+    url: Annotated[str | None, typer.Option(help="Or a new URL to redirect to.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Replace the extra tags (repeat).")
+    ] = None,
+    language: Annotated[str | None, typer.Option(help="fr or en.")] = None,
+) -> None:
+    """Change a magnet's title, description, file or URL, tags or language.
+
+    Example: launchkit magnet update checklist --title "La checklist 2027"
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        magnets.update_magnet(
+            session, runtime.settings, slug, title=title, description=description, file=file,
+            url=url, tags=tag, language=language,
+        )  # fmt: skip
+    say(f'Updated magnet "{slug}".')
+
+
+@app.command("remove")
+def remove(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Magnet slug.")],
+) -> None:
+    """Delete a magnet nobody signed up to (else archive it).
+
+    Example: launchkit magnet remove checklist
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        magnets.remove_magnet(session, runtime.settings, slug)
+    say(f'Removed magnet "{slug}".')
+
+
+@app.command("archive")
+def archive(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Magnet slug.")],
+) -> None:
+    """Close a magnet's opt-in page to new signups; past signups keep their links.
+
+    Example: launchkit magnet archive checklist
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        changed = magnets.archive_magnet(session, slug, now=utcnow())
+    say(f'Archived magnet "{slug}": its page takes no new signups.' if changed
+        else f'Magnet "{slug}" was already archived.')  # fmt: skip
+
+
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

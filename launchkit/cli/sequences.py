@@ -51,6 +51,24 @@ def attach(
     say(f'Attached sequence "{sequence}" ({count} emails) to launch "{launch}".')
 
 
+@app.command("detach")
+def detach(
+    ctx: typer.Context,
+    launch: Annotated[str, typer.Argument(help="Launch slug.")],
+    sequence: Annotated[str, typer.Argument(help="Attached sequence name.")],
+) -> None:
+    """Detach a sequence from a launch while none of its emails went out.
+
+    Example: launchkit sequence detach spring launch-fr
+    """
+    from launchkit.sequences.detach import detach_sequence
+
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        dropped = detach_sequence(session, launch, sequence)
+    say(f'Detached sequence "{sequence}" from launch "{launch}" ({dropped} queued rows dropped).')
+
+
 @app.command("list")
 def list_(
     ctx: typer.Context,
