@@ -41,13 +41,16 @@ def doctor_command(
         raise typer.Exit(1)
 
 
-def preflight(runtime: Runtime, now: datetime, *, refuse: bool, what: str) -> None:
-    """Print the doctor's warnings (and errors) on stderr; with ``refuse``, errors stop ``what``."""
+def preflight(
+    runtime: Runtime, now: datetime, *, refuse: bool, what: str, strict: tuple[str, ...] = ()
+) -> None:
+    """Print the doctor's warnings (and errors) on stderr; with ``refuse``, errors stop ``what``
+    (and so do warnings of the ``strict`` checks)."""
     with runtime.sessions() as session:
         findings = doctor.run_checks(session, runtime.settings, now=now)
         session.rollback()
     problems = [f for f in findings if f.level != doctor.Level.OK]
-    errors = [f for f in problems if f.level == doctor.Level.ERROR]
+    errors = [f for f in problems if f.level == doctor.Level.ERROR or f.check in strict]
     if refuse and errors:
         details = " ".join(f.message for f in errors)
         raise ConfigError(f"{details} Nothing was done: {what} refused (see `launchkit doctor`).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from launchkit.cli.output import print_json, print_table, say, warn
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, utcnow
 from launchkit.config import write_secret_key
+from launchkit.errors import ConfigError
 
 app = typer.Typer(help="Lead magnets: opt-in pages with double opt-in.", no_args_is_help=True)
 secret_app = typer.Typer(help="The signing key of links.", no_args_is_help=True)
@@ -195,22 +197,54 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Refuse to start on a doctor error or offers without Stripe keys."
+        ),
+    ] = False,
 ) -> None:
     """Run the web app (opt-in pages, confirmations, downloads, unsubscribe, checkout).
+
+    Checks the configuration (`launchkit doctor`) and that the port is free before starting.
 
     Example: launchkit serve --port 8000
     """
     import uvicorn
 
+    from launchkit.cli.doctor import preflight
     from launchkit.web import create_app
 
     runtime: Runtime = ctx.obj
     settings = runtime.settings
     runtime.sessions  # noqa: B018 (checks the schema is current before serving)
+    preflight(runtime, utcnow(), refuse=strict, what="serve", strict=("stripe",))
+    check_port_free(host, port)
     if host not in LOOPBACK:
         warn(f"listening on {host}: put a TLS reverse proxy in front of it.")
     say(f"Serving {settings.name} on http://{host}:{port} (Ctrl+C to stop)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A one-line error now rather than uvicorn's traceback after "Serving ..."."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ConfigError(f'--host "{host}" is not an address of this machine: {e}.') from e
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is already in use; pick another with --port"
+                ) from e
+            raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}.") from e
 
 
 @secret_app.command("rotate")
