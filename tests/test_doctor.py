@@ -198,3 +198,20 @@ def test_init_takes_the_sender_as_options(tmp_path, db_url):
     assert r.exit_code == 1
     assert r.stderr == 'Error: --sender-email "not an address" is not an email address.\n'
     assert not (tmp_path / "bad").exists()
+
+
+def test_schedule_shows_subjects_and_preheaders_rendered(cli, ready):
+    (ready / "emails" / "mini" / "01-open.md").write_text(
+        '---\nsubject: "{{ first_name }}, {{ product }} est ouvert"\n'
+        'preheader: "Jusqu\'au {{ cart_close }}"\nsend_at: "cart_open +0h"\n---\n'
+        "Bonjour {{ first_name }}\n"
+    )
+    r = cli("schedule", "spring", "--json")
+    assert r.exit_code == 0, r.stderr
+    first = json.loads(r.stdout)[0]
+    assert first["subject"] == "{{ first_name }}, {{ product }} est ouvert"
+    assert first["subject_shown"] == "[first_name], Atelier Photo est ouvert"
+    assert first["preheader_shown"] == "Jusqu'au mardi 8 décembre à 23:59"
+    r = cli("schedule", "spring")
+    assert "[first_name]," in r.stdout and "Atelier Photo" in r.stdout
+    assert "{{" not in r.stdout

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from launchkit import sequences
@@ -16,7 +17,7 @@ from launchkit.cli.doctor import preflight
 from launchkit.cli.output import console, err_console, print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, iso_utc, parse_local_datetime, utcnow
-from launchkit.errors import InputError
+from launchkit.errors import InputError, LaunchkitError
 from launchkit.launches import UTC_ZONE, get_launch, list_launches
 from launchkit.segments import resolve_segment
 
@@ -227,7 +228,7 @@ def schedule(
     with runtime.transaction() as session:
         item = get_launch(session, launch)
         sequences.schedule_launch(session, runtime.settings, item)
-        data = _timeline(session, item)
+        data = _timeline(session, item, runtime.settings)
     if as_json:
         print_json(data)
         return
@@ -235,7 +236,8 @@ def schedule(
     rows = [
         (
             d["sequence"] + "/" + d["step"],
-            d["subject"],
+            escape(d["subject_shown"]),  # "[first_name]" is text, not rich markup
+            escape(d["preheader_shown"]),
             format_local(_dt(d["send_time"]), tz),
             _utc_range(d),
             d["audience"],
@@ -245,7 +247,7 @@ def schedule(
     ]
     print_table(
         f"Schedule of {launch}",
-        ["email", "subject", f"send time ({tz.key})", "UTC", "audience", "status"],
+        ["email", "subject", "preheader", f"send time ({tz.key})", "UTC", "audience", "status"],
         rows,
     )
     say(f"{len(data)} emails scheduled in {time.perf_counter() - started:.2f} s.")
@@ -264,9 +266,14 @@ def _utc_range(d: dict[str, Any]) -> str:
     return f"{format_local(low, UTC_ZONE)} .. {format_local(high, UTC_ZONE)}"
 
 
-def _timeline(session: Any, launch: Any) -> list[dict[str, Any]]:
+def _timeline(session: Any, launch: Any, settings: Any) -> list[dict[str, Any]]:
+    from launchkit.render.shown import ShownText
+    from launchkit.sequences.context import load_launch_data
+
+    shown = ShownText(settings, load_launch_data(session, launch))
     out = []
     for seq in sequences.launch_sequences(session, launch):
+        preheaders = _preheaders(settings, seq.name)
         emails = sequences.sequence_emails(session, seq)
         counts = sequences.ledger_counts(session, [e.id for e in emails])
         for email in emails:
@@ -277,6 +284,8 @@ def _timeline(session: Any, launch: Any) -> list[dict[str, Any]]:
                     "sequence_status": seq.status,
                     "step": email.step,
                     "subject": email.subject,
+                    "subject_shown": shown(seq.name, email.subject),
+                    "preheader_shown": shown(seq.name, preheaders.get(email.step)),
                     "send_at": email.send_at,
                     "local_time": email.local_time,
                     "send_time": iso_utc(email.scheduled_at),
@@ -288,6 +297,16 @@ def _timeline(session: Any, launch: Any) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def _preheaders(settings: Any, name: str) -> dict[str, str]:
+    from launchkit.sequences.schedule import load_sources
+
+    try:
+        sources = load_sources(settings, name)
+    except LaunchkitError:  # the folder is gone or broken: the subjects still show
+        return {}
+    return {s.step: str(s.meta.get("preheader") or "") for s in sources}
 
 
 def _clock(now: str | None, runtime: Runtime) -> Callable[[], datetime]:
