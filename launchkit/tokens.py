@@ -30,6 +30,7 @@ class Purpose(enum.StrEnum):
     DOWNLOAD = "download"
     UNSUBSCRIBE = "unsubscribe"
     CHECKOUT = "checkout"
+    TEST = "test"  # links of `sequence test` emails: a page saying it is a test
 
 
 class TokenExpired(LaunchkitError):
@@ -47,6 +48,7 @@ def max_age(settings: Settings, purpose: Purpose) -> timedelta:
         Purpose.DOWNLOAD: settings.download_link_max_age,
         Purpose.UNSUBSCRIBE: settings.unsubscribe_link_max_age,
         Purpose.CHECKOUT: settings.unsubscribe_link_max_age,
+        Purpose.TEST: settings.unsubscribe_link_max_age,
     }[purpose]
 
 

@@ -175,9 +175,16 @@ def test(
         subjects = sequences.send_test(
             session, runtime.settings, launch, to, now=utcnow(), as_email=as_email
         )
+    from launchkit.sequences.preview import test_destination
+
     for subject in subjects:
         say(subject)
-    say(f"Sent {len(subjects)} test emails to {', '.join(to)} (no delivery record touched).")
+    count = len(subjects) * len(to)
+    say(
+        f"Sent {len(subjects)} test emails to {', '.join(to)} ({count} messages via "
+        f"{test_destination(runtime.settings)}; no delivery record touched). Their unsubscribe, "
+        "download and checkout links open a page saying it is a test."
+    )
 
 
 @app.command("pause")

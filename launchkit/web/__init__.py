@@ -566,6 +566,7 @@ def create_app(
     # route modules import helpers from this module: import them here, not at the top
     from launchkit.web.checkout import checkout_routes
     from launchkit.web.magnets import magnet_routes
+    from launchkit.web.testlinks import test_routes
 
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine, immediate=True)
@@ -573,6 +574,7 @@ def create_app(
     routes: list[BaseRoute] = [Route("/healthz", healthz)]
     routes += magnet_routes()
     routes += checkout_routes()
+    routes += test_routes()
     app = Starlette(
         routes=routes,
         middleware=[
