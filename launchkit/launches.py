@@ -92,17 +92,19 @@ def update_launch(
     prelaunch_start: datetime | None = None,
     cart_open: datetime | None = None,
     cart_close: datetime | None = None,
+    force: bool = False,
 ) -> Launch:
     """Change a launch's product name or milestones (callers then reschedule its emails).
 
-    A milestone cannot move into the past, nor move once an email timed from it went out.
+    A milestone cannot move into the past, nor (unless ``force``: e.g. a cart extended after
+    its last call) move once an email timed from it went out; unsent emails move, sent stay.
     """
     launch = get_launch(session, slug)
     new = {"prelaunch_start": prelaunch_start, "cart_open": cart_open, "cart_close": cart_close}
     moves = {k: v for k, v in new.items() if v is not None}
     after = {**milestones(launch), **moves}
     _check_milestones(slug, after["prelaunch_start"], after["cart_open"], after["cart_close"])
-    _check_moves(session, launch, moves, now)
+    _check_moves(session, launch, moves, now, force=force)
     if product is not None:
         launch.product = product.strip()
     for name, value in moves.items():
@@ -113,7 +115,7 @@ def update_launch(
 
 
 def _check_moves(
-    session: Session, launch: Launch, moves: dict[str, datetime], now: datetime
+    session: Session, launch: Launch, moves: dict[str, datetime], now: datetime, *, force: bool
 ) -> None:
     for name, value in moves.items():
         old = getattr(launch, name)
@@ -125,11 +127,11 @@ def _check_moves(
                 f'Launch "{launch.slug}": the {label} cannot move into the past '
                 f"({iso_utc(value)}); pick a time after now."
             )
-        sent = _sent_from(session, launch, name)
+        sent = 0 if force else _sent_from(session, launch, name)
         if sent:
             raise InvalidTransition(
                 f'Launch "{launch.slug}": {sent} email(s) timed from the {label} already went '
-                "out; moving it would change the story they told."
+                "out; moving it would change the story they told (--force moves the unsent ones)."
             )
 
 

@@ -218,10 +218,12 @@ def test_launch_update_refuses_the_past_and_sent_milestones(cli, ready):
     assert r.exit_code == 1
     assert r.stderr == (
         'Error: Launch "spring": 2 email(s) timed from the cart open already went out; '
-        "moving it would change the story they told.\n"
+        "moving it would change the story they told (--force moves the unsent ones).\n"
     )
     r = cli("launch", "update", "spring", "--cart-close", "2027-03-16 23:59")
     assert r.exit_code == 0, r.stderr  # the last call was not sent yet: it moves
+    r = cli("launch", "update", "spring", "--cart-open", "2027-03-09 10:00", "--force")
+    assert r.exit_code == 0, r.stderr
 
 
 def test_launch_delete_only_when_nothing_was_sent_or_sold(cli, ready, sessions):
