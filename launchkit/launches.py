@@ -11,12 +11,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from launchkit.clock import iso_utc
-from launchkit.errors import AlreadyExists, InputError, NotFound
+from launchkit.errors import AlreadyExists, InputError, InvalidTransition, NotFound
 from launchkit.models import Launch
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 UTC_ZONE = ZoneInfo("UTC")
 MILESTONES = ("prelaunch_start", "cart_open", "cart_close")
+# a message in these statuses was handed to the mail server (or may have been)
+WENT_OUT = ("sending", "sent", "delivered_unconfirmed")
 
 
 def check_slug(slug: str, what: str = "Launch") -> str:
@@ -90,17 +92,109 @@ def update_launch(
     prelaunch_start: datetime | None = None,
     cart_open: datetime | None = None,
     cart_close: datetime | None = None,
+    force: bool = False,
 ) -> Launch:
-    """Change a launch's product name or milestones (callers then reschedule its emails)."""
+    """Change a launch's product name or milestones (callers then reschedule its emails).
+
+    A milestone cannot move into the past, nor (unless ``force``: e.g. a cart extended after
+    its last call) move once an email timed from it went out; unsent emails move, sent stay.
+    """
     launch = get_launch(session, slug)
+    new = {"prelaunch_start": prelaunch_start, "cart_open": cart_open, "cart_close": cart_close}
+    moves = {k: v for k, v in new.items() if v is not None}
+    after = {**milestones(launch), **moves}
+    _check_milestones(slug, after["prelaunch_start"], after["cart_open"], after["cart_close"])
+    _check_moves(session, launch, moves, now, force=force)
     if product is not None:
         launch.product = product.strip()
-    launch.prelaunch_start = prelaunch_start or launch.prelaunch_start
-    launch.cart_open = cart_open or launch.cart_open
-    launch.cart_close = cart_close or launch.cart_close
-    _check_milestones(slug, launch.prelaunch_start, launch.cart_open, launch.cart_close)
+    for name, value in moves.items():
+        setattr(launch, name, value)
     launch.updated_at = now
     session.flush()
+    return launch
+
+
+def _check_moves(
+    session: Session, launch: Launch, moves: dict[str, datetime], now: datetime, *, force: bool
+) -> None:
+    for name, value in moves.items():
+        old = getattr(launch, name)
+        if old is not None and value == old:
+            continue
+        label = name.replace("_", " ")
+        if value < now:
+            raise InvalidTransition(
+                f'Launch "{launch.slug}": the {label} cannot move into the past '
+                f"({iso_utc(value)}); pick a time after now."
+            )
+        sent = 0 if force else _sent_from(session, launch, name)
+        if sent:
+            raise InvalidTransition(
+                f'Launch "{launch.slug}": {sent} email(s) timed from the {label} already went '
+                "out; moving it would change the story they told (--force moves the unsent ones)."
+            )
+
+
+def _sent_from(session: Session, launch: Launch, milestone: str) -> int:
+    """Messages that went out for emails of this launch timed from ``milestone``."""
+    from sqlalchemy import func
+
+    from launchkit.models import Email, LaunchSequence, Send
+
+    query = (
+        select(func.count(Send.id))
+        .join(Email, Email.id == Send.email_id)
+        .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+        .where(
+            LaunchSequence.launch_id == launch.id,
+            Email.send_at.like(f"{milestone} %"),
+            Send.status.in_(WENT_OUT),
+        )
+    )
+    return int(session.scalar(query) or 0)
+
+
+def delete_launch(session: Session, slug: str) -> Launch:
+    """Delete a launch with its sequences, queued emails and offers, only while nothing of it
+    was sent or sold."""
+    from sqlalchemy import delete, func
+
+    from launchkit.models import (
+        Email,
+        LaunchSequence,
+        LaunchStep,
+        Offer,
+        OfferPlan,
+        Order,
+        Send,
+        WebEvent,
+    )  # fmt: skip
+
+    launch = get_launch(session, slug)
+    orders = int(session.scalar(select(func.count(Order.id)).where(Order.launch_id == launch.id)))
+    if orders:
+        raise InvalidTransition(f'Launch "{slug}" has {orders} order(s): it cannot be deleted.')
+    seq_ids = select(LaunchSequence.id).where(LaunchSequence.launch_id == launch.id)
+    email_ids = select(Email.id).where(Email.sequence_id.in_(seq_ids))
+    went_out = select(func.count(Send.id)).where(
+        Send.email_id.in_(email_ids), Send.status.in_(WENT_OUT)
+    )
+    went = int(session.scalar(went_out) or 0)
+    if went:
+        raise InvalidTransition(
+            f'Launch "{slug}": {went} email(s) already went out; it cannot be deleted '
+            "(pause its sequences with `launchkit sequence pause` instead)."
+        )
+    offer_ids = select(Offer.id).where(Offer.launch_id == launch.id)
+    session.execute(delete(Send).where(Send.email_id.in_(email_ids)))
+    session.execute(delete(Email).where(Email.sequence_id.in_(seq_ids)))
+    session.execute(delete(LaunchSequence).where(LaunchSequence.launch_id == launch.id))
+    session.execute(delete(WebEvent).where(WebEvent.offer_id.in_(offer_ids)))
+    session.execute(delete(OfferPlan).where(OfferPlan.offer_id.in_(offer_ids)))
+    session.execute(delete(Offer).where(Offer.launch_id == launch.id))
+    session.execute(delete(LaunchStep).where(LaunchStep.launch_id == launch.id))
+    session.execute(delete(Launch).where(Launch.id == launch.id))
+    session.expire_all()
     return launch
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from launchkit import audience, privacy, tokens
 from launchkit.config import Settings
-from launchkit.errors import AlreadyExists, InputError, NotFound
+from launchkit.errors import AlreadyExists, InputError, InvalidTransition, NotFound
 from launchkit.models import (
     Consent,
     Magnet,
@@ -589,3 +589,88 @@ def _stats_row(
         "confirm_rate": rate,
         "days": [{"day": day, **counts} for day, counts in sorted(days.items())],
     }
+
+
+# --- edits ----------------------------------------------------------------------------------
+
+
+def update_magnet(
+    session: Session,
+    settings: Settings,
+    slug: str,
+    *,
+    title: str | None = None,
+    description: str | None = None,
+    file: Path | None = None,
+    url: str | None = None,
+    tags: Sequence[str] | None = None,
+    language: str | None = None,
+) -> Magnet:
+    """Change a magnet's page, file or link, tags or language; the consent records of past
+    signups keep the wording they were given."""
+    magnet = get_magnet(session, slug)
+    _check_fields(slug, title, language)
+    if file is not None and url is not None:
+        raise InputError("Give at most one of --file or --url.")
+    if file is not None and not file.is_file():
+        raise InputError(f"--file {file}: no such file.")
+    if url is not None and not re.match(r"^https?://\S+$", url):
+        raise InputError(f'--url "{url}" must be an http:// or https:// address.')
+    if title is not None:
+        magnet.title = title.strip()
+    if description is not None:
+        magnet.description = description.strip()
+    if tags is not None:
+        magnet.tags = {"tags": sorted({t.strip() for t in tags if t.strip()})}
+    if language is not None:
+        magnet.language = language
+    if file is not None:
+        magnet.file_path, magnet.url = _copy_file(settings, slug, file), None
+    if url is not None:
+        magnet.url, magnet.file_path = url, None
+    session.flush()
+    return magnet
+
+
+def _check_fields(slug: str, title: str | None, language: str | None) -> None:
+    if title is not None and not title.strip():
+        raise InputError("--title must not be empty.")
+    if language is not None and language not in CONSENT_WORDING:
+        raise InputError(f'--language "{language}" is not supported; use fr or en.')
+
+
+def _signups(session: Session, magnet: Magnet) -> int:
+    query = sa.select(sa.func.count(Consent.id)).where(Consent.magnet_id == magnet.id)
+    return int(session.scalar(query) or 0)
+
+
+def remove_magnet(session: Session, settings: Settings, slug: str) -> None:
+    """Delete a magnet nobody signed up to (its page views go with it); refused once it has
+    signups: their consent records must name it, so archive it instead."""
+    magnet = get_magnet(session, slug)
+    signups = _signups(session, magnet)
+    if signups:
+        raise InvalidTransition(
+            f'Magnet "{slug}" has {signups} signup(s): their consent records name it; archive '
+            f"it instead with `launchkit magnet archive {slug}`."
+        )
+    from launchkit.models import LaunchSequence
+
+    session.execute(sa.delete(WebEvent).where(WebEvent.magnet_id == magnet.id))
+    session.execute(sa.delete(LaunchSequence).where(LaunchSequence.magnet_id == magnet.id))
+    session.delete(magnet)
+    session.flush()
+    folder = settings.magnets_dir / slug
+    if folder.is_dir() and folder.resolve().is_relative_to(settings.magnets_dir.resolve()):
+        shutil.rmtree(folder)
+
+
+def archive_magnet(session: Session, slug: str, *, now: datetime) -> bool:
+    """Close a magnet's opt-in page to new signups; confirmations and downloads of past
+    signups keep working. False if it already was archived."""
+    magnet = get_magnet(session, slug)
+    if magnet.archived_at is not None:
+        return False
+    magnet.archived_at = now
+    session.flush()
+    return True

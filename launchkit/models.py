@@ -288,6 +288,7 @@ class Magnet(Base):
     sequence: Mapped[str | None] = mapped_column(String(100))
     language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]  # no new signups; its records stay
 
 
 class WebEvent(Base):
@@ -417,6 +418,7 @@ class Offer(Base):
         String(20)
     )  # inclusive | exclusive (Stripe Tax)
     trial_days: Mapped[int | None] = mapped_column(Integer)  # memberships only
+    archived_at: Mapped[datetime | None]  # no new checkouts; its orders stay
 
     plans: Mapped[list[OfferPlan]] = relationship(
         back_populates="offer", order_by="OfferPlan.instalments", cascade="all, delete-orphan"

@@ -87,7 +87,8 @@ NOT_PERSONAL: dict[str, str] = {
     "launches": "id slug product currency prelaunch_start cart_open cart_close created_at "
     "updated_at waitlist",
     "links": "id uuid url",
-    "magnets": "id slug title description file_path url tags sequence language created_at",
+    "magnets": "id slug title description file_path url tags sequence language created_at "
+    "archived_at",
     "products": "id slug title kind target created_at",
     "segments": "id name expression created_at",
     "stripe_events": "id type created_at processed_at status ref",
@@ -97,7 +98,7 @@ NOT_PERSONAL: dict[str, str] = {
     "created_at",
     "launch_steps": "id launch_id step status started_at finished_at",
     "offers": "id launch_id slug product price_cents currency guarantee_days bump_name "
-    "bump_cents stripe_product_id created_at presale_until tax_behavior trial_days",
+    "bump_cents stripe_product_id created_at presale_until tax_behavior trial_days archived_at",
     "subscribers": "id status source language signed_up_at confirmed_at unsubscribed_at "
     "created_at updated_at import_id",
     "webhook_deliveries": "id webhook_id event status attempts next_attempt_at last_status "

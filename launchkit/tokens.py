@@ -32,6 +32,7 @@ class Purpose(enum.StrEnum):
     CHECKOUT = "checkout"
     MEMBERS = "members"  # the magic link to /members
     ACCESS = "access"  # one product link on /members
+    TEST = "test"  # links of `sequence test` emails: a page saying it is a test
 
 
 class TokenExpired(LaunchkitError):
@@ -51,6 +52,7 @@ def max_age(settings: Settings, purpose: Purpose) -> timedelta:
         Purpose.CHECKOUT: settings.unsubscribe_link_max_age,
         Purpose.MEMBERS: settings.unsubscribe_link_max_age,
         Purpose.ACCESS: settings.download_link_max_age,
+        Purpose.TEST: settings.unsubscribe_link_max_age,
     }[purpose]
 
 

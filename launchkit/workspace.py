@@ -18,15 +18,22 @@ from launchkit.config import (
     write_secret_key,
 )
 from launchkit.db import make_engine, upgrade_database
-from launchkit.errors import AlreadyExists
+from launchkit.errors import AlreadyExists, InputError
 from launchkit.files import DIR_MODE, FILE_MODE, make_private_dir, private_umask
 from launchkit.resources import starter_dir
 
 
 def default_config(
-    name: str, timezone: str, currency: str, language: str, database_url: str | None
+    name: str,
+    timezone: str,
+    currency: str,
+    language: str,
+    database_url: str | None,
+    sender: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The launchkit.toml written by `launchkit init`."""
+    """The launchkit.toml written by `launchkit init`; the sender stays empty unless given
+    (`launchkit doctor` and `send` ask for it: no placeholder address is ever written)."""
+    sender = sender or {}
     return {
         "workspace": {
             "name": name,
@@ -35,9 +42,9 @@ def default_config(
             "language": language,
         },
         "sender": {
-            "name": name,
-            "email": "hello@example.com",
-            "postal_address": "10 rue de l'Exemple, 75001 Paris, France",
+            "name": sender.get("name", "").strip(),
+            "email": sender.get("email", "").strip(),
+            "postal_address": sender.get("postal_address", "").strip(),
         },
         "web": {"base_url": "http://127.0.0.1:8000"},
         "database": {"url": database_url or f"sqlite:///{DEFAULT_DB_FILE}"},
@@ -60,14 +67,19 @@ def init_workspace(
     language: str = "fr",
     database_url: str | None = None,
     env: dict[str, str] | None = None,
+    sender: dict[str, str] | None = None,
 ) -> Settings:
-    """Create a workspace in ``directory`` and migrate its database; refuses to overwrite one."""
+    """Create a workspace in ``directory`` and migrate its database; refuses to overwrite one.
+
+    ``sender`` holds ``name``, ``email`` and ``postal_address`` (each may be missing: left empty).
+    """
+    _check_sender(sender or {})
     directory = directory.resolve()
     if (directory / CONFIG_FILE).exists():
         raise AlreadyExists(f"{directory} is already a launchkit workspace.")
     with private_umask():  # everything below is owner-only: folders 0700, files 0600
         make_private_dir(directory)
-        config = default_config(name, timezone, currency, language, database_url)
+        config = default_config(name, timezone, currency, language, database_url, sender)
         settings = _write_and_load(directory, config, env)
         for folder in ("emails", "templates"):
             _copy_starter(folder, directory / folder)
@@ -82,6 +94,12 @@ def init_workspace(
         finally:
             engine.dispose()
     return settings
+
+
+def _check_sender(sender: dict[str, str]) -> None:
+    email = sender.get("email", "").strip()
+    if email and ("@" not in email or " " in email):
+        raise InputError(f'--sender-email "{email}" is not an email address.')
 
 
 # launchkit's own reports stay in the package, so an upgrade reaches existing workspaces; a

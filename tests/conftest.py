@@ -27,6 +27,12 @@ from launchkit.config import Settings, load_settings
 from launchkit.db import make_engine, make_sessionmaker, upgrade_database
 from launchkit.workspace import init_workspace
 
+TEST_SENDER = {
+    "name": "Atelier Test",
+    "email": "bonjour@atelier-test.fr",
+    "postal_address": "12 rue des Tanneurs, 69001 Lyon, France",
+}
+
 pytest_plugins = ["tests.fixtures.smtp", "tests.fixtures.stripe", "tests.fixtures.browser"]
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -142,7 +148,7 @@ def now() -> datetime:
 def workspace_env(tmp_path: Path, db_url: str) -> dict[str, str]:
     """Environment for CLI calls on a fresh workspace backed by ``db_url``."""
     ws = tmp_path / "ws"
-    init_workspace(ws, name="Atelier Test", database_url=db_url, env={})
+    init_workspace(ws, name="Atelier Test", database_url=db_url, env={}, sender=TEST_SENDER)
     return {"LAUNCHKIT_HOME": str(ws), "LAUNCHKIT_DATABASE_URL": db_url, "COLUMNS": "200"}
 
 

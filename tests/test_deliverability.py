@@ -403,3 +403,23 @@ def test_check_sender_domain_when_dns_does_not_answer(dns_stub):
         "Could not check SPF for atelier.example: DNS did not answer (timeout)."
     )
     assert stub.queries  # it did ask
+
+
+def test_doctor_dns_checks_both_sender_domains(dns_stub, tmp_path):
+    from launchkit import doctor
+
+    stub = dns_stub({**GOOD, "orders.atelier.fr": ["v=spf1 -all"]})
+    settings = settings_for_test(
+        tmp_path,
+        sender_email="camille@atelier.example",
+        transactional_email="commandes@orders.atelier.fr",
+        dkim_selector="lk",
+    )
+    findings = doctor.check_sender_domain(settings, resolver=stub.resolver())
+    levels = {f.message.split(":")[0] + "/" + f.check: str(f.level) for f in findings}
+    assert levels == {
+        "orders.atelier.fr/dns-spf": "ok",
+        "orders.atelier.fr/dns-dkim": "error",
+        "orders.atelier.fr/dns-dmarc": "error",
+    }  # atelier.example is a placeholder domain for the doctor: not asked
+    assert "_dmarc.orders.atelier.fr" in findings[2].message

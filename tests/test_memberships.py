@@ -233,7 +233,7 @@ def test_failed_renewal_paid_since_sends_nothing(sessions, settings, now):
               m.invoice(2, t + 31 * DAY)]  # fmt: skip
     _apply(sessions, settings, events, now)
     sent = sorted(e.subject for e in _emails(sessions, settings, now))
-    assert sent == ["Bienvenue dans Club photo !", "Votre adhésion Club photo a commencé"]
+    assert sent == ["Bienvenue dans Club photo\u202f!", "Votre adhésion Club photo a commencé"]
 
 
 def test_trial_ending_email_in_english_for_an_english_buyer(sessions, settings, now):

@@ -287,7 +287,7 @@ def test_moving_cart_close_moves_unsent_emails_only(world, sessions, now):
         sent.status = SendStatus.SENT
         sent_due = sent.due_at
     with sessions.begin() as session:
-        update_launch(session, "spring", now=now, cart_close=utc(2026, 12, 9, 22, 59))
+        update_launch(session, "spring", now=now, cart_close=utc(2026, 12, 9, 22, 59), force=True)
         result = sequences.reschedule_launch(session, world, "spring")
         assert result.moved > 0
     with sessions.begin() as session:

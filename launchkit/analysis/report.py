@@ -410,19 +410,14 @@ def report_charts(result: dict[str, Any], t: dict[str, str], fmt: Formatter) -> 
     return found
 
 
-PERSONAL_VARIABLES = ("first_name", "last_name", "email", "magnet_title", "checkout_url")
-
-
 def email_subjects(result: dict[str, Any], settings: Settings) -> dict[int, str]:
     """Each email's subject rendered as the sender renders it, with the launch's variables.
 
     Personal variables show as ``[first_name]`` (and ``[creator_name]`` while the workspace has
-    no sender name); a subject that does not render stays raw.
+    no sender name); a subject that does not render stays raw (``render.shown``).
     """
-    import jinja2
-
-    from launchkit.render import SecurityError, make_environment
-    from launchkit.sequences.context import LaunchData, launch_context, sequence_language
+    from launchkit.render.shown import ShownText
+    from launchkit.sequences.context import LaunchData
 
     info = result["launch"]
     offer = info["offers"][0] if info["offers"] else {}
@@ -436,19 +431,11 @@ def email_subjects(result: dict[str, Any], settings: Settings) -> dict[int, str]
         offer.get("price_cents"),
         guarantee_days=offer.get("guarantee_days", 30),
     )
-    env = make_environment(settings)
-    subjects = {}
-    for row in result["emails"]["per_email"]:
-        language = sequence_language(row["sequence"], None, settings)
-        values = launch_context(settings, launch, {}, language=language)
-        values.update({name: f"[{name}]" for name in PERSONAL_VARIABLES})
-        values["creator_name"] = values["creator_name"] or "[creator_name]"
-        try:
-            text = env.from_string(row["subject"]).render(values)
-        except (jinja2.TemplateError, SecurityError, ArithmeticError, TypeError, ValueError):
-            text = row["subject"]
-        subjects[row["email_id"]] = " ".join(text.split())
-    return subjects
+    shown = ShownText(settings, launch)
+    return {
+        row["email_id"]: shown(row["sequence"], row["subject"])
+        for row in result["emails"]["per_email"]
+    }
 
 
 def _moment(iso: str | None) -> datetime | None:

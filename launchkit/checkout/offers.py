@@ -256,6 +256,8 @@ def start_checkout(
     keeps it); ``coupon`` prefills a promotion code (else codes may be typed when coupons exist).
     """
     offer = get_offer(session, offer_slug)
+    if offer.archived_at is not None:
+        raise CartClosed(f'Offer "{offer.slug}" is archived: no checkout now.')
     from launchkit.memberships import offers as membership_offers
 
     if membership_offers.is_membership(session, offer):  # plan: monthly | yearly
@@ -300,3 +302,86 @@ def _selling_terms(
     from launchkit.selling.checkout import selling_terms
 
     return selling_terms(session, settings, offer, instalments, coupon, now)
+
+
+# --- edits ------------------------------------------------------------------------------------
+
+
+def _order_count(session: Session, offer: Offer) -> int:
+    from sqlalchemy import func
+
+    from launchkit.models import Order
+
+    return int(session.scalar(select(func.count(Order.id)).where(Order.offer_id == offer.id)) or 0)
+
+
+def update_offer(
+    session: Session,
+    slug: str,
+    *,
+    product: str | None = None,
+    price_cents: int | None = None,
+    plans: list[tuple[int, int]] | None = None,
+    guarantee_days: int | None = None,
+) -> Offer:
+    """Change an offer; once it has an order, its price and plans are what buyers paid and
+    stay, and its guarantee can only grow (a promise made to them)."""
+    offer = get_offer(session, slug)
+    orders = _order_count(session, offer)
+    if orders and price_cents is not None and price_cents != offer.price_cents:
+        raise InvalidTransition(
+            f'Offer "{slug}" has {orders} order(s): its price is what they paid; archive it '
+            "with `launchkit offer archive` and add a new offer instead."
+        )
+    if orders and plans is not None and sorted(plans) != _plans(offer):
+        raise InvalidTransition(
+            f'Offer "{slug}" has {orders} order(s): its plans are what they signed up for; '
+            "archive it and add a new offer instead."
+        )
+    if guarantee_days is not None:
+        _check_guarantee(offer, guarantee_days, orders)
+        offer.guarantee_days = guarantee_days
+    if product is not None:
+        if not product.strip():
+            raise InputError(f'Offer "{slug}": --product must not be empty.')
+        offer.product = product.strip()
+    if price_cents is not None:
+        offer.price_cents = price_cents
+    if plans is not None:
+        _replace_plans(session, offer, plans)
+    session.flush()
+    return offer
+
+
+def _plans(offer: Offer) -> list[tuple[int, int]]:
+    return sorted((p.instalments, p.instalment_cents) for p in offer.plans)
+
+
+def _check_guarantee(offer: Offer, days: int, orders: int) -> None:
+    if days < 0:
+        raise InputError(f'Offer "{offer.slug}": --guarantee-days must be 0 or more.')
+    if orders and days < offer.guarantee_days:
+        raise InvalidTransition(
+            f'Offer "{offer.slug}" has {orders} order(s) sold with a {offer.guarantee_days}-day '
+            f"guarantee: it can grow, not shrink to {days} days."
+        )
+
+
+def _replace_plans(session: Session, offer: Offer, plans: list[tuple[int, int]]) -> None:
+    counts = [n for n, _ in plans]
+    if len(set(counts)) != len(counts):
+        raise InputError(f'Offer "{offer.slug}": two plans have the same number of instalments.')
+    offer.plans.clear()
+    session.flush()
+    offer.plans.extend(OfferPlan(instalments=n, instalment_cents=c) for n, c in sorted(plans))
+
+
+def archive_offer(session: Session, slug: str, *, now: datetime) -> bool:
+    """Stop new checkouts of an offer (its orders, refunds and plans go on); False if it
+    already was archived."""
+    offer = get_offer(session, slug)
+    if offer.archived_at is not None:
+        return False
+    offer.archived_at = now
+    session.flush()
+    return True

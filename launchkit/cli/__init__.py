@@ -16,6 +16,7 @@ from launchkit.cli import audience as audience_cli
 from launchkit.cli import checkout as checkout_cli
 from launchkit.cli import coupons as coupons_cli
 from launchkit.cli import db as db_cli
+from launchkit.cli import doctor as doctor_cli
 from launchkit.cli import hooks as hooks_cli
 from launchkit.cli import launch as launch_cli
 from launchkit.cli import magnets as magnets_cli
@@ -98,6 +99,7 @@ orchestrator_cli.register(app)
 products_cli.register(app)
 hooks_cli.register(app)
 person_cli.register(app)
+doctor_cli.register(app)
 
 
 def main() -> None:

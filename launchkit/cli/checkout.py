@@ -268,3 +268,56 @@ def orders(
     ]  # fmt: skip
     columns = ["order", "email", "offer", "plan", "paid", "refunded", "status", "source", "paid at"]
     print_table("Orders", columns, rows)
+
+
+@offer_app.command("update")
+def offer_update(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Offer slug.")],
+    product: Annotated[str | None, typer.Option(help="New product name.")] = None,
+    price: Annotated[str | None, typer.Option(help="New pay-in-full price.")] = None,
+    plan: Annotated[
+        list[str] | None,
+        typer.Option("--plan", help="Replace the plans: NxAMOUNT, repeat for several."),
+    ] = None,
+    no_plans: Annotated[bool, typer.Option("--no-plans", help="Remove every plan.")] = False,
+    guarantee_days: Annotated[int | None, typer.Option(help="New guarantee in days.")] = None,
+) -> None:
+    """Change an offer; once it has orders, price and plans stay and the guarantee only grows.
+
+    Example: launchkit offer update cours --price 447 --guarantee-days 45
+    """
+    from launchkit.checkout.offers import update_offer
+
+    runtime: Runtime = ctx.obj
+    plans = [] if no_plans else [checkout.parse_plan(text) for text in plan] if plan else None
+    price_cents = checkout.parse_money(price, what="--price") if price is not None else None
+    with runtime.transaction() as session:
+        offer = update_offer(
+            session, slug, product=product, price_cents=price_cents, plans=plans,
+            guarantee_days=guarantee_days,
+        )  # fmt: skip
+        money = checkout.format_money(offer.price_cents, offer.currency, runtime.settings.language)
+        say(f'Updated offer "{offer.slug}": {money}, {len(offer.plans)} plan(s), '
+            f"{offer.guarantee_days}-day guarantee.")  # fmt: skip
+
+
+@offer_app.command("archive")
+def offer_archive(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Offer slug.")],
+) -> None:
+    """Stop new checkouts of an offer; its orders, plans and refunds go on.
+
+    Example: launchkit offer archive cours
+    """
+    from launchkit.checkout.offers import archive_offer
+
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        changed = archive_offer(session, slug, now=utcnow())
+    say(
+        f'Archived offer "{slug}": no new checkouts.'
+        if changed
+        else f'Offer "{slug}" was already archived.'
+    )

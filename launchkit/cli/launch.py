@@ -114,8 +114,15 @@ def update(
     cart_open: Annotated[str | None, typer.Option(help=TIME_HELP)] = None,
     cart_close: Annotated[str | None, typer.Option(help=TIME_HELP)] = None,
     prelaunch_start: Annotated[str | None, typer.Option(help=TIME_HELP)] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Move a milestone whose emails already went out."),
+    ] = False,
 ) -> None:
     """Change a launch's milestones; emails not yet sent move with them.
+
+    Refused for a time in the past, and (without --force) once an email timed from the
+    milestone went out.
 
     Example: launchkit launch update spring --cart-close "2026-12-09 23:59"
     """
@@ -129,6 +136,22 @@ def update(
             cart_open=_parse(runtime, cart_open, "--cart-open"),
             cart_close=_parse(runtime, cart_close, "--cart-close"),
             prelaunch_start=_parse(runtime, prelaunch_start, "--prelaunch-start"),
+            force=force,
         )
         sequences.reschedule_launch(session, runtime.settings, launch.slug)
         say(f'Updated launch "{launch.slug}".')
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Launch slug.")],
+) -> None:
+    """Delete a launch, its sequences and offers, while nothing of it was sent or sold.
+
+    Example: launchkit launch delete spring
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        launches.delete_launch(session, slug)
+    say(f'Deleted launch "{slug}".')

@@ -1,5 +1,6 @@
 """`launchkit magnet ...`, `launchkit serve` and `launchkit secret rotate`."""
 
+import errno
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from launchkit.cli.output import print_json, print_table, say, warn
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, utcnow
 from launchkit.config import write_secret_key
+from launchkit.errors import ConfigError
 
 magnets = lazy_module("launchkit.magnets")
 
@@ -134,26 +136,115 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Magnet slug.")],
+    title: Annotated[str | None, typer.Option(help="New title.")] = None,
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    file: Annotated[Path | None, typer.Option(help="New file to give away.")] = None,
+    url: Annotated[str | None, typer.Option(help="Or a new URL to redirect to.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Replace the extra tags (repeat).")
+    ] = None,
+    language: Annotated[str | None, typer.Option(help="fr or en.")] = None,
+) -> None:
+    """Change a magnet's title, description, file or URL, tags or language.
+
+    Example: launchkit magnet update checklist --title "La checklist 2027"
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        magnets.update_magnet(
+            session, runtime.settings, slug, title=title, description=description, file=file,
+            url=url, tags=tag, language=language,
+        )  # fmt: skip
+    say(f'Updated magnet "{slug}".')
+
+
+@app.command("remove")
+def remove(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Magnet slug.")],
+) -> None:
+    """Delete a magnet nobody signed up to (else archive it).
+
+    Example: launchkit magnet remove checklist
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        magnets.remove_magnet(session, runtime.settings, slug)
+    say(f'Removed magnet "{slug}".')
+
+
+@app.command("archive")
+def archive(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Magnet slug.")],
+) -> None:
+    """Close a magnet's opt-in page to new signups; past signups keep their links.
+
+    Example: launchkit magnet archive checklist
+    """
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        changed = magnets.archive_magnet(session, slug, now=utcnow())
+    say(f'Archived magnet "{slug}": its page takes no new signups.' if changed
+        else f'Magnet "{slug}" was already archived.')  # fmt: skip
+
+
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Refuse to start on a doctor error or offers without Stripe keys."
+        ),
+    ] = False,
 ) -> None:
     """Run the web app (opt-in pages, confirmations, downloads, unsubscribe, checkout).
+
+    Checks the configuration (`launchkit doctor`) and that the port is free before starting.
 
     Example: launchkit serve --port 8000
     """
     import uvicorn
 
+    from launchkit.cli.doctor import preflight
     from launchkit.web import create_app
 
     runtime: Runtime = ctx.obj
     settings = runtime.settings
     runtime.sessions  # noqa: B018 (checks the schema is current before serving)
+    preflight(runtime, utcnow(), refuse=strict, what="serve", strict=("stripe",))
+    check_port_free(host, port)
     if host not in LOOPBACK:
         warn(f"listening on {host}: put a TLS reverse proxy in front of it.")
     say(f"Serving {settings.name} on http://{host}:{port} (Ctrl+C to stop)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A one-line error now rather than uvicorn's traceback after "Serving ..."."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ConfigError(f'--host "{host}" is not an address of this machine: {e}.') from e
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is already in use; pick another with --port"
+                ) from e
+            raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}.") from e
 
 
 @secret_app.command("rotate")

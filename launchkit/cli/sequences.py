@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from launchkit.cli.doctor import preflight
 from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import console, err_console, print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, iso_utc, parse_local_datetime, utcnow
-from launchkit.errors import InputError
+from launchkit.errors import InputError, LaunchkitError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -50,6 +51,24 @@ def attach(
         )
         count = len(sequences.sequence_emails(session, seq))
     say(f'Attached sequence "{sequence}" ({count} emails) to launch "{launch}".')
+
+
+@app.command("detach")
+def detach(
+    ctx: typer.Context,
+    launch: Annotated[str, typer.Argument(help="Launch slug.")],
+    sequence: Annotated[str, typer.Argument(help="Attached sequence name.")],
+) -> None:
+    """Detach a sequence from a launch while none of its emails went out.
+
+    Example: launchkit sequence detach spring launch-fr
+    """
+    from launchkit.sequences.detach import detach_sequence
+
+    runtime: Runtime = ctx.obj
+    with runtime.transaction() as session:
+        dropped = detach_sequence(session, launch, sequence)
+    say(f'Detached sequence "{sequence}" from launch "{launch}" ({dropped} queued rows dropped).')
 
 
 @app.command("list")
@@ -159,9 +178,16 @@ def test(
         subjects = sequences.send_test(
             session, runtime.settings, launch, to, now=utcnow(), as_email=as_email
         )
+    from launchkit.sequences.preview import test_destination
+
     for subject in subjects:
         say(subject)
-    say(f"Sent {len(subjects)} test emails to {', '.join(to)} (no delivery record touched).")
+    count = len(subjects) * len(to)
+    say(
+        f"Sent {len(subjects)} test emails to {', '.join(to)} ({count} messages via "
+        f"{test_destination(runtime.settings)}; no delivery record touched). Their unsubscribe, "
+        "download and checkout links open a page saying it is a test."
+    )
 
 
 @app.command("pause")
@@ -209,18 +235,23 @@ def schedule(
 
     runtime: Runtime = ctx.obj
     started = time.perf_counter()
+    if not as_json:
+        preflight(runtime, utcnow(), refuse=False, what="schedule")
     with runtime.transaction() as session:
         item = get_launch(session, launch)
         sequences.schedule_launch(session, runtime.settings, item)
-        data = _timeline(session, item)
+        data = _timeline(session, item, runtime.settings)
     if as_json:
         print_json(data)
         return
+    from rich.markup import escape
+
     tz = runtime.settings.tz
     rows = [
         (
             d["sequence"] + "/" + d["step"],
-            d["subject"],
+            escape(d["subject_shown"]),  # "[first_name]" is text, not rich markup
+            escape(d["preheader_shown"]),
             format_local(_dt(d["send_time"]), tz),
             _utc_range(d),
             d["audience"],
@@ -230,7 +261,7 @@ def schedule(
     ]
     print_table(
         f"Schedule of {launch}",
-        ["email", "subject", f"send time ({tz.key})", "UTC", "audience", "status"],
+        ["email", "subject", "preheader", f"send time ({tz.key})", "UTC", "audience", "status"],
         rows,
     )
     say(f"{len(data)} emails scheduled in {time.perf_counter() - started:.2f} s.")
@@ -251,9 +282,14 @@ def _utc_range(d: dict[str, Any]) -> str:
     return f"{format_local(low, UTC_ZONE)} .. {format_local(high, UTC_ZONE)}"
 
 
-def _timeline(session: Any, launch: Any) -> list[dict[str, Any]]:
+def _timeline(session: Any, launch: Any, settings: Any) -> list[dict[str, Any]]:
+    from launchkit.render.shown import ShownText
+    from launchkit.sequences.context import load_launch_data
+
+    shown = ShownText(settings, load_launch_data(session, launch))
     out = []
     for seq in sequences.launch_sequences(session, launch):
+        preheaders = _preheaders(settings, seq.name)
         emails = sequences.sequence_emails(session, seq)
         counts = sequences.ledger_counts(session, [e.id for e in emails])
         for email in emails:
@@ -264,6 +300,8 @@ def _timeline(session: Any, launch: Any) -> list[dict[str, Any]]:
                     "sequence_status": seq.status,
                     "step": email.step,
                     "subject": email.subject,
+                    "subject_shown": shown(seq.name, email.subject),
+                    "preheader_shown": shown(seq.name, preheaders.get(email.step)),
                     "send_at": email.send_at,
                     "local_time": email.local_time,
                     "send_time": iso_utc(email.scheduled_at),
@@ -275,6 +313,16 @@ def _timeline(session: Any, launch: Any) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def _preheaders(settings: Any, name: str) -> dict[str, str]:
+    from launchkit.sequences.schedule import load_sources
+
+    try:
+        sources = load_sources(settings, name)
+    except LaunchkitError:  # the folder is gone or broken: the subjects still show
+        return {}
+    return {s.step: str(s.meta.get("preheader") or "") for s in sources}
 
 
 def _clock(now: str | None, runtime: Runtime) -> Callable[[], datetime]:
@@ -309,6 +357,8 @@ def send(
     """
     runtime: Runtime = ctx.obj
     runtime.sessions  # noqa: B018 (checks the schema first)
+    clock = _clock(now, runtime)
+    preflight(runtime, clock(), refuse=True, what="send")
     options = sequences.SendOptions(
         launch=launch, limit=limit, rate_per_second=rate, workers=workers, dry_run=dry_run
     )
@@ -316,7 +366,7 @@ def send(
         report = sequences.send_due(
             runtime.engine,
             runtime.settings,
-            clock=_clock(now, runtime),
+            clock=clock,
             options=options,
             progress=update,
         )

@@ -107,10 +107,19 @@ def prepare_workspace(
         language="fr",
         database_url=database_url,
         env={},
+        sender=DEMO_SENDER,
     )
     _copy_sample(directory / "data", audience)
     (directory / PLAN_FILE).write_text(DEMO_PLAN.format(magnets=_magnet_tables()))
     return directory
+
+
+# the demo's made-up business: a real-looking sender so `launchkit doctor` passes
+DEMO_SENDER = {
+    "name": "Atelier Lancement",
+    "email": "bonjour@atelier-lancement.fr",
+    "postal_address": "8 rue Paul Bert, 69003 Lyon, France",
+}
 
 
 def _copy_sample(data: Path, audience: int) -> None:

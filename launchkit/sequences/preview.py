@@ -225,6 +225,7 @@ def send_test(
     try:
         for number, (info, _) in enumerate(items, start=1):
             message, _, _ = composer.compose({**row, "email_id": info.id}, now)
+            message = _test_links(settings, message)
             subject = f"[TEST {number}/{len(items)}] {message.subject}"
             for to in recipients:
                 _push_test(mailer, messenger, message, to, subject, f"{nonce}-{number}", now)
@@ -233,6 +234,48 @@ def send_test(
     finally:
         messenger.close()
     return subjects
+
+
+TEST_LINKS = (("/u/", "unsubscribe"), ("/d/", "download"), ("/buy/", "checkout"))
+
+
+def test_link(settings: Settings, kind: str) -> str:
+    """A signed ``/t/TOKEN`` link: the web app answers with a page saying it is a test."""
+    from launchkit.tokens import Purpose, link
+
+    return link(settings, "/t", Purpose.TEST, {"k": kind})
+
+
+def _test_links(settings: Settings, message: Any) -> Any:
+    """The message with its unsubscribe, download and checkout links made test links (the
+    sample subscriber does not exist: the real links would lead to a "not found" page)."""
+    import re
+
+    base = re.escape(settings.base_url.rstrip("/"))
+    links = {kind: test_link(settings, kind) for _, kind in TEST_LINKS}
+
+    def swap(text: str) -> str:
+        for path, kind in TEST_LINKS:
+            url = links[kind]
+            text = re.sub(base + re.escape(path) + r"[^\s\"'<>)\]]+", lambda _m, u=url: u, text)
+        return text
+
+    return dataclasses.replace(
+        message,
+        html=swap(message.html),
+        text=swap(message.text),
+        unsubscribe_url=links["unsubscribe"],
+    )
+
+
+def test_destination(settings: Settings) -> str:
+    """Where test messages go: ``SMTP host:port`` or the outbox folder."""
+    if settings.email_backend == "smtp" and settings.smtp_url:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(settings.smtp_url)  # never the password
+        return f"SMTP {parts.hostname}:{parts.port or 25}"
+    return f"the outbox {settings.outbox_dir}"
 
 
 def _push_test(

@@ -169,8 +169,9 @@ def _run(
     started = time.monotonic()
     report = SendReport(dry_run=options.dry_run)
     if options.dry_run:
-        with sessions() as session:
-            _dry_run(session, settings, options, clock(), report)
+        owner = claims.new_owner()
+        with claims.owner_lock(engine, owner) as conn, sessions() as session:
+            _dry_run(session, conn, settings, options, clock(), report)
             session.rollback()
         report.seconds = time.monotonic() - started
         return report
@@ -218,20 +219,35 @@ def _count_later(session: Session, now: datetime, launch_ids: list[int] | None) 
 
 
 def _dry_run(
-    session: Session, settings: Settings, options: SendOptions, now: datetime, report: SendReport
+    session: Session,
+    conn: Any,
+    settings: Settings,
+    options: SendOptions,
+    now: datetime,
+    report: SendReport,
 ) -> None:
+    """The real run's steps and counts in one transaction the caller rolls back: schedule,
+    recover orphans, count due, skip or compose each row the limit allows, count later."""
     composer = prepare_composer(session, settings, options.launch, now=now)
-    limit = options.limit or 10**9
+    report.recovered = claims.recover_orphans(session, conn, now=now, lease=options.lease)
+    report.due = _count(session, claims.due_filter(now, composer.launch_ids))
+    limit = options.limit if options.limit is not None else 10**12
     ids = list(session.scalars(claims.due_ids_query(now, composer.launch_ids, limit)))
-    report.due = len(ids)
-    for start in range(0, len(ids), 500):
-        for row in claims.load_rows(session, ids[start : start + 500]):
-            reason = composer.skip_reason(session, row, now)
+    for start in range(0, len(ids), options.batch_size):
+        rows = claims.load_rows(session, ids[start : start + options.batch_size])
+        skips = composer.skip_reasons(session, rows, now)
+        for row in rows:
+            reason = skips.get(row["send_id"])
             if reason:
                 report.skipped[reason] = report.skipped.get(reason, 0) + 1
                 continue
-            composer.compose(row, now)
+            try:
+                composer.compose(row, now)
+            except LaunchkitError:  # the real run marks it failed for good
+                report.failed += 1
+                continue
             report.sent += 1
+    report.later = _count_later(session, now, composer.launch_ids)
 
 
 def _start_workers(

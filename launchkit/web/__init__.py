@@ -645,6 +645,7 @@ def create_app(
     from launchkit.web.checkout import checkout_routes
     from launchkit.web.magnets import magnet_routes
     from launchkit.web.members import member_routes
+    from launchkit.web.testlinks import test_routes
 
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine, immediate=True)
@@ -654,6 +655,7 @@ def create_app(
     routes += checkout_routes()
     routes += member_routes()
     routes += account_routes()
+    routes += test_routes()
     app = Starlette(
         routes=routes,
         middleware=[

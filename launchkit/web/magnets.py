@@ -126,9 +126,12 @@ def _send(
 
 def _magnet_or_404(request: Request, session: Any, slug: str) -> Magnet | Response:
     try:
-        return magnets.get_magnet(session, slug)
+        magnet = magnets.get_magnet(session, slug)
     except NotFound:
         return error_page(request, 404, "not_found_title", "not_found")
+    if magnet.archived_at is not None:  # archived: no new signups
+        return error_page(request, 404, "not_found_title", "not_found")
+    return magnet
 
 
 # --- opt-in ---------------------------------------------------------------------------------

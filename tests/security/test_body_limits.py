@@ -24,7 +24,7 @@ import pytest
 from launchkit import tokens
 from launchkit.config import load_settings
 from launchkit.workspace import init_workspace
-from tests.conftest import free_port
+from tests.conftest import TEST_SENDER, free_port
 from tests.fixtures.browser import start_server, stop_server
 
 pytestmark = pytest.mark.security
@@ -52,7 +52,10 @@ class Server:
 def server(tmp_path: Path) -> Iterator[Server]:
     """`launchkit serve` on a fresh SQLite workspace, with its own empty TMPDIR."""
     ws = tmp_path / "ws"
-    init_workspace(ws, name="Atelier Test", database_url=f"sqlite:///{ws}/launchkit.db", env={})
+    init_workspace(
+        ws, name="Atelier Test", database_url=f"sqlite:///{ws}/launchkit.db", env={},
+        sender=TEST_SENDER,
+    )  # fmt: skip
     settings = load_settings(ws, env={"LAUNCHKIT_HOME": str(ws)})
     tmpdir = tmp_path / "server-tmp"
     tmpdir.mkdir()

@@ -70,6 +70,7 @@ def _genuine(web: Web) -> dict[Purpose, tuple[str, dict[str, Any]]]:
         Purpose.DOWNLOAD: {"s": camille.id, "m": web.magnet_id},
         Purpose.UNSUBSCRIBE: {"s": camille.id},
         Purpose.CHECKOUT: {"s": camille.id},
+        Purpose.TEST: {"k": "unsubscribe"},  # `sequence test` links: refused on every route
     }
     made = {p: tokens.make_token(web.settings, p, data) for p, data in payloads.items()}
     made[Purpose.CONFIRM] = confirm
