@@ -303,11 +303,17 @@ def check_pace(session: Session, settings: Settings, now: datetime) -> list[Find
     audience = int(
         session.scalar(select(func.count(Subscriber.id)).where(Subscriber.status == "active")) or 0
     )
+    from launchkit.mailer import is_real_relay
+    from launchkit.sequences.ratelimit import effective_rates
+
+    per_second, per_hour = effective_rates(
+        settings.rate_per_second, settings.rate_per_hour, real_relay=is_real_relay(settings)
+    )
     durations = []
-    if settings.rate_per_second > 0:
-        durations.append(timedelta(seconds=audience / settings.rate_per_second))
-    if settings.rate_per_hour > 0:
-        durations.append(timedelta(hours=audience / settings.rate_per_hour))
+    if per_second > 0:
+        durations.append(timedelta(seconds=audience / per_second))
+    if per_hour > 0:
+        durations.append(timedelta(hours=audience / per_hour))
     if not durations or max(durations) <= settings.max_delay:
         return _ok("pace", f"{audience} active subscribers fit in max_delay")
     hours = max(durations).total_seconds() / 3600

@@ -253,7 +253,8 @@ def test_marketing_mail_is_dkim_signed_and_verifies(
     settings, engine, sessions, smtp_sink, dkim_key, dns_stub
 ):
     private, public = dkim_key
-    stub = dns_stub({"lk2026._domainkey.example.com": [f"v=DKIM1; k=rsa; p={public}"]})
+    domain = settings.sender_email.rsplit("@", 1)[1]
+    stub = dns_stub({f"lk2026._domainkey.{domain}": [f"v=DKIM1; k=rsa; p={public}"]})
     signed = tune(
         settings,
         email_backend="smtp",
@@ -270,7 +271,7 @@ def test_marketing_mail_is_dkim_signed_and_verifies(
             "from", "to", "subject", "date", "message-id", "mime-version", "content-type",
             "list-unsubscribe", "list-unsubscribe-post",
         ]  # fmt: skip
-        assert "d=example.com" in message.raw.split(b"\r\n\r\n")[0].decode()
+        assert f"d={domain}" in message.raw.split(b"\r\n\r\n")[0].decode()
         tampered = message.raw.replace(b"Subject: ", b"Subject: Re: ", 1)
         assert not _verify(tampered, stub)
     assert "lk2026._domainkey.example.com" in stub.queries

@@ -211,7 +211,7 @@ def test_schedule_shows_subjects_and_preheaders_rendered(cli, ready):
     first = json.loads(r.stdout)[0]
     assert first["subject"] == "{{ first_name }}, {{ product }} est ouvert"
     assert first["subject_shown"] == "[first_name], Atelier Photo est ouvert"
-    assert first["preheader_shown"] == "Jusqu'au mardi 8 décembre à 23:59"
+    assert first["preheader_shown"] == "Jusqu'au mardi 8 décembre à 23 h 59 (heure de Paris)"
     r = cli("schedule", "spring")
     assert "[first_name]," in r.stdout and "Atelier Photo" in r.stdout
     assert "{{" not in r.stdout
