@@ -15,6 +15,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from launchkit import tokens
+from launchkit.config import load_settings
 from launchkit.db import make_engine
 from launchkit.models import Subscriber, Suppression
 from launchkit.resources import starter_dir
@@ -33,6 +35,14 @@ def _body(message: Message) -> str:
         for p in parts
         if p.get_content_type() == "text/plain"
     )
+
+
+def _subscriber_id(db_url: str, email: str) -> int:
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        found = conn.scalar(sa.select(Subscriber.id).where(Subscriber.email == email))
+    engine.dispose()
+    return int(found)
 
 
 def _link(message: Message, base: str, prefix: str) -> str:
@@ -117,7 +127,13 @@ def test_optin_journey_in_chromium(
         assert target.read_bytes() == SAMPLE_PDF.read_bytes()
 
         delivery = smtp_sink.wait_for(2)[1]
-        chrome.get(_link(delivery, base, "/u"))
+        assert "/u/" not in str(delivery)  # transactional: no unsubscribe link (#19)
+        # the unsubscribe link every marketing email carries, signed with this workspace's key
+        settings = load_settings(
+            Path(workspace_env["LAUNCHKIT_HOME"]), env={**workspace_env, "LAUNCHKIT_BASE_URL": base}
+        )
+        subscriber_id = _subscriber_id(db_url, "camille.martin@example.fr")
+        chrome.get(tokens.unsubscribe_url(settings, subscriber_id))
         _wait(lambda: chrome.find_elements(By.ID, "confirm-unsubscribe"), "the unsubscribe page")
         screenshot(chrome, f"{db}-5-unsubscribe")
         _check_status(db_url, "active")  # the GET changed nothing

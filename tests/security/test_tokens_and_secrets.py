@@ -71,6 +71,8 @@ def _genuine(web: Web) -> dict[Purpose, tuple[str, dict[str, Any]]]:
         Purpose.UNSUBSCRIBE: {"s": camille.id},
         Purpose.CHECKOUT: {"s": camille.id},
         Purpose.TEST: {"k": "unsubscribe"},  # `sequence test` links: refused on every route
+        Purpose.MEMBERS: {"e": camille.email, "l": "fr"},  # /members magic link
+        Purpose.ACCESS: {"e": camille.email, "p": 1},  # one product link on /members
     }
     made = {p: tokens.make_token(web.settings, p, data) for p, data in payloads.items()}
     made[Purpose.CONFIRM] = confirm
