@@ -499,6 +499,7 @@ class Payment(Base):
     refunded_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     notified_at: Mapped[datetime | None]  # dunning email sent (failed payments)
     update_url: Mapped[str | None] = mapped_column(String(2048))  # where the buyer fixes a card
+    receipt_url: Mapped[str | None] = mapped_column(String(2048))  # Stripe's page for it
     occurred_at: Mapped[datetime]
 
 

@@ -71,6 +71,7 @@ ERASE_POLICY: dict[str, str] = {
     "orders.email": "placeholder",
     "orders.subscriber_id": "unlink",
     "payments.update_url": "clear",
+    "payments.receipt_url": "clear",
     "membership_events.update_url": "clear",
     "refunds.reason": "clear",
     "stripe_events.payload": "redact",
@@ -317,7 +318,11 @@ def _clear_ips(session: Session, sid: int) -> None:
 def _erase_order(session: Session, order: Order) -> None:
     order.email = f"erased-{order.id}@invalid"
     order.subscriber_id = None
-    session.execute(sa.update(Payment).where(Payment.order_id == order.id).values(update_url=None))
+    session.execute(
+        sa.update(Payment)
+        .where(Payment.order_id == order.id)
+        .values(update_url=None, receipt_url=None)
+    )
     session.execute(sa.update(Refund).where(Refund.order_id == order.id).values(reason=None))
     memberships = sa.select(Membership.id).where(Membership.order_id == order.id)
     session.execute(

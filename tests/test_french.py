@@ -396,3 +396,29 @@ def test_check_your_inbox_page_names_the_real_subject(settings, smtp_sink, now, 
         visible = html_to_text(page)
         assert not _form_problems(visible, form)
         assert ("Vérifiez votre" if form == "vous" else "Vérifie ta") in visible
+
+
+def test_receipt_links_stripes_receipt_and_states_the_tax(sessions, settings, shop, now):  # noqa: F811
+    from launchkit.checkout.notifications import receipt_details
+    from launchkit.stripe_events import Purchase
+
+    ts = int(now.timestamp())
+    deal = Purchase(shop["full"], "camille@example.fr", 49700, "EUR")
+    paid = deal.paid(ts)
+    stripe_page = "https://pay.stripe.com/receipts/acct_1/ch_1/rcpt_1"
+    paid["data"]["object"]["latest_charge"] = {"id": deal.charge(1), "receipt_url": stripe_page}
+    outbox = Outbox()
+    deliver(sessions, settings, [paid, deal.completed(ts + 1)], now, messenger=outbox)
+    [receipt] = [m for m in outbox.sent if m.subject.startswith("Bienvenue")]
+    assert stripe_page in receipt.text and "Dont TVA" not in receipt.text
+    with sessions.begin() as s:
+        order = s.scalars(select(Order)).one()
+        order.tax_cents = 8283
+        details = receipt_details(s, order, settings, now=now)
+    assert details["tax"] == "82,83\xa0€" and details["receipt_url"] == stripe_page
+    with sessions.begin() as s:  # an address that is not https is never kept
+        from launchkit.checkout.events import _keep_receipt_link
+        from launchkit.models import Payment
+
+        _keep_receipt_link(s, "pi_none", "javascript:alert(1)")
+        assert s.scalars(select(Payment.receipt_url)).all() == [stripe_page]

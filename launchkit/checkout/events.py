@@ -121,6 +121,10 @@ def _on_payment_intent_succeeded(
         session, order, stripe_id=obj["id"], pi=obj["id"], amount=amount,
         currency=obj.get("currency"), when=ctx.when,
     )  # fmt: skip
+    charge = obj.get("latest_charge")
+    _keep_receipt_link(
+        session, obj["id"], charge.get("receipt_url") if isinstance(charge, dict) else None
+    )
     _capture_fee(session, order, obj["id"], _id(obj.get("latest_charge")), ctx, payment)
     _seen_at(order, ctx)
     return order
@@ -155,8 +159,19 @@ def _on_invoice_paid(session: Session, inv: dict[str, Any], ctx: Context) -> Ord
             session, order, stripe_id=inv["id"], pi=pi, amount=amount,
             currency=inv.get("currency"), when=_ts(paid_at, ctx.when),
         )  # fmt: skip
+        _keep_receipt_link(session, inv["id"], inv.get("hosted_invoice_url"))
         _capture_fee(session, order, inv["id"], _id(inv.get("charge")), ctx, payment)
     return order
+
+
+def _keep_receipt_link(session: Session, stripe_id: str, url: Any) -> None:
+    """Keep Stripe's own page for a paid payment (the charge's receipt or the paid invoice), for
+    the buyer's receipt; only an https address, and the first one known stays."""
+    if not (isinstance(url, str) and url.startswith("https://") and len(url) <= 2048):
+        return
+    payment = session.scalar(select(Payment).where(Payment.stripe_id == stripe_id))
+    if payment is not None and payment.receipt_url is None:
+        payment.receipt_url = url
 
 
 def _on_invoice_failed(session: Session, inv: dict[str, Any], ctx: Context) -> Order | None:

@@ -125,7 +125,10 @@ def receipt_details(
         )
         if days
         else "",
-        "receipt_url": next((p.update_url for p in paid if p.update_url), "") or "",
+        "receipt_url": next((p.receipt_url for p in paid if p.receipt_url), ""),
+        "tax": format_money(order.tax_cents, order.currency, settings.language)
+        if order.tax_cents
+        else "",
     }
 
 

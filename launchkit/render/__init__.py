@@ -562,7 +562,7 @@ EMAIL_VARIABLES = (
     "first_name", "last_name", "email", "product", "creator_name", "cart_open", "cart_close",
     "price", "plans", "guarantee_days", "checkout_url", "magnet_title", "download_url",
     "confirm_url", "update_card_url", "order_summary", "amount_paid", "instalment_number",
-    "instalments_total", "order_number", "plan_schedule", "guarantee_end", "receipt_url",
+    "instalments_total", "order_number", "plan_schedule", "guarantee_end", "receipt_url", "tax",
     "offer",
 )  # fmt: skip
 
@@ -614,6 +614,7 @@ def sample_context(language: str = "fr", base_url: str = "https://example.com") 
         if french
         else "Wednesday, December 31 at 9:00 AM CET",
         "receipt_url": f"{base_url.replace('example.com', 'invoice.stripe.com')}/i/sample",
+        "tax": "16,50 €" if french else "€16.50",
         "offer": {
             "price": "297 €" if french else "€297",
             "price_now": "247 €" if french else "€247",
