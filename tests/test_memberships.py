@@ -220,10 +220,13 @@ def test_emails_welcome_failed_renewal_cancelled_win_back_once_each(sessions, se
     assert _emails(sessions, settings, now) == []
 
 
-def m_date(ts: int) -> str:
+def m_date(ts: int, language: str = "fr") -> str:
+    """How membership emails write a day: in words, in the workspace's timezone (Paris)."""
     from datetime import UTC, datetime
 
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+    from launchkit.render.french import format_date
+
+    return format_date(datetime.fromtimestamp(ts, UTC), language, "Europe/Paris")
 
 
 def test_failed_renewal_paid_since_sends_nothing(sessions, settings, now):
@@ -247,7 +250,7 @@ def test_trial_ending_email_in_english_for_an_english_buyer(sessions, settings, 
     subjects = sorted(e.subject for e in _emails(sessions, settings, now))
     assert subjects == [
         "Your Club photo membership has started",
-        f"Your Club photo trial ends on {m_date(m.start + 7 * DAY)}",
+        f"Your Club photo trial ends on {m_date(m.start + 7 * DAY, 'en')}",
     ]
 
 

@@ -5,8 +5,9 @@ tests only (``-L``: no DNS blocklists, no network) over one mbox holding all the
 the whole check costs one Perl start-up. A message fails above ``MAX_SCORE`` and the failure
 prints the rules it hit.
 
-Scored: the launch folders in both French address forms and English, and every transactional
-email of each form (``transactional-fr``, ``transactional-fr-tu``, ``transactional-en``).
+Scored: the launch folders in both French address forms and English, every transactional
+email of each form (``transactional-fr``, ``transactional-fr-tu``, ``transactional-en``) and
+every membership email (``membership-fr``, ``membership-en``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,34 @@ def _transactional_messages(settings, out: Path) -> dict[str, bytes]:
     return found
 
 
+def _membership_messages(settings, out: Path) -> dict[str, bytes]:
+    """Every membership starter email (FR and EN) as ``memberships.notify.deliver`` sends it."""
+    from launchkit.memberships.notify import deliver
+
+    found = {}
+    for language in ("fr", "en"):
+        local = dataclasses.replace(settings, language=language)
+        env = make_environment(local)
+        messenger = mailer.FileMessenger(out)
+        folder = starter_dir("emails") / f"membership-{language}"
+        context = {
+            "first_name": "Camille", "email": "camille.martin@example.com",
+            "product": "Club photo", "creator_name": "Camille Martin",
+            "amount": "29 €" if language == "fr" else "€29", "interval": "month",
+            "period_end": "mardi 5 janvier 2027" if language == "fr" else "January 5, 2027",
+            "trial_end": "", "account_url": f"{settings.base_url}/account",
+            "account_link": f"{settings.base_url}/account/sample-token",
+            "update_card_url": "https://invoice.stripe.com/i/sample",
+        }  # fmt: skip
+        for template in sorted(path.stem for path in folder.glob("*.md")):
+            before = set(out.glob("**/*.eml"))
+            deliver(local, messenger, env, template, f"{template}-{language}",
+                    "camille.martin@example.com", 1, context, CART_OPEN)  # fmt: skip
+            [path] = set(out.glob("**/*.eml")) - before
+            found[f"{folder.name}/{template}"] = path.read_bytes()
+    return found
+
+
 def _mbox(messages: dict[str, bytes]) -> bytes:
     parts = []
     for raw in messages.values():
@@ -127,6 +156,7 @@ def starter_messages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, byte
     )
     messages = _launch_messages(settings, root / "preview")
     messages.update(_transactional_messages(settings, root / "outbox"))
+    messages.update(_membership_messages(settings, root / "members"))
     return messages
 
 
@@ -134,7 +164,7 @@ def test_every_starter_email_scores_at_most_half_a_point(
     starter_messages: dict[str, bytes], tmp_path: Path
 ) -> None:
     assert shutil.which("spamassassin"), "install Debian's spamassassin package (see .ci/run)"
-    assert len(starter_messages) == 30 + 3 * 7
+    assert len(starter_messages) == 30 + 3 * 7 + 2 * 7
     hits = _score_all({**starter_messages, "gtube": GTUBE}, tmp_path)
     assert any(r == "GTUBE" and p >= 100 for p, r in hits.pop("gtube"))  # SpamAssassin ran
     assert all(any(r == "HTML_MESSAGE" for _, r in rules) for rules in hits.values())

@@ -125,13 +125,20 @@ def _send(
         "creator_name": member.sender_name or member.name,
         "amount": format_money(m.amount_cents, m.currency, member.language),
         "interval": m.interval,
-        "period_end": m.current_period_end.strftime("%Y-%m-%d") if m.current_period_end else "",
-        "trial_end": m.trial_end.strftime("%Y-%m-%d") if m.trial_end else "",
+        "period_end": _day(m.current_period_end, member),
+        "trial_end": _day(m.trial_end, member),
         "account_url": f"{member.base_url.rstrip('/')}/account",
         "update_card_url": member.base_url,
         **extra,
     }
     deliver(member, messenger, env, template, key, order.email, order.subscriber_id, context, now)
+
+
+def _day(moment: datetime | None, settings: Settings) -> str:
+    """``mardi 3 décembre 2026`` / ``Tuesday, December 3, 2026`` in the buyer's language."""
+    from launchkit.render.french import format_date
+
+    return format_date(moment, settings.language, settings.timezone) if moment else ""
 
 
 def deliver(
