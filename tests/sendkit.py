@@ -116,3 +116,11 @@ def status_counts(sessions: sessionmaker[Session]) -> dict[str, int]:
     for row in ledger(sessions):
         counts[row.status] = counts.get(row.status, 0) + 1
     return counts
+
+
+def write_mini_sequence(workspace: Path) -> None:
+    """Put the ``MINI`` sequence in ``workspace/emails/mini`` (CLI tests attach it by name)."""
+    folder = workspace / "emails" / "mini"
+    folder.mkdir()
+    for name, text in MINI.items():
+        (folder / name).write_text(text, encoding="utf-8")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli
-from tests.sendkit import MINI
+from tests.sendkit import write_mini_sequence
 
 LAUNCH = [
     "launch", "create", "spring", "--product", "Atelier Photo",
@@ -21,10 +21,7 @@ LAUNCH = [
 @pytest.fixture
 def ready(cli, workspace_env):
     ws = Path(workspace_env["LAUNCHKIT_HOME"])
-    folder = ws / "emails" / "mini"
-    folder.mkdir()
-    for name, text in MINI.items():
-        (folder / name).write_text(text, encoding="utf-8")
+    write_mini_sequence(ws)
     assert cli(*LAUNCH).exit_code == 0
     csv = ws / "people.csv"
     csv.write_text("email,first_name\nana@example.com,Ana\nbob@example.com,Bob\n")

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from launchkit.models import Consent, Launch, LaunchSequence, Offer, Order, Send, Subscriber
-from tests.sendkit import MINI
+from tests.sendkit import write_mini_sequence
 
 LAUNCH = [
     "launch", "create", "spring", "--product", "Atelier Photo",
@@ -24,10 +24,7 @@ AFTER_OPEN = "2027-03-08 10:05"
 @pytest.fixture
 def ready(cli, workspace_env):
     ws = Path(workspace_env["LAUNCHKIT_HOME"])
-    folder = ws / "emails" / "mini"
-    folder.mkdir()
-    for name, text in MINI.items():
-        (folder / name).write_text(text, encoding="utf-8")
+    write_mini_sequence(ws)
     assert cli(*LAUNCH).exit_code == 0
     csv = ws / "people.csv"
     csv.write_text("email,first_name\nana@example.com,Ana\nbob@example.com,Bob\n")
