@@ -210,4 +210,17 @@ def launch_as_dict(launch: Launch) -> dict[str, Any]:
         "product": launch.product,
         "currency": launch.currency,
         "milestones": {k: iso_utc(v) for k, v in milestones(launch).items()},
+        **launch_mode(launch),
+    }
+
+
+def launch_mode(launch: Launch) -> dict[str, Any]:
+    """``{"mode": "fixed"}``, or the evergreen entry and per-person cart offsets."""
+    if launch.mode != "evergreen":
+        return {"mode": "fixed"}
+    return {
+        "mode": "evergreen",
+        "entry": launch.entry,
+        "entry_cart_open": launch.entry_cart_open,
+        "entry_cart_close": launch.entry_cart_close,
     }

@@ -399,7 +399,7 @@ def confirm_signup(
     consent.confirmed_at = now
     consent.confirm_ip = _cap(ip, 64)
     _activate(session, subscriber, ip=ip, now=now, magnet=magnet)
-    audience.add_tags(session, [subscriber.id], magnet_tags(magnet))
+    audience.add_tags(session, [subscriber.id], magnet_tags(magnet), at=now)
     if not subscriber.source:
         subscriber.source = f"magnet:{magnet.slug}"
     record_event(

@@ -117,6 +117,12 @@ class Launch(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     waitlist: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # evergreen: each entrant's cart opens/closes at entry + these offsets ("entry +7d");
+    # cart_open/cart_close are then the period in which entrants are taken
+    mode: Mapped[str] = mapped_column(String(20), default="fixed", server_default="fixed")
+    entry: Mapped[str | None] = mapped_column(String(200))  # magnet:SLUG | tag:TAG
+    entry_cart_open: Mapped[str | None] = mapped_column(String(50))
+    entry_cart_close: Mapped[str | None] = mapped_column(String(50))
 
     steps: Mapped[list[LaunchStep]] = relationship(back_populates="launch")
 
@@ -205,6 +211,7 @@ class SubscriberTag(Base):
         ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
     )
     tag: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+    tagged_at: Mapped[datetime | None]  # None: tagged before launchkit recorded the time
 
 
 class Import(Base):
@@ -368,6 +375,23 @@ class Send(Base):
     claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
     message_id: Mapped[str | None] = mapped_column(String(255))
+    deadline_at: Mapped[datetime | None]  # evergreen: this person's own cart close
+
+
+class EvergreenEntry(Base):
+    """One entrant of an evergreen launch, with their own cart open and close."""
+
+    __tablename__ = "evergreen_entries"
+    __table_args__ = (UniqueConstraint("launch_id", "subscriber_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    launch_id: Mapped[int] = mapped_column(ForeignKey("launches.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    entered_at: Mapped[datetime]
+    cart_open_at: Mapped[datetime]
+    cart_close_at: Mapped[datetime]
 
 
 class Link(Base):

@@ -86,7 +86,7 @@ ERASE_POLICY: dict[str, str] = {
 NOT_PERSONAL: dict[str, str] = {
     "imports": "id file_name file_sha256 format source created_at",
     "launches": "id slug product currency prelaunch_start cart_open cart_close created_at "
-    "updated_at waitlist",
+    "updated_at waitlist mode entry entry_cart_open entry_cart_close",
     "links": "id uuid url",
     "magnets": "id slug title description file_path url tags sequence language created_at "
     "archived_at",
@@ -121,7 +121,8 @@ NOT_PERSONAL: dict[str, str] = {
     "subscription_cancelled_at receipt_sent_at language updated_at tier coupon_code "
     "discount_cents tax_cents",
     "subscriber_status_changes": "id subscriber_id status changed_at source",
-    "subscriber_tags": "subscriber_id",
+    "subscriber_tags": "subscriber_id tagged_at",
+    "evergreen_entries": "id launch_id subscriber_id entered_at cart_open_at cart_close_at",
     "web_events": "id kind magnet_id offer_id occurred_at",
     "access_changes": "id order_id product_id action reason occurred_at",
     "access_grants": "id order_id product_id active granted_at revoked_at email_sent_at",
@@ -129,7 +130,7 @@ NOT_PERSONAL: dict[str, str] = {
     "payments": "id order_id stripe_id stripe_payment_intent_id instalment_number amount_cents "
     "currency fee_cents status recovered refunded_cents notified_at occurred_at",
     "sends": "id email_id subscriber_id status due_at attempts next_attempt_at claimed_by "
-    "claimed_at sent_at message_id",
+    "claimed_at sent_at message_id deadline_at",
     "refunds": "id order_id payment_id idempotency_key stripe_refund_id amount_cents currency "
     "forced status requested_at refunded_at",
     "memberships": "id order_id offer_id launch_id stripe_subscription_id interval amount_cents "

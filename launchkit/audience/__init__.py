@@ -207,8 +207,17 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
     return sorted({t.strip().lower() for t in tags if t.strip()})
 
 
-def add_tags(session: Session, subscriber_ids: Iterable[int], tags: Iterable[str]) -> int:
-    """Tag subscribers (tags are trimmed and lowercased); returns how many pairs were added."""
+def add_tags(
+    session: Session,
+    subscriber_ids: Iterable[int],
+    tags: Iterable[str],
+    *,
+    at: datetime | None = None,
+) -> int:
+    """Tag subscribers (tags are trimmed and lowercased); returns how many pairs were added.
+
+    ``at`` is recorded as the time each new tag was added (an evergreen launch's entry); a tag
+    already there keeps its time."""
     ids, wanted = sorted(set(subscriber_ids)), _clean_tags(tags)
     have: set[tuple[int, str]] = set()
     for batch in _batches(ids, IN_BATCH):
@@ -216,7 +225,12 @@ def add_tags(session: Session, subscriber_ids: Iterable[int], tags: Iterable[str
             SubscriberTag.subscriber_id.in_(batch), SubscriberTag.tag.in_(wanted)
         )
         have.update((sid, tag) for sid, tag in session.execute(query))
-    rows = [{"subscriber_id": i, "tag": t} for i in ids for t in wanted if (i, t) not in have]
+    rows = [
+        {"subscriber_id": i, "tag": t, "tagged_at": at}
+        for i in ids
+        for t in wanted
+        if (i, t) not in have
+    ]
     if rows:
         session.execute(insert(SubscriberTag), rows)
     return len(rows)

@@ -249,8 +249,13 @@ def start_checkout(
     now: datetime,
     language: str | None = None,
     coupon: str | None = None,
+    deadline: datetime | None = None,
 ) -> CheckoutStart:
     """Check the cart is open, then create a Checkout Session for this offer and plan.
+
+    An evergreen launch's cart is the buyer's own: ``deadline`` (from their signed link) is
+    required, a checkout after it (plus ``checkout_grace``) is refused, and the session
+    expires no later than it (but after Stripe's 30-minute minimum).
 
     Pay in full costs the price tier holding at ``now`` (named in the metadata, so the order
     keeps it); ``coupon`` prefills a promotion code (else codes may be typed when coupons exist).
@@ -267,9 +272,7 @@ def start_checkout(
         )  # fmt: skip
     launch = session.get(Launch, offer.launch_id)
     assert launch is not None
-    state = cart_state(launch, now, settings.checkout_grace)
-    if state != "open":
-        raise CartClosed(f'The cart of "{launch.slug}" is {state}: no checkout now.')
+    expires_at = _check_cart(launch, now, settings.checkout_grace, deadline)
     instalments, cents = resolve_plan(offer, plan)
     metadata = checkout_metadata(offer, launch, instalments, subscriber_id, bump, language)
     selling = _selling_terms(session, settings, offer, instalments, coupon, now)
@@ -286,9 +289,30 @@ def start_checkout(
         success_url=f"{base}/buy/{offer.slug}/thanks?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{base}/buy/{offer.slug}",
         now=now,
+        expires_at=expires_at,
         **selling.session_params,
     )
     return CheckoutStart(session_id, url, instalments)
+
+
+def _check_cart(
+    launch: Launch, now: datetime, grace: timedelta, deadline: datetime | None
+) -> datetime | None:
+    """Refuse a checkout outside the cart; the session's expiry for an evergreen one."""
+    from launchkit import evergreen
+
+    if not evergreen.is_evergreen(launch):
+        state = cart_state(launch, now, grace)
+        if state != "open":
+            raise CartClosed(f'The cart of "{launch.slug}" is {state}: no checkout now.')
+        return None
+    if deadline is None:
+        raise CartClosed(
+            f'"{launch.slug}" is evergreen: checkout only from the link in its emails.'
+        )
+    if now > deadline + grace:
+        raise CartClosed(f'The cart of "{launch.slug}" closed for this buyer: no checkout now.')
+    return evergreen.session_expiry(now, deadline + grace)
 
 
 def _selling_terms(

@@ -107,8 +107,11 @@ def create_checkout_session(
     discounts: list[dict[str, str]] | None = None,
     allow_promotion_codes: bool = False,
     automatic_tax: bool = False,
+    expires_at: datetime | None = None,
 ) -> tuple[str, str]:
     """The adapter: one Checkout Session (payment mode, or subscription mode for a plan).
+
+    The session expires after an hour, or at ``expires_at`` (an evergreen buyer's deadline).
 
     ``discounts`` applies a promotion code; ``allow_promotion_codes`` lets the buyer type one
     (Stripe accepts one or the other); ``automatic_tax`` turns on Stripe Tax with the buyer's
@@ -130,7 +133,7 @@ def create_checkout_session(
         "metadata": metadata,
         "success_url": success_url,
         "cancel_url": cancel_url,
-        "expires_at": int((now + timedelta(hours=1)).timestamp()),
+        "expires_at": int((expires_at or now + timedelta(hours=1)).timestamp()),
     }
     if metadata.get("subscriber"):
         params["client_reference_id"] = metadata["subscriber"]

@@ -237,7 +237,7 @@ def tag(
     runtime: Runtime = ctx.obj
     with runtime.transaction() as session:
         ids, tags, who = _targets(session, targets, segment)
-        added = audience.add_tags(session, ids, tags)
+        added = audience.add_tags(session, ids, tags, at=utcnow())
     say(f"added {added} tags to {who}")
 
 

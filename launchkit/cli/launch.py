@@ -8,7 +8,9 @@ from launchkit.cli.lazy import lazy_module
 from launchkit.cli.output import print_json, print_table, say
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import format_local, parse_local_datetime, utcnow
+from launchkit.errors import InputError
 
+evergreen = lazy_module("launchkit.evergreen")
 launches = lazy_module("launchkit.launches")
 sequences = lazy_module("launchkit.sequences")
 waitlists = lazy_module("launchkit.waitlists")
@@ -29,17 +31,32 @@ def create(
     ctx: typer.Context,
     slug: Annotated[str, typer.Argument(help="Short name, e.g. spring-2026.")],
     product: Annotated[str, typer.Option(help="Product name.")],
-    cart_open: Annotated[str, typer.Option(help=TIME_HELP)],
-    cart_close: Annotated[str, typer.Option(help=TIME_HELP)],
+    cart_open: Annotated[str, typer.Option(help=TIME_HELP + " Evergreen: 'entry +7d'.")],
+    cart_close: Annotated[str, typer.Option(help=TIME_HELP + " Evergreen: 'entry +10d'.")],
     prelaunch_start: Annotated[str | None, typer.Option(help=TIME_HELP)] = None,
     waitlist: Annotated[bool, typer.Option(help="Open its waitlist page /w/SLUG.")] = False,
+    evergreen_: Annotated[
+        bool, typer.Option("--evergreen", help="Run the launch per person, from their entry.")
+    ] = False,
+    entry: Annotated[
+        str | None, typer.Option(help="Evergreen entry: magnet:SLUG or tag:TAG.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Evergreen: last entry taken (default: a year). " + TIME_HELP)
+    ] = None,
 ) -> None:
-    """Create a launch with its milestones.
+    """Create a launch with its milestones (or an evergreen one, timed per person).
 
     Example: launchkit launch create spring --product "Cours photo" --cart-open "2026-12-01 09:00"
     --cart-close "2026-12-08 23:59" --prelaunch-start "2026-11-24 09:00"
+
+    Evergreen: launchkit launch create always --product "Cours photo" --evergreen
+    --entry magnet:guide --cart-open "entry +7d" --cart-close "entry +10d"
     """
     runtime: Runtime = ctx.obj
+    if evergreen_ or entry:
+        _create_evergreen(runtime, slug, product, entry, cart_open, cart_close, until)
+        return
     with runtime.transaction() as session:
         launch = launches.create_launch(
             session,
@@ -56,6 +73,29 @@ def create(
                 session, launch.slug, now=utcnow(), language=runtime.settings.language
             )
         say(f'Created launch "{launch.slug}" ({launch.product}).')
+
+
+def _create_evergreen(
+    runtime: Runtime,
+    slug: str,
+    product: str,
+    entry: str | None,
+    cart_open: str,
+    cart_close: str,
+    until: str | None,
+) -> None:
+    if not entry:
+        raise InputError("--evergreen needs --entry magnet:SLUG or --entry tag:TAG.")
+    with runtime.transaction() as session:
+        launch = evergreen.create_evergreen_launch(
+            session, slug, product=product, entry=entry, cart_open=cart_open,
+            cart_close=cart_close, currency=runtime.settings.currency, tz=runtime.settings.tz,
+            now=utcnow(), until=_parse(runtime, until, "--until"),
+        )  # fmt: skip
+        say(
+            f'Created evergreen launch "{launch.slug}" ({launch.product}): entry {launch.entry}, '
+            f"cart {launch.entry_cart_open} to {launch.entry_cart_close} for each person."
+        )
 
 
 @app.command("list")

@@ -239,7 +239,7 @@ def schedule(
         preflight(runtime, utcnow(), refuse=False, what="schedule")
     with runtime.transaction() as session:
         item = get_launch(session, launch)
-        sequences.schedule_launch(session, runtime.settings, item)
+        sequences.schedule_launch(session, runtime.settings, item, now=utcnow())
         data = _timeline(session, item, runtime.settings)
     if as_json:
         print_json(data)

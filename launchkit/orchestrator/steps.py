@@ -138,7 +138,7 @@ def schedule_sequences(session: Session, ctx: RunContext, launch: Launch) -> Ste
             sequences.attach_sequence(
                 session, ctx.settings, launch.slug, spec.name, segment=segment, now=ctx.now
             )
-    counts = sequences.schedule_launch(session, ctx.settings, launch)
+    counts = sequences.schedule_launch(session, ctx.settings, launch, now=ctx.now)
     return StepResult(
         Step.SCHEDULE_SEQUENCES,
         "done",

@@ -37,7 +37,15 @@ from sqlalchemy.orm import Session
 
 from launchkit.config import Settings
 from launchkit.errors import SendInProgress
-from launchkit.models import Email, LaunchSequence, Send, SendStatus, Subscriber, Suppression
+from launchkit.models import (
+    Email,
+    EvergreenEntry,
+    LaunchSequence,
+    Send,
+    SendStatus,
+    Subscriber,
+    Suppression,
+)
 from launchkit.sequences.schedule import SENDABLE
 
 LEASE = timedelta(minutes=5)
@@ -269,6 +277,9 @@ ROW_COLUMNS = (
     Subscriber.timezone,
     Subscriber.language,
     Suppression.reason,
+    Send.deadline_at,
+    EvergreenEntry.cart_open_at,
+    EvergreenEntry.cart_close_at,
 )
 ROW_KEYS = (
     "send_id",
@@ -284,6 +295,9 @@ ROW_KEYS = (
     "timezone",
     "language",
     "suppressed",
+    "deadline_at",  # evergreen: this person's own deadline for this email
+    "cart_open_at",  # evergreen: this person's own cart (None for a fixed launch)
+    "cart_close_at",
 )
 
 
@@ -293,6 +307,15 @@ def load_rows(session: Session, ids: list[int]) -> list[dict[str, Any]]:
         select(*ROW_COLUMNS)
         .join(Subscriber, Subscriber.id == Send.subscriber_id)
         .outerjoin(Suppression, Suppression.email == Subscriber.email)
+        .join(Email, Email.id == Send.email_id)
+        .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+        .outerjoin(
+            EvergreenEntry,
+            and_(
+                EvergreenEntry.launch_id == LaunchSequence.launch_id,
+                EvergreenEntry.subscriber_id == Send.subscriber_id,
+            ),
+        )
         .where(Send.id.in_(ids))
         .order_by(Send.due_at, Send.id)
     )

@@ -29,6 +29,7 @@ from launchkit.sequences.context import (
     launch_context,
     load_launch_data,
     magnet_titles,
+    person_context,
     sequence_language,
 )
 from launchkit.sequences.schedule import (
@@ -90,6 +91,8 @@ class Composer:
         if shared is None:
             shared = launch_context(self.settings, info.launch, row, language=language)
             self.launch_values[key] = shared
+        if row.get("cart_close_at") is not None:  # evergreen: this person's own cart
+            shared = person_context(self.settings, shared, row, language=language)
         return email_context(
             self.settings, info.launch, row, language=language, magnet_title=magnet, shared=shared
         ), language
@@ -185,7 +188,8 @@ class Composer:
             return "suppressed"
         if row["status"] != SubscriberStatus.ACTIVE:
             return str(row["status"])
-        if info.deadline_at is not None and now >= info.deadline_at:
+        deadline = row.get("deadline_at") or info.deadline_at
+        if deadline is not None and now >= deadline:
             return "deadline"
         if now - row["due_at"] > info.max_delay:
             return "stale"
@@ -234,7 +238,7 @@ def prepare_composer(
         if not sequences:
             continue
         launch_ids.append(launch.id)
-        schedule_launch(session, settings, launch)
+        schedule_launch(session, settings, launch, now=now)
         data = load_launch_data(session, launch, now)
         for seq in sequences:
             emails.update(_email_infos(session, settings, seq, data))

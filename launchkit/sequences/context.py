@@ -109,11 +109,7 @@ def launch_context(
     settings: Settings, launch: LaunchData, subscriber: dict[str, Any], *, language: str
 ) -> dict[str, Any]:
     """The template variables that depend only on the launch, language and timezone."""
-    zone = subscriber.get("timezone") or settings.timezone
-    try:
-        ZoneInfo(zone)
-    except Exception:  # an unknown zone falls back to the workspace's
-        zone = settings.timezone
+    zone = _zone(settings, subscriber)
     price = (
         format_money(launch.price_cents, launch.currency, language) if launch.price_cents else ""
     )
@@ -157,12 +153,37 @@ def email_context(
         "first_name": subscriber.get("first_name") or "",
         "last_name": subscriber.get("last_name") or "",
         "email": subscriber["email"],
-        "checkout_url": checkout_url(settings, launch, int(subscriber["id"])),
+        "checkout_url": checkout_url(settings, launch, subscriber),
         "magnet_title": magnet_title,
     }
 
 
-def checkout_url(settings: Settings, launch: LaunchData, subscriber_id: int) -> str:
-    """``{base_url}/buy/{offer}?t={token}``: the checkout, prefilled for this subscriber."""
-    token = make_token(settings, Purpose.CHECKOUT, {"s": subscriber_id})
+def person_context(
+    settings: Settings, shared: dict[str, Any], row: dict[str, Any], *, language: str
+) -> dict[str, Any]:
+    """Evergreen: the launch values with this person's own cart open and close."""
+    zone = _zone(settings, row)
+    return {
+        **shared,
+        "cart_open": format_moment(row["cart_open_at"], language, zone),
+        "cart_close": format_moment(row["cart_close_at"], language, zone),
+    }
+
+
+def _zone(settings: Settings, subscriber: dict[str, Any]) -> str:
+    zone = subscriber.get("timezone") or settings.timezone
+    try:
+        ZoneInfo(zone)
+    except Exception:  # an unknown zone falls back to the workspace's
+        zone = settings.timezone
+    return str(zone)
+
+
+def checkout_url(settings: Settings, launch: LaunchData, subscriber: dict[str, Any]) -> str:
+    """``{base_url}/buy/{offer}?t={token}``: the checkout, prefilled for this subscriber; in an
+    evergreen launch the signed token also carries the person's deadline (``d``)."""
+    payload: dict[str, Any] = {"s": int(subscriber["id"])}
+    if subscriber.get("cart_close_at") is not None:
+        payload["d"] = int(subscriber["cart_close_at"].timestamp())
+    token = make_token(settings, Purpose.CHECKOUT, payload)
     return f"{settings.base_url.rstrip('/')}/buy/{launch.offer_slug or launch.slug}?t={token}"

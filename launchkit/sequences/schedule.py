@@ -18,12 +18,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from launchkit import evergreen
 from launchkit.config import Settings
 from launchkit.db import UTCDateTime
 from launchkit.errors import AlreadyExists, InputError, InvalidTransition, NotFound
 from launchkit.launches import check_slug, get_launch, milestones
 from launchkit.models import (
     Email,
+    EvergreenEntry,
     Launch,
     LaunchSequence,
     Send,
@@ -195,16 +197,34 @@ def schedule_launch(
     launch: Launch,
     *,
     sync: bool = True,
+    now: datetime | None = None,
 ) -> ScheduleResult:
     """Re-read the sequence files, resolve send times, move unsent rows, add missing rows.
+
+    An evergreen launch first records its new entrants (up to ``now``), then gives each
+    entrant's rows that person's own due times (``_schedule_evergreen``).
 
     Every send run calls this in full: whoever is eligible now (tags, segments, status,
     suppressions as they are) and has no row gets one, whatever changed since the last run.
     """
     result = ScheduleResult()
+    if evergreen.is_evergreen(launch):
+        return _schedule_evergreen(session, settings, launch, sync=sync, now=now)
     zones = _timezone_values(session)
     window = Window.parse(settings.send_window)
     marks = milestones(launch)
+    for seq, emails in _plan(session, settings, launch, sync=sync):
+        for email in emails:
+            added, moved = _schedule_email(session, settings, seq, email, marks, zones, window)
+            result.emails += 1
+            result.added += added
+            result.moved += moved
+    return result
+
+
+def _plan(
+    session: Session, settings: Settings, launch: Launch, *, sync: bool
+) -> list[tuple[LaunchSequence, list[Email]]]:
     plan = []
     for seq in launch_sequences(session, launch):
         if seq.status == SequenceStatus.CANCELLED:
@@ -215,13 +235,88 @@ def schedule_launch(
             else sequence_emails(session, seq)
         )
         plan.append((seq, emails))
-    for seq, emails in plan:
+    return plan
+
+
+def _schedule_evergreen(
+    session: Session, settings: Settings, launch: Launch, *, sync: bool, now: datetime | None
+) -> ScheduleResult:
+    """Per person: each entrant's rows are due at that person's own milestones."""
+    result = ScheduleResult()
+    if now is not None:
+        evergreen.record_entries(session, launch, tz=settings.tz, now=now)
+    window = Window.parse(settings.send_window)
+    for seq, emails in _plan(session, settings, launch, sync=sync):
         for email in emails:
-            added, moved = _schedule_email(session, settings, seq, email, marks, zones, window)
+            spec = parse_send_at(email.send_at or "", where=f"{seq.name}/{email.step}")
+            _refuse_signup(seq, email, spec)
+            email.scheduled_at = None  # one time per person, on the ledger rows
+            email.deadline_at = None
             result.emails += 1
-            result.added += added
-            result.moved += moved
+            result.added += _insert_entrants(session, settings, launch, seq, email, spec, window)
     return result
+
+
+def _insert_entrants(
+    session: Session,
+    settings: Settings,
+    launch: Launch,
+    seq: LaunchSequence,
+    email: Email,
+    spec: SendAt,
+    window: Window,
+) -> int:
+    """Rows for the eligible entrants who have none, each due at their own time.
+
+    The due time depends on the person's entry, zone, the send window and DST, which portable
+    SQL cannot compute; so the missing (entrant, zone) pairs are read in one query and written
+    in one multi-row INSERT that ignores conflicts (the UNIQUE (email, subscriber) keeps it
+    exactly once even when two schedulers race)."""
+    already = select(Send.subscriber_id).where(Send.email_id == email.id)
+    query = (
+        select(
+            EvergreenEntry.subscriber_id,
+            EvergreenEntry.entered_at,
+            EvergreenEntry.cart_open_at,
+            EvergreenEntry.cart_close_at,
+            Subscriber.timezone,
+        )
+        .join(Subscriber, Subscriber.id == EvergreenEntry.subscriber_id)
+        .where(EvergreenEntry.launch_id == launch.id, eligible_clause(seq, email))
+        .where(EvergreenEntry.subscriber_id.not_in(already))
+    )
+    rows = []
+    for sid, entered, opens, closes, zone in session.execute(query):
+        marks = {"entry": entered, "prelaunch_start": entered, "cart_open": opens}
+        marks["cart_close"] = closes
+        due = _due(spec, marks, settings, zone, email.local_time, window)
+        deadline = closes if spec.has_deadline else None
+        rows.append({"email_id": email.id, "subscriber_id": sid, "status": SendStatus.QUEUED,
+                     "due_at": due, "attempts": 0, "deadline_at": deadline})  # fmt: skip
+    return _insert_rows(session, rows)
+
+
+def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> int:
+    if not rows:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(Send).on_conflict_do_nothing()
+    else:
+        stmt = insert(Send).prefix_with("OR IGNORE")
+    before = session.scalar(select(func.count(Send.id)).where(Send.email_id == rows[0]["email_id"]))
+    session.execute(stmt, rows)
+    after = session.scalar(select(func.count(Send.id)).where(Send.email_id == rows[0]["email_id"]))
+    return int(after or 0) - int(before or 0)
+
+
+def _refuse_signup(seq: LaunchSequence, email: Email, spec: SendAt) -> None:
+    if spec.milestone == "signup":
+        raise InputError(
+            f'{seq.name}/{email.step}: "signup" timing is for lead-magnet sequences, '
+            "not launch sequences."
+        )
 
 
 def reschedule_launch(session: Session, settings: Settings, launch_slug: str) -> ScheduleResult:
@@ -245,10 +340,11 @@ def _schedule_email(
     window: Window,
 ) -> tuple[int, int]:
     spec = parse_send_at(email.send_at or "", where=f"{seq.name}/{email.step}")
-    if spec.milestone == "signup":
+    _refuse_signup(seq, email, spec)
+    if spec.milestone == "entry":
         raise InputError(
-            f'{seq.name}/{email.step}: "signup" timing is for lead-magnet sequences, '
-            "not launch sequences."
+            f'{seq.name}/{email.step}: "entry" timing is for evergreen launches '
+            "(launch create --evergreen)."
         )
     email.scheduled_at = _due(spec, marks, settings, None, email.local_time, window)
     email.deadline_at = marks.get("cart_close") if spec.has_deadline else None

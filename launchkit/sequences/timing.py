@@ -5,8 +5,9 @@
 - ``cart_close -3h``: three hours (absolute time) before the cart closes;
 - ``prelaunch_start +2d 09:00``: two calendar days after the pre-launch starts, at 09:00 wall-clock
   time (workspace timezone, or each subscriber's own zone when the email says ``local: true``);
-- milestones are ``prelaunch_start``, ``cart_open``, ``cart_close`` and, for lead-magnet
-  sequences, ``signup`` (timed from each subscriber's signup).
+- milestones are ``prelaunch_start``, ``cart_open``, ``cart_close``, for lead-magnet
+  sequences ``signup`` (timed from each subscriber's signup) and, for evergreen launches,
+  ``entry`` (each person's own entry; their other milestones are theirs too).
 
 Day offsets are calendar days (09:00 stays 09:00 across a DST change); ``h``/``m`` offsets are
 elapsed time. An email timed before ``cart_close`` (negative offset) has the cart close as its
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from launchkit.config import parse_send_window
 from launchkit.errors import ConfigError, InputError
 
-MILESTONES = ("prelaunch_start", "cart_open", "cart_close", "signup")
+MILESTONES = ("prelaunch_start", "cart_open", "cart_close", "signup", "entry")
 _SEND_AT = re.compile(
     r"^\s*(?P<milestone>[a-z_]+)\s+(?P<sign>[+-])\s*(?P<n>\d+)\s*(?P<unit>[mhd])"
     r"(?:\s+(?P<hh>\d{1,2}):(?P<mm>\d{2}))?\s*$"

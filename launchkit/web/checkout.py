@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from launchkit import checkout, salespage, tokens
+from launchkit import checkout, evergreen, salespage, tokens
 from launchkit.db import make_sessionmaker
 from launchkit.errors import LaunchkitError, NotFound
 from launchkit.models import Launch, Offer, Subscriber, WebEvent
@@ -69,6 +69,8 @@ STRINGS = {
         "thanks": "Votre paiement est en cours de confirmation. Vous allez recevoir votre reçu "
         "et vos accès par email.",
         "days": "j",
+        "link_title": "Cette offre passe par votre lien personnel",
+        "link": "Ouvrez-la depuis le lien reçu par email\u00a0: il porte votre date limite.",
         "tier": "Tarif «\u00a0{tier}\u00a0»\u00a0: {amount} jusqu'au {when}, puis {next}.",
     },
     "en": {
@@ -92,6 +94,8 @@ STRINGS = {
         "thanks": "Your payment is being confirmed. Your receipt and access details are on "
         "their way to your inbox.",
         "days": "d",
+        "link_title": "This offer opens from your personal link",
+        "link": "Open it from the link in your emails: it carries your own deadline.",
         "tier": '"{tier}" price: {amount} until {when}, then {next}.',
     },
 }
@@ -119,6 +123,8 @@ STRINGS_FR_TU = {
     "before": "Les portes ouvrent le {when}. Reviens à ce moment-là\u202f!",
     "closed": "Les portes ont fermé le {when}. Merci de ton intérêt\u00a0: tu seras "
     "prévenu·e de la prochaine session.",
+    "link_title": "Cette offre passe par ton lien personnel",
+    "link": "Ouvre-la depuis le lien reçu par email\u00a0: il porte ta date limite.",
     "thanks_title": "Merci pour ta commande\u202f!",
     "thanks": "Ton paiement est en cours de confirmation. Tu vas recevoir ton reçu "
     "et tes accès par email.",
@@ -138,18 +144,40 @@ def _when(request: Request, moment: datetime) -> str:
     return french.format_moment(moment, settings.language, settings.timezone, year=True)
 
 
-def _subscriber_from_token(request: Request, session: Any, token: str | None) -> Subscriber | None:
-    """The subscriber named by a CHECKOUT token (None when absent, invalid or expired)."""
+def _token_data(request: Request, token: str | None) -> dict[str, Any]:
+    """A verified CHECKOUT token's payload ({} when absent, invalid or expired)."""
     if not token:
-        return None
+        return {}
     state = state_of(request)
     try:
-        data = tokens.read_token(
+        return tokens.read_token(
             state.settings, Purpose.CHECKOUT, token, now_ts=state.clock().timestamp()
         )
-        return session.get(Subscriber, int(data["s"]))
-    except (LaunchkitError, KeyError, TypeError, ValueError):
+    except LaunchkitError:
+        return {}
+
+
+def _subscriber_from_token(request: Request, session: Any, token: str | None) -> Subscriber | None:
+    """The subscriber named by a CHECKOUT token (None when absent, invalid or expired)."""
+    try:
+        return session.get(Subscriber, int(_token_data(request, token)["s"]))
+    except (KeyError, TypeError, ValueError):
         return None
+
+
+def _own_cart(request: Request, offer: Offer, launch: Launch, token: str | None) -> Any:
+    """Evergreen: the buyer's deadline from their signed link, or the page refusing the
+    checkout (no valid link: 403; after the deadline plus grace: the closed page)."""
+    deadline = evergreen.token_deadline(_token_data(request, token))
+    if deadline is None:
+        c = _strings(request)
+        context = {"c": c, "title": c["link_title"], "message": c["link"], "offer": offer,
+                   "page_title": offer.product, "kind": "closed"}  # fmt: skip
+        return render_page(request, "checkout_closed.html", context, status=403)
+    state = state_of(request)
+    if state.clock() > deadline + state.settings.checkout_grace:
+        return _closed_page(request, offer, launch, "closed", when=deadline)
+    return deadline
 
 
 def _record(
@@ -177,13 +205,16 @@ def _plans(request: Request, offer: Offer) -> list[dict[str, Any]]:
     return plans
 
 
-def _closed_page(request: Request, offer: Offer, launch: Launch, cart: str) -> Response:
+def _closed_page(
+    request: Request, offer: Offer, launch: Launch, cart: str, when: datetime | None = None
+) -> Response:
     c = _strings(request)
-    when = _when(request, launch.cart_open if cart == "before" else launch.cart_close)
+    moment = when or (launch.cart_open if cart == "before" else launch.cart_close)
+    when_text = _when(request, moment)
     context = {
         "c": c,
         "title": c[f"{cart}_title"],
-        "message": c[cart].format(when=when),
+        "message": c[cart].format(when=when_text),
         "offer": offer,
         "page_title": offer.product,
         "kind": cart,
@@ -214,11 +245,17 @@ def sales_page(request: Request) -> Response:
         offer, launch = loaded
         subscriber = _subscriber_from_token(request, session, token)
         _record(session, "sales_view", offer, subscriber, request)
-        cart = checkout.cart_state(launch, state.clock(), state.settings.checkout_grace)
-        if cart != "open":
-            return _closed_page(request, offer, launch, cart)
+        deadline = None
+        if evergreen.is_evergreen(launch):
+            deadline = _own_cart(request, offer, launch, token)
+            if isinstance(deadline, Response):
+                return deadline
+        else:
+            cart = checkout.cart_state(launch, state.clock(), state.settings.checkout_grace)
+            if cart != "open":
+                return _closed_page(request, offer, launch, cart)
         price = price_now(session, offer, state.clock())
-        return _render_offer(request, offer, launch, subscriber, token, price)
+        return _render_offer(request, offer, launch, subscriber, token, price, deadline)
 
 
 def _tier_note(request: Request, offer: Offer, price: PriceNow | None) -> str:
@@ -252,8 +289,10 @@ def _render_offer(
     subscriber: Subscriber | None,
     token: str | None,
     tier_price: PriceNow | None = None,
+    deadline: datetime | None = None,
 ) -> Response:
     state = state_of(request)
+    closes = deadline or launch.cart_close
     c, lang = _strings(request), state.settings.language
     bump = None
     if offer.bump_name and offer.bump_cents:
@@ -271,8 +310,8 @@ def _render_offer(
         "bump": bump,
         "email": subscriber.email if subscriber else "",
         "token": token or "",
-        "deadline": c["closes"].format(when=_when(request, launch.cart_close)),
-        "deadline_ms": int((launch.cart_close + state.settings.checkout_grace).timestamp() * 1000),
+        "deadline": c["closes"].format(when=_when(request, closes)),
+        "deadline_ms": int((closes + state.settings.checkout_grace).timestamp() * 1000),
         "now_ms": int(state.clock().timestamp() * 1000),
         "guarantee": c["guarantee"].format(days=offer.guarantee_days)
         if offer.guarantee_days
@@ -356,7 +395,12 @@ def _buy(request: Request, form: dict[str, str]) -> Response:
             return loaded
         offer, launch = loaded
         now = state.clock()
-        if checkout.cart_state(launch, now, state.settings.checkout_grace) != "open":
+        deadline = None
+        if evergreen.is_evergreen(launch):
+            deadline = _own_cart(request, offer, launch, token)
+            if isinstance(deadline, Response):
+                return deadline
+        elif checkout.cart_state(launch, now, state.settings.checkout_grace) != "open":
             return _closed_page(
                 request,
                 offer,
@@ -380,6 +424,7 @@ def _buy(request: Request, form: dict[str, str]) -> Response:
                 now=now,
                 language=(subscriber.language if subscriber else None) or state.settings.language,
                 coupon=coupon,
+                deadline=deadline,
             )
         except LaunchkitError as e:
             log.warning("checkout for %s not started: %s", offer.slug, e)

@@ -1,0 +1,187 @@
+"""Evergreen launches (#18): each entrant's own sequence, cart and deadline.
+
+Both databases; the checkout is the real web app (Starlette TestClient) with the recording
+Stripe client; delivery goes through the file outbox of the real sender.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from launchkit import audience, evergreen, sequences
+from launchkit.errors import InputError, NotFound
+from launchkit.models import EvergreenEntry, Launch, Send, Subscriber
+from tests.sendkit import tune, write_sequence
+
+T0 = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)  # a Monday
+PARIS, NEW_YORK = ZoneInfo("Europe/Paris"), ZoneInfo("America/New_York")
+
+FILES = {
+    "01-welcome.md": '---\nsubject: "Bienvenue"\nsend_at: "entry +0h"\n---\nBonjour.\n',
+    "02-open.md": (
+        '---\nsubject: "C\'est ouvert"\nsend_at: "cart_open +0d 09:00"\nlocal: true\n'
+        "kind: sales\n---\nJusqu'au {{ cart_close }}: [acheter]({{ checkout_url }})\n"
+    ),
+    "03-last.md": (
+        '---\nsubject: "Dernier appel"\nsend_at: "cart_close -3h"\nkind: sales\n---\n'
+        "Fin le {{ cart_close }}. [acheter]({{ checkout_url }})\n"
+    ),
+}
+
+
+def _person(session, email: str, zone: str | None = None) -> Subscriber:
+    sub = Subscriber(email=email, timezone=zone, created_at=T0, updated_at=T0)
+    session.add(sub)
+    session.flush()
+    return sub
+
+
+def _launch(session, settings, now=T0 - timedelta(days=1)) -> Launch:
+    write_sequence(settings, "always", FILES)
+    launch = evergreen.create_evergreen_launch(
+        session, "always", product="Cours photo", entry="tag:webinar", cart_open="entry +7d",
+        cart_close="entry +10d", currency="EUR", tz=settings.tz, now=now,
+    )  # fmt: skip
+    sequences.attach_sequence(session, settings, "always", "always", now=now)
+    return launch
+
+
+def _due(session, email_step: str) -> dict[str, datetime]:
+    from launchkit.models import Email
+
+    rows = session.execute(
+        select(Subscriber.email, Send.due_at)
+        .join(Send, Send.subscriber_id == Subscriber.id)
+        .join(Email, Email.id == Send.email_id)
+        .where(Email.step == email_step)
+    )
+    return dict(rows.all())
+
+
+def test_two_entrants_a_week_apart_get_the_same_emails_a_week_apart(sessions, settings) -> None:
+    settings = tune(settings)  # send window 00:00-24:00
+    with sessions.begin() as s:
+        launch = _launch(s, settings)
+        ana, bo = _person(s, "ana@example.fr", "Europe/Paris"), _person(s, "bo@example.com")
+        bo.timezone = "America/New_York"
+        audience.add_tags(s, [ana.id], ["webinar"], at=T0)
+        audience.add_tags(s, [bo.id], ["webinar"], at=T0 + timedelta(days=7))
+        first = sequences.schedule_launch(s, settings, launch, now=T0 + timedelta(hours=1))
+        assert first.added == 3  # ana only: bo has not entered yet at that time
+        second = sequences.schedule_launch(s, settings, launch, now=T0 + timedelta(days=8))
+        assert second.added == 3  # bo, on the next run
+        again = sequences.schedule_launch(s, settings, launch, now=T0 + timedelta(days=9))
+        assert again.added == 0
+        welcome, opens, last = _due(s, "01-welcome"), _due(s, "02-open"), _due(s, "03-last")
+        entries = {e.subscriber_id: e for e in s.scalars(select(EvergreenEntry))}
+    assert welcome == {"ana@example.fr": T0, "bo@example.com": T0 + timedelta(days=7)}
+    # 09:00 on the day the person's cart opens, in their own zone
+    assert opens["ana@example.fr"].astimezone(PARIS).replace(tzinfo=None) == datetime(
+        2026, 11, 9, 9, 0
+    )
+    assert opens["bo@example.com"].astimezone(NEW_YORK).replace(tzinfo=None) == datetime(
+        2026, 11, 16, 9, 0
+    )
+    assert last["bo@example.com"] - last["ana@example.fr"] == timedelta(days=7)
+    assert last["ana@example.fr"] == T0 + timedelta(days=10, hours=-3)
+    assert entries[ana.id].cart_close_at == T0 + timedelta(days=10)
+    assert entries[bo.id].cart_open_at == T0 + timedelta(days=14)
+
+
+def test_cart_emails_carry_the_persons_deadline(sessions, settings) -> None:
+    with sessions.begin() as s:
+        launch = _launch(s, tune(settings))
+        ana = _person(s, "ana@example.fr")
+        audience.add_tags(s, [ana.id], ["webinar"], at=T0)
+        sequences.schedule_launch(s, tune(settings), launch, now=T0)
+        deadlines = dict(
+            s.execute(
+                select(Send.due_at, Send.deadline_at).where(Send.subscriber_id == ana.id)
+            ).all()
+        )
+    assert sorted(d for d in deadlines.values() if d) == [T0 + timedelta(days=10)]
+
+
+def test_entries_before_the_launch_or_without_a_time_are_not_entrants(sessions, settings) -> None:
+    with sessions.begin() as s:
+        launch = _launch(s, tune(settings), now=T0)
+        old, untimed, fresh = (_person(s, f"{n}@example.fr") for n in ("old", "untimed", "new"))
+        audience.add_tags(s, [old.id], ["webinar"], at=T0 - timedelta(days=3))
+        audience.add_tags(s, [untimed.id], ["webinar"])  # e.g. an import: no time recorded
+        audience.add_tags(s, [fresh.id], ["webinar"], at=T0 + timedelta(hours=2))
+        assert evergreen.record_entries(s, launch, tz=settings.tz, now=T0 + timedelta(days=1)) == 1
+        assert evergreen.record_entries(s, launch, tz=settings.tz, now=T0 + timedelta(days=2)) == 0
+        assert list(s.scalars(select(EvergreenEntry.subscriber_id))) == [fresh.id]
+
+
+def test_magnet_entry_is_the_first_confirmed_opt_in(sessions, settings) -> None:
+    from launchkit import magnets
+
+    with sessions.begin() as s:
+        magnet = magnets.add_magnet(
+            s, settings, "guide", title="Guide", url="https://e.org/g", now=T0 - timedelta(days=2)
+        )
+        launch = evergreen.create_evergreen_launch(
+            s, "always", product="Cours", entry="magnet:guide", cart_open="entry +7d",
+            cart_close="entry +10d", currency="EUR", tz=settings.tz, now=T0 - timedelta(days=1),
+        )  # fmt: skip
+        visitor = magnets.Visitor("192.0.2.1", "Mozilla/5.0", "https://e.org/")
+        for email, at in (("ana@example.fr", T0), ("bo@example.fr", T0 + timedelta(days=1))):
+            data = magnets.SignupInput(email=email, first_name="A")
+            up = magnets.signup(s, settings, magnet, data, visitor, now=at - timedelta(minutes=5))
+            payload = {"s": up.subscriber.id, "m": magnet.id, "c": up.consent.id}
+            magnets.confirm_signup(s, settings, payload, ip=None, now=at)
+        magnets.signup(  # signed up, never confirmed: not an entrant
+            s, settings, magnet, magnets.SignupInput(email="cy@example.fr", first_name="C"),
+            visitor, now=T0,
+        )  # fmt: skip
+        evergreen.record_entries(s, launch, tz=settings.tz, now=T0 + timedelta(days=3))
+        rows = s.execute(
+            select(Subscriber.email, EvergreenEntry.entered_at).join(
+                Subscriber, Subscriber.id == EvergreenEntry.subscriber_id
+            )
+        ).all()
+    assert dict(rows) == {"ana@example.fr": T0, "bo@example.fr": T0 + timedelta(days=1)}
+
+
+def test_bad_spellings_are_one_line_errors(session, settings) -> None:
+    with pytest.raises(InputError, match='must be "magnet:SLUG" or "tag:TAG"'):
+        evergreen.parse_entry("webinar")
+    with pytest.raises(InputError, match='must be a time after the entry, e.g. "entry \\+7d"'):
+        evergreen.parse_offset("cart_open +7d", where="--cart-open")
+    with pytest.raises(NotFound, match='magnet "nope" does not exist'):
+        evergreen.create_evergreen_launch(
+            session, "x", product="P", entry="magnet:nope", cart_open="entry +7d",
+            cart_close="entry +10d", currency="EUR", tz=settings.tz, now=T0,
+        )  # fmt: skip
+    with pytest.raises(InputError, match="the cart must open before it closes"):
+        evergreen.create_evergreen_launch(
+            session, "y", product="P", entry="tag:w", cart_open="entry +7d",
+            cart_close="entry +2d", currency="EUR", tz=settings.tz, now=T0,
+        )  # fmt: skip
+
+
+def test_cli_create_evergreen_and_errors(cli) -> None:
+    ok = cli("launch", "create", "always", "--product", "Cours", "--evergreen", "--entry",
+             "tag:webinar", "--cart-open", "entry +7d", "--cart-close", "entry +10d")  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert 'Created evergreen launch "always"' in ok.output
+    shown = cli("launch", "show", "always", "--json")
+    assert '"mode": "evergreen"' in shown.output and '"entry": "tag:webinar"' in shown.output
+    bad = cli("launch", "create", "b", "--product", "C", "--evergreen", "--entry", "webinar",
+              "--cart-open", "entry +7d", "--cart-close", "entry +10d")  # fmt: skip
+    assert bad.exit_code == 1
+    assert bad.stderr == (
+        'Error: --entry: "webinar" must be "magnet:SLUG" or "tag:TAG" (e.g. magnet:guide).\n'
+    )
+    missing = cli("launch", "create", "c", "--product", "C", "--evergreen",
+                  "--cart-open", "entry +7d", "--cart-close", "entry +10d")  # fmt: skip
+    assert missing.exit_code == 1
+    assert missing.stderr == "Error: --evergreen needs --entry magnet:SLUG or --entry tag:TAG.\n"
+    offset = cli("launch", "create", "d", "--product", "C", "--evergreen", "--entry", "tag:w",
+                 "--cart-open", "2026-12-01 09:00", "--cart-close", "entry +10d")  # fmt: skip
+    assert offset.exit_code == 1 and offset.stderr.startswith("Error: --cart-open: send_at")
