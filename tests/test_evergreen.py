@@ -185,3 +185,144 @@ def test_cli_create_evergreen_and_errors(cli) -> None:
     offset = cli("launch", "create", "d", "--product", "C", "--evergreen", "--entry", "tag:w",
                  "--cart-open", "2026-12-01 09:00", "--cart-close", "entry +10d")  # fmt: skip
     assert offset.exit_code == 1 and offset.stderr.startswith("Error: --cart-open: send_at")
+
+
+# --- checkout: the person's own deadline, in the real web app ------------------------------
+
+
+def _offer(session, settings) -> Subscriber:
+    from launchkit import checkout
+
+    _launch(session, settings)
+    checkout.add_offer(
+        session, "always", "cours", product="Cours photo", price_cents=49700, currency="EUR",
+        plans=[], now=T0,
+    )  # fmt: skip
+    ana = _person(session, "ana@example.fr")
+    audience.add_tags(session, [ana.id], ["webinar"], at=T0)
+    launch = session.scalar(select(Launch).where(Launch.slug == "always"))
+    evergreen.record_entries(session, launch, tz=settings.tz, now=T0)
+    return ana
+
+
+def _token(settings, sid: int, deadline: datetime) -> str:
+    from launchkit.tokens import Purpose, make_token
+
+    return make_token(settings, Purpose.CHECKOUT, {"s": sid, "d": int(deadline.timestamp())})
+
+
+def test_checkout_enforces_the_persons_deadline(sessions, stripe_settings) -> None:
+    from starlette.testclient import TestClient
+
+    from launchkit import checkout
+    from launchkit.web import create_app
+    from tests.test_checkout import RecordingClient, _posted
+    from tests.test_web import csrf_of
+
+    with sessions.begin() as s:
+        ana = _offer(s, stripe_settings)
+        sid = ana.id
+    deadline = T0 + timedelta(days=10)
+    token = _token(stripe_settings, sid, deadline)
+    http = RecordingClient()
+
+    def web_at(moment: datetime) -> TestClient:
+        app = create_app(stripe_settings, clock=lambda: moment)
+        app.state.stripe_client = checkout.make_client(stripe_settings, http_client=http)
+        return TestClient(app)
+
+    before = deadline - timedelta(minutes=5)  # 20 minutes left with the 15-minute grace
+    with web_at(before) as web:
+        page = web.get(f"/buy/cours?t={token}")
+        assert page.status_code == 200 and "ana@example.fr" in page.text
+        assert str(int((deadline + timedelta(minutes=15)).timestamp()) * 1000) in page.text
+        form = {"csrf_token": csrf_of(page.text), "plan": "full", "t": token}
+        assert web.post("/buy/cours", data=form, follow_redirects=False).status_code == 303
+        # no token, a forged one: refused, whatever the time
+        assert web.get("/buy/cours").status_code == 403
+        forged = token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")
+        refused = web.get(f"/buy/cours?t={forged}")
+        assert refused.status_code == 403 and "personnel" in refused.text
+        other = _token(stripe_settings, sid, deadline + timedelta(days=30))[:-1]
+        assert web.get(f"/buy/cours?t={other}").status_code == 403
+    fields = _posted(http, "/v1/checkout/sessions")
+    assert len(fields) == 1
+    # the session expires at Stripe's 30-minute minimum here (the deadline is 20 minutes away)
+    assert int(fields[0]["expires_at"]) == int((before + timedelta(minutes=30)).timestamp())
+    assert fields[0]["metadata[subscriber]"] == str(sid)
+
+    after = deadline + timedelta(minutes=16)
+    with web_at(after) as web:
+        page = web.get(f"/buy/cours?t={token}")
+        assert page.status_code == 403 and "fermé" in page.text
+        posted = web.post("/buy/cours", data={"plan": "full", "t": token},
+                          follow_redirects=False)  # fmt: skip
+        assert posted.status_code == 403
+    assert len(_posted(http, "/v1/checkout/sessions")) == 1  # nothing created after
+
+
+def test_session_expiry_is_cut_to_the_deadline() -> None:
+    now = T0
+    assert evergreen.session_expiry(now, now + timedelta(days=2)) == now + timedelta(hours=1)
+    assert evergreen.session_expiry(now, now + timedelta(minutes=45)) == now + timedelta(minutes=45)
+    assert evergreen.session_expiry(now, now + timedelta(minutes=5)) == now + timedelta(minutes=30)
+
+
+def test_start_checkout_without_a_deadline_is_refused(session, stripe_settings) -> None:
+    from launchkit import checkout
+    from launchkit.checkout.offers import CartClosed
+    from tests.test_checkout import RecordingClient
+
+    ana = _offer(session, stripe_settings)
+    client = checkout.make_client(stripe_settings, http_client=RecordingClient())
+    with pytest.raises(CartClosed, match="checkout only from the link in its emails"):
+        checkout.start_checkout(
+            session, stripe_settings, client, "cours", plan="full", subscriber_id=ana.id,
+            email=None, bump=False, now=T0 + timedelta(days=8),
+        )  # fmt: skip
+    with pytest.raises(CartClosed, match="closed for this buyer"):
+        checkout.start_checkout(
+            session, stripe_settings, client, "cours", plan="full", subscriber_id=ana.id,
+            email=None, bump=False, now=T0 + timedelta(days=11), deadline=T0 + timedelta(days=10),
+        )  # fmt: skip
+
+
+# --- delivery: real SMTP, each person's own deadline ---------------------------------------
+
+
+def test_send_times_links_and_deadlines_are_per_person(settings, engine, sessions, smtp_sink):
+    import re
+
+    from launchkit.tokens import Purpose, read_token
+    from tests.sendkit import FakeClock
+    from tests.test_sender import parsed, run, smtp_settings
+
+    settings = smtp_settings(settings, smtp_sink)
+    with sessions.begin() as s:
+        launch = _launch(s, settings)
+        ana, bo = _person(s, "ana@example.fr"), _person(s, "bo@example.fr")
+        audience.add_tags(s, [ana.id], ["webinar"], at=T0)
+        audience.add_tags(s, [bo.id], ["webinar"], at=T0 + timedelta(days=1))
+        ids = {"ana@example.fr": ana.id, "bo@example.fr": bo.id}
+        assert launch.mode == "evergreen"
+    clock = FakeClock(T0 + timedelta(days=10, hours=-2))  # ana's last call is due, not bo's
+    report = run(engine, settings, clock)
+    assert report.sent == 5
+    smtp_sink.wait_for(5)
+    last = {m["To"].addresses[0].addr_spec: m for m in parsed(smtp_sink)
+            if m["Subject"] == "Dernier appel"}  # fmt: skip
+    assert list(last) == ["ana@example.fr"]
+    text = last["ana@example.fr"].get_body(("plain",)).get_content()
+    assert "12 novembre" in text  # ana's own cart close (T0 + 10 days)
+    token = re.search(r"/buy/always\?t=([A-Za-z0-9_.\-]+)", text)[1]
+    data = read_token(settings, Purpose.CHECKOUT, token)
+    assert data == {"s": ids["ana@example.fr"], "d": int((T0 + timedelta(days=10)).timestamp())}
+    # bo's last call was due 3 h before bo's own close; the sender is late: past it, skipped
+    clock.now = T0 + timedelta(days=11, minutes=1)
+    late = run(engine, settings, clock)
+    assert late.sent == 0
+    with sessions.begin() as s:
+        reasons = dict(s.execute(select(Send.subscriber_id, Send.reason)
+                                 .where(Send.status == "skipped")).all())  # fmt: skip
+    assert reasons == {ids["bo@example.fr"]: "deadline"}
+    assert len(smtp_sink.messages) == 5
