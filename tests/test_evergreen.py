@@ -326,3 +326,81 @@ def test_send_times_links_and_deadlines_are_per_person(settings, engine, session
                                  .where(Send.status == "skipped")).all())  # fmt: skip
     assert reasons == {ids["bo@example.fr"]: "deadline"}
     assert len(smtp_sink.messages) == 5
+
+
+# --- analysis: entrants by ISO week, checked against an independent computation -------------
+
+
+def _expected_weeks(people, tz) -> dict[str, dict[str, int]]:
+    """The oracle: plain loops over the generated people, no shared code with the analysis."""
+    out: dict[str, dict[str, int]] = {}
+    for entered, close, purchases in people:
+        local = entered.astimezone(tz)
+        year, week, _ = local.isocalendar()
+        row = out.setdefault(f"{year}-W{week:02d}", {"entrants": 0, "buyers": 0, "revenue": 0})
+        row["entrants"] += 1
+        good = [cents for at, cents in purchases if at <= close + timedelta(hours=1)]
+        if good:
+            row["buyers"] += 1
+            row["revenue"] += sum(good)
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_entrants_by_week_matches_an_oracle(sessions, settings, seed) -> None:
+    import random
+
+    from launchkit.analysis import analyze_launch
+    from launchkit.analysis.definitions import wilson_interval
+    from launchkit.models import Order
+
+    rng = random.Random(seed)
+    tz = settings.tz
+    people = []
+    with sessions.begin() as s:
+        launch = _launch(s, tune(settings), now=T0)
+        for i in range(60):
+            sub = _person(s, f"p{i}@example.fr")
+            entered = T0 + timedelta(minutes=rng.randrange(0, 60 * 24 * 35))
+            audience.add_tags(s, [sub.id], ["webinar"], at=entered)
+            close = entered + timedelta(days=10)
+            purchases = []
+            for _ in range(rng.choice([0, 0, 0, 1, 1, 2])):
+                at = close + timedelta(minutes=rng.randrange(-60 * 24 * 3, 60 * 5))
+                cents = rng.choice([49700, 19900])
+                purchases.append((at, cents))
+                s.add(Order(launch_id=launch.id, subscriber_id=sub.id, email=sub.email,
+                            currency="EUR", total_cents=cents, paid_cents=cents, status="paid",
+                            created_at=at, updated_at=at))  # fmt: skip
+            people.append((entered, close, purchases))
+        evergreen.record_entries(s, launch, tz=tz, now=T0 + timedelta(days=60))
+        result = analyze_launch(s, "always", tz=tz)["evergreen"]
+    expected = _expected_weeks(people, tz)
+    assert [w["week"] for w in result["weeks"]] == sorted(expected)
+    for row in result["weeks"]:
+        want = expected[row["week"]]
+        assert (row["entrants"], row["buyers"], row["revenue_cents"]) == (
+            want["entrants"], want["buyers"], want["revenue"],
+        )  # fmt: skip
+        low, high = wilson_interval(want["buyers"], want["entrants"])
+        assert row["conversion_rate"] == pytest.approx(want["buyers"] / want["entrants"])
+        assert (row["ci95_low"], row["ci95_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert result["entrants"] == 60
+    late = sum(1 for _, close, buys in people for at, _ in buys if at > close + timedelta(hours=1))
+    assert result["late_orders"] == late
+
+
+def test_cli_analyze_shows_entrants_by_week(cli, sessions, settings, tmp_path) -> None:
+    with sessions.begin() as s:
+        launch = _launch(s, tune(settings), now=T0)
+        ana = _person(s, "ana@example.fr")
+        audience.add_tags(s, [ana.id], ["webinar"], at=T0 + timedelta(hours=1))
+        evergreen.record_entries(s, launch, tz=settings.tz, now=T0 + timedelta(days=1))
+    text = cli("analyze", "always")
+    assert text.exit_code == 0, text.output
+    assert "Entrants by week" in text.output and "2026-W45" in text.output
+    as_json = cli("analyze", "always", "--json")
+    assert '"week": "2026-W45"' in as_json.output
+    html = tmp_path / "r.html"
+    assert cli("analyze", "always", "--html", str(html)).exit_code == 0
+    assert 'id="evergreen"' in html.read_text() and "2026-W45" in html.read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
@@ -172,8 +173,12 @@ def analyze_launch(
     currency: str | None = None,
     segment: str | None = None,
     now: datetime | None = None,
+    tz: ZoneInfo | None = None,
 ) -> dict[str, Any]:
     """Analyze launch ``slug``: the dict behind ``launchkit analyze --json``.
+
+    An evergreen launch also gets ``evergreen``: its entrants by ISO week of entry (in ``tz``,
+    UTC when None), see ``analysis.evergreen``.
 
     ``currency`` picks one currency when the orders mix several; ``segment`` (a saved segment
     name or an expression) narrows the audience and the buyers (and their orders) to the
@@ -188,6 +193,10 @@ def analyze_launch(
     waitlist = None if segment else waitlist_section(session, launch)
     if waitlist is not None:
         result["waitlist"] = waitlist
+    if launch.mode == "evergreen" and not segment:
+        from launchkit.analysis.evergreen import entrants_by_week
+
+        result["evergreen"] = entrants_by_week(session, launch, tz or ZoneInfo("UTC"))
     if now is not None:  # memberships are measured against now (docs: "Membership launches")
         from launchkit.analysis.memberships import analyze_memberships
 

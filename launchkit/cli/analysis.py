@@ -95,6 +95,28 @@ def print_analysis(r: dict[str, Any]) -> None:
     print_table(
         "Conversion by source", ["source", "audience", "buyers", "conversion", "95% CI"], rows
     )
+    if r.get("evergreen"):
+        print_entrants(r["evergreen"], cur)
+
+
+def print_entrants(e: dict[str, Any], currency: str) -> None:
+    """The "Entrants by week" table of an evergreen launch."""
+    rows = [
+        (
+            w["week"],
+            w["entrants"],
+            w["buyers"],
+            percent(w["conversion_rate"]),
+            f"{percent(w['ci95_low'])}-{percent(w['ci95_high'])}" if w["ci95_low"] is not None
+            else "",
+            _money(w["revenue_cents"], currency),
+            w["late_orders"],
+        )
+        for w in [*e["weeks"], e]
+    ]  # fmt: skip
+    title = f"Entrants by week (entry {e['entry']}, cart {e['cart_open']} to {e['cart_close']})"
+    columns = ["week", "entrants", "buyers", "conversion", "95% CI", "revenue", "late orders"]
+    print_table(title, columns, rows)
 
 
 def analyze(
@@ -119,8 +141,9 @@ def analyze(
     runtime: Runtime = ctx.obj
     with runtime.transaction() as session:
         result = analysis.analyze_launch(
-            session, launch, currency=currency, segment=segment, now=_moment(runtime, now)
-        )
+            session, launch, currency=currency, segment=segment, now=_moment(runtime, now),
+            tz=runtime.settings.tz,
+        )  # fmt: skip
     if html is not None:
         settings = runtime.settings
         _write(
