@@ -204,3 +204,66 @@ def session_expiry(now: datetime, deadline: datetime) -> datetime:
     30 minutes Stripe requires."""
     wanted = min(now + timedelta(hours=1), deadline)
     return max(wanted, now + timedelta(minutes=30))
+
+
+# --- promises (checked by `launchkit rehearse`) --------------------------------------------
+
+LATE_ORDER = timedelta(hours=1)  # grace + the life of a session started inside it, rounded up
+
+
+def emails_after_deadline(session: Session, launch: Launch) -> list[tuple[str, str, str]]:
+    """Cart emails sent to a person after their own cart close: (email, address, detail)."""
+    from launchkit.models import Email, LaunchSequence, Send, SendStatus, Subscriber
+
+    rows = session.execute(
+        sa.select(LaunchSequence.name, Email.step, Subscriber.email, Send.sent_at, Send.deadline_at)
+        .join(Email, Email.id == Send.email_id)
+        .join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+        .join(Subscriber, Subscriber.id == Send.subscriber_id)
+        .where(LaunchSequence.launch_id == launch.id, Send.status == SendStatus.SENT)
+        .where(Send.deadline_at.is_not(None), Send.sent_at > Send.deadline_at)
+    ).all()
+    return [
+        (f"{name}/{step}", email, f"sent {sent:%Y-%m-%d %H:%M}, own close {close:%Y-%m-%d %H:%M}")
+        for name, step, email, sent, close in rows
+    ]
+
+
+def checkouts_after_deadline(
+    session: Session, launch: Launch, grace: timedelta
+) -> list[tuple[str, str, str]]:
+    """Checkouts started after the person's own deadline (+ grace), checkouts started without a
+    person, and orders created more than ``LATE_ORDER`` after the person's deadline."""
+    from launchkit.models import Offer, Order, Subscriber, WebEvent
+
+    entry = EvergreenEntry
+    starts = session.execute(
+        sa.select(Offer.slug, Subscriber.email, WebEvent.occurred_at, entry.cart_close_at)
+        .join(Offer, Offer.id == WebEvent.offer_id)
+        .outerjoin(Subscriber, Subscriber.id == WebEvent.subscriber_id)
+        .outerjoin(
+            entry,
+            sa.and_(entry.subscriber_id == WebEvent.subscriber_id, entry.launch_id == launch.id),
+        )  # fmt: skip
+        .where(Offer.launch_id == launch.id, WebEvent.kind == "checkout_start")
+    ).all()
+    found = [
+        (f"checkout/{slug}", email or "(anonymous)", f"started {at:%Y-%m-%d %H:%M}, "
+         + ("no personal deadline" if close is None else f"own close {close:%Y-%m-%d %H:%M}"))
+        for slug, email, at, close in starts
+        if close is None or at > close + grace
+    ]  # fmt: skip
+    orders = session.execute(
+        sa.select(Order.email, Order.created_at, entry.cart_close_at)
+        .join(
+            entry,
+            sa.and_(entry.subscriber_id == Order.subscriber_id, entry.launch_id == Order.launch_id),
+        )  # fmt: skip
+        .where(Order.launch_id == launch.id, Order.created_at > entry.cart_close_at)
+    ).all()
+    found += [
+        ("order", email, f"ordered {at:%Y-%m-%d %H:%M}, own close {close:%Y-%m-%d %H:%M}")
+        for email, at, close in orders
+        if at > close + LATE_ORDER
+    ]
+    return found

@@ -404,3 +404,60 @@ def test_cli_analyze_shows_entrants_by_week(cli, sessions, settings, tmp_path) -
     html = tmp_path / "r.html"
     assert cli("analyze", "always", "--html", str(html)).exit_code == 0
     assert 'id="evergreen"' in html.read_text() and "2026-W45" in html.read_text()
+
+
+# --- rehearse: the promises of an evergreen launch ------------------------------------------
+
+
+def test_promises_hold_after_a_real_send_and_catch_breaches(settings, engine, sessions) -> None:
+    from launchkit.models import Email, Order, WebEvent
+    from launchkit.orchestrator.promises import check_promises
+    from tests.sendkit import FakeClock
+    from tests.test_sender import run
+
+    settings = tune(settings)
+    with sessions.begin() as s:
+        _offer(s, settings)
+        bo = _person(s, "bo@example.fr")
+        audience.add_tags(s, [bo.id], ["webinar"], at=T0 + timedelta(days=1))
+    clock = FakeClock(T0 + timedelta(days=10, hours=-2))
+    run(engine, settings, clock)
+    clock.now = T0 + timedelta(days=11, hours=-2)  # bo's own last call
+    assert run(engine, settings, clock).sent == 1
+    clock.now = T0 + timedelta(days=12)
+    assert run(engine, settings, clock).sent == 0
+
+    with sessions.begin() as s:
+        launch = s.scalar(select(Launch).where(Launch.slug == "always"))
+        checks = check_promises(s, settings, launch)["checks"]
+        assert [c["promise"] for c in checks if c["broken"]] == []
+        names = {c["promise"] for c in checks}
+        assert sum(name.startswith("evergreen: ") for name in names) == 2
+        # breaches: a last call sent after bo's own close, a checkout and an order after it
+        last = s.scalar(select(Email.id).where(Email.step == "03-last"))
+        s.execute(Send.__table__.update().where(Send.email_id == last, Send.subscriber_id == bo.id)
+                  .values(status="sent", sent_at=T0 + timedelta(days=11, hours=1)))  # fmt: skip
+        offer_id = s.scalar(select(sa_offer_id()))
+        s.add(WebEvent(kind="checkout_start", offer_id=offer_id, subscriber_id=bo.id,
+                       occurred_at=T0 + timedelta(days=11, hours=1)))  # fmt: skip
+        s.add(WebEvent(kind="checkout_start", offer_id=offer_id, occurred_at=T0))
+        launch_id = s.scalar(select(Launch.id).where(Launch.slug == "always"))
+        s.add(Order(launch_id=launch_id, subscriber_id=bo.id, email=bo.email, currency="EUR",
+                    total_cents=100, paid_cents=100, status="paid", created_at=T0
+                    + timedelta(days=11, hours=2), updated_at=T0))  # fmt: skip
+        s.flush()
+        launch = s.scalar(select(Launch).where(Launch.slug == "always"))
+        result = check_promises(s, settings, launch)
+    by_promise = {c["promise"]: c["broken"] for c in result["checks"]}
+    assert by_promise["evergreen: no cart email reaches a person after their own cart close"] == 1
+    assert by_promise["evergreen: no checkout or sale after a person's own deadline"] == 3
+    assert (
+        by_promise["every eligible non-buyer receives the cart-close emails before the deadline"]
+        == 1
+    )  # sent, but after bo's own close
+
+
+def sa_offer_id():
+    from launchkit.models import Offer
+
+    return Offer.id

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,9 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from launchkit.analysis.definitions import wilson_interval
+from launchkit.evergreen import LATE_ORDER
 from launchkit.models import EvergreenEntry, Launch, Order, OrderStatus
 
-LATE = timedelta(hours=1)
+LATE = LATE_ORDER  # the same allowance as the rehearsal promise
 
 
 def iso_week(moment: datetime, tz: ZoneInfo) -> str:

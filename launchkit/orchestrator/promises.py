@@ -69,6 +69,8 @@ PROMISES = {
     "refund_window": "the refund window in the copy matches the offer's guarantee",
     "no_recovery_after_close": "no abandoned-checkout email goes out after the cart closed",
     "no_expired_tier": "no order gets a tier price after that tier's deadline",
+    "evergreen_emails": "evergreen: no cart email reaches a person after their own cart close",
+    "evergreen_checkout": "evergreen: no checkout or sale after a person's own deadline",
 }
 
 
@@ -85,6 +87,7 @@ def _launch_sends(session: Session, launch: Launch) -> list[Any]:
                 Email.kind,
                 Email.send_at,
                 Email.deadline_at,
+                Send.deadline_at.label("own_deadline"),
                 LaunchSequence.name,
                 Subscriber.email,
                 Subscriber.timezone,
@@ -105,7 +108,8 @@ def check_close_emails(rows: Iterable[Any], launch: Launch) -> list[Broken]:
         if not (row.send_at or "").startswith("cart_close -"):
             continue
         label = f"{row.name}/{row.step}"
-        if row.status == SendStatus.SENT and row.sent_at <= launch.cart_close:
+        closes = row.own_deadline or launch.cart_close  # evergreen: the person's own close
+        if row.status == SendStatus.SENT and row.sent_at <= closes:
             continue
         if row.status == SendStatus.SKIPPED and (row.reason or "").split(":")[0] in LEGIT_SKIPS:
             continue
@@ -275,9 +279,13 @@ def check_promises(
         "close_emails": check_close_emails(rows, launch),
         "no_sales_after": check_no_sales_after(session, rows, launch),
         "quiet_hours": check_quiet_hours(rows, settings),
-        "deadline_wording": check_deadline_wording(deadline_samples, launch, settings),
+        # evergreen: each person has their own dates (tests/test_evergreen.py checks them)
+        "deadline_wording": []
+        if launch.mode == "evergreen"
+        else check_deadline_wording(deadline_samples, launch, settings),
         "refund_window": check_refund_window({**samples, **page_samples}, offers),
         **_selling_checks(session, launch),
+        **_evergreen_checks(session, settings, launch),
     }
     checks = [{"promise": PROMISES[k], "ok": not v, "broken": len(v)} for k, v in results.items()]
     broken = [b.__dict__ for found in results.values() for b in found[:5]]
@@ -296,5 +304,19 @@ def _selling_checks(session: Session, launch: Launch) -> dict[str, list[Broken]]
     found = {
         "no_recovery_after_close": selling.recoveries_after_close(session, launch),
         "no_expired_tier": selling.tiers_after_deadline(session, launch),
+    }
+    return {key: [Broken(PROMISES[key], *item) for item in items] for key, items in found.items()}
+
+
+def _evergreen_checks(
+    session: Session, settings: Settings, launch: Launch
+) -> dict[str, list[Broken]]:
+    if launch.mode != "evergreen":
+        return {}
+    from launchkit.evergreen import checkouts_after_deadline, emails_after_deadline
+
+    found = {
+        "evergreen_emails": emails_after_deadline(session, launch),
+        "evergreen_checkout": checkouts_after_deadline(session, launch, settings.checkout_grace),
     }
     return {key: [Broken(PROMISES[key], *item) for item in items] for key, items in found.items()}
