@@ -83,10 +83,12 @@ def configure(
     cart_open: str,
     cart_close: str,
     tz: ZoneInfo,
+    check_magnet: bool = True,
 ) -> Launch:
-    """Make ``launch`` evergreen: check the entry exists and the cart opens before it closes."""
+    """Make ``launch`` evergreen: check the entry exists (``check_magnet``: a plan creates its
+    magnets in a later step) and the cart opens before it closes."""
     parsed = parse_entry(entry)
-    if parsed.kind == "magnet":
+    if parsed.kind == "magnet" and check_magnet:
         found = session.scalar(sa.select(Magnet.id).where(Magnet.slug == parsed.value))
         if found is None:
             raise NotFound(f'--entry: magnet "{parsed.value}" does not exist.')

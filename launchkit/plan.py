@@ -94,6 +94,12 @@ class Plan:
     offers: tuple[OfferSpec, ...] = ()
     sequences: tuple[SequenceSpec, ...] = ()
     segments: dict[str, str] = field(default_factory=dict)
+    # evergreen (mode = "evergreen"): cart_open/cart_close above are `starts`/`until`, the
+    # period in which entrants are taken; each person's cart is entry + these offsets
+    mode: str = "fixed"
+    entry: str | None = None
+    entry_cart_open: str | None = None
+    entry_cart_close: str | None = None
 
 
 class _Reader:
@@ -153,9 +159,7 @@ def load_plan(path: Path, settings: Settings) -> Plan:
         path=path,
         slug=reader.text(launch, "slug", "launch") or "",
         product=reader.text(launch, "product", "launch") or "",
-        cart_open=reader.time(launch, "cart_open"),  # type: ignore[arg-type]
-        cart_close=reader.time(launch, "cart_close"),  # type: ignore[arg-type]
-        prelaunch_start=reader.time(launch, "prelaunch_start", required=False),
+        **_milestones(reader, launch),
         audience=tuple(_audience(reader, data.get("audience", []))),
         magnets=tuple(_magnets(reader, data.get("magnets", []))),
         offers=tuple(_offers(reader, data.get("offers", []), launch)),
@@ -165,6 +169,36 @@ def load_plan(path: Path, settings: Settings) -> Plan:
     if reader.problems:
         raise PlanInvalid(path, reader.problems)
     return plan
+
+
+def _milestones(reader: _Reader, launch: dict[str, Any]) -> dict[str, Any]:
+    """The dates of a fixed launch, or the entry, offsets and period of an evergreen one."""
+    mode = str(launch.get("mode") or "fixed")
+    if mode == "fixed":
+        return {
+            "cart_open": reader.time(launch, "cart_open"),
+            "cart_close": reader.time(launch, "cart_close"),
+            "prelaunch_start": reader.time(launch, "prelaunch_start", required=False),
+        }
+    if mode != "evergreen":
+        reader.problem("launch.mode", f'"{mode}" must be "fixed" or "evergreen"')
+        return {"cart_open": None, "cart_close": None}
+    from launchkit import evergreen
+
+    starts = reader.time(launch, "starts")
+    until = reader.time(launch, "until", required=False)
+    if starts is not None and until is None:
+        until = starts + evergreen.DEFAULT_PERIOD
+    offsets = {}
+    for key in ("cart_open", "cart_close"):
+        raw = reader.text(launch, key, "launch")
+        spec = raw and reader.attempt(f"launch.{key}", evergreen.parse_offset, str(raw), where=key)
+        offsets[f"entry_{key}"] = spec.text if spec else None
+    entry = reader.text(launch, "entry", "launch")
+    if entry:
+        reader.attempt("launch.entry", evergreen.parse_entry, str(entry), where="entry")
+    return {"cart_open": starts, "cart_close": until, "mode": mode,
+            "entry": entry, **offsets}  # fmt: skip
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -353,7 +387,13 @@ def check_sequence_folder(settings: Settings, name: str, plan: Plan) -> list[str
     problems = []
     for source in sources:
         when = parse_send_at(str(source.meta["send_at"]), where=str(source.path))
+        if when.milestone == "entry" and plan.mode != "evergreen":
+            problems.append(
+                f'{source.path.name}: send_at uses entry but the launch is not mode = "evergreen"'
+            )
         if when.milestone == "prelaunch_start" and plan.prelaunch_start is None:
+            if plan.mode == "evergreen":  # an evergreen pre-launch starts at each entry
+                continue
             problems.append(
                 f"{source.path.name}: send_at uses prelaunch_start but the launch has none"
             )

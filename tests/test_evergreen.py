@@ -461,3 +461,60 @@ def sa_offer_id():
     from launchkit.models import Offer
 
     return Offer.id
+
+
+# --- launch.toml ---------------------------------------------------------------------------
+
+PLAN = """
+[launch]
+slug = "always"
+product = "Cours photo"
+mode = "evergreen"
+entry = "{entry}"
+starts = "2026-11-01 00:00"
+cart_open = "entry +7d"
+cart_close = "{close}"
+
+[[magnets]]
+slug = "guide"
+title = "Guide"
+url = "https://example.org/guide.pdf"
+
+[[sequences]]
+name = "always"
+"""
+
+
+def test_launch_toml_evergreen_creates_the_evergreen_launch(settings, sessions) -> None:
+    from launchkit.orchestrator import RunContext, Step, run_plan
+    from launchkit.plan import check_plan, load_plan
+
+    write_sequence(settings, "always", FILES)
+    path = settings.workspace / "launch.toml"
+    path.write_text(PLAN.format(entry="magnet:guide", close="entry +10d"))
+    plan = load_plan(path, settings)
+    assert (plan.mode, plan.entry, plan.entry_cart_close) == ("evergreen", "magnet:guide",
+                                                              "entry +10d")  # fmt: skip
+    assert check_plan(plan, settings) == []
+    assert plan.cart_close - plan.cart_open == timedelta(days=365)
+    run_plan(sessions, RunContext(settings, plan, T0), until=Step.SCHEDULE_SEQUENCES)
+    with sessions.begin() as s:
+        launch = s.scalar(select(Launch).where(Launch.slug == "always"))
+        assert (launch.mode, launch.entry, launch.entry_cart_open) == (
+            "evergreen", "magnet:guide", "entry +7d",
+        )  # fmt: skip
+
+
+def test_launch_toml_evergreen_problems_name_the_field(settings) -> None:
+    from launchkit.plan import PlanInvalid, load_plan
+
+    path = settings.workspace / "launch.toml"
+    path.write_text(PLAN.format(entry="guide", close="cart_open +3d"))
+    with pytest.raises(PlanInvalid) as caught:
+        load_plan(path, settings)
+    problems = [str(p) for p in caught.value.problems]
+    assert any("launch.entry" in p and 'must be "magnet:SLUG" or "tag:TAG"' in p for p in problems)
+    assert any("launch.cart_close" in p and "after the entry" in p for p in problems)
+    path.write_text(PLAN.format(entry="tag:w", close="entry +3d").replace("evergreen", "rolling"))
+    with pytest.raises(PlanInvalid, match='"rolling" must be "fixed" or "evergreen"'):
+        load_plan(path, settings)

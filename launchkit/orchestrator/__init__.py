@@ -79,7 +79,7 @@ def ensure_launch(session: Session, plan: Plan, settings: Settings, now: datetim
     """Create the plan's launch, or bring its milestones in line with the plan."""
     existing = session.scalar(select(Launch).where(Launch.slug == plan.slug))
     if existing is None:
-        return launches.create_launch(
+        launch = launches.create_launch(
             session,
             plan.slug,
             product=plan.product,
@@ -89,6 +89,14 @@ def ensure_launch(session: Session, plan: Plan, settings: Settings, now: datetim
             currency=settings.currency,
             now=now,
         )
+        if plan.mode == "evergreen":
+            from launchkit import evergreen
+
+            evergreen.configure(
+                session, launch, entry=plan.entry or "", cart_open=plan.entry_cart_open or "",
+                cart_close=plan.entry_cart_close or "", tz=settings.tz, check_magnet=False,
+            )  # fmt: skip
+        return launch
     changed = (existing.cart_open, existing.cart_close, existing.prelaunch_start) != (
         plan.cart_open,
         plan.cart_close,
