@@ -24,10 +24,12 @@ FILES = {
     "01-welcome.md": '---\nsubject: "Bienvenue"\nsend_at: "entry +0h"\n---\nBonjour.\n',
     "02-open.md": (
         '---\nsubject: "C\'est ouvert"\nsend_at: "cart_open +0d 09:00"\nlocal: true\n'
-        "kind: sales\n---\nJusqu'au {{ cart_close }}: [acheter]({{ checkout_url }})\n"
+        'kind: sales\nskip_if: "tag:buyer"\n---\n'
+        "Jusqu'au {{ cart_close }}: [acheter]({{ checkout_url }})\n"
     ),
     "03-last.md": (
-        '---\nsubject: "Dernier appel"\nsend_at: "cart_close -3h"\nkind: sales\n---\n'
+        '---\nsubject: "Dernier appel"\nsend_at: "cart_close -3h"\nkind: sales\n'
+        'skip_if: "tag:buyer"\n---\n'
         "Fin le {{ cart_close }}. [acheter]({{ checkout_url }})\n"
     ),
 }
@@ -518,3 +520,29 @@ def test_launch_toml_evergreen_problems_name_the_field(settings) -> None:
     path.write_text(PLAN.format(entry="tag:w", close="entry +3d").replace("evergreen", "rolling"))
     with pytest.raises(PlanInvalid, match='"rolling" must be "fixed" or "evergreen"'):
         load_plan(path, settings)
+
+
+def test_rehearse_an_evergreen_plan_keeps_its_promises(settings, sessions, db_url) -> None:
+    from launchkit.db import make_engine
+    from launchkit.orchestrator.rehearse import rehearse_plan
+    from launchkit.plan import load_plan
+
+    write_sequence(settings, "always", FILES)
+    path = settings.workspace / "launch.toml"
+    text = PLAN.format(entry="tag:webinar", close="entry +10d")
+    path.write_text(text + '\n[[offers]]\nslug = "cours"\nprice = 497\n')
+    with sessions.begin() as s:
+        for i in range(40):
+            sub = _person(s, f"p{i}@example.fr", "Europe/Paris" if i % 2 else None)
+            audience.add_tags(s, [sub.id], ["webinar"], at=T0 + timedelta(hours=11 * i))
+    engine = make_engine(db_url)
+    try:
+        report = rehearse_plan(settings, engine, load_plan(path, settings), seed=5)
+    finally:
+        engine.dispose()
+    assert report["broken"] == [], report["broken"]
+    assert report["buyers"] > 0 and report["late_attempts"] > 0
+    assert report["simulation"]["checkout_refused"] == report["late_attempts"]
+    assert report["messages"] >= 40 * 3 - report["buyers"]
+    names = {c["promise"] for c in report["checks"]}
+    assert "evergreen: no checkout or sale after a person's own deadline" in names

@@ -146,8 +146,14 @@ class Replay:
     # --- buying -----------------------------------------------------------------------------
 
     def purchase(self, event: SimEvent, offer: Offer) -> None:
-        """Visit the sales page, start the checkout, then deliver Stripe's events."""
-        token = make_token(self.settings, Purpose.CHECKOUT, {"s": event.subscriber_id})
+        """Visit the sales page, start the checkout, then deliver Stripe's events.
+
+        The link is the one the emails carry: in an evergreen launch it also holds the
+        person's own deadline (``event.extra["deadline"]``, epoch seconds)."""
+        payload = {"s": event.subscriber_id}
+        if "deadline" in event.extra:
+            payload["d"] = event.extra["deadline"]
+        token = make_token(self.settings, Purpose.CHECKOUT, payload)
         visitor = visitor_headers(event.email)
         page = self.web.get(f"/buy/{offer.slug}?t={token}", headers=visitor)
         plan = "full" if event.plan == 1 else str(event.plan)
