@@ -546,3 +546,24 @@ def test_rehearse_an_evergreen_plan_keeps_its_promises(settings, sessions, db_ur
     assert report["messages"] >= 40 * 3 - report["buyers"]
     names = {c["promise"] for c in report["checks"]}
     assert "evergreen: no checkout or sale after a person's own deadline" in names
+
+
+def test_cli_schedule_and_send_on_an_evergreen_launch(cli, sessions, settings) -> None:
+    write_sequence(settings, "always", FILES)
+    made = cli("launch", "create", "always", "--product", "Cours", "--evergreen", "--entry",
+               "tag:webinar", "--cart-open", "entry +7d", "--cart-close", "entry +10d")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert cli("sequence", "attach", "always", "always").exit_code == 0
+    with sessions.begin() as s:
+        _person(s, "ana@example.fr")
+    tagged = cli("audience", "tag", "ana@example.fr", "webinar")
+    assert tagged.exit_code == 0, tagged.output
+    shown = cli("schedule", "always", "--json")
+    assert shown.exit_code == 0, shown.output
+    with sessions.begin() as s:
+        assert s.scalar(select(EvergreenEntry.subscriber_id)) is not None
+        assert len(list(s.scalars(select(Send.id)))) == 3
+    text = cli("schedule", "always")
+    assert text.exit_code == 0, text.output
+    status = cli("status", "always")
+    assert status.exit_code == 0, status.output
