@@ -4,6 +4,7 @@ The ledger (``sends``) gets one row per (email, eligible subscriber). Rows are c
 set-based (``INSERT ... SELECT`` of the missing pairs, one statement per email and distinct
 due time), so scheduling 100,000 subscribers is a handful of statements, and rerunning it only
 adds subscribers who joined since. Moving a milestone moves the due time of every row not sent.
+An evergreen launch times each row from that entrant's own milestones (``_insert_entrants``).
 """
 
 from __future__ import annotations
@@ -305,6 +306,7 @@ def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> int:
         stmt: Any = pg_insert(Send).on_conflict_do_nothing()
     else:
         stmt = insert(Send).prefix_with("OR IGNORE")
+    # rowcount of an executemany is not reliable across drivers: count the email's rows
     before = session.scalar(select(func.count(Send.id)).where(Send.email_id == rows[0]["email_id"]))
     session.execute(stmt, rows)
     after = session.scalar(select(func.count(Send.id)).where(Send.email_id == rows[0]["email_id"]))
