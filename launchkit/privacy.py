@@ -30,6 +30,7 @@ from launchkit.models import (
     Base,
     Consent,
     Email,
+    EvergreenEntry,
     LinkClick,
     Membership,
     MembershipEvent,
@@ -227,6 +228,9 @@ def _subscriber_data(session: Session, subscriber: Subscriber) -> dict[str, Any]
         "web_events": [_row(e, ("subscriber_id",)) for e in _by_subscriber(session, WebEvent, sid)],
         "link_clicks": [
             _row(c, ("subscriber_id",)) for c in _by_subscriber(session, LinkClick, sid)
+        ],
+        "evergreen_entries": [
+            _row(e, ("subscriber_id",)) for e in _by_subscriber(session, EvergreenEntry, sid)
         ],
     }
 

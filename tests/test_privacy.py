@@ -253,6 +253,7 @@ def test_export_has_everything_held(session: Session, tmp_path, now) -> None:  #
         ("j1", "Bienvenue", "failed")]  # fmt: skip
     assert {e["kind"] for e in sub["web_events"]} >= {"signup", "confirm"}
     assert len(sub["link_clicks"]) == 1
+    assert len(sub["evergreen_entries"]) == 1  # the person's own cart in an evergreen launch
     (order,) = data["orders"]
     assert order["total_cents"] == 39700 and len(order["payments"]) == 1
     assert len(order["refunds"]) == 1 and len(order["access_grants"]) == 1
