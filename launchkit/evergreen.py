@@ -179,9 +179,17 @@ def record_entries(session: Session, launch: Launch, *, tz: ZoneInfo, now: datet
                 "cart_close_at": marks["cart_close"],
             }
         )
-    if rows:
-        session.execute(sa.insert(EvergreenEntry), rows)
+    if rows:  # two schedulers racing (PostgreSQL): the first entry row wins, once
+        session.execute(_insert_ignoring_conflicts(session), rows)
     return len(rows)
+
+
+def _insert_ignoring_conflicts(session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(EvergreenEntry).on_conflict_do_nothing()
+    return sa.insert(EvergreenEntry).prefix_with("OR IGNORE")
 
 
 def get_entry(session: Session, launch: Launch, subscriber_id: int) -> EvergreenEntry | None:

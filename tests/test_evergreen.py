@@ -567,3 +567,35 @@ def test_cli_schedule_and_send_on_an_evergreen_launch(cli, sessions, settings) -
     assert text.exit_code == 0, text.output
     status = cli("status", "always")
     assert status.exit_code == 0, status.output
+
+
+def test_two_schedulers_racing_add_each_row_once(sessions, settings, db_url) -> None:
+    import threading
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one scheduler at a time (the send lock)")
+    settings = tune(settings)
+    with sessions.begin() as s:
+        _launch(s, settings)
+        people = [_person(s, f"p{i}@example.fr") for i in range(50)]
+        audience.add_tags(s, [p.id for p in people], ["webinar"], at=T0)
+    barrier, errors = threading.Barrier(2), []
+
+    def schedule() -> None:
+        try:
+            with sessions.begin() as s:
+                launch = s.scalar(select(Launch).where(Launch.slug == "always"))
+                barrier.wait()
+                sequences.schedule_launch(s, settings, launch, now=T0 + timedelta(hours=1))
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=schedule) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with sessions.begin() as s:
+        assert len(list(s.scalars(select(EvergreenEntry.id)))) == 50
+        assert len(list(s.scalars(select(Send.id)))) == 150
