@@ -188,8 +188,8 @@ def _insert_ignoring_conflicts(session: Session) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(EvergreenEntry).on_conflict_do_nothing()
-    return sa.insert(EvergreenEntry).prefix_with("OR IGNORE")
+        return pg_insert(EvergreenEntry.__table__).on_conflict_do_nothing()
+    return sa.insert(EvergreenEntry.__table__).prefix_with("OR IGNORE")
 
 
 def get_entry(session: Session, launch: Launch, subscriber_id: int) -> EvergreenEntry | None:
