@@ -134,6 +134,7 @@ def create_evergreen_launch(
 
 
 def is_evergreen(launch: Launch) -> bool:
+    """True for a launch run per person from their entry."""
     return launch.mode == EVERGREEN
 
 

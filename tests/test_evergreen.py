@@ -172,6 +172,8 @@ def test_cli_create_evergreen_and_errors(cli) -> None:
              "tag:webinar", "--cart-open", "entry +7d", "--cart-close", "entry +10d")  # fmt: skip
     assert ok.exit_code == 0, ok.output
     assert 'Created evergreen launch "always"' in ok.output
+    text = cli("launch", "show", "always")
+    assert "evergreen, entry tag:webinar, each person's cart entry +7d to entry +10d" in text.output
     shown = cli("launch", "show", "always", "--json")
     assert '"mode": "evergreen"' in shown.output and '"entry": "tag:webinar"' in shown.output
     bad = cli("launch", "create", "b", "--product", "C", "--evergreen", "--entry", "webinar",

@@ -143,6 +143,12 @@ def show(
             for name, value in launches.milestones(launch).items()
         ]
         title = f"{launch.slug}: {launch.product} ({launch.currency})"
+        if launch.mode == "evergreen":
+            title += (
+                f"; evergreen, entry {launch.entry}, each person's cart "
+                f"{launch.entry_cart_open} to {launch.entry_cart_close} (entries taken from "
+                "cart_open to cart_close below)"
+            )
     print_table(title, ["milestone", tz.key, "UTC"], rows)
 
 
