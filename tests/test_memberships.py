@@ -275,6 +275,65 @@ def test_yearly_renewal_reminder_days_before(sessions, settings, now):
     assert len(_emails(sessions, settings, later)) == 1
 
 
+@pytest.mark.parametrize("days", [None, 30])
+def test_renewal_reminder_days_setting_moves_the_reminder(
+    sessions, workspace_env, smtp_sink, now, days
+):
+    """``memberships.renewal_reminder_days`` in launchkit.toml (default 14) decides the day the
+    reminder of a yearly renewal goes out: delivered to a real SMTP server, dated when sent."""
+    import email.utils
+    from email.header import decode_header, make_header
+    from pathlib import Path
+
+    from launchkit import mailer
+    from launchkit.config import load_settings
+
+    workspace = Path(workspace_env["LAUNCHKIT_HOME"])
+    if days is not None:
+        with (workspace / "launchkit.toml").open("a") as fh:
+            fh.write(f"\n[memberships]\nrenewal_reminder_days = {days}\n")
+    smtp = {"LAUNCHKIT_EMAIL_BACKEND": "smtp", "LAUNCHKIT_SMTP_URL": smtp_sink.url}
+    settings = load_settings(workspace, env={**workspace_env, **smtp})
+    lead = timedelta(days=days or 14)
+    assert settings.renewal_reminder_days == lead.days
+    m = _member(sessions, now, interval="year")
+    _apply(sessions, settings, [m.completed(m.start + 1), m.invoice(1, m.start + 1)], now)
+    renewal = now + timedelta(seconds=m.period_end(1) - m.start)
+
+    def reminders_sent_at(moment):
+        seen = smtp_sink.count
+        messenger = mailer.messenger_from_settings(settings)
+        try:
+            with sessions.begin() as s:
+                checkout.send_notifications(s, settings, messenger, now=moment)
+        finally:
+            messenger.close()
+        subjects = [(str(make_header(decode_header(msg["Subject"]))), msg["Date"])
+                    for msg in smtp_sink.messages[seen:]]  # fmt: skip
+        return [(subject, date) for subject, date in subjects if "renouvelle" in subject]
+
+    assert reminders_sent_at(now) == [] and smtp_sink.count == 2  # receipt, welcome
+    assert reminders_sent_at(renewal - lead - timedelta(hours=1)) == []
+    due = renewal - lead + timedelta(hours=1)
+    [(subject, date)] = reminders_sent_at(due)
+    assert subject == f"Votre adhésion Club photo se renouvelle le {m_date(m.period_end(1))}"
+    assert email.utils.parsedate_to_datetime(date) == due
+    assert reminders_sent_at(renewal - timedelta(days=1)) == []  # once
+
+
+def test_renewal_reminder_days_must_be_a_number_of_days(workspace_env):
+    from pathlib import Path
+
+    from launchkit.config import load_settings
+    from launchkit.errors import ConfigError
+
+    workspace = Path(workspace_env["LAUNCHKIT_HOME"])
+    with (workspace / "launchkit.toml").open("a") as fh:
+        fh.write('\n[memberships]\nrenewal_reminder_days = "two weeks"\n')
+    with pytest.raises(ConfigError, match=r'renewal_reminder_days "two weeks" must be a whole'):
+        load_settings(workspace, env=workspace_env)
+
+
 # --- CLI --------------------------------------------------------------------------------------
 
 
