@@ -95,6 +95,16 @@ def _check_address_form(value: str) -> str:
     return value
 
 
+def _check_reminder_days(value: Any) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 90:
+        raise ConfigError(
+            f'memberships.renewal_reminder_days "{value}" must be a whole number of days'
+            " from 1 to 90."
+        )
+    return int(text)
+
+
 def _check_currency(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{3}", value):
         raise ConfigError(f'Currency "{value}" is not an ISO 4217 code like EUR or USD.')
@@ -358,6 +368,15 @@ SETTINGS: tuple[Setting, ...] = (
         "How long after an unfinished checkout its one recovery email goes out.",
         parse=lambda v: parse_duration(v, what="checkout.recovery_delay"),
     ),
+    Setting(
+        "renewal_reminder_days",
+        "memberships.renewal_reminder_days",
+        None,
+        14,
+        "Days before a yearly membership renews that the member gets the renewal reminder"
+        " (several EU countries require one); 1 to 90.",
+        parse=_check_reminder_days,
+    ),
 )
 
 
@@ -413,6 +432,7 @@ class Settings:
     emails_dir: Path = Path()
     stripe_automatic_tax: bool = False
     checkout_recovery_delay: timedelta = timedelta(hours=1)
+    renewal_reminder_days: int = 14
 
     @property
     def tz(self) -> ZoneInfo:

@@ -8,30 +8,15 @@ prints these findings; tests point ``resolver`` at a DNS server on a loopback po
 
 from __future__ import annotations
 
-import enum
 import re
-from dataclasses import dataclass
 
 import dns.exception
 import dns.name
 import dns.resolver
 
+from launchkit.findings import Finding, Level
+
 TIMEOUT = 2.0  # seconds for each whole lookup
-
-
-class Level(enum.StrEnum):
-    OK = "ok"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One result: what was checked, how it went, and what to do (a full sentence)."""
-
-    check: str  # "spf", "dkim" or "dmarc"
-    level: Level
-    message: str
 
 
 class _NoAnswer(Exception):

@@ -8,10 +8,8 @@ to start on an error.
 
 from __future__ import annotations
 
-import enum
 import html as html_lib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
@@ -23,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from launchkit.config import Settings, parse_duration, parse_send_window
 from launchkit.errors import LaunchkitError
+from launchkit.findings import Finding, Level
 from launchkit.models import Launch, LaunchSequence, Offer, Send, SendStatus, Subscriber
 
 if TYPE_CHECKING:
@@ -34,24 +33,6 @@ PLACEHOLDER_TLDS = (".invalid", ".test", ".example", ".localhost")
 PLACEHOLDER_ADDRESS_WORDS = ("exemple", "example", "your address", "votre adresse")
 LOOPBACK_HOSTS = {"localhost"}
 DELIVERED = (SendStatus.SENT, SendStatus.DELIVERED_UNCONFIRMED)
-
-
-class Level(enum.StrEnum):
-    OK = "ok"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One result of one check."""
-
-    check: str
-    level: Level
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items()}
 
 
 Check = Callable[[Session, Settings, datetime], list[Finding]]
@@ -116,7 +97,7 @@ def check_sender_domain(
         for f in deliverability.check_sender_domain(
             domain, resolver=resolver, dkim_selector=settings.dkim_selector or None
         ):
-            found.append(Finding(f"dns-{f.check}", Level(str(f.level)), f"{domain}: {f.message}"))
+            found.append(f.under("dns", domain))
     return found
 
 

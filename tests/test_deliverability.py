@@ -424,3 +424,9 @@ def test_doctor_dns_checks_both_sender_domains(dns_stub, tmp_path):
         "orders.atelier.fr/dns-dmarc": "error",
     }  # atelier.example is a placeholder domain for the doctor: not asked
     assert "_dmarc.orders.atelier.fr" in findings[2].message
+    # one Finding type for both: the doctor's --json shape for the DNS findings too
+    assert findings[0].as_dict() == {
+        "check": "dns-spf",
+        "level": "ok",
+        "message": 'orders.atelier.fr: SPF record of orders.atelier.fr: "v=spf1 -all".',
+    }

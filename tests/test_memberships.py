@@ -275,6 +275,65 @@ def test_yearly_renewal_reminder_days_before(sessions, settings, now):
     assert len(_emails(sessions, settings, later)) == 1
 
 
+@pytest.mark.parametrize("days", [None, 30])
+def test_renewal_reminder_days_setting_moves_the_reminder(
+    sessions, workspace_env, smtp_sink, now, days
+):
+    """``memberships.renewal_reminder_days`` in launchkit.toml (default 14) decides the day the
+    reminder of a yearly renewal goes out: delivered to a real SMTP server, dated when sent."""
+    import email.utils
+    from email.header import decode_header, make_header
+    from pathlib import Path
+
+    from launchkit import mailer
+    from launchkit.config import load_settings
+
+    workspace = Path(workspace_env["LAUNCHKIT_HOME"])
+    if days is not None:
+        with (workspace / "launchkit.toml").open("a") as fh:
+            fh.write(f"\n[memberships]\nrenewal_reminder_days = {days}\n")
+    smtp = {"LAUNCHKIT_EMAIL_BACKEND": "smtp", "LAUNCHKIT_SMTP_URL": smtp_sink.url}
+    settings = load_settings(workspace, env={**workspace_env, **smtp})
+    lead = timedelta(days=days or 14)
+    assert settings.renewal_reminder_days == lead.days
+    m = _member(sessions, now, interval="year")
+    _apply(sessions, settings, [m.completed(m.start + 1), m.invoice(1, m.start + 1)], now)
+    renewal = now + timedelta(seconds=m.period_end(1) - m.start)
+
+    def reminders_sent_at(moment):
+        seen = smtp_sink.count
+        messenger = mailer.messenger_from_settings(settings)
+        try:
+            with sessions.begin() as s:
+                checkout.send_notifications(s, settings, messenger, now=moment)
+        finally:
+            messenger.close()
+        subjects = [(str(make_header(decode_header(msg["Subject"]))), msg["Date"])
+                    for msg in smtp_sink.messages[seen:]]  # fmt: skip
+        return [(subject, date) for subject, date in subjects if "renouvelle" in subject]
+
+    assert reminders_sent_at(now) == [] and smtp_sink.count == 2  # receipt, welcome
+    assert reminders_sent_at(renewal - lead - timedelta(hours=1)) == []
+    due = renewal - lead + timedelta(hours=1)
+    [(subject, date)] = reminders_sent_at(due)
+    assert subject == f"Votre adhésion Club photo se renouvelle le {m_date(m.period_end(1))}"
+    assert email.utils.parsedate_to_datetime(date) == due
+    assert reminders_sent_at(renewal - timedelta(days=1)) == []  # once
+
+
+def test_renewal_reminder_days_must_be_a_number_of_days(workspace_env):
+    from pathlib import Path
+
+    from launchkit.config import load_settings
+    from launchkit.errors import ConfigError
+
+    workspace = Path(workspace_env["LAUNCHKIT_HOME"])
+    with (workspace / "launchkit.toml").open("a") as fh:
+        fh.write('\n[memberships]\nrenewal_reminder_days = "two weeks"\n')
+    with pytest.raises(ConfigError, match=r'renewal_reminder_days "two weeks" must be a whole'):
+        load_settings(workspace, env=workspace_env)
+
+
 # --- CLI --------------------------------------------------------------------------------------
 
 
@@ -342,3 +401,58 @@ def test_access_follows_the_membership_not_the_paid_order(sessions, settings, no
     with sessions.begin() as s:
         assert s.scalars(select(Order.status)).one() == "paid"  # the order stays paid...
     assert active() == [False]  # ...but the ended membership no longer gives access
+
+
+def test_membership_access_webhooks_reach_a_real_receiver_through_a_failure(
+    sessions, settings, now, tmp_path
+):
+    """A member's access.granted (first payment) and access.revoked (the end of a cancelled
+    period) go through the webhook outbox to a real HTTP receiver in its own process: refused
+    with 500 first, then delivered; the same id and body on the retry, every signature valid."""
+    import json
+
+    from launchkit import access, hooks
+    from tests.conftest import free_port
+    from tests.test_hooks import Clock, Receiver, statuses, verify
+
+    port = free_port()
+    m = _member(sessions, now)
+    with sessions.begin() as s:
+        hook = hooks.add_hook(
+            s, f"http://127.0.0.1:{port}/in", ["access.granted", "access.revoked"], now=now
+        )
+        secret = hook.secret
+        access.add_product(
+            s, settings, "club-videos", title="Vidéos", url="https://example.com/v", now=now
+        )
+        access.grant_product(s, "club-offer", "club-videos", now=now)
+    t = m.start
+    cancel = m.updated(t + 10 * DAY, cancel_at_period_end=True, period=1)
+    events = [m.completed(t + 1), m.invoice(1, t + 1), cancel, m.cancelled(m.period_end(1))]
+    _apply(sessions, settings, events + events, now)  # redelivered: nothing more
+    ids = set(statuses(sessions))
+    assert len(ids) == 2
+    clock = Clock(now + timedelta(days=40))
+    receiver = Receiver(tmp_path, port, secret)
+    try:
+        receiver.start("fail")
+        assert len(hooks.deliver_due(sessions, clock=clock, timeout=5).retrying) == 2
+        receiver.start("ok")
+        clock.advance(timedelta(minutes=6))
+        assert sorted(hooks.deliver_due(sessions, clock=clock, timeout=5).delivered) == sorted(ids)
+        clock.advance(timedelta(days=1))
+        assert hooks.deliver_due(sessions, clock=clock).delivered == []
+    finally:
+        receiver.stop()
+    got = receiver.received()
+    assert len(got) == 4 and {r["id"] for r in got} == ids
+    for r in got:
+        headers = {"webhook-id": r["id"], "webhook-timestamp": r["ts"],
+                   "webhook-signature": r["sig"]}  # fmt: skip
+        assert r["ok"] and verify(secret, headers, r["body"].encode())
+    bodies = {r["id"]: set() for r in got}
+    for r in got:
+        bodies[r["id"]].add(r["body"])
+    assert all(len(b) == 1 for b in bodies.values())  # the same bytes on the retry
+    kinds = sorted(json.loads(next(iter(b)))["type"] for b in bodies.values())
+    assert kinds == ["access.granted", "access.revoked"]

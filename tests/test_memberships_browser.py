@@ -70,3 +70,60 @@ def test_account_pages_in_chromium(
         stop_server(server)
     with sessions.begin() as s:
         assert s.scalars(select(Membership)).one().status == "cancelling"
+
+
+def test_sales_page_membership_choices_in_chromium(
+    chrome: Any, sessions: Any, stripe_settings: Any, now: datetime
+) -> None:
+    """/buy of a monthly + yearly membership in Chromium at desktop and 390 px: both prices are
+    choices (the yearly one with its saving), nothing overflows, and choosing yearly posts the
+    yearly price to the Checkout Session. Screenshots: salespage-membership-*."""
+    import dataclasses
+    import threading
+
+    import uvicorn
+    from selenium.webdriver.common.by import By
+
+    from launchkit.web import create_app
+    from tests.test_browser import _wait
+    from tests.test_checkout import RecordingClient
+
+    db = "pg" if stripe_settings.database_url.startswith("postgresql") else "sqlite"
+    clear_artifacts(f"salespage-membership-{db}")
+    with sessions.begin() as s:
+        create_membership_offer(s, now, trial_days=7)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(dataclasses.replace(stripe_settings, base_url=base), clock=lambda: now)
+    http = RecordingClient()
+    app.state.stripe_client = checkout.make_client(stripe_settings, http_client=http)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: server.started, "the server")
+        for width, name in ((1280, "desktop"), (390, "mobile")):
+            chrome.set_window_size(width, 900)
+            chrome.get(f"{base}/buy/club-offer")
+            choices = chrome.find_elements(By.CSS_SELECTOR, "label.plan")
+            assert [c.find_element(By.TAG_NAME, "strong").text for c in choices] == [
+                "Mensuel", "Annuel",
+            ]  # fmt: skip
+            assert "économisez 58,00" in choices[1].text and "(17" in choices[1].text
+            assert all(c.rect["x"] + c.rect["width"] <= width for c in choices)
+            assert chrome.execute_script(
+                "return document.documentElement.scrollWidth <= window.innerWidth"
+            )
+            screenshot(chrome, f"salespage-membership-{db}-{name}")
+        chrome.find_elements(By.CSS_SELECTOR, "label.plan")[1].click()
+        chrome.find_element(By.ID, "email").send_keys(EMAIL)
+        chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(lambda: "/buy/club-offer" not in chrome.current_url, "the jump to Stripe")
+        assert chrome.current_url.startswith("https://checkout.stripe.com/")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    [fields] = [f for _, url, _, f in http.requests if url.endswith("/v1/checkout/sessions")]
+    assert fields["line_items[0][price_data][recurring][interval]"] == "year"
+    assert fields["line_items[0][price_data][unit_amount]"] == "29000"
+    assert fields["customer_email"] == EMAIL

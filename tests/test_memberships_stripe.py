@@ -145,3 +145,49 @@ def test_member_cancels_at_period_end_through_the_adapter(sessions, stripe_setti
     assert posted == [{"cancel_at_period_end": "True"}] or posted == [
         {"cancel_at_period_end": "true"}
     ]
+
+
+# --- the sales page of a membership offer ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("language", "monthly", "yearly", "saving"),
+    [
+        ("fr", "29,00\xa0€ par mois", "190,00\xa0€ par an <s>290,00\xa0€ par an</s>",
+         "Vous économisez 158,00\xa0€ par an (45\xa0%) par rapport au mensuel."),
+        ("en", "€29.00 per month", "€190.00 per year <s>€290.00 per year</s>",
+         "You save €158.00 a year (45%) compared with monthly."),
+    ],
+)  # fmt: skip
+def test_sales_page_offers_each_membership_price(
+    sessions, stripe_settings, now, language, monthly, yearly, saving
+):
+    """/buy of a monthly + yearly membership: one choice per price, in the page's language and
+    money format, the yearly saving stated; each choice posts its own price to the checkout."""
+    import dataclasses
+
+    from starlette.testclient import TestClient
+
+    from launchkit.web import create_app
+    from tests.test_web import csrf_of
+
+    with sessions.begin() as s:
+        create_membership_offer(s, now, trial_days=7, founding=[("year", 19000)])
+    settings = dataclasses.replace(stripe_settings, language=language)
+    app = create_app(settings, clock=lambda: now)
+    http = RecordingClient()
+    app.state.stripe_client = checkout.make_client(settings, http_client=http)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as web:
+        page = web.get("/buy/club-offer").text
+        for plan in ("yearly", "monthly"):
+            form = {"csrf_token": csrf_of(page), "plan": plan, "email": "camille@example.fr"}
+            answer = web.post("/buy/club-offer", data=form, follow_redirects=False)
+            assert answer.status_code == 303, answer.text
+    assert 'value="monthly" checked' in page and 'value="yearly"' in page
+    assert monthly in page and yearly in page and saving in page
+    trial = {"fr": "7\xa0jours d&#39;essai gratuit", "en": "7-day free trial"}[language]
+    assert trial in page
+    created = [f for m, url, _, f in http.requests if url.endswith("/v1/checkout/sessions")]
+    charged = [(f["line_items[0][price_data][recurring][interval]"],
+                f["line_items[0][price_data][unit_amount]"]) for f in created]  # fmt: skip
+    assert charged == [("year", "19000"), ("month", "2900")]  # the founding yearly price

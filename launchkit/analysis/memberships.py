@@ -4,8 +4,9 @@ inside the guarantee. Definitions: docs/readme/60-analysis.md ("Membership launc
 
 ``load_members`` reads three small frames with SQL (one row per membership, one per plan
 switch, payments and refunds summed per membership); ``membership_figures`` computes every
-figure from them with vectorised pandas/numpy. All times are UTC; MRR is in cents per month
-(a yearly price counts /12), rounded to whole cents only when reported.
+figure from them with vectorised numpy (no Python loop over members). All times are UTC; MRR
+is in cents per month (a yearly price counts /12), computed in whole twelfths of a cent so that
+every sum is exact whatever its order, and rounded to whole cents only when reported.
 """
 
 from __future__ import annotations
@@ -16,64 +17,112 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from launchkit.analysis.definitions import wilson_interval
-from launchkit.analysis.load import _frame
+from launchkit.db import UTCDateTime
 from launchkit.models import Launch, Membership, MembershipEvent, Offer, Order, Refund
 
 NEVER = np.datetime64("2262-01-01T00:00:00", "ns")
 MOVEMENTS = ("new", "reactivated", "expansion", "contraction", "churned")
+TWELFTHS = 12  # MRR is counted in twelfths of a cent: a yearly price /12 stays whole
 
 
-def monthly_cents(interval: Any, amount: Any) -> Any:
-    """MRR of one price: the amount per month (a yearly amount /12)."""
-    return np.where(np.asarray(interval) == "year", np.asarray(amount) / 12.0, np.asarray(amount))
+def monthly_twelfths(interval: Any, amount: Any) -> np.ndarray:
+    """MRR of prices in twelfths of a cent: a monthly amount x 12, a yearly amount as is."""
+    amount = np.asarray(amount, dtype="int64")
+    return np.where(np.asarray(interval) == "year", amount, amount * TWELFTHS)
 
 
 # --- loading ----------------------------------------------------------------------------------
+
+# the type of each loaded column: numbers (NaN for NULL), text (object), or UTC times
+_NUMBER, _TEXT, _TIME = "number", "text", "time"
 
 
 def load_members(session: Session, launch: Launch) -> dict[str, pd.DataFrame]:
     """Every membership (the launch's, and the others of the same people, for reactivations)
     with its order's person and paid total, the prices it had (joined, plan switches), and the
-    refunds of membership orders. Rows come straight from the driver (see ``load._frame``)."""
+    refunds of membership orders: one query per frame, only the columns the figures use."""
     conn = session.connection()
-    cols = [
-        Membership.id, Membership.launch_id, Membership.started_at, Membership.paid_at,
-        Membership.interval, Membership.amount_cents, Membership.trial_end, Membership.ended_at,
-        Membership.currency, Order.subscriber_id, Order.email, Order.paid_cents,
-        Offer.guarantee_days,
-    ]  # fmt: skip
-    members = _frame(
-        conn, sa.select(*cols).join(Order, Order.id == Membership.order_id)
-        .outerjoin(Offer, Offer.id == Membership.offer_id),
-        ("started_at", "paid_at", "trial_end", "ended_at"),
-    )  # fmt: skip
-    prices = (
-        sa.select(MembershipEvent.membership_id, MembershipEvent.interval,
-                  MembershipEvent.amount_cents, MembershipEvent.occurred_at)
-        .where(MembershipEvent.kind.in_(["joined", "snapshot"]),
-               MembershipEvent.interval.is_not(None))
-    )  # fmt: skip
-    plans = _frame(conn, prices, ("occurred_at",))
-    refunds = _frame(
-        conn,
-        sa.select(Membership.id.label("membership_id"), Refund.amount_cents, Refund.refunded_at)
-        .join(Refund, Refund.order_id == Membership.order_id)
-        .where(Refund.status == "succeeded"),
-        ("refunded_at",),
-    )  # fmt: skip
+    members = _read(conn, _MEMBERS)
     members["person"] = _persons(members)
-    return {"members": members, "plans": plans, "refunds": refunds}
+    return {"members": members, "plans": _read(conn, _PLANS), "refunds": _read(conn, _REFUNDS)}
 
 
-def _persons(members: pd.DataFrame) -> pd.Series:
-    """A person: the subscriber, else the order's address (stored normalized, as imports
-    normalize it)."""
-    subscriber = members["subscriber_id"]
-    by_id = "s" + subscriber.astype("Int64").astype(str)
-    return by_id.where(subscriber.notna(), "e" + members["email"].astype(str))
+_MEMBERS = (
+    sa.select(
+        Membership.id,
+        Membership.launch_id,
+        Membership.started_at,
+        Membership.paid_at,
+        Membership.interval,
+        Membership.amount_cents,
+        Membership.trial_end,
+        Membership.ended_at,
+        Order.subscriber_id,
+        Order.email,
+        Order.paid_cents,
+        Offer.guarantee_days,
+    )  # fmt: skip
+    .join(Order, Order.id == Membership.order_id)
+    .outerjoin(Offer, Offer.id == Membership.offer_id)
+)
+_PLANS = sa.select(
+    MembershipEvent.membership_id,
+    MembershipEvent.interval,
+    MembershipEvent.amount_cents,
+    MembershipEvent.occurred_at,
+).where(MembershipEvent.kind.in_(["joined", "snapshot"]), MembershipEvent.interval.is_not(None))
+_REFUNDS = (
+    sa.select(Membership.id.label("membership_id"), Refund.amount_cents, Refund.refunded_at)
+    .join(Refund, Refund.order_id == Membership.order_id)
+    .where(Refund.status == "succeeded")
+)
+
+
+def _read(conn: Connection, stmt: sa.Select[Any]) -> pd.DataFrame:
+    """Run one query and build its frame column by column from the driver's rows (no ORM
+    objects, no per-row processing): numbers as int64 (float with NaN when one is NULL), text
+    as objects, times parsed to UTC in one pass (ISO text on SQLite, datetimes on PostgreSQL)."""
+    result = conn.execute(stmt)
+    names = list(result.keys())
+    rows = result.cursor.fetchall() if result.cursor is not None else []
+    result.close()
+    table = np.array(rows, dtype=object).reshape(len(rows), len(names))
+    kinds = [_kind(column.type) for column in stmt.selected_columns]
+    return pd.DataFrame({name: _column(kinds[i], table[:, i]) for i, name in enumerate(names)})
+
+
+def _kind(column_type: Any) -> str:
+    """How a column of this SQL type is loaded."""
+    if isinstance(column_type, UTCDateTime | sa.DateTime):
+        return _TIME
+    if isinstance(column_type, sa.Integer | sa.Numeric):
+        return _NUMBER
+    return _TEXT
+
+
+def _column(kind: str, values: np.ndarray) -> Any:
+    """One loaded column from the driver's values (an object array)."""
+    if kind == _TIME:  # cache=False: a cache only pays with few distinct times
+        return pd.to_datetime(values, utc=True, format="ISO8601", cache=False)
+    if kind == _NUMBER:
+        try:
+            return values.astype("int64")
+        except TypeError:  # a NULL: floats, NaN for NULL
+            return values.astype(float)
+    return pd.Series(values, dtype=object)
+
+
+def _persons(members: pd.DataFrame) -> np.ndarray:
+    """A person, as an integer: the subscriber id, else a negative number per order address
+    (stored normalized, as imports normalize it)."""
+    subscriber = members["subscriber_id"].to_numpy(dtype=float)
+    by_email = pd.factorize(members["email"].to_numpy(dtype=object))[0]
+    person = np.where(np.isnan(subscriber), -1 - by_email, np.nan_to_num(subscriber))
+    return person.astype("int64")
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -86,64 +135,88 @@ def _ns(values: Any) -> np.ndarray:
 
 
 def _month_starts(first: np.datetime64, now: np.datetime64) -> np.ndarray:
-    start = pd.Timestamp(first).to_period("M").to_timestamp()
-    end = pd.Timestamp(now).to_period("M").to_timestamp()
-    return pd.date_range(start, end, freq="MS").to_numpy(dtype="datetime64[ns]")
+    start, end = np.datetime64(first, "M"), np.datetime64(now, "M")
+    return np.arange(start, end + 1).astype("datetime64[ns]")
 
 
 def whole_months(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Whole calendar months from ``start`` to ``end`` (a month is complete when the same
     day of month and time of day is reached)."""
-    s, e = pd.DatetimeIndex(start), pd.DatetimeIndex(end)
-    months = (e.year - s.year) * 12 + (e.month - s.month)
-    s_rest = (s - s.to_period("M").to_timestamp()).to_numpy()
-    e_rest = (e - e.to_period("M").to_timestamp()).to_numpy()
-    return np.asarray(months - (e_rest < s_rest), dtype="int64")
+    s, e = np.asarray(start, "datetime64[ns]"), np.asarray(end, "datetime64[ns]")
+    s_month, e_month = s.astype("datetime64[M]"), e.astype("datetime64[M]")
+    months = (e_month - s_month).astype("int64")
+    s_rest = s - s_month.astype("datetime64[ns]")
+    e_rest = e - e_month.astype("datetime64[ns]")
+    return months - (e_rest < s_rest)
 
 
 def mrr_matrix(members: pd.DataFrame, plans: pd.DataFrame, times: np.ndarray) -> np.ndarray:
-    """MRR (cents, float) of each membership at each time: its price in force then, counted
-    from its first payment (a trial is not revenue) until it ends."""
-    ids = members["id"].to_numpy()
+    """MRR of each membership (rows) at each time (columns), in twelfths of a cent (int64): its
+    price in force then, counted from its first payment (a trial is not revenue) until it ends.
+    Column-major: the memberships of one time are contiguous."""
     paid = _ns(members["paid_at"])
     ended = _ns(members["ended_at"])
     ended = np.where(np.isnat(ended), NEVER, ended)
-    row_of = pd.Series(np.arange(len(ids)), index=ids)
-    steps = plans[plans["membership_id"].isin(row_of.index)]
-    steps = steps.assign(at=_ns(steps["occurred_at"]),
-                         mrr=monthly_cents(steps["interval"], steps["amount_cents"]))  # fmt: skip
-    steps = steps.sort_values(["membership_id", "at"], kind="stable")
-    base = monthly_cents(members["interval"], members["amount_cents"]).astype(float)
-    first = steps.drop_duplicates("membership_id", keep="first")  # the price at joining
-    base[row_of[first["membership_id"]].to_numpy()] = first["mrr"].to_numpy()
-    previous = steps.groupby("membership_id")["mrr"].shift()
-    changes = steps[previous.notna() & (steps["mrr"] != previous)]  # plan switches only
-    change_rows = row_of[changes["membership_id"]].to_numpy()
-    change_at, change_mrr = changes["at"].to_numpy(), changes["mrr"].to_numpy()
-    result = np.zeros((len(ids), len(times)))
-    for col, t in enumerate(times):
-        current = base.copy()
-        before = change_at <= t  # sorted by membership then time: the last one wins
-        current[change_rows[before]] = change_mrr[before]
-        live = ~np.isnat(paid) & (paid <= t) & (t < ended)
-        result[:, col] = np.where(live, current, 0.0)
-    return result
+    base, (change_rows, change_at, change_mrr) = _prices(members, plans)
+    when = np.asarray(times, "datetime64[ns]")[:, None]
+    live = ~np.isnat(paid) & (paid <= when) & (when < ended)  # (times, memberships)
+    result = np.where(live, base, 0)
+    for col, t in enumerate(when[:, 0]):
+        before = change_at <= t  # sorted by membership then time: its last one is in force
+        rows, mrr = change_rows[before], change_mrr[before]
+        last = np.append(rows[1:] != rows[:-1], True) if len(rows) else rows.astype(bool)
+        rows, mrr = rows[last], mrr[last]
+        in_force = live[col, rows]
+        result[col, rows[in_force]] = mrr[in_force]
+    return result.T
+
+
+def _prices(
+    members: pd.DataFrame, plans: pd.DataFrame
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each membership's MRR at joining (its first price on record, else its price now), and
+    its plan switches (row, time, new MRR) sorted by membership then time; in twelfths."""
+    ids = members["id"].to_numpy(dtype="int64")
+    order = np.argsort(ids, kind="stable")
+    known = plans["membership_id"].to_numpy(dtype="int64")
+    rows = order[np.minimum(np.searchsorted(ids, known, sorter=order), len(ids) - 1)]
+    inside = ids[rows] == known
+    rows, at = rows[inside], _ns(plans["occurred_at"])[inside]
+    mrr = monthly_twelfths(plans["interval"].to_numpy()[inside],
+                           plans["amount_cents"].to_numpy()[inside])  # fmt: skip
+    steps = np.lexsort((at, rows))  # by membership, then time (ties: as loaded)
+    rows, at, mrr = rows[steps], at[steps], mrr[steps]
+    base = monthly_twelfths(members["interval"].to_numpy(), members["amount_cents"].to_numpy())
+    first = np.append(True, rows[1:] != rows[:-1]) if len(rows) else rows.astype(bool)
+    base[rows[first]] = mrr[first]
+    switch = ~first
+    switch[1:] &= mrr[1:] != mrr[:-1]  # a new price: a plan switch
+    return base, (rows[switch], at[switch], mrr[switch])
 
 
 def mrr_movements(
     members: pd.DataFrame, matrix: np.ndarray, bounds: np.ndarray, everyone: pd.DataFrame
-) -> list[dict[str, Any]]:
-    """Per month: each person's MRR at the month's start against its end (or now); a person
-    whose first payment (any membership, any launch: ``everyone``) came before is reactivated."""
-    person = pd.Series(members["person"].to_numpy())
-    per_person = pd.DataFrame(matrix).groupby(person.to_numpy()).sum()
-    first_paid = pd.Series(_ns(everyone["paid_at"])).groupby(everyone["person"].to_numpy()).min()
-    first_paid = first_paid.reindex(per_person.index).to_numpy()
+) -> list[dict[str, int]]:
+    """Per month, in twelfths of a cent: each person's MRR at the month's start against its
+    end (or now); a person whose first payment (any membership, any launch: ``everyone``) came
+    before the month is reactivated, else new."""
+    codes, people = pd.factorize(
+        np.concatenate([everyone["person"].to_numpy(), members["person"].to_numpy()])
+    )
+    own, theirs = codes[len(everyone) :], codes[: len(everyone)]
+    per_person = np.stack([  # exact: whole numbers of twelfths, far below 2**53
+        np.bincount(own, weights=matrix[:, k], minlength=len(people))
+        for k in range(matrix.shape[1])
+    ])  # fmt: skip
+    never = np.iinfo("int64").max  # no payment yet (a person who starts paying has one)
+    paid = _ns(everyone["paid_at"])
+    first_paid = np.full(len(people), never)
+    np.minimum.at(first_paid, theirs, np.where(np.isnat(paid), never, paid.view("int64")))
     out = []
     for k in range(len(bounds) - 1):
-        before, after = per_person[k].to_numpy(), per_person[k + 1].to_numpy()
+        before, after = per_person[k], per_person[k + 1]
         starts = (before == 0) & (after > 0)
-        new = starts & (first_paid >= bounds[k])
+        new = starts & (first_paid >= bounds[k].astype("datetime64[ns]").view("int64"))
         up = (before > 0) & (after > before)
         down = (after > 0) & (after < before)
         gone = (before > 0) & (after == 0)
@@ -152,26 +225,29 @@ def mrr_movements(
             "expansion": (after - before)[up].sum(), "contraction": (before - after)[down].sum(),
             "churned": before[gone].sum(),
         })  # fmt: skip
-    return out
+    return [{name: int(value) for name, value in month.items()} for month in out]
 
 
 def churn_by_month(
     members: pd.DataFrame, matrix: np.ndarray, bounds: np.ndarray, moves: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Logo churn: memberships paying at the month's start whose end falls in the month, over
-    those paying at its start; revenue churn: churned + contraction MRR over MRR at its start."""
+    those paying at its start; revenue churn: churned + contraction MRR over MRR at its start
+    (``mrr_at_start`` in twelfths of a cent, as ``matrix`` and ``moves``)."""
     ended = _ns(members["ended_at"])
+    month_of_end = np.searchsorted(bounds, ended, side="right") - 1  # NaT sorts last
+    month_of_end[np.isnat(ended)] = -1
     out = []
     for k in range(len(bounds) - 1):
         paying = matrix[:, k] > 0
-        gone = paying & ~np.isnat(ended) & (ended >= bounds[k]) & (ended < bounds[k + 1])
-        start_mrr = matrix[:, k].sum()
+        gone = paying & (month_of_end == k)
+        start_mrr = int(matrix[:, k].sum())
         lost = moves[k]["churned"] + moves[k]["contraction"]
         out.append({
             "members_at_start": int(paying.sum()), "cancellations": int(gone.sum()),
             "logo_churn": float(gone.sum() / paying.sum()) if paying.any() else 0.0,
             "mrr_at_start": start_mrr,
-            "revenue_churn": float(lost / start_mrr) if start_mrr > 0 else 0.0,
+            "revenue_churn": lost / start_mrr if start_mrr > 0 else 0.0,
         })  # fmt: skip
     return out
 
@@ -187,22 +263,29 @@ def retention(members: pd.DataFrame, now: np.datetime64) -> tuple[list, list]:
     observed = whole_months(start, np.full(len(start), now))
     lived = np.where(np.isnat(ended), observed, whole_months(start, np.where(
         np.isnat(ended), now, ended)))  # fmt: skip
-    cohort = pd.DatetimeIndex(start).strftime("%Y-%m").to_numpy()
-    curve = []
-    for k in range(int(observed.max()) + 1):
-        eligible = observed >= k
-        kept = eligible & (lived >= k)
-        curve.append({"month": k, "eligible": int(eligible.sum()), "retained": int(kept.sum()),
-                      "rate": float(kept.sum() / eligible.sum())})  # fmt: skip
+    kept = np.minimum(observed, lived)  # retained at k: observed >= k and lived >= k
+    curve = [
+        {"month": k, "eligible": e, "retained": r, "rate": float(r / e)}
+        for k, (e, r) in enumerate(_at_least(observed, kept, int(observed.max()) + 1))
+    ]
+    month = start.astype("datetime64[M]")
     table = []
-    for name in sorted(set(cohort)):
-        inside = cohort == name
-        rates = []
-        for k in range(int(observed[inside].max()) + 1):
-            eligible = inside & (observed >= k)
-            rates.append(float(((lived >= k) & eligible).sum() / eligible.sum()))
-        table.append({"cohort": name, "members": int(inside.sum()), "retention": rates})
+    for name in np.unique(month):
+        inside = month == name
+        counts = _at_least(observed[inside], kept[inside], int(observed[inside].max()) + 1)
+        table.append({"cohort": str(name), "members": int(inside.sum()),
+                      "retention": [float(r / e) for e, r in counts]})  # fmt: skip
     return curve, table
+
+
+def _at_least(observed: np.ndarray, kept: np.ndarray, months: int) -> list[tuple[int, int]]:
+    """(how many observed >= k, how many kept >= k) for k = 0 .. months - 1."""
+
+    def counts(values: np.ndarray) -> np.ndarray:
+        found = np.bincount(np.clip(values, -1, months - 1) + 1, minlength=months + 1)
+        return found[::-1].cumsum()[::-1][1:]  # k >= 0 only
+
+    return list(zip(counts(observed).tolist(), counts(kept).tolist(), strict=True))
 
 
 def membership_figures(
@@ -224,8 +307,8 @@ def membership_figures(
     curve, cohorts = retention(members, now64)
     months = pd.DatetimeIndex(bounds[:-1]).strftime("%Y-%m")
     monthly = [
-        {"month": m, **{k: int(round(v)) for k, v in moves[i].items()},
-         **{**churn[i], "mrr_at_start": int(round(churn[i]["mrr_at_start"]))},
+        {"month": m, **{k: _cents(v) for k, v in moves[i].items()},
+         **{**churn[i], "mrr_at_start": _cents(churn[i]["mrr_at_start"])},
          "partial": i == len(months) - 1}
         for i, m in enumerate(months)
     ]  # fmt: skip
@@ -234,8 +317,8 @@ def membership_figures(
         "paying_members": int(paid_at.notna().sum()),
         "members_now": int((matrix[:, -2] > 0).sum()),
         "trial": _trial(members, now64),
-        "mrr_at_cart_close": int(round(matrix[:, -1].sum())),
-        "mrr_now": int(round(matrix[:, -2].sum())),
+        "mrr_at_cart_close": _cents(matrix[:, -1].sum()),
+        "mrr_now": _cents(matrix[:, -2].sum()),
         "mrr_by_month": monthly,
         "retention_curve": curve,
         "cohorts": cohorts,
@@ -243,6 +326,11 @@ def membership_figures(
         "refunds_inside_guarantee": _guarantee_refunds(members, frames["refunds"]),
         "revenue_cents": int(members["paid_cents"].sum()),
     }  # fmt: skip
+
+
+def _cents(twelfths: Any) -> int:
+    """Twelfths of a cent -> whole cents (rounded half to even, once, when reported)."""
+    return round(int(twelfths) / TWELFTHS)
 
 
 def _trial(members: pd.DataFrame, now: np.datetime64) -> dict[str, Any]:
@@ -261,7 +349,7 @@ def _trial(members: pd.DataFrame, now: np.datetime64) -> dict[str, Any]:
 def _ltv(mrr_now: np.ndarray, complete: list[dict[str, Any]]) -> dict[str, Any]:
     """ARPU now over the average monthly logo churn of the complete months (Wilson 95 %)."""
     paying = int((mrr_now > 0).sum())
-    arpu = float(mrr_now.sum() / paying) if paying else 0.0
+    arpu = int(mrr_now.sum()) / TWELFTHS / paying if paying else 0.0
     lost = sum(row["cancellations"] for row in complete)
     exposed = sum(row["members_at_start"] for row in complete)
     churn = lost / exposed if exposed else 0.0

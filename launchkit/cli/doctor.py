@@ -10,6 +10,7 @@ from launchkit.cli.output import print_json, say, warn
 from launchkit.cli.runtime import Runtime
 from launchkit.clock import parse_local_datetime, utcnow
 from launchkit.errors import ConfigError
+from launchkit.findings import Level
 
 doctor = lazy_module("launchkit.doctor")
 
@@ -53,8 +54,8 @@ def preflight(
     with runtime.sessions() as session:
         findings = doctor.run_checks(session, runtime.settings, now=now)
         session.rollback()
-    problems = [f for f in findings if f.level != doctor.Level.OK]
-    errors = [f for f in problems if f.level == doctor.Level.ERROR or f.check in strict]
+    problems = [f for f in findings if f.level != Level.OK]
+    errors = [f for f in problems if f.level == Level.ERROR or f.check in strict]
     if refuse and errors:
         details = " ".join(f.message for f in errors)
         raise ConfigError(f"{details} Nothing was done: {what} refused (see `launchkit doctor`).")

@@ -21,9 +21,11 @@ from launchkit.memberships.lifecycle import (
     request_cancel,
 )
 from launchkit.memberships.offers import (
+    MembershipChoice,
     add_membership_offer,
     is_membership,
     membership_as_dict,
+    membership_choices,
     membership_prices,
     parse_membership,
     resolve_interval,
@@ -31,7 +33,8 @@ from launchkit.memberships.offers import (
 )
 
 __all__ = [
-    "ENTITLED", "add_membership_offer", "derive", "find_membership", "is_membership",
-    "membership_as_dict", "membership_entitled", "membership_for_order", "membership_prices",
-    "parse_membership", "request_cancel", "resolve_interval", "start_membership_checkout",
+    "ENTITLED", "MembershipChoice", "add_membership_offer", "derive", "find_membership",
+    "is_membership", "membership_as_dict", "membership_choices", "membership_entitled",
+    "membership_for_order", "membership_prices", "parse_membership", "request_cancel",
+    "resolve_interval", "start_membership_checkout",
 ]  # fmt: skip

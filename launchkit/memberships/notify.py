@@ -30,7 +30,6 @@ from launchkit.models import (
 )
 from launchkit.resources import starter_dir
 
-REMINDER_DAYS = 14  # a yearly renewal is announced this many days before (EU practice)
 TEMPLATES = ("welcome", "renewal-reminder", "failed-renewal", "cancelled", "trial-ending",
              "win-back")  # fmt: skip
 
@@ -41,10 +40,13 @@ def send_membership_emails(
     messenger: Any,
     *,
     now: datetime,
-    reminder_days: int = REMINDER_DAYS,
+    reminder_days: int | None = None,
     env: Any = None,
 ) -> int:
-    """Send every membership email now due; returns how many were sent."""
+    """Send every membership email now due; returns how many were sent. A yearly renewal is
+    announced ``reminder_days`` before it (default: ``settings.renewal_reminder_days``)."""
+    if reminder_days is None:
+        reminder_days = settings.renewal_reminder_days
     sent = 0
     live = session.scalars(
         select(Membership).where(Membership.status != MembershipStatus.INCOMPLETE)

@@ -3,6 +3,7 @@ Checkout Session that starts a membership while the doors (the launch's cart) ar
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -85,6 +86,39 @@ def membership_prices(session: Session, offer: Offer) -> list[MembershipPrice]:
     """The recurring prices of an offer, monthly first ([] for a one-off offer)."""
     rows = session.scalars(select(MembershipPrice).where(MembershipPrice.offer_id == offer.id))
     return sorted(rows, key=lambda p: p.interval != "month")
+
+
+@dataclass(frozen=True)
+class MembershipChoice:
+    """One price the sales page offers: what the /buy form posts (``plan``), what checkout
+    charges (the founding price when there is one), the regular price, and for the yearly
+    price what it saves against twelve monthly payments (0 when it saves nothing)."""
+
+    plan: str  # "monthly" | "yearly"
+    interval: str  # "month" | "year"
+    cents: int
+    regular_cents: int
+    saving_cents: int = 0
+    saving_ratio: float = 0.0  # saving over twelve monthly payments
+
+
+def membership_choices(session: Session, offer: Offer) -> list[MembershipChoice]:
+    """Each recurring price of ``offer`` as a choice, monthly first ([] for a one-off offer)."""
+    prices = membership_prices(session, offer)
+    charged = {p.interval: p.founding_cents or p.cents for p in prices}
+    year_of_months = 12 * charged["month"] if "month" in charged else 0
+    choices = []
+    for price in prices:
+        cents = charged[price.interval]
+        saving = year_of_months - cents if price.interval == "year" and year_of_months else 0
+        choices.append(
+            MembershipChoice(
+                plan=INTERVAL_NAMES[price.interval], interval=price.interval, cents=cents,
+                regular_cents=price.cents, saving_cents=max(saving, 0),
+                saving_ratio=max(saving, 0) / year_of_months if year_of_months else 0.0,
+            )
+        )  # fmt: skip
+    return choices
 
 
 def is_membership(session: Session, offer: Offer | None) -> bool:

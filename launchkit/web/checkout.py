@@ -15,13 +15,14 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from babel.numbers import format_percent
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from launchkit import checkout, evergreen, salespage, tokens
+from launchkit import checkout, evergreen, memberships, salespage, tokens
 from launchkit.db import make_sessionmaker
 from launchkit.errors import LaunchkitError, NotFound
 from launchkit.models import Launch, Offer, Subscriber, WebEvent
@@ -72,6 +73,12 @@ STRINGS = {
         "link_title": "Cette offre passe par votre lien personnel",
         "link": "Ouvrez-la depuis le lien reçu par email\u00a0: il porte votre date limite.",
         "tier": "Tarif «\u00a0{tier}\u00a0»\u00a0: {amount} jusqu'au {when}, puis {next}.",
+        "member_month": "Mensuel",
+        "member_year": "Annuel",
+        "per_month": "{amount} par mois",
+        "per_year": "{amount} par an",
+        "saving": "Vous économisez {amount} par an ({percent}) par rapport au mensuel.",
+        "trial": "{days}\u00a0jours d'essai gratuit, puis le prix choisi.",
     },
     "en": {
         "pay_full": "Pay in full",
@@ -97,6 +104,12 @@ STRINGS = {
         "link_title": "This offer opens from your personal link",
         "link": "Open it from the link in your emails: it carries your own deadline.",
         "tier": '"{tier}" price: {amount} until {when}, then {next}.',
+        "member_month": "Monthly",
+        "member_year": "Yearly",
+        "per_month": "{amount} per month",
+        "per_year": "{amount} per year",
+        "saving": "You save {amount} a year ({percent}) compared with monthly.",
+        "trial": "{days}-day free trial, then the price you choose.",
     },
 }
 
@@ -128,6 +141,7 @@ STRINGS_FR_TU = {
     "thanks_title": "Merci pour ta commande\u202f!",
     "thanks": "Ton paiement est en cours de confirmation. Tu vas recevoir ton reçu "
     "et tes accès par email.",
+    "saving": "Tu économises {amount} par an ({percent}) par rapport au mensuel.",
 }
 
 
@@ -254,6 +268,11 @@ def sales_page(request: Request) -> Response:
             cart = checkout.cart_state(launch, state.clock(), state.settings.checkout_grace)
             if cart != "open":
                 return _closed_page(request, offer, launch, cart)
+        choices = memberships.membership_choices(session, offer)
+        if choices:
+            return _render_offer(
+                request, offer, launch, subscriber, token, deadline=deadline, members=choices
+            )
         price = price_now(session, offer, state.clock())
         return _render_offer(request, offer, launch, subscriber, token, price, deadline)
 
@@ -282,6 +301,30 @@ def _tier_plans(request: Request, offer: Offer, price: PriceNow | None) -> list[
     return plans
 
 
+def _membership_plans(
+    request: Request, offer: Offer, choices: list[memberships.MembershipChoice]
+) -> list[dict[str, Any]]:
+    """One choice per membership price (``plan``: monthly | yearly), the founding price with
+    the regular one struck through, and what the yearly price saves."""
+    c, lang = _strings(request), state_of(request).settings.language
+
+    def money(cents: int) -> str:
+        return checkout.format_money(cents, offer.currency, lang)
+
+    plans = []
+    for choice in choices:
+        per = c[f"per_{choice.interval}"]
+        plan = {"key": choice.plan, "label": c[f"member_{choice.interval}"], "n": 1,
+                "price": per.format(amount=money(choice.cents))}  # fmt: skip
+        if choice.cents != choice.regular_cents:
+            plan["was"] = per.format(amount=money(choice.regular_cents))
+        if choice.saving_cents:
+            percent = format_percent(choice.saving_ratio, locale=checkout.LOCALES.get(lang))
+            plan["note"] = c["saving"].format(amount=money(choice.saving_cents), percent=percent)
+        plans.append(plan)
+    return plans
+
+
 def _render_offer(
     request: Request,
     offer: Offer,
@@ -290,6 +333,8 @@ def _render_offer(
     token: str | None,
     tier_price: PriceNow | None = None,
     deadline: datetime | None = None,
+    *,
+    members: list[memberships.MembershipChoice] | None = None,
 ) -> Response:
     state = state_of(request)
     closes = deadline or launch.cart_close
@@ -303,7 +348,10 @@ def _render_offer(
     context = {
         "c": c,
         "offer": offer,
-        "plans": _tier_plans(request, offer, tier_price),
+        "plans": _membership_plans(request, offer, members)
+        if members
+        else _tier_plans(request, offer, tier_price),
+        "trial": c["trial"].format(days=offer.trial_days) if members and offer.trial_days else "",
         "tier": _tier_note(request, offer, tier_price),
         "coupon": (request.query_params.get("coupon") or "")[:100],
         "selected": selected,
