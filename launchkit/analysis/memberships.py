@@ -185,8 +185,11 @@ def retention(members: pd.DataFrame, now: np.datetime64) -> tuple[list, list]:
     start = _ns(paying["paid_at"])
     ended = _ns(paying["ended_at"])
     observed = whole_months(start, np.full(len(start), now))
-    lived = np.where(np.isnat(ended), observed, whole_months(start, np.where(
-        np.isnat(ended), now, ended)))  # fmt: skip
+    # still a member k months after joining: the end comes after that moment, so the months
+    # are counted to just before the end (a period ending on the day and time it renews
+    # would otherwise count the month the member did not stay for)
+    before_end = np.where(np.isnat(ended), now, ended - np.timedelta64(1, "ns"))
+    lived = np.where(np.isnat(ended), observed, whole_months(start, before_end))
     cohort = pd.DatetimeIndex(start).strftime("%Y-%m").to_numpy()
     curve = []
     for k in range(int(observed.max()) + 1):
