@@ -11,6 +11,7 @@ figure from them with vectorised pandas/numpy. All times are UTC; MRR is in cent
 from __future__ import annotations
 
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,16 @@ MOVEMENTS = ("new", "reactivated", "expansion", "contraction", "churned")
 def monthly_cents(interval: Any, amount: Any) -> Any:
     """MRR of one price: the amount per month (a yearly amount /12)."""
     return np.where(np.asarray(interval) == "year", np.asarray(amount) / 12.0, np.asarray(amount))
+
+
+def cents(mrr: Any) -> int:
+    """An MRR amount (sums of prices and prices /12) in whole cents, rounded half up; counted in
+    twelfths of a cent first, so float error cannot move a half cent either way."""
+    return (int(round(float(mrr) * 12)) + 6) // 12
+
+
+def _half_up(value: Fraction) -> int:
+    return int((value + Fraction(1, 2)) // 1)
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -227,8 +238,8 @@ def membership_figures(
     curve, cohorts = retention(members, now64)
     months = pd.DatetimeIndex(bounds[:-1]).strftime("%Y-%m")
     monthly = [
-        {"month": m, **{k: int(round(v)) for k, v in moves[i].items()},
-         **{**churn[i], "mrr_at_start": int(round(churn[i]["mrr_at_start"]))},
+        {"month": m, **{k: cents(v) for k, v in moves[i].items()},
+         **{**churn[i], "mrr_at_start": cents(churn[i]["mrr_at_start"])},
          "partial": i == len(months) - 1}
         for i, m in enumerate(months)
     ]  # fmt: skip
@@ -237,8 +248,8 @@ def membership_figures(
         "paying_members": int(paid_at.notna().sum()),
         "members_now": int((matrix[:, -2] > 0).sum()),
         "trial": _trial(members, now64),
-        "mrr_at_cart_close": int(round(matrix[:, -1].sum())),
-        "mrr_now": int(round(matrix[:, -2].sum())),
+        "mrr_at_cart_close": cents(matrix[:, -1].sum()),
+        "mrr_now": cents(matrix[:, -2].sum()),
         "mrr_by_month": monthly,
         "retention_curve": curve,
         "cohorts": cohorts,
@@ -262,19 +273,21 @@ def _trial(members: pd.DataFrame, now: np.datetime64) -> dict[str, Any]:
 
 
 def _ltv(mrr_now: np.ndarray, complete: list[dict[str, Any]]) -> dict[str, Any]:
-    """ARPU now over the average monthly logo churn of the complete months (Wilson 95 %)."""
+    """ARPU now over the average monthly logo churn of the complete months (Wilson 95 %),
+    computed exactly (MRR in twelfths of a cent) and rounded half up to whole cents."""
     paying = int((mrr_now > 0).sum())
-    arpu = float(mrr_now.sum() / paying) if paying else 0.0
+    twelfths = int(round(float(mrr_now.sum()) * 12))
+    arpu = Fraction(twelfths, 12 * paying) if paying else Fraction(0)
     lost = sum(row["cancellations"] for row in complete)
     exposed = sum(row["members_at_start"] for row in complete)
     churn = lost / exposed if exposed else 0.0
     ci = wilson_interval(lost, exposed)
-    ltv = int(round(arpu / churn)) if churn > 0 else None
+    ltv = _half_up(arpu * exposed / lost) if lost else None
     interval = None
     if ci is not None:
-        high = int(round(arpu / ci[0])) if ci[0] > 0 else None
-        interval = [int(round(arpu / ci[1])) if ci[1] > 0 else None, high]
-    return {"arpu_cents": int(round(arpu)), "monthly_churn": churn, "ltv_cents": ltv,
+        high = _half_up(arpu / Fraction(ci[0])) if ci[0] > 0 else None
+        interval = [_half_up(arpu / Fraction(ci[1])) if ci[1] > 0 else None, high]
+    return {"arpu_cents": _half_up(arpu), "monthly_churn": churn, "ltv_cents": ltv,
             "ltv_ci95": interval}  # fmt: skip
 
 

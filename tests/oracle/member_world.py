@@ -9,7 +9,8 @@ modelled here: a period ends on the same day of month and time as it started (cl
 month's last day); a plan switch resets the billing cycle and is invoiced at once at the new
 price (``proration_behavior=none``); a cancelled subscription is deleted at its period end; Stripe
 gives up after the fourth failed attempt of a renewal and deletes the subscription; a guarantee
-refund is followed by the creator's cancellation (deletion a little later).
+refund ends the membership; the creator's cancellation (the deletion) follows minutes or days
+later.
 """
 
 from __future__ import annotations
@@ -188,7 +189,10 @@ class _Gen:
             created = at + timedelta(seconds=self.r.randint(1, 30)) if listed else at
             m.events.append(EventSpec("refund", created, {"amount": m.amount, "at": at,
                                                           "listed": listed}))  # fmt: skip
-            self.delete(m, at + timedelta(minutes=self.r.randint(1, 600)))
+            # the creator cancels the subscription at once (`launchkit refund` does) or days
+            # later from the Dashboard: the refund has ended the membership either way
+            later = self.r.choice([timedelta(minutes=2), timedelta(days=self.r.randint(1, 4))])
+            self.delete(m, at + later)
             return
         self.renewals(m, start, interval, m.amount)
 
@@ -321,6 +325,6 @@ class _Gen:
             previous = at
 
 
-def generate(seed: int, size: int = 14) -> ClubWorld:
+def generate(seed: int, size: int = 10) -> ClubWorld:
     """The club of ``seed``: ``size`` spring members, then autumn's returners and newcomers."""
     return _Gen(seed, size).generate()
