@@ -1,8 +1,10 @@
 """Property (issue #14): whatever order a purchase's signed events arrive in, and however many
 are delivered again, the final state is the same: orders, payments, refunds, the subscriber
 link, tags, and the emails then due. Pay in full, a plan, a plan with a failed instalment that
-recovers, refunds (API-style with the refunds list, Dashboard-style without), a dispute; on
-SQLite and PostgreSQL, through the real ``handle_event``."""
+recovers, refunds (API-style with the refunds list, Dashboard-style without), a dispute; and a
+membership's events (issue #16): renewals, dunning, trial, plan switches both ways, cancel at
+period end (undone, asked again) then deleted, the guarantee refund, a refund deleted days later;
+on SQLite and PostgreSQL, through the real ``handle_event``."""
 
 from __future__ import annotations
 
