@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session
 
 from launchkit.analysis.definitions import wilson_interval
 from launchkit.analysis.load import _frame
-from launchkit.models import Launch, Membership, MembershipEvent, Offer, Order, Refund
+from launchkit.models import (
+    Launch,
+    Membership,
+    MembershipEvent,
+    Offer,
+    Order,
+    Refund,
+    Subscriber,
+)
 
 NEVER = np.datetime64("2262-01-01T00:00:00", "ns")
 MOVEMENTS = ("new", "reactivated", "expansion", "contraction", "churned")
@@ -54,11 +62,12 @@ def load_members(session: Session, launch: Launch) -> dict[str, pd.DataFrame]:
         Membership.id, Membership.launch_id, Membership.started_at, Membership.paid_at,
         Membership.interval, Membership.amount_cents, Membership.trial_end, Membership.ended_at,
         Membership.currency, Order.subscriber_id, Order.email, Order.paid_cents,
-        Offer.guarantee_days,
+        Offer.guarantee_days, Subscriber.email.label("subscriber_email"),
     ]  # fmt: skip
     members = _frame(
         conn, sa.select(*cols).join(Order, Order.id == Membership.order_id)
-        .outerjoin(Offer, Offer.id == Membership.offer_id),
+        .outerjoin(Offer, Offer.id == Membership.offer_id)
+        .outerjoin(Subscriber, Subscriber.id == Order.subscriber_id),
         ("started_at", "paid_at", "trial_end", "ended_at"),
     )  # fmt: skip
     prices = (
@@ -80,11 +89,14 @@ def load_members(session: Session, launch: Launch) -> dict[str, pd.DataFrame]:
 
 
 def _persons(members: pd.DataFrame) -> pd.Series:
-    """A person: the subscriber, else the order's address (stored normalized, as imports
-    normalize it)."""
-    subscriber = members["subscriber_id"]
-    by_id = "s" + subscriber.astype("Int64").astype(str)
-    return by_id.where(subscriber.notna(), "e" + members["email"].astype(str))
+    """A person: their address, the subscriber's when the order is linked to one, else the
+    order's (stored normalized, as imports normalize it). The same person is found whether or
+    not one of their orders was linked: someone who bought before joining the list and came
+    back from it is one person, not two."""
+    address = members["subscriber_email"].where(
+        members["subscriber_email"].notna(), members["email"]
+    )
+    return "e" + address.astype(str)
 
 
 # --- figures ----------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ and handled by the real webhook code, each in its own transaction at its deliver
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from launchkit import checkout, launches, memberships
+from launchkit import audience, checkout, launches, memberships
 from launchkit.analysis import analyze_launch
+from launchkit.audience.importer import import_subscribers
 from launchkit.config import Settings
 from launchkit.stripe_events import (
     charge_refunded,
@@ -38,20 +40,35 @@ def _ts(when: datetime) -> int:
 
 
 class MemberDriver:
-    def __init__(self, world: ClubWorld, sessions: sessionmaker[Session], settings: Settings):
-        self.w, self.sessions, self.settings = world, sessions, settings
+    def __init__(
+        self, world: ClubWorld, sessions: sessionmaker[Session], settings: Settings, folder: Path
+    ):
+        self.w, self.sessions, self.settings, self.folder = world, sessions, settings, folder
         self.meta: dict[str, dict[str, str]] = {}  # offer slug + interval -> metadata
         self.ids: dict[str, dict[str, str]] = {}  # member ref -> its Stripe ids
         self.built: dict[tuple[str, int], dict[str, Any]] = {}
 
     def run(self) -> None:
         self.setup()
-        timeline = [
-            (at, n, m, index) for n, m in enumerate(self.w.members) for at, index in m.deliveries
+        timeline: list[tuple[datetime, int, Any, Any]] = [
+            (at, n, m, index)
+            for n, m in enumerate(self.w.members, start=len(self.w.imports))
+            for at, index in m.deliveries
         ]
-        for at, _, m, index in sorted(timeline, key=lambda t: (t[0], t[1])):
+        timeline += [(at, n, None, emails) for n, (at, emails) in enumerate(self.w.imports)]
+        for at, _, m, item in sorted(timeline, key=lambda t: (t[0], t[1])):
             with self.sessions.begin() as s:
-                self.deliver(s, at, m, index)
+                if m is None:
+                    self.join_list(s, at, item)
+                else:
+                    self.deliver(s, at, m, item)
+
+    def join_list(self, s: Session, at: datetime, emails: list[str]) -> None:
+        """People join the list: a CSV import (the real importer) at ``at``."""
+        path = self.folder / f"list-{at:%Y%m%d}.csv"
+        path.write_text("email\n" + "".join(f"{e}\n" for e in emails), encoding="utf-8")
+        result = import_subscribers(s, path, now=at, source="newsletter")
+        assert result.invalid == 0, result
 
     def setup(self) -> None:
         at = self.w.setup_at
@@ -91,12 +108,18 @@ class MemberDriver:
             }  # fmt: skip
         return self.ids[m.ref]
 
+    def subscriber_id(self, m: MemberFacts) -> str:
+        with self.sessions.begin() as s:
+            return str(audience.get_subscriber(s, m.email).id)
+
     def invoice_id(self, m: MemberFacts, number: int) -> str:
         return self.member_ids(m).setdefault(f"in{number}", new_id("in"))
 
     def build(self, m: MemberFacts, spec: EventSpec) -> dict[str, Any]:
         ids, meta = self.member_ids(m), self.meta[f"{m.offer}:{m.interval}"]
         created, args = _ts(spec.created), spec.args
+        if m.ref in self.w.by_id:  # the checkout names the subscriber (its id, looked up once)
+            meta = {**meta, "subscriber": ids.setdefault("subscriber", self.subscriber_id(m))}
         if spec.kind == "session":
             return checkout_session_completed(
                 created=created, mode="subscription", metadata=meta, email=m.typed,

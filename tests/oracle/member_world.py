@@ -100,6 +100,8 @@ class ClubWorld:
     offers: dict[str, MemberOffer] = field(default_factory=dict)
     members: list[MemberFacts] = field(default_factory=list)
     setup_at: datetime = datetime(2025, 12, 1, tzinfo=UTC)
+    imports: list[tuple[datetime, list[str]]] = field(default_factory=list)  # joining the list
+    by_id: set[str] = field(default_factory=set)  # member refs whose checkout names the subscriber
 
 
 class _Gen:
@@ -137,23 +139,29 @@ class _Gen:
 
     def generate(self) -> ClubWorld:
         spring = self.w.launches["club-printemps"]
-        for n in range(self.size):
-            email = f"membre{n}@club.example.fr"
+        emails = [f"membre{n}@club.example.fr" for n in range(self.size)]
+        listed = {e for e in emails if self.r.random() < 0.5}  # on the list before spring
+        self.w.imports.append((self.w.setup_at + DAY, sorted(listed)))
+        for email in emails:
             offer = self.w.offers["club-essai" if self.r.random() < 0.3 else "club-fondateur"]
-            self.member(offer, email, self.when(spring))
+            self.member(offer, email, self.when(spring), email in listed)
         autumn = self.w.launches["club-automne"]
         gone = [m for m in self.w.members if m.ended and m.ended < autumn.cart_open]
         back = self.r.sample(gone, min(len(gone), max(2, len(gone) // 2)))
+        # the returners not on the list join it in June (the newsletter), then buy from it
+        late = sorted({m.email for m in back} - listed)
+        self.w.imports.append((datetime(2026, 6, 15, 8, 0, tzinfo=UTC), late))
         newcomers = [f"rentree{n}@club.example.fr" for n in range(self.size // 2)]
         for email in [m.email for m in back] + newcomers:
-            self.member(self.w.offers["club-rentree"], email, self.when(autumn))
+            on_list = email in listed or email in late
+            self.member(self.w.offers["club-rentree"], email, self.when(autumn), on_list)
         for m in self.w.members:
             self.deliveries(m)
         return self.w
 
     # --- one membership ---------------------------------------------------------------------
 
-    def member(self, offer: MemberOffer, email: str, joined: datetime) -> None:
+    def member(self, offer: MemberOffer, email: str, joined: datetime, listed: bool) -> None:
         interval = "year" if self.r.random() < 0.25 else "month"
         m = MemberFacts(
             ref=f"m{len(self.w.members)}", launch=offer.launch, offer=offer.slug, email=email,
@@ -161,6 +169,8 @@ class _Gen:
             joined=joined,
         )  # fmt: skip
         self.w.members.append(m)
+        if listed and self.r.random() < 0.5:  # from the sales page's subscriber link
+            self.w.by_id.add(m.ref)
         trial = offer.trial_days > 0
         m.events.append(EventSpec("session", joined, {"amount": 0 if trial else m.amount}))
         start = joined

@@ -17,9 +17,9 @@ SEEDS = [15, 22] + ([11, 12, 17] if SCALE >= 2 else [])
 
 
 @pytest.mark.parametrize("seed", SEEDS, ids=[f"seed{s}" for s in SEEDS])
-def test_every_membership_figure_matches_the_ground_truth(sessions, settings, seed):
+def test_every_membership_figure_matches_the_ground_truth(sessions, settings, tmp_path, seed):
     world = member_world.generate(seed)
-    member_drive.MemberDriver(world, sessions, settings).run()
+    member_drive.MemberDriver(world, sessions, settings, tmp_path).run()
     reports, failed = [], False
     for slug in world.launches:
         wanted = member_truth.flatten(member_truth.membership_section(world, slug))
