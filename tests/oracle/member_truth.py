@@ -175,9 +175,10 @@ def _ltv(world: ClubWorld, members: list[MemberFacts], rows: list[dict]) -> dict
     ci = wilson(lost, exposed)
     interval = None
     if ci is not None:
+        low = 0.0 if lost == 0 else ci[0]  # Wilson's lower bound with no success is exactly 0
         interval = [
             half_up(arpu / Fraction(ci[1])) if ci[1] > 0 else None,
-            half_up(arpu / Fraction(ci[0])) if ci[0] > 0 else None,
+            half_up(arpu / Fraction(low)) if low > 0 else None,  # unbounded: null
         ]
     return {
         "arpu_cents": half_up(arpu), "monthly_churn": float(churn),

@@ -107,6 +107,7 @@ class ClubWorld:
 class _Gen:
     def __init__(self, seed: int, size: int):
         self.r = random.Random(seed)
+        self.lists = random.Random(seed + 1_000_003)  # who is on the list: its own stream
         self.size = size
         self.w = ClubWorld(now=NOW)
         self.w.launches = {
@@ -140,7 +141,7 @@ class _Gen:
     def generate(self) -> ClubWorld:
         spring = self.w.launches["club-printemps"]
         emails = [f"membre{n}@club.example.fr" for n in range(self.size)]
-        listed = {e for e in emails if self.r.random() < 0.5}  # on the list before spring
+        listed = {e for e in emails if self.lists.random() < 0.5}  # on the list before spring
         self.w.imports.append((self.w.setup_at + DAY, sorted(listed)))
         for email in emails:
             offer = self.w.offers["club-essai" if self.r.random() < 0.3 else "club-fondateur"]
@@ -169,7 +170,7 @@ class _Gen:
             joined=joined,
         )  # fmt: skip
         self.w.members.append(m)
-        if listed and self.r.random() < 0.5:  # from the sales page's subscriber link
+        if listed and self.lists.random() < 0.5:  # from the sales page's subscriber link
             self.w.by_id.add(m.ref)
         trial = offer.trial_days > 0
         m.events.append(EventSpec("session", joined, {"amount": 0 if trial else m.amount}))
