@@ -147,11 +147,11 @@ class _Gen:
             offer = self.w.offers["club-essai" if self.r.random() < 0.3 else "club-fondateur"]
             self.member(offer, email, self.when(spring), email in listed)
         autumn = self.w.launches["club-automne"]
-        gone = [m for m in self.w.members if m.ended and m.ended < autumn.cart_open]
+        joins = autumn.cart_open - 2 * DAY  # the returners not on the list join it then
+        gone = [m for m in self.w.members if m.ended and m.ended < joins - DAY]
         back = self.r.sample(gone, min(len(gone), max(2, len(gone) // 2)))
-        # the returners not on the list join it in June (the newsletter), then buy from it
-        late = sorted({m.email for m in back} - listed)
-        self.w.imports.append((datetime(2026, 6, 15, 8, 0, tzinfo=UTC), late))
+        late = sorted({m.email for m in back} - listed)  # their spring order stays unlinked
+        self.w.imports.append((joins, late))
         newcomers = [f"rentree{n}@club.example.fr" for n in range(self.size // 2)]
         for email in [m.email for m in back] + newcomers:
             on_list = email in listed or email in late
