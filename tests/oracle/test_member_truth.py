@@ -117,3 +117,8 @@ def test_the_generator_is_deterministic():
     assert [(m.email, m.payments, m.deleted) for m in a.members] == [
         (m.email, m.payments, m.deleted) for m in b.members
     ]
+
+
+def test_the_ci_seeds_have_a_returner_who_joined_the_list_between_launches():
+    late = [e for seed in SEEDS for _, e in member_world.generate(seed).imports[1:]]
+    assert any(late)
