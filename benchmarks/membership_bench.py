@@ -18,10 +18,12 @@ Usage: .venv/bin/python benchmarks/membership_bench.py [--members 100000] [--mon
 from __future__ import annotations
 
 import argparse
+import math
 import sqlite3
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +161,11 @@ def _months_between(s: pd.Series, e: pd.Series) -> pd.Series:
     return months - (e_in < s_in).astype(int)
 
 
+def _cents(value: float) -> int:
+    """Whole cents, half up (MRR values are multiples of 1/12 cent: counted in twelfths)."""
+    return int(np.floor((np.rint(value * 12) + 6) / 12))
+
+
 def baseline(path: Path, now: datetime, close: datetime) -> dict:
     con = sqlite3.connect(path)
     dates = ["started_at", "paid_at", "ended_at", "trial_end"]
@@ -217,19 +224,21 @@ def baseline(path: Path, now: datetime, close: datetime) -> dict:
         contraction = (p0 - p1)[(p1 > 0) & (p1 < p0)].sum()
         start_mrr = at[b0].sum()
         rows.append({
-            "month": b0.strftime("%Y-%m"), "new": round(p1[new].sum()),
-            "reactivated": round(p1[started & ~new].sum()),
-            "expansion": round((p1 - p0)[(p0 > 0) & (p1 > p0)].sum()),
-            "contraction": round(contraction), "churned": round(churned),
+            "month": b0.strftime("%Y-%m"), "new": _cents(p1[new].sum()),
+            "reactivated": _cents(p1[started & ~new].sum()),
+            "expansion": _cents((p1 - p0)[(p0 > 0) & (p1 > p0)].sum()),
+            "contraction": _cents(contraction), "churned": _cents(churned),
             "members_at_start": int(paying.sum()), "cancellations": int(gone.sum()),
             "logo_churn": float(gone.sum() / paying.sum()) if paying.sum() else 0.0,
-            "mrr_at_start": round(start_mrr),
+            "mrr_at_start": _cents(start_mrr),
             "revenue_churn": float((churned + contraction) / start_mrr) if start_mrr > 0 else 0.0,
             "partial": b1 == now_t,
         })  # fmt: skip
     payers = m[m["paid_at"].notna()]
     observed = _months_between(payers["paid_at"], pd.Series(now_t, index=payers.index))
-    lived = _months_between(payers["paid_at"], payers["ended_at"].fillna(now_t))
+    # still there k months after joining: months counted to just before the end
+    before_end = (payers["ended_at"] - pd.Timedelta(1, "ms")).fillna(now_t)
+    lived = _months_between(payers["paid_at"], before_end)
     curve = []
     for k in range(int(observed.max()) + 1):
         eligible = observed >= k
@@ -246,7 +255,8 @@ def baseline(path: Path, now: datetime, close: datetime) -> dict:
     complete = rows[:-1]
     lost = sum(r["cancellations"] for r in complete)
     exposed = sum(r["members_at_start"] for r in complete)
-    arpu = now_mrr.sum() / (now_mrr > 0).sum()
+    arpu = Fraction(int(np.rint(now_mrr.sum() * 12)), 12 * int((now_mrr > 0).sum()))
+    ltv = arpu * exposed / lost
     merged = refunds.merge(m[["paid_at", "guarantee_days"]], left_on="membership_id",
                            right_index=True)  # fmt: skip
     inside = (merged["refunded_at"] - merged["paid_at"]).dt.total_seconds() / 86400 <= merged[
@@ -258,9 +268,9 @@ def baseline(path: Path, now: datetime, close: datetime) -> dict:
         "members_joined": len(m), "paying_members": int(m["paid_at"].notna().sum()),
         "members_now": int((now_mrr > 0).sum()),
         "trials_over": int(over.sum()), "converted": int((over & m["paid_at"].notna()).sum()),
-        "mrr_at_cart_close": round(mrr_at(close_t).sum()), "mrr_now": round(now_mrr.sum()),
+        "mrr_at_cart_close": _cents(mrr_at(close_t).sum()), "mrr_now": _cents(now_mrr.sum()),
         "mrr_by_month": rows, "retention_curve": curve, "cohorts": cohorts,
-        "arpu_cents": round(arpu), "ltv_cents": round(arpu / (lost / exposed)),
+        "arpu_cents": math.floor(arpu + Fraction(1, 2)), "ltv_cents": math.floor(ltv + Fraction(1, 2)),
         "refunds_inside_guarantee": {"count": int(merged.loc[inside, "membership_id"].nunique()),
                                      "cents": int(merged.loc[inside, "amount_cents"].sum())},
         "revenue_cents": int(pay[(pay["status"] == "paid") & pay["order_id"].isin(orders)]

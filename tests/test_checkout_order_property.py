@@ -1,8 +1,10 @@
 """Property (issue #14): whatever order a purchase's signed events arrive in, and however many
 are delivered again, the final state is the same: orders, payments, refunds, the subscriber
 link, tags, and the emails then due. Pay in full, a plan, a plan with a failed instalment that
-recovers, refunds (API-style with the refunds list, Dashboard-style without), a dispute; on
-SQLite and PostgreSQL, through the real ``handle_event``."""
+recovers, refunds (API-style with the refunds list, Dashboard-style without), a dispute; and a
+membership's events (issue #16): renewals, dunning, trial, plan switches both ways, cancel at
+period end (undone, asked again) then deleted, the guarantee refund, a refund deleted days later;
+on SQLite and PostgreSQL, through the real ``handle_event``."""
 
 from __future__ import annotations
 
@@ -199,13 +201,40 @@ def member_scenario(name: str, meta: dict[str, str], t: int) -> list[dict]:
             m.updated(m.period_end(2) + 1, status="past_due", period=3),
             m.cancelled(m.period_end(2) + 20 * DAY),
         ]  # fmt: skip
+    if name == "member_switches":
+        # yearly -> monthly (contraction) -> yearly again, cancel at period end, undone, asked
+        # again, then deleted at the period's end
+        y = Member(meta, "camille@example.fr", 29000, "EUR", "year", start=t)
+        end = y.period_end(1)
+        return [
+            y.completed(t + 1), y.invoice(1, t + 1), y.updated(t + 2),
+            y.updated(t + 40 * DAY, interval="month", amount=2900),
+            y.invoice(2, t + 40 * DAY, amount=2900),
+            y.updated(t + 70 * DAY, interval="year", amount=29000),
+            y.invoice(3, t + 70 * DAY),
+            y.updated(t + 80 * DAY, cancel_at_period_end=True),
+            y.updated(t + 90 * DAY, cancel_at_period_end=False),
+            y.updated(t + 100 * DAY, cancel_at_period_end=True),
+            y.cancelled(end),
+        ]  # fmt: skip
     paid = events[1]["data"]["object"]["payments"]["data"][0]["payment"]["payment_intent"]
     refund = charge_refunded(created=t + 3 * DAY, payment_intent=paid, amount=2900,
                              amount_refunded=2900, currency="EUR")  # fmt: skip
+    if name == "member_refund_late_delete":  # the creator cancels days after the refund
+        return [*events, refund, m.cancelled(t + 6 * DAY)]
     return [*events, refund, m.cancelled(t + 3 * DAY + 60)]
 
 
-MEMBER_SCENARIOS = ["member_renewals", "member_dunning", "member_trial", "member_guarantee"]
+MEMBER_SCENARIOS = [
+    "member_renewals", "member_dunning", "member_trial", "member_guarantee", "member_switches",
+    "member_refund_late_delete",
+]  # fmt: skip
+
+
+SETTLED = {  # status, cancel at period end, interval, cents, ended (seconds from t)
+    "member_switches": ("ended", True, "year", 29000, 365 * DAY),
+    "member_refund_late_delete": ("ended", False, "month", 2900, 3 * DAY),
+}
 
 
 @pytest.mark.parametrize("name", MEMBER_SCENARIOS)
@@ -222,7 +251,7 @@ def test_membership_events_in_any_order_give_the_same_state(sessions, settings, 
     t = int(now.timestamp())
 
     @hypothesis_settings(
-        max_examples=20, deadline=None, derandomize=True,
+        max_examples=10 if name == "member_switches" else 20, deadline=None, derandomize=True,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )  # fmt: skip
     @given(data=st.data(), link=st.sampled_from(["by_id", "typed"]))
@@ -232,6 +261,9 @@ def test_membership_events_in_any_order_give_the_same_state(sessions, settings, 
         expected = _run(sessions, settings_, events, now)
         assert expected[0][0][1] == subscriber_id
         assert expected[5] and expected[6]  # a membership and its facts
+        if name in SETTLED:  # where every order of delivery ends: status, plan, end
+            assert expected[5][0][4:6] + expected[5][0][1:3] == SETTLED[name][:4]
+            assert expected[5][0][11] == now + timedelta(seconds=SETTLED[name][4])
         order = data.draw(deliveries(len(events)))
         _reset(sessions)
         assert _run(sessions, settings_, [events[i] for i in order], now) == expected, order

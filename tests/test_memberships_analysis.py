@@ -157,3 +157,19 @@ def test_a_member_who_comes_back_is_reactivated_not_new():
     months2 = {r["month"]: r for r in membership_figures(frames, launch2, now)["mrr_by_month"]}
     assert months2["2026-03"]["reactivated"] == round(29000 / 12)
     assert months2["2026-03"]["new"] == 0
+
+
+def test_no_churn_leaves_the_ltv_unbounded_above():
+    """Wilson's lower bound with no success is exactly 0 (float error used to leave ~1e-17, so
+    the LTV's upper end read 10^20 cents instead of null)."""
+    import numpy as np
+
+    from launchkit.analysis.definitions import wilson_interval
+    from launchkit.analysis.memberships import _ltv
+
+    assert wilson_interval(0, 7)[0] == 0.0 and wilson_interval(7, 7)[1] == 1.0
+    months = [{"cancellations": 0, "members_at_start": n} for n in (3, 5, 4)]
+    ltv = _ltv(np.array([2900 * 12, 29000, 0]), months)  # MRR in twelfths of a cent
+    assert ltv["ltv_cents"] is None and ltv["ltv_ci95"][1] is None
+    assert ltv["ltv_ci95"][0] == round((2900 + 29000 / 12) / 2 / wilson_interval(0, 12)[1])
+    assert ltv["arpu_cents"] == 2658  # 2658.33

@@ -190,14 +190,17 @@ def count_buyers(people: Iterable[tuple[str, bool]]) -> Buyers:
 
 
 def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float] | None:
-    """Wilson score interval for a proportion; None when there are no trials."""
+    """Wilson score interval for a proportion; None when there are no trials. Its bounds are
+    exactly 0 with no success and 1 with all (float error would leave ~1e-17 there, and an LTV
+    divided by that lower bound would be 10^20 instead of unbounded)."""
     if trials <= 0:
         return None
     p = min(successes, trials) / trials
     denominator = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)
+    return low, 1.0 if successes >= trials else min(1.0, centre + half)
 
 
 def conversion_rate(buyers_in_audience: int, audience: int) -> float:

@@ -12,6 +12,7 @@ every sum is exact whatever its order, and rounded to whole cents only when repo
 from __future__ import annotations
 
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from launchkit.analysis.definitions import wilson_interval
 from launchkit.db import UTCDateTime
-from launchkit.models import Launch, Membership, MembershipEvent, Offer, Order, Refund
+from launchkit.models import Launch, Membership, MembershipEvent, Offer, Order, Refund, Subscriber
 
 NEVER = np.datetime64("2262-01-01T00:00:00", "ns")
 MOVEMENTS = ("new", "reactivated", "expansion", "contraction", "churned")
@@ -33,6 +34,10 @@ def monthly_twelfths(interval: Any, amount: Any) -> np.ndarray:
     """MRR of prices in twelfths of a cent: a monthly amount x 12, a yearly amount as is."""
     amount = np.asarray(amount, dtype="int64")
     return np.where(np.asarray(interval) == "year", amount, amount * TWELFTHS)
+
+
+def _half_up(value: Fraction) -> int:
+    return int((value + Fraction(1, 2)) // 1)
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -65,9 +70,11 @@ _MEMBERS = (
         Order.email,
         Order.paid_cents,
         Offer.guarantee_days,
+        Subscriber.email.label("subscriber_email"),
     )  # fmt: skip
     .join(Order, Order.id == Membership.order_id)
     .outerjoin(Offer, Offer.id == Membership.offer_id)
+    .outerjoin(Subscriber, Subscriber.id == Order.subscriber_id)
 )
 _PLANS = sa.select(
     MembershipEvent.membership_id,
@@ -117,12 +124,13 @@ def _column(kind: str, values: np.ndarray) -> Any:
 
 
 def _persons(members: pd.DataFrame) -> np.ndarray:
-    """A person, as an integer: the subscriber id, else a negative number per order address
-    (stored normalized, as imports normalize it)."""
-    subscriber = members["subscriber_id"].to_numpy(dtype=float)
-    by_email = pd.factorize(members["email"].to_numpy(dtype=object))[0]
-    person = np.where(np.isnan(subscriber), -1 - by_email, np.nan_to_num(subscriber))
-    return person.astype("int64")
+    """A person, as an integer code of their address: the subscriber's when the order is linked
+    to one, else the order's (stored normalized, as imports normalize it). The same person is
+    found whether or not one of their orders was linked: someone who bought before joining the
+    list and came back from it is one person, not two."""
+    linked = members["subscriber_email"].to_numpy(dtype=object)
+    address = np.where(pd.isna(linked), members["email"].to_numpy(dtype=object), linked)
+    return pd.factorize(address)[0].astype("int64")
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -261,8 +269,11 @@ def retention(members: pd.DataFrame, now: np.datetime64) -> tuple[list, list]:
     start = _ns(paying["paid_at"])
     ended = _ns(paying["ended_at"])
     observed = whole_months(start, np.full(len(start), now))
-    lived = np.where(np.isnat(ended), observed, whole_months(start, np.where(
-        np.isnat(ended), now, ended)))  # fmt: skip
+    # still a member k months after joining: the end comes after that moment, so the months
+    # are counted to just before the end (a period ending on the day and time it renews
+    # would otherwise count the month the member did not stay for)
+    before_end = np.where(np.isnat(ended), now, ended - np.timedelta64(1, "ns"))
+    lived = np.where(np.isnat(ended), observed, whole_months(start, before_end))
     kept = np.minimum(observed, lived)  # retained at k: observed >= k and lived >= k
     curve = [
         {"month": k, "eligible": e, "retained": r, "rate": float(r / e)}
@@ -329,8 +340,8 @@ def membership_figures(
 
 
 def _cents(twelfths: Any) -> int:
-    """Twelfths of a cent -> whole cents (rounded half to even, once, when reported)."""
-    return round(int(twelfths) / TWELFTHS)
+    """Twelfths of a cent -> whole cents (rounded half up, once, when reported)."""
+    return (int(twelfths) + TWELFTHS // 2) // TWELFTHS
 
 
 def _trial(members: pd.DataFrame, now: np.datetime64) -> dict[str, Any]:
@@ -347,19 +358,20 @@ def _trial(members: pd.DataFrame, now: np.datetime64) -> dict[str, Any]:
 
 
 def _ltv(mrr_now: np.ndarray, complete: list[dict[str, Any]]) -> dict[str, Any]:
-    """ARPU now over the average monthly logo churn of the complete months (Wilson 95 %)."""
+    """ARPU now over the average monthly logo churn of the complete months (Wilson 95 %),
+    computed exactly (MRR in twelfths of a cent) and rounded half up to whole cents."""
     paying = int((mrr_now > 0).sum())
-    arpu = int(mrr_now.sum()) / TWELFTHS / paying if paying else 0.0
+    arpu = Fraction(int(mrr_now.sum()), TWELFTHS * paying) if paying else Fraction(0)
     lost = sum(row["cancellations"] for row in complete)
     exposed = sum(row["members_at_start"] for row in complete)
     churn = lost / exposed if exposed else 0.0
     ci = wilson_interval(lost, exposed)
-    ltv = int(round(arpu / churn)) if churn > 0 else None
+    ltv = _half_up(arpu * exposed / lost) if lost else None
     interval = None
     if ci is not None:
-        high = int(round(arpu / ci[0])) if ci[0] > 0 else None
-        interval = [int(round(arpu / ci[1])) if ci[1] > 0 else None, high]
-    return {"arpu_cents": int(round(arpu)), "monthly_churn": churn, "ltv_cents": ltv,
+        high = _half_up(arpu / Fraction(ci[0])) if ci[0] > 0 else None
+        interval = [_half_up(arpu / Fraction(ci[1])) if ci[1] > 0 else None, high]
+    return {"arpu_cents": _half_up(arpu), "monthly_churn": churn, "ltv_cents": ltv,
             "ltv_ci95": interval}  # fmt: skip
 
 

@@ -184,9 +184,11 @@ def derive(session: Session, m: Membership, now: datetime) -> None:
         _step(state, fact)
     if offer is not None and offer.trial_days and state["trial_end"] is None:
         state["trial_end"] = facts[0].occurred_at + timedelta(days=offer.trial_days)
-    if order is not None and (order.refunded_at or order.disputed_at) and not state["ended_at"]:
-        state["status"] = MembershipStatus.ENDED  # the guarantee refund (or a dispute) ends it
-        state["ended_at"] = min(t for t in (order.refunded_at, order.disputed_at) if t)
+    if order is not None and (order.refunded_at or order.disputed_at):
+        # the refund (or a dispute) ends it then, even when the subscription is deleted later
+        stop = min(t for t in (order.refunded_at, order.disputed_at) if t)
+        state["status"] = MembershipStatus.ENDED
+        state["ended_at"] = min(state["ended_at"] or stop, stop)
     if state["status"] != MembershipStatus.ENDED and state["cancel"]:
         state["status"] = MembershipStatus.CANCELLING
     m.status = state["status"]
