@@ -270,7 +270,8 @@ def baseline(path: Path, now: datetime, close: datetime) -> dict:
         "trials_over": int(over.sum()), "converted": int((over & m["paid_at"].notna()).sum()),
         "mrr_at_cart_close": _cents(mrr_at(close_t).sum()), "mrr_now": _cents(now_mrr.sum()),
         "mrr_by_month": rows, "retention_curve": curve, "cohorts": cohorts,
-        "arpu_cents": math.floor(arpu + Fraction(1, 2)), "ltv_cents": math.floor(ltv + Fraction(1, 2)),
+        "arpu_cents": math.floor(arpu + Fraction(1, 2)),
+        "ltv_cents": math.floor(ltv + Fraction(1, 2)),
         "refunds_inside_guarantee": {"count": int(merged.loc[inside, "membership_id"].nunique()),
                                      "cents": int(merged.loc[inside, "amount_cents"].sum())},
         "revenue_cents": int(pay[(pay["status"] == "paid") & pay["order_id"].isin(orders)]
