@@ -95,6 +95,28 @@ def print_analysis(r: dict[str, Any]) -> None:
     print_table(
         "Conversion by source", ["source", "audience", "buyers", "conversion", "95% CI"], rows
     )
+    print_funnel(r.get("click_funnel") or [])
+
+
+def print_funnel(funnel: list[dict[str, Any]]) -> None:
+    """The click funnel per email: counts, each with its rate (clicked: of the delivered;
+    the later steps: of the clickers)."""
+    if not funnel:
+        return
+    rows = [
+        (
+            f"{row['sequence']}/{row['step']}",
+            row["delivered"],
+            f"{row['clicked']} ({percent(row['click_rate'], 1)})",
+            row["clicks"],
+            f"{row['sales_page']} ({percent(row['sales_page_rate'], 1)})",
+            f"{row['checkout_started']} ({percent(row['checkout_rate'], 1)})",
+            f"{row['bought']} ({percent(row['buy_rate'], 1)})",
+        )
+        for row in funnel
+    ]
+    columns = ["email", "delivered", "clicked", "clicks", "sales page", "checkout", "bought"]
+    print_table("Click funnel (people; after their click on the email)", columns, rows)
 
 
 def analyze(
