@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from launchkit.config import Settings
 from launchkit.errors import NotFound
 from launchkit.models import Link, LinkClick, Subscriber, WebEvent
+from launchkit.privacy import is_erased
 from launchkit.tokens import (
     Purpose,
     TokenExpired,
@@ -232,6 +233,8 @@ def follow_click(
     if link is None:
         raise NotFound("This link is not valid.")
     subscriber = session.get(Subscriber, subscriber_id) if fresh and subscriber_id else None
+    if subscriber is not None and is_erased(subscriber):
+        subscriber = None  # an erased person's old email: the click is not linked to them
     url = _destination(settings, link, subscriber)
     if record and fresh:
         _record_click(session, link, subscriber, ip, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import html
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email import policy
 
 from sqlalchemy import func, select
@@ -149,3 +149,27 @@ def test_a_link_carrying_the_address_stays_direct(engine, sessions, settings, sm
     with sessions.begin() as s:
         assert not [u for u in s.scalars(select(Link.url)) if "example.com" in u]
     assert _count(sessions, Subscriber) == 2
+
+
+def test_erased_or_expired_clicks_are_not_linked_to_anyone(engine, sessions, settings, smtp_sink):
+    from launchkit import privacy
+
+    settings, ids, messages = _send(engine, sessions, settings, smtp_sink, count=2)
+    base = settings.base_url.rstrip("/")
+    by_address = {m["To"].addresses[0].addr_spec: m for m in messages}
+    first = [h for h in _parts(by_address["n00000@example.com"])[0] if "/c/" in h]
+    second = [h for h in _parts(by_address["n00001@example.com"])[0] if "/c/" in h]
+    with sessions.begin() as s:
+        privacy.erase_person(s, "n00000@example.com", now=CART_OPEN)
+    signed = datetime.now(UTC)  # tokens carry the wall-clock time they were signed at
+    late = signed + settings.unsubscribe_link_max_age + timedelta(days=2)
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        buy = client.get(first[1].removeprefix(base))
+        assert buy.headers["location"] == f"{base}/buy/spring?t="  # no token for an erased person
+    with TestClient(create_app(settings, clock=lambda: late), follow_redirects=False) as client:
+        old = client.get(second[1].removeprefix(base))
+        assert old.status_code == 302 and old.headers["location"] == f"{base}/buy/spring?t="
+        assert client.get(second[0].removeprefix(base)).headers["location"] == PROGRAMME
+    with sessions.begin() as s:
+        assert s.execute(select(LinkClick.subscriber_id)).scalars().all() == [None]
+        assert s.scalar(select(func.count()).where(WebEvent.subscriber_id.is_not(None))) == 0
