@@ -26,7 +26,8 @@ def _moment(rng: random.Random):
     return OPEN - 2 * 24 * 60 * MINUTE + rng.randrange(11 * 24 * 60) * MINUTE
 
 
-def _generate(session, seed: int) -> dict:
+def generate_launch(session, seed: int) -> dict:
+    """The hand-built launch plus random clicks, visits, checkouts and orders; the lists."""
     rng = random.Random(seed)
     launch_id = build_small_launch(session)
     offer = session.scalar(sa.select(Offer.id).where(Offer.launch_id == launch_id))
@@ -181,7 +182,7 @@ def _expected(truth: dict) -> dict[int, dict]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_click_funnel_matches_the_generated_truth(sessions, seed) -> None:
     with sessions.begin() as session:
-        truth = _generate(session, seed)
+        truth = generate_launch(session, seed)
     with sessions.begin() as session:
         result = analyze_launch(session, "spring")
     expected = _expected(truth)
