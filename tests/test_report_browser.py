@@ -223,4 +223,5 @@ def test_click_funnel_table_on_a_phone_and_a_desktop(session, page_browser, tmp_
             assert cells[1] == str(row["delivered"])
             assert cells[2].split()[0] == str(row["clicked"])
             assert cells[6].split()[0] == str(row["bought"])
-        assert "Entonnoir des clics par e-mail" in page_browser.find_element("tag name", "body").text
+        body = page_browser.find_element("tag name", "body").text
+        assert "Entonnoir des clics par e-mail" in body
