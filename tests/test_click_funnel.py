@@ -65,7 +65,8 @@ def generate_launch(session, seed: int) -> dict:
     for _ in range(rng.randrange(150, 400)):
         email_id = rng.choice(emails)
         who = rng.choice([None] + list(range(1, 201)) * 2)
-        clicks.append((rng.choice(links[email_id]), email_id, who, _moment(rng)))
+        at = _moment(rng) + timedelta(microseconds=rng.randrange(1_000_000))
+        clicks.append((rng.choice(links[email_id]), email_id, who, at))
     web = []
     for _ in range(rng.randrange(200, 500)):
         kind = rng.choice(["sales_view", "checkout_start", "sales_view", "click"])
@@ -77,6 +78,9 @@ def generate_launch(session, seed: int) -> dict:
         who = rng.randrange(1, 201)
         status = rng.choice(["paid", "paid", "refunded", "pending"])
         extra_orders.append((oid, who, status, _moment(rng)))
+    for oid, (_, _, who, at) in enumerate(rng.sample(clicks, 5), start=200):
+        if who is not None:  # paid in the second of a click (Stripe's times are whole seconds)
+            extra_orders.append((oid, who, "paid", at.replace(microsecond=0)))
     session.execute(
         sa.insert(LinkClick),
         [
@@ -159,7 +163,7 @@ def _expected(truth: dict) -> dict[int, dict]:
             who
             for who, at in first.items()
             if any(
-                s == who and status != "pending" and _utc(paid or made) >= at
+                s == who and status != "pending" and _utc(paid or made) >= at.replace(microsecond=0)
                 for s, status, paid, made in truth["orders"]
             )
         }

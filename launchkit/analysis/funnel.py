@@ -4,7 +4,8 @@ started -> bought (README "Analysis", "Click funnel" states the definitions).
 For one email E: *delivered* is its ``sent`` sends; *clicks* every recorded click on its links;
 *clicked* the distinct people with a click on E; then, among those clickers, the people with a
 sales-page visit (*sales_page*), a checkout start (*checkout_started*) of one of the launch's
-offers, or a counted order of the launch (*bought*) at or after their first click on E. Each
+offers, or a counted order of the launch (*bought*) at or after their first click on E (for
+orders: at or after the second of that click, as Stripe's times are whole seconds). Each
 later stage counts clickers who did it after clicking, not only those who passed the stage
 before it, so its rate is a share of the clickers: ``click_rate = clicked / delivered``, then
 ``sales_page_rate``, ``checkout_rate``, ``buy_rate`` over ``clicked``.
@@ -41,7 +42,8 @@ def click_funnel(session: Session, data: LaunchData) -> list[dict[str, Any]]:
         first[stage] = _after(first, _latest_web(conn, data, kind))
     orders = data.orders.dropna(subset=["subscriber_id"])
     latest_order = orders.groupby(orders["subscriber_id"].astype("int64"))["sold_at"].max()
-    first["bought"] = _after(first, latest_order)
+    # Stripe's times are whole seconds: an order paid in the second of the click is after it
+    first["bought"] = _after(first.assign(at=first["at"].dt.floor("s")), latest_order)
     return [_row(email, clicks, first) for email in data.emails.to_dict("records")]
 
 
