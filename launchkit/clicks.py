@@ -54,8 +54,10 @@ MAX_URL = 2000
 
 # an <a> start tag as the CSS inliner serialises it (html5ever): lower-case name, attributes
 # separated by one space, every value double-quoted with `"` escaped, so the first ` href="`
-# after whole attributes is the tag's own href and its value ends at the next `"`
-_A_HREF = re.compile(r'(<a(?: [^\s"\'>/=]+="[^"]*")*? href=")([^"]*)(")')
+# after whole attributes is the tag's own href and its value ends at the next `"`. Text is
+# escaped (`<` is `&lt;`) except in comments, skipped here, and <style>/<script>, which an
+# email's CSS and (absent) scripts never fill with anchor tags.
+_A_HREF = re.compile(r'<!--.*?-->|(<a(?: [^\s"\'>/=]+="[^"]*")*? href=")([^"]*)(")', re.S)
 _TEXT_URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
 _TRAILING = ".,;:!?)]}'"
 
@@ -73,12 +75,14 @@ def rewrite_links(html: str, text: str, resolve: Resolve) -> tuple[str, str]:
         return done[url]
 
     def in_html(match: re.Match[str]) -> str:
+        if match[1] is None:  # a comment
+            return match[0]
         new = swap(html_lib.unescape(match[2]))
         return match[0] if new is None else f"{match[1]}{html_lib.escape(new)}{match[3]}"
 
     def in_text(match: re.Match[str]) -> str:
-        found = match[0]
-        known = [u for u in done if found.startswith(u)]
+        found = match[0]  # may run into trailing punctuation: prefer a known URL, then strip
+        known = [u for u in done if found.startswith(u) and not found[len(u) :].strip(_TRAILING)]
         url = max(known, key=len) if known else found.rstrip(_TRAILING)
         new = swap(url)
         return found if new is None else new + found[len(url) :]

@@ -173,3 +173,36 @@ def test_erased_or_expired_clicks_are_not_linked_to_anyone(engine, sessions, set
     with sessions.begin() as s:
         assert s.execute(select(LinkClick.subscriber_id)).scalars().all() == [None]
         assert s.scalar(select(func.count()).where(WebEvent.subscriber_id.is_not(None))) == 0
+
+
+def test_rewrite_links_exactly_the_hrefs_and_text_urls() -> None:
+    from launchkit.clicks import rewrite_links
+
+    page = (
+        '<p><a href="https://a.example/x?a=1&amp;b=2" title="a > b href=&quot;q&quot;">A</a>'
+        '<abbr href="https://no.example/">n</abbr><a download="" href="mailto:x@example.com">m</a>'
+        '<!-- <a href="https://comment.example/"> --><a href="https://a.example/">short</a></p>'
+    )
+    text = (
+        "A (https://a.example/x?a=1&b=2). Short: https://a.example/, "
+        "longer https://a.example/other! mail mailto:x@example.com\n"
+    )
+    seen: list[str] = []
+
+    def resolve(url: str) -> str:
+        seen.append(url)
+        return f"https://t.example/c/{len(seen)}"
+
+    html, plain = rewrite_links(page, text, resolve)
+    assert seen == [
+        "https://a.example/x?a=1&b=2",
+        "https://a.example/",
+        "https://a.example/other",
+    ]  # once each, HTML first; never the abbr, the comment or mailto
+    assert html == page.replace(
+        'href="https://a.example/x?a=1&amp;b=2"', 'href="https://t.example/c/1"'
+    ).replace('href="https://a.example/"', 'href="https://t.example/c/2"')
+    assert plain == (
+        "A (https://t.example/c/1). Short: https://t.example/c/2, "
+        "longer https://t.example/c/3! mail mailto:x@example.com\n"
+    )
