@@ -103,6 +103,9 @@ def print_funnel(funnel: list[dict[str, Any]]) -> None:
     the later steps: of the clickers)."""
     if not funnel:
         return
+    if not any(row["clicks"] for row in funnel):
+        say("Click funnel: no click recorded (email.track_clicks off, or nobody clicked yet).")
+        return
     rows = [
         (
             f"{row['sequence']}/{row['step']}",
