@@ -152,7 +152,8 @@ class Sink:
 
 
 def make_workspace(folder: Path, count: int, db: str | None):
-    settings = init_workspace(folder / "ws", name="Bench", database_url=db, env={})
+    sender = {"name": "Bench", "email": "bench@example.com", "postal_address": "1 rue Bench, Paris"}
+    settings = init_workspace(folder / "ws", name="Bench", database_url=db, env={}, sender=sender)
     source_dir = folder / "ws" / "emails" / "bench"
     source_dir.mkdir()
     shutil.copy(folder / "ws" / "emails" / "launch-fr" / EMAIL, source_dir / EMAIL)
@@ -262,10 +263,17 @@ def main() -> None:
     parser.add_argument(
         "--compose-ahead", type=int, default=None, help="(code before #20 only) helper process"
     )
+    parser.add_argument(
+        "--no-track-clicks", action="store_true", help="direct links (email.track_clicks = false)"
+    )
     args = parser.parse_args()
     count = args.subscribers
     with tempfile.TemporaryDirectory() as tmp:
         settings, engine, sessions = make_workspace(Path(tmp), count, args.db)
+        if args.no_track_clicks:
+            import dataclasses
+
+            settings = dataclasses.replace(settings, track_clicks=False)
         started = time.perf_counter()
         with sessions.begin() as session:
             result = sequences.schedule_launch(session, settings, get_launch(session, "bench"))

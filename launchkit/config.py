@@ -274,6 +274,15 @@ SETTINGS: tuple[Setting, ...] = (
         parse=int,
     ),
     Setting(
+        "track_clicks",
+        "email.track_clicks",
+        None,
+        True,
+        "Send the links of launch emails through /c/TOKEN and count clicks per email;"
+        " false: direct links, nothing recorded. No open pixel either way.",
+        parse=_check_bool,
+    ),
+    Setting(
         "max_attempts",
         "email.max_attempts",
         None,
@@ -419,6 +428,7 @@ class Settings:
     warmup: bool = True
     max_send_errors: int = 20
     max_attempts: int = 5
+    track_clicks: bool = True
     stripe_api_key: str | None = field(default=None, repr=False)
     stripe_webhook_secret: str | None = field(default=None, repr=False)
     stripe_api_base: str = "https://api.stripe.com"

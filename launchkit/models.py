@@ -395,19 +395,25 @@ class EvergreenEntry(Base):
 
 
 class Link(Base):
-    """A tracked link."""
+    """A link of one email sent through ``/c/TOKEN``: the address it leads to, recorded once per
+    email (``personal``: the part re-derived for the clicker at click time, e.g. "checkout")."""
 
     __tablename__ = "links"
+    __table_args__ = (UniqueConstraint("email_id", "url"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     url: Mapped[str] = mapped_column(Text)
+    email_id: Mapped[int | None] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
+    personal: Mapped[str | None] = mapped_column(String(20))
 
 
 class LinkClick(Base):
-    """A click on a tracked link."""
+    """A click on a tracked link (a GET of ``/c/TOKEN``; the matching ``web_events`` row of
+    kind "click" is the same click in the site's event log, never counted twice)."""
 
     __tablename__ = "link_clicks"
+    __table_args__ = (Index("ix_link_clicks_email_id", "email_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     link_id: Mapped[int] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"))

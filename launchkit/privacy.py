@@ -31,6 +31,7 @@ from launchkit.models import (
     Consent,
     Email,
     EvergreenEntry,
+    Link,
     LinkClick,
     Membership,
     MembershipEvent,
@@ -88,7 +89,7 @@ NOT_PERSONAL: dict[str, str] = {
     "imports": "id file_name file_sha256 format source created_at",
     "launches": "id slug product currency prelaunch_start cart_open cart_close created_at "
     "updated_at waitlist mode entry entry_cart_open entry_cart_close",
-    "links": "id uuid url",
+    "links": "id uuid url email_id personal",  # url: never one that carries an address
     "magnets": "id slug title description file_path url tags sequence language created_at "
     "archived_at",
     "products": "id slug title kind target created_at",
@@ -146,6 +147,11 @@ NOT_PERSONAL: dict[str, str] = {
 def not_personal_columns() -> set[str]:
     """``NOT_PERSONAL`` as ``table.column`` names."""
     return {f"{t}.{c}" for t, cols in NOT_PERSONAL.items() for c in cols.split()}
+
+
+def is_erased(subscriber: Subscriber) -> bool:
+    """True for a subscriber row ``erase_person`` anonymised (nothing may be linked to it)."""
+    return subscriber.email == f"erased-{subscriber.id}@invalid"
 
 
 def erased_key(email: str) -> str:
@@ -227,12 +233,23 @@ def _subscriber_data(session: Session, subscriber: Subscriber) -> dict[str, Any]
         ],
         "web_events": [_row(e, ("subscriber_id",)) for e in _by_subscriber(session, WebEvent, sid)],
         "link_clicks": [
-            _row(c, ("subscriber_id",)) for c in _by_subscriber(session, LinkClick, sid)
+            {**_row(c, ("subscriber_id",)), "url": url} for c, url in _clicks(session, sid)
         ],
         "evergreen_entries": [
             _row(e, ("subscriber_id",)) for e in _by_subscriber(session, EvergreenEntry, sid)
         ],
     }
+
+
+def _clicks(session: Session, sid: int) -> list[tuple[LinkClick, str]]:
+    """The person's clicks with the address each link leads to."""
+    query = (
+        sa.select(LinkClick, Link.url)
+        .join(Link, Link.id == LinkClick.link_id)
+        .where(LinkClick.subscriber_id == sid)
+        .order_by(LinkClick.id)
+    )
+    return [(click, url) for click, url in session.execute(query).all()]
 
 
 def _order_data(session: Session, order: Order) -> dict[str, Any]:

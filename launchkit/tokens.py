@@ -33,6 +33,7 @@ class Purpose(enum.StrEnum):
     MEMBERS = "members"  # the magic link to /members
     ACCESS = "access"  # one product link on /members
     TEST = "test"  # links of `sequence test` emails: a page saying it is a test
+    CLICK = "click"  # a tracked link of a launch email: /c/TOKEN
 
 
 class TokenExpired(LaunchkitError):
@@ -53,6 +54,7 @@ def max_age(settings: Settings, purpose: Purpose) -> timedelta:
         Purpose.MEMBERS: settings.unsubscribe_link_max_age,
         Purpose.ACCESS: settings.download_link_max_age,
         Purpose.TEST: settings.unsubscribe_link_max_age,
+        Purpose.CLICK: settings.unsubscribe_link_max_age,
     }[purpose]
 
 
@@ -94,13 +96,21 @@ def _signing_key(secret: str | bytes, salt: str) -> bytes:
 
 
 def read_token(
-    settings: Settings, purpose: Purpose, token: str, *, now_ts: float | None = None
+    settings: Settings,
+    purpose: Purpose,
+    token: str,
+    *,
+    now_ts: float | None = None,
+    check_age: bool = True,
 ) -> dict[str, Any]:
-    """Verify and decode a token; raises TokenExpired or TokenInvalid."""
+    """Verify and decode a token; raises TokenExpired or TokenInvalid (``check_age=False``:
+    a genuine token is read whatever its age)."""
     serializer = _serializer(settings, purpose)
     age = int(max_age(settings, purpose).total_seconds())
     try:
-        if now_ts is None:
+        if not check_age:
+            data = serializer.loads(token)
+        elif now_ts is None:
             data = serializer.loads(token, max_age=age)
         else:
             data, signed_at = serializer.loads(token, return_timestamp=True)

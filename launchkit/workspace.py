@@ -53,6 +53,7 @@ def default_config(
             "send_window": "08:00-21:00",
             "max_delay": "12h",
             "max_send_errors": 20,
+            "track_clicks": True,
         },
         "stripe": {"api_base": "https://api.stripe.com", "checkout_grace": "15m"},
     }

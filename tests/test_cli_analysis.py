@@ -279,3 +279,31 @@ def test_status_counts_by_the_same_definitions(launched) -> None:
     assert (status["audience_size"], status["buyers_in_audience"]) == (200, 7)
     during = json.loads(launched("status", "spring", "--json", "--now", "2026-12-05 10:00").stdout)
     assert during["provisional"] is True
+
+
+def test_analyze_click_funnel_text_json_and_csv(sessions, cli, tmp_path: Path) -> None:
+    from tests.test_click_funnel import generate_launch
+
+    with sessions.begin() as session:
+        generate_launch(session, seed=2)
+    data = json.loads(cli("analyze", "spring", "--json").stdout)
+    funnel = data["click_funnel"]
+    assert [row["step"] for row in funnel] == ["e1", "e2", "e3"]
+    out = tmp_path / "csv"
+    r = cli("analyze", "spring", "--csv", str(out))
+    assert r.exit_code == 0, r.stderr
+    assert "Click funnel (people; after their click on the email)" in r.stdout
+    first = funnel[0]
+    line = next(line for line in r.stdout.splitlines() if "launch/e1" in line)
+    cells = [cell.strip() for cell in line.strip("│ ").split("│")]
+    assert cells[:4] == [
+        "launch/e1",
+        str(first["delivered"]),
+        f"{first['clicked']} ({first['click_rate'] * 100:.1f}\xa0%)".replace(".", ","),
+        str(first["clicks"]),
+    ]
+    with (out / "click_funnel.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["email_id"], r["clicked"], r["bought"]) for r in rows] == [
+        (str(row["email_id"]), str(row["clicked"]), str(row["bought"])) for row in funnel
+    ]

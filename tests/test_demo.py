@@ -20,7 +20,7 @@ from launchkit.cli import app
 from launchkit.cli.orchestrator import launchkit_command, print_demo_places
 from launchkit.db import make_engine, make_sessionmaker
 from launchkit.mailer import archive_message_ids, read_mbox_archive
-from launchkit.models import Order, Payment, Refund, Send, SendStatus
+from launchkit.models import LinkClick, Order, Payment, Refund, Send, SendStatus
 from launchkit.orchestrator.demo import run_demo
 from launchkit.orchestrator.simulate import BuyerModel
 
@@ -107,6 +107,14 @@ def test_demo_runs_a_whole_launch_and_matches_analyze(
         assert stats["refunds_refused"] > 0  # asked after the 30-day guarantee: refused
         assert len(refunds) == stats["refunds"]
         assert stats.get("checkout_refused", 0) == 0 and stats["webhooks_rejected"] == 0
+
+        # buyers and browsers open the sales page through their latest email's tracked link
+        funnel = result["analysis"]["click_funnel"]
+        with sessions.begin() as session:
+            recorded = session.scalar(select(func.count()).select_from(LinkClick))
+        assert recorded == stats["clicks"] >= sum(row["clicks"] for row in funnel) > 0
+        assert sum(row["bought"] for row in funnel) > 0
+        assert all(row["sales_page"] <= row["clicked"] <= row["delivered"] for row in funnel)
 
         # `launchkit run --tick` afterwards (cron keeps running): nothing left to do
         files = len(list(Path(result["outbox"]).glob("*.eml")))

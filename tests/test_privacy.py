@@ -95,6 +95,7 @@ def _person(session: Session, tmp_path: Path, now: datetime) -> Subscriber:
                       created_at=now)  # fmt: skip
     session.add_all([email, link, offer, product, webhook])
     session.flush()
+    link.email_id, link.personal = email.id, "checkout"
     order = Order(
         launch_id=launch.id, offer_id=offer.id, subscriber_id=sub.id, email=EMAIL, currency="EUR",
         total_cents=39700, paid_cents=39700, status="paid", created_at=now, updated_at=now,
@@ -254,6 +255,7 @@ def test_export_has_everything_held(session: Session, tmp_path, now) -> None:  #
     assert {e["kind"] for e in sub["web_events"]} >= {"signup", "confirm"}
     assert len(sub["link_clicks"]) == 1
     assert len(sub["evergreen_entries"]) == 1  # the person's own cart in an evergreen launch
+    assert sub["link_clicks"][0]["url"] == "https://e.org/sales"
     (order,) = data["orders"]
     assert order["total_cents"] == 39700 and len(order["payments"]) == 1
     assert len(order["refunds"]) == 1 and len(order["access_grants"]) == 1

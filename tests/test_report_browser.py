@@ -196,3 +196,32 @@ def test_report_prints_on_a4(session, chromium, tmp_path) -> None:
     assert data.startswith(b"%PDF") and len(data) > 20_000
     pages = len(re.findall(rb"/Type\s*/Page(?!s)", data))
     assert 2 <= pages <= 8, f"the printed report has {pages} A4 pages"
+
+
+def test_click_funnel_table_on_a_phone_and_a_desktop(session, page_browser, tmp_path) -> None:
+    from tests.test_click_funnel import generate_launch
+
+    generate_launch(session, seed=1)
+    session.flush()
+    result = analyze_launch(session, "spring")
+    page = tmp_path / "report.html"
+    page.write_text(render_report(result, language="fr", timezone="Europe/Paris"), "utf-8")
+    for name, width in WIDTHS.items():
+        facts = show(page_browser, page, width)
+        assert_fits(facts, width)
+        table = page_browser.find_element("id", "click-funnel")
+        section = table.find_element("xpath", "./ancestor::section")
+        page_browser.execute_script("arguments[0].scrollIntoView()", section)
+        ARTIFACTS.mkdir(exist_ok=True)
+        section.screenshot(str(ARTIFACTS / f"report-funnel-{name}.png"))
+        rows = page_browser.execute_script(
+            "return [...arguments[0].rows].map(r => [...r.cells].map(c => c.innerText))", table
+        )
+        assert rows[0][:3] == ["E-mail", "Délivrés", "Ont cliqué"]
+        assert len(rows) == 1 + len(result["click_funnel"])
+        for cells, row in zip(rows[1:], result["click_funnel"], strict=True):
+            assert cells[1] == str(row["delivered"])
+            assert cells[2].split()[0] == str(row["clicked"])
+            assert cells[6].split()[0] == str(row["bought"])
+        body = page_browser.find_element("tag name", "body").text
+        assert "Entonnoir des clics par e-mail" in body

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from launchkit.analysis import definitions, metrics
+from launchkit.analysis.funnel import click_funnel
 from launchkit.analysis.load import LaunchData, launch_window, load_launch
 from launchkit.analysis.selling import selling_summary
 from launchkit.analysis.waitlist import waitlist_section
@@ -190,6 +191,7 @@ def analyze_launch(
     members = {} if segment else _segment_members(session)
     result = analyze_data(data, currency=currency, segment=segment, members=members, now=now)
     result = {**result, **selling_summary(session, data, result)}  # tiers, coupons, tax, recovery
+    result["click_funnel"] = click_funnel(session, data)
     waitlist = None if segment else waitlist_section(session, launch)
     if waitlist is not None:
         result["waitlist"] = waitlist

@@ -79,6 +79,9 @@ def _frame(conn: Connection, stmt: Any, dates: tuple[str, ...] = ()) -> pd.DataF
     return frame
 
 
+read_frame = _frame  # the other analysis modules read their queries the same way
+
+
 def _cohort_expr(conn: Connection) -> Any:
     signup = sa.func.coalesce(Subscriber.signed_up_at, Subscriber.created_at)
     if conn.dialect.name == "postgresql":

@@ -97,6 +97,7 @@ def print_analysis(r: dict[str, Any]) -> None:
     )
     if r.get("evergreen"):
         print_entrants(r["evergreen"], cur)
+    print_funnel(r.get("click_funnel") or [])
 
 
 def print_entrants(e: dict[str, Any], currency: str) -> None:
@@ -117,6 +118,30 @@ def print_entrants(e: dict[str, Any], currency: str) -> None:
     title = f"Entrants by week (entry {e['entry']}, cart {e['cart_open']} to {e['cart_close']})"
     columns = ["week", "entrants", "buyers", "conversion", "95% CI", "revenue", "late orders"]
     print_table(title, columns, rows)
+
+
+def print_funnel(funnel: list[dict[str, Any]]) -> None:
+    """The click funnel per email: counts, each with its rate (clicked: of the delivered;
+    the later steps: of the clickers)."""
+    if not funnel:
+        return
+    if not any(row["clicks"] for row in funnel):
+        say("Click funnel: no click recorded (email.track_clicks off, or nobody clicked yet).")
+        return
+    rows = [
+        (
+            f"{row['sequence']}/{row['step']}",
+            row["delivered"],
+            f"{row['clicked']} ({percent(row['click_rate'], 1)})",
+            row["clicks"],
+            f"{row['sales_page']} ({percent(row['sales_page_rate'], 1)})",
+            f"{row['checkout_started']} ({percent(row['checkout_rate'], 1)})",
+            f"{row['bought']} ({percent(row['buy_rate'], 1)})",
+        )
+        for row in funnel
+    ]
+    columns = ["email", "delivered", "clicked", "clicks", "sales page", "checkout", "bought"]
+    print_table("Click funnel (people; after their click on the email)", columns, rows)
 
 
 def analyze(

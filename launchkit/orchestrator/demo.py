@@ -21,7 +21,7 @@ from launchkit.mailer import MboxMessenger
 from launchkit.models import Send, SendStatus
 from launchkit.orchestrator import Step
 from launchkit.orchestrator.replay import Replay, SimClock
-from launchkit.orchestrator.simulate import BuyerModel, plan_signups
+from launchkit.orchestrator.simulate import BuyerModel, plan_browsing, plan_signups
 from launchkit.plan import PLAN_FILE, PlanInvalid, check_plan, load_plan
 from launchkit.resources import starter_dir
 from launchkit.workspace import init_workspace
@@ -230,8 +230,16 @@ def _simulate(replay: Replay, plan: Any, audience: int, seed: int) -> None:
         ],
     )
     events, offer = replay.buyer_events()
+    events += plan_browsing(
+        replay.prospects(),
+        replay.model,
+        cart_open=plan.cart_open,
+        cart_close=plan.cart_close,
+        seed=seed,
+    )
     actions = {
         "purchase": lambda e: replay.purchase(e, offer),
+        "browse": lambda e: replay.browse(e, offer),
         "instalment": replay.instalment,
         "instalment_failed": replay.instalment,
         "refund_request": replay.refund_request,

@@ -28,10 +28,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from launchkit import checkout, stripe_events
+from launchkit.clicks import CHECKOUT
 from launchkit.config import Settings
 from launchkit.errors import PaymentError
 from launchkit.mailer import FileMessenger
-from launchkit.models import Offer, Order, Send, SendStatus, Subscriber, SubscriberStatus
+from launchkit.models import Link, Offer, Order, Send, SendStatus, Subscriber, SubscriberStatus
 from launchkit.orchestrator import RunContext, Step, run_plan
 from launchkit.orchestrator.simulate import BuyerModel, Prospect, SimEvent, plan_purchases
 from launchkit.plan import Plan
@@ -145,17 +146,57 @@ class Replay:
 
     # --- buying -----------------------------------------------------------------------------
 
+    def tracked_checkout(self, subscriber_id: int | None) -> str | None:
+        """The ``/c/TOKEN`` path of the checkout link in the latest launch email this
+        subscriber was sent (what their click opens), or None (no tracked link yet)."""
+        if subscriber_id is None or not self.settings.track_clicks:
+            return None
+        with self.sessions.begin() as session:
+            link_id = session.scalar(
+                select(Link.id)
+                .join(Send, Send.email_id == Link.email_id)
+                .where(
+                    Send.subscriber_id == subscriber_id,
+                    Send.status == SendStatus.SENT,
+                    Send.sent_at <= self.clock.now,
+                    Link.personal == CHECKOUT,
+                )
+                .order_by(Send.sent_at.desc(), Link.id)
+                .limit(1)
+            )
+        if link_id is None:
+            return None
+        return f"/c/{make_token(self.settings, Purpose.CLICK, {'l': link_id, 's': subscriber_id})}"
+
+    def open_checkout(self, event: SimEvent, slug: str) -> tuple[httpx.Response, str]:
+        """Open the sales page as the subscriber would: through the tracked link of their
+        latest email when there is one, else the direct link; (page, its checkout token)."""
+        visitor = visitor_headers(event.email)
+        tracked = self.tracked_checkout(event.subscriber_id)
+        if tracked is not None:
+            redirect = self.web.get(tracked, follow_redirects=False, headers=visitor)
+            target = redirect.headers.get("location", "")
+            self.stats["clicks"] += 1
+            path = target.removeprefix(self.settings.base_url.rstrip("/"))
+            return self.web.get(path, headers=visitor), path.partition("?t=")[2]
+        payload = {"s": event.subscriber_id}
+        if "deadline" in event.extra:  # evergreen: the person's own deadline
+            payload["d"] = event.extra["deadline"]
+        token = make_token(self.settings, Purpose.CHECKOUT, payload)
+        return self.web.get(f"/buy/{slug}?t={token}", headers=visitor), token
+
+    def browse(self, event: SimEvent, offer: Offer) -> None:
+        """Click the latest launch email's link and look at the sales page, no purchase."""
+        if self.tracked_checkout(event.subscriber_id) is not None:
+            self.open_checkout(event, offer.slug)
+
     def purchase(self, event: SimEvent, offer: Offer) -> None:
         """Visit the sales page, start the checkout, then deliver Stripe's events.
 
-        The link is the one the emails carry: in an evergreen launch it also holds the
-        person's own deadline (``event.extra["deadline"]``, epoch seconds)."""
-        payload = {"s": event.subscriber_id}
-        if "deadline" in event.extra:
-            payload["d"] = event.extra["deadline"]
-        token = make_token(self.settings, Purpose.CHECKOUT, payload)
+        The link is the one the emails carry (through its tracked link when there is one): in
+        an evergreen launch it also holds the person's own deadline."""
         visitor = visitor_headers(event.email)
-        page = self.web.get(f"/buy/{offer.slug}?t={token}", headers=visitor)
+        page, token = self.open_checkout(event, offer.slug)
         plan = "full" if event.plan == 1 else str(event.plan)
         fields = {
             **dict(HIDDEN.findall(page.text)),  # the CSRF token

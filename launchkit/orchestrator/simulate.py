@@ -37,6 +37,7 @@ class BuyerModel:
     signup_rate: float = 0.03
     unsubscribe_rate: float = 0.01
     confirm_rate: float = 0.8
+    browse_share: float = 0.05  # prospects who click a launch email's link but do not buy
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class SimEvent:
     """Something a simulated buyer does at a given time."""
 
     at: datetime
-    kind: str  # purchase | instalment | instalment_failed | refund_request | unsubscribe
+    kind: str  # purchase | instalment | instalment_failed | refund_request | unsubscribe | browse
     email: str
     subscriber_id: int | None = None
     plan: int = 1
@@ -177,6 +178,27 @@ def _unsubscribes(
         )
         for p in prospects
         if rng.random() < model.unsubscribe_rate
+    ]
+
+
+def plan_browsing(
+    prospects: list[Prospect],
+    model: BuyerModel,
+    *,
+    cart_open: datetime,
+    cart_close: datetime,
+    seed: int,
+) -> list[SimEvent]:
+    """Clicks on a launch email's checkout link that do not end in a purchase (the demo's
+    click funnel): one "browse" event per browsing prospect, during the cart-open week."""
+    rng = random.Random(seed + 2)  # its own stream: the purchases stay what they were
+    span = (cart_close - cart_open).total_seconds()
+    return [
+        SimEvent(
+            cart_open + timedelta(seconds=rng.random() * span), "browse", p.email, p.subscriber_id
+        )
+        for p in prospects
+        if rng.random() < model.browse_share
     ]
 
 

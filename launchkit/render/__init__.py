@@ -14,7 +14,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -359,8 +359,30 @@ def render_email(
     settings: Settings,
     unsubscribe_url: str,
     language: str | None = None,
+    links: Callable[[str], str | None] | None = None,
 ) -> RenderedEmail:
-    """Render one email for one subscriber: subject, preheader, inlined HTML and plain text."""
+    """Render one email for one subscriber: subject, preheader, inlined HTML and plain text.
+
+    ``links`` (the sender's click tracking, ``launchkit/clicks.py``) gives the replacement of an
+    http(s) link of the HTML and text parts, or None to keep it.
+    """
+    rendered = _render_email(env, source, context, settings, unsubscribe_url, language)
+    if links is None:
+        return rendered
+    from launchkit.clicks import rewrite_links
+
+    html, text = rewrite_links(rendered.html, rendered.text, links)
+    return RenderedEmail(rendered.subject, rendered.preheader, html, text, unsubscribe_url)
+
+
+def _render_email(
+    env: jinja2.Environment,
+    source: EmailSource,
+    context: Mapping[str, Any],
+    settings: Settings,
+    unsubscribe_url: str,
+    language: str | None,
+) -> RenderedEmail:
     values = dict(context)
     lang = _language(source, settings, language)
     french = lang == "fr"

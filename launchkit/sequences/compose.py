@@ -11,6 +11,7 @@ import jinja2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from launchkit.clicks import LinkBook, click_resolver
 from launchkit.config import Settings, parse_duration
 from launchkit.errors import DeliveryError, LaunchkitError
 from launchkit.launches import get_launch, list_launches
@@ -81,6 +82,7 @@ class Composer:
         self.launch_values: dict[tuple[int, str, str], dict[str, Any]] = {}
         self.domain = (settings.sender_email.rpartition("@")[2] or "launchkit.invalid").lower()
         self._signer: Any = False  # not loaded yet (None: no DKIM)
+        self.links: LinkBook | None = None  # click tracking: set by prepare_composer only
 
     def context(self, info: EmailInfo, row: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """Template variables and language for one subscriber."""
@@ -102,6 +104,11 @@ class Composer:
         from launchkit import render
 
         context, language = self.context(info, row)
+        links = None
+        if self.links is not None:
+            links = click_resolver(
+                self.settings, self.links, info.id, row, str(context["checkout_url"])
+            )
         try:
             return render.render_email(
                 self.env,
@@ -110,6 +117,7 @@ class Composer:
                 settings=self.settings,
                 unsubscribe_url=unsubscribe,
                 language=language,
+                links=links,
             )
         except jinja2.TemplateError as e:
             raise DeliveryError(f'Email "{info.label}" does not render: {e}') from e
@@ -245,7 +253,11 @@ def prepare_composer(
             if seq.status != SequenceStatus.RUNNING:
                 set_status(session, seq, SequenceStatus.RUNNING)
     composer = Composer(settings, emails, launch_ids)
+    if settings.track_clicks:  # the preflight render records each email's links
+        composer.links = LinkBook.load(session, list(emails))
     composer.preflight()
+    if composer.links is not None:
+        composer.links.session = None
     return composer
 
 

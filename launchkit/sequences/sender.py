@@ -180,6 +180,8 @@ def _run(
     mailer.check_relay_links(settings)  # a real relay needs public https links
     with sessions.begin() as session:
         composer = prepare_composer(session, settings, options.launch, now=clock())
+    if composer.links is not None:  # links first met while sending: their own transaction
+        composer.links.sessions = sessions
     run = _Run(engine, sessions, settings, composer, clock, sleep, options, report, progress)
     run.start()
     with claims.owner_lock(engine, claims.new_owner()) as conn, sessions.begin() as session:

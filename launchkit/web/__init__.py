@@ -643,6 +643,7 @@ def create_app(
     # route modules import helpers from this module: import them here, not at the top
     from launchkit.web.account import account_routes
     from launchkit.web.checkout import checkout_routes
+    from launchkit.web.clicks import click_routes
     from launchkit.web.magnets import magnet_routes
     from launchkit.web.members import member_routes
     from launchkit.web.testlinks import test_routes
@@ -656,6 +657,7 @@ def create_app(
     routes += member_routes()
     routes += account_routes()
     routes += test_routes()
+    routes += click_routes()
     app = Starlette(
         routes=routes,
         middleware=[

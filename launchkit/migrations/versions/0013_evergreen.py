@@ -1,7 +1,7 @@
 """Evergreen launches: per-entrant milestones, the time a tag was added, per-send deadlines
 
 Revision ID: 0013_evergreen
-Revises: 0011_receipts
+Revises: 0012_clicks
 Create Date: 2026-12-03 17:00:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import launchkit.db
 
 revision = "0013_evergreen"
-down_revision = "0011_receipts"
+down_revision = "0012_clicks"
 branch_labels = None
 depends_on = None
 
