@@ -124,6 +124,17 @@ LABELS: dict[str, dict[str, str]] = {
         "launches": "launches",
         "no_fit": "No fitted line: it takes at least three launches with an audience.",
         "provisional_short": "provisional",
+        "retention_title": "Membership retention by launch",
+        "members_joined": "Members joined",
+        "monthly_churn": "Monthly churn",
+        "month_n": "Month %d",
+        "not_reached": "not yet",
+        "retention_note": (
+            "Share of a launch's paying members still members k whole months after their first "
+            "payment. A month is shown once every member of the launch has reached it; "
+            "comparable across these launches: %s."
+        ),
+        "none_yet": "none yet",
         "fit": "Fitted line",
         "slope": "Change in conversion per 1,000 more subscribers",
         "generated": "Figures in",
@@ -242,6 +253,17 @@ LABELS: dict[str, dict[str, str]] = {
         "launches": "lancements",
         "no_fit": "Pas de droite ajustée : il faut au moins trois lancements avec une audience.",
         "provisional_short": "provisoire",
+        "retention_title": "Rétention des membres par lancement",
+        "members_joined": "Membres inscrits",
+        "monthly_churn": "Churn mensuel",
+        "month_n": "Mois %d",
+        "not_reached": "pas encore",
+        "retention_note": (
+            "Part des membres payants d'un lancement encore membres k mois pleins après leur "
+            "premier paiement. Un mois s'affiche quand tous les membres du lancement l'ont "
+            "atteint ; comparables entre ces lancements : %s."
+        ),
+        "none_yet": "aucun pour l'instant",
         "fit": "Droite ajustée",
         "slope": "Variation de la conversion pour 1 000 abonnés de plus",
         "generated": "Montants en",
