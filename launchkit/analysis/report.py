@@ -124,6 +124,10 @@ LABELS: dict[str, dict[str, str]] = {
         "launches": "launches",
         "no_fit": "No fitted line: it takes at least three launches with an audience.",
         "provisional_short": "provisional",
+        "chart_retention": "Retention by month since joining",
+        "retention_all": "All members",
+        "months_since_joining": "Months since joining (first payment)",
+        "retained_pct": "Still members (%)",
         "retention_title": "Membership retention by launch",
         "members_joined": "Members joined",
         "monthly_churn": "Monthly churn",
@@ -253,6 +257,10 @@ LABELS: dict[str, dict[str, str]] = {
         "launches": "lancements",
         "no_fit": "Pas de droite ajustée : il faut au moins trois lancements avec une audience.",
         "provisional_short": "provisoire",
+        "chart_retention": "Rétention par mois depuis l'adhésion",
+        "retention_all": "Tous les membres",
+        "months_since_joining": "Mois depuis l'adhésion (premier paiement)",
+        "retained_pct": "Encore membres (%)",
         "retention_title": "Rétention des membres par lancement",
         "members_joined": "Membres inscrits",
         "monthly_churn": "Churn mensuel",
@@ -429,6 +437,11 @@ def report_charts(result: dict[str, Any], t: dict[str, str], fmt: Formatter) -> 
         found["refunds"] = charts.refund_chart(result["refunds"], t)
     if result["payment_plans"]["by_instalment"]:
         found["plans"] = charts.plan_chart(result["payment_plans"], t)
+    membership = result.get("membership")
+    if membership and membership["retention_curve"]:
+        found["retention"] = charts.retention_chart(
+            membership, t, fmt.decimal, lambda rate: fmt.pct(rate, 0)
+        )
     return found
 
 
