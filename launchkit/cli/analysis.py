@@ -213,8 +213,9 @@ def print_retention(section: dict[str, Any]) -> None:
         )
         for r in section["launches"]
     ]
-    months = [f"month {k}" for k in section["months"]]
-    print_table("Membership retention", ["launch", "members", "monthly churn", *months], rows)
+    months = [f"M{k}" for k in section["months"]]
+    title = "Membership retention, M<k> = k whole months after joining"
+    print_table(title, ["launch", "members", "churn/month", *months], rows)
     comparable = ", ".join(str(k) for k in section["comparable_months"]) or "none yet"
     say(f"Months every launch's members have reached (comparable): {comparable}.")
 
