@@ -237,6 +237,7 @@ def _club(
         result = analysis.analyze_launch(session, plan.slug, now=until)
     return {
         "launch": plan.slug,
+        "measured_at": until.isoformat(),
         "report": str(workspace / "reports" / f"{plan.slug}.html"),
         "simulation": dict(replay.stats),
         "headline": membership_headline(result["membership"]),
