@@ -63,6 +63,7 @@ def _counts(sessions) -> dict[str, int]:
         }
 
 
+@pytest.mark.timeout(600)  # two launches replayed: the course, then a year of the membership
 def test_demo_runs_a_whole_launch_and_matches_analyze(
     tmp_path: Path, db_url: str, cli_runner_env: dict[str, str]
 ) -> None:
