@@ -94,7 +94,7 @@ def add_months(moment: datetime, months: int) -> datetime:
 def plan_memberships(
     prospects: list[Prospect], model: MemberModel, *, until: datetime, seed: int
 ) -> list[SimEvent]:
-    """Every member's events from joining to ``until``, sorted by time.
+    """Every member's events from joining up to ``until``, sorted by time.
 
     ``plan`` is the months a period lasts (1 or 12); ``number`` the period a renewal starts;
     ``extra["end"]`` the end of the period (epoch seconds)."""
@@ -112,7 +112,8 @@ def plan_memberships(
             events.append(_event(asked, "member_refund", prospect, months))
             continue
         events += _renewals(rng, model, prospect, joined, months, until)
-    return sorted(events, key=lambda e: (e.at, e.email, e.kind))
+    kept = [e for e in events if e.at <= until]  # a retry after ``until`` has not happened yet
+    return sorted(kept, key=lambda e: (e.at, e.email, e.kind))
 
 
 def _renewals(
