@@ -20,7 +20,16 @@ from launchkit.cli import app
 from launchkit.cli.orchestrator import launchkit_command, print_demo_places
 from launchkit.db import make_engine, make_sessionmaker
 from launchkit.mailer import archive_message_ids, read_mbox_archive
-from launchkit.models import Membership, MembershipStatus, Order, Payment, Refund, Send, SendStatus
+from launchkit.models import (
+    Launch,
+    Membership,
+    MembershipStatus,
+    Order,
+    Payment,
+    Refund,
+    Send,
+    SendStatus,
+)
 from launchkit.orchestrator.club import CLUB_SLUG, MemberModel
 from launchkit.orchestrator.demo import run_demo
 from launchkit.orchestrator.simulate import BuyerModel
@@ -109,10 +118,11 @@ def test_demo_runs_a_whole_launch_and_matches_analyze(
             failed = session.scalar(
                 select(func.count()).select_from(Payment).where(Payment.status == "failed")
             )
+            course = select(Launch.id).where(Launch.slug == result["launch"]).scalar_subquery()
             refunds = session.execute(
-                select(Refund.requested_at, Order.created_at, Refund.status).join(
-                    Order, Order.id == Refund.order_id
-                )
+                select(Refund.requested_at, Order.created_at, Refund.status)
+                .join(Order, Order.id == Refund.order_id)
+                .where(Order.launch_id == course)  # the membership launch's are checked below
             ).all()
         assert plans.get(1, 0) > 0 and plans.get(3, 0) > 0  # pay in full and 3 instalments
         assert failed > 0 and stats["instalments_failed"] > 0
