@@ -234,7 +234,8 @@ def print_membership_headline(club: dict[str, Any]) -> None:
     say(f"{club['launch']}: membership launch, doors opened {opened}, a year of renewals")
     say(
         f"Members joined: {h['members_joined']:,}  paying now: {h['members_now']:,}  "
-        f"MRR now: {h['mrr_now_cents'] / 100:,.2f} EUR  monthly churn: {churn}  "
+        f"MRR now: {h['mrr_now_cents'] / 100:,.2f} {club['analysis']['currency']}  "
+        f"monthly churn: {churn}  "
         f"12-month retention: {kept}"
     )
     say(f"Membership report (retention curve, cohorts): {club['report']}")

@@ -247,9 +247,10 @@ def _club(
 
 def membership_headline(ms: dict[str, Any] | None) -> dict[str, Any]:
     """What the demo prints of the membership launch: members, MRR, churn, 12-month retention."""
-    if ms is None:
-        return {"members_joined": 0, "members_now": 0, "mrr_now_cents": 0,
-                "monthly_churn": None, "retention_12": None}  # fmt: skip
+    if ms is None:  # no one joined
+        counts = ("members_joined", "paying_members", "members_now", "mrr_now_cents")
+        return {**dict.fromkeys(counts, 0), "monthly_churn": None, "retention_12": None,
+                "refunds_inside_guarantee": 0}  # fmt: skip
     curve = {row["month"]: row for row in ms["retention_curve"]}
     year = curve.get(12)
     return {
