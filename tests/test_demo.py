@@ -7,7 +7,7 @@ import json
 import os
 import shlex
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email import policy
 from pathlib import Path
 
@@ -20,7 +20,18 @@ from launchkit.cli import app
 from launchkit.cli.orchestrator import launchkit_command, print_demo_places
 from launchkit.db import make_engine, make_sessionmaker
 from launchkit.mailer import archive_message_ids, read_mbox_archive
-from launchkit.models import LinkClick, Order, Payment, Refund, Send, SendStatus
+from launchkit.models import (
+    Launch,
+    LinkClick,
+    Membership,
+    MembershipStatus,
+    Order,
+    Payment,
+    Refund,
+    Send,
+    SendStatus,
+)
+from launchkit.orchestrator.club import CLUB_SLUG, MemberModel
 from launchkit.orchestrator.demo import run_demo
 from launchkit.orchestrator.simulate import BuyerModel
 
@@ -33,6 +44,15 @@ BUSY = BuyerModel(
     refund_late_share=0.5,
     instalment_failure=0.35,
     recovery=0.5,
+)
+# the same for the membership launch: refunds, failed renewals recovered or not, switches
+BUSY_CLUB = MemberModel(
+    conversion=0.15,
+    refund_rate=0.2,
+    renewal_failure=0.25,
+    recovery=0.5,
+    switch_rate=0.25,
+    cancel_monthly=0.1,
 )
 
 
@@ -53,10 +73,14 @@ def _counts(sessions) -> dict[str, int]:
         }
 
 
+@pytest.mark.timeout(600)  # two launches replayed: the course, then a year of the membership
 def test_demo_runs_a_whole_launch_and_matches_analyze(
     tmp_path: Path, db_url: str, cli_runner_env: dict[str, str]
 ) -> None:
-    result = run_demo(tmp_path / "demo", seed=7, audience=600, model=BUSY, database_url=db_url)
+    result = run_demo(
+        tmp_path / "demo", seed=7, audience=600, model=BUSY, database_url=db_url,
+        member_model=BUSY_CLUB,
+    )  # fmt: skip
     workspace = Path(result["workspace"])
     stats = result["simulation"]
     engine = make_engine(db_url)
@@ -95,10 +119,11 @@ def test_demo_runs_a_whole_launch_and_matches_analyze(
             failed = session.scalar(
                 select(func.count()).select_from(Payment).where(Payment.status == "failed")
             )
+            course = select(Launch.id).where(Launch.slug == result["launch"]).scalar_subquery()
             refunds = session.execute(
-                select(Refund.requested_at, Order.created_at, Refund.status).join(
-                    Order, Order.id == Refund.order_id
-                )
+                select(Refund.requested_at, Order.created_at, Refund.status)
+                .join(Order, Order.id == Refund.order_id)
+                .where(Order.launch_id == course)  # the membership launch's are checked below
             ).all()
         assert plans.get(1, 0) > 0 and plans.get(3, 0) > 0  # pay in full and 3 instalments
         assert failed > 0 and stats["instalments_failed"] > 0
@@ -116,6 +141,8 @@ def test_demo_runs_a_whole_launch_and_matches_analyze(
         assert sum(row["bought"] for row in funnel) > 0
         assert all(row["sales_page"] <= row["clicked"] <= row["delivered"] for row in funnel)
 
+        _check_membership_launch(sessions, result["membership"])
+
         # `launchkit run --tick` afterwards (cron keeps running): nothing left to do
         files = len(list(Path(result["outbox"]).glob("*.eml")))
         env = {**cli_runner_env, "LAUNCHKIT_DATABASE_URL": db_url}
@@ -129,6 +156,35 @@ def test_demo_runs_a_whole_launch_and_matches_analyze(
         assert len(list(Path(result["outbox"]).glob("*.eml"))) == files
     finally:
         engine.dispose()
+
+
+def _check_membership_launch(sessions, club: dict) -> None:
+    """The membership launch went through every path, and its figures are analyze's."""
+    stats, headline = club["simulation"], club["headline"]
+    assert club["launch"] == CLUB_SLUG and stats["webhooks_rejected"] == 0
+    for path in ("member_refunds", "renewals_recovered", "cancellations", "plan_switches"):
+        assert stats.get(path, 0) > 0, path
+    assert stats["renewal_attempts_failed"] > stats["renewals_failed"] > 0  # retries, then ends
+    at = datetime.fromisoformat(club["measured_at"])
+    with sessions.begin() as session:
+        fresh = analysis.analyze_launch(session, CLUB_SLUG, now=at)
+        statuses = dict(
+            session.execute(
+                select(Membership.status, func.count()).group_by(Membership.status)
+            ).all()
+        )
+    ms = fresh["membership"]
+    assert _same(club["analysis"]["membership"], ms)
+    assert ms["members_joined"] == stats["members_joined"] == sum(statuses.values())
+    assert statuses.get(MembershipStatus.ENDED, 0) > 0 and statuses.get(MembershipStatus.ACTIVE)
+    assert ms["refunds_inside_guarantee"]["count"] == stats["member_refunds"]
+    assert headline["members_joined"] == ms["members_joined"]
+    assert headline["retention_12"] == ms["retention_curve"][12]["rate"]
+    assert 0 < headline["retention_12"] < 1 and 0 < headline["monthly_churn"] < 1
+    assert headline["mrr_now_cents"] == ms["mrr_now"] > 0
+    assert any(row["contraction"] for row in ms["mrr_by_month"])  # monthly -> yearly switches
+    page = Path(club["report"]).read_text()
+    assert 'id="membership"' in page and page.count("<title>Rétention par mois") == 2
 
 
 @pytest.fixture
@@ -148,7 +204,8 @@ def test_cli_demo_json(tmp_path: Path, cli_runner_env: dict[str, str]) -> None:
     )
     assert answer.exit_code == 0, answer.output
     data = json.loads(answer.stdout)
-    assert {"workspace", "report", "analysis"} <= set(data)
+    assert {"workspace", "report", "analysis", "membership"} <= set(data)
+    assert data["membership"]["headline"]["members_joined"] > 0
     assert Path(data["workspace"]) == target.resolve() or Path(data["workspace"]) == target
     assert Path(data["report"]).is_file() and data["analysis"]["audience_size"] > 0
     again = CliRunner().invoke(app, ["demo", "--dir", str(target)], env=cli_runner_env)
@@ -190,3 +247,26 @@ def test_next_lines_use_the_command_that_started_launchkit(
     assert "Next: .venv/bin/launchkit -w '/tmp/my demo' status" in out
     assert ".venv/bin/launchkit -w '/tmp/my demo' analyze atelier-hiver" in out
     assert "zcat '/tmp/my demo/outbox/launch-emails.mbox.gz' | less" in out
+
+
+def test_membership_headline_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    from launchkit.cli.orchestrator import print_membership_headline
+    from launchkit.orchestrator.demo import membership_headline
+
+    curve = [{"month": k, "rate": 1 - k / 40} for k in range(13)]
+    ms = {"members_joined": 53, "paying_members": 53, "members_now": 31, "mrr_now": 69200,
+          "ltv": {"monthly_churn": 0.035}, "retention_curve": curve,
+          "refunds_inside_guarantee": {"count": 2}}  # fmt: skip
+    club = {
+        "launch": "club-printemps",
+        "report": "/w/reports/club-printemps.html",
+        "headline": membership_headline(ms),
+        "analysis": {"launch": {"cart_open": "2026-03-02T08:00:00Z"}, "currency": "EUR"},
+    }
+    print_membership_headline(club)
+    assert capsys.readouterr().out.splitlines() == [
+        "club-printemps: membership launch, doors opened 2026-03-02, a year of renewals",
+        "Members joined: 53  paying now: 31  MRR now: 692.00 EUR  monthly churn: 3.5%  "
+        "12-month retention: 70%",
+        "Membership report (retention curve, cohorts): /w/reports/club-printemps.html",
+    ]

@@ -107,7 +107,10 @@ def test_report_shows_the_retention_curve(club, now):
     with club.begin() as s:
         result = analysis.analyze_launch(s, "club", now=at)
     html = analysis.render_report(result, language="en")
-    assert 'id="membership"' in html and "<polyline" in html and "2026-11" in html
+    assert 'id="membership"' in html and "2026-11" in html
+    # the retention chart, wide and narrow, with its axis titles
+    assert html.count("<title>Retention by month since joining</title>") == 2
+    assert "Months since joining (first payment)" in html and "Still members (%)" in html
 
 
 def test_one_off_launch_has_no_membership_section(sessions, now):

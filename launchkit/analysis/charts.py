@@ -311,3 +311,46 @@ def scatter_chart(
         ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: number(value)))
 
     return draw("scatter", t["chart_scatter"], paint, 3.2)
+
+
+def retention_chart(
+    membership: dict[str, Any],
+    t: dict,
+    number: Number = _english,
+    percent: Number = lambda rate: f"{rate * 100:.0f}%",
+) -> dict[str, str]:
+    """Share of paying members still members k whole months after joining: the whole launch
+    (bold, with its points) and, when it has several, each joining month's cohort (thin)."""
+    curve = membership["retention_curve"]
+    cohorts = membership["cohorts"] if len(membership["cohorts"]) > 1 else []
+
+    def paint(ax: Axes, narrow: bool) -> None:
+        for row in cohorts:
+            rates = [rate * 100 for rate in row["retention"]]
+            ax.plot(range(len(rates)), rates, color=MUTED, lw=0.8, alpha=0.6, zorder=2)
+        months = [p["month"] for p in curve]
+        rates = [p["rate"] * 100 for p in curve]
+        ax.plot(
+            months, rates, color=GOOD, lw=2.2, marker="o", ms=4, zorder=3, label=t["retention_all"]
+        )
+        last = curve[-1]
+        ax.annotate(
+            percent(last["rate"]),
+            (last["month"], last["rate"] * 100),
+            xytext=(0, 7),
+            textcoords="offset points",
+            ha="center",
+            fontsize=9,
+            color=INK,
+        )
+        ax.set_ylim(0, 105)
+        ax.set_xlim(-0.3, max(months) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=7 if narrow else 13, integer=True))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: number(round(value))))
+        ax.set_xlabel(t["months_since_joining"])
+        ax.set_ylabel(t["retained_pct"])
+        ax.grid(axis="y", color="#e4e7eb", lw=0.8, zorder=0)
+        if cohorts:
+            ax.legend(frameon=False, fontsize=8, loc="lower left")
+
+    return draw("retention", t["chart_retention"], paint, 3.0)

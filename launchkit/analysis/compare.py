@@ -118,4 +118,52 @@ def compare_launches(
     fit = fit_line(
         [row["audience_size"] for row in measured], [row["conversion_rate"] for row in measured]
     )
-    return {"launches": rows, "fit": fit}
+    return {"launches": rows, "fit": fit, "membership_retention": compare_retention(results)}
+
+
+RETENTION_MONTHS = (1, 2, 3, 6, 12)
+
+
+def launch_retention(result: dict[str, Any]) -> dict[str, Any] | None:
+    """One membership launch's row of the retention comparison (None: no paying member).
+
+    Retention at month k is reported only once every paying member of the launch has been a
+    member for k whole months or more (every joining cohort has reached it); before that it is
+    ``None`` (not yet reached), never 0: a share of the early joiners alone is not comparable."""
+    ms = result.get("membership")
+    if not ms or not ms["paying_members"]:
+        return None
+    curve = {row["month"]: row for row in ms["retention_curve"]}
+    paying = ms["paying_members"]
+    months = []
+    for k in RETENTION_MONTHS:
+        row = curve.get(k)
+        reached = row is not None and row["eligible"] == paying
+        months.append(
+            {
+                "month": k,
+                "reached": reached,
+                "retained": row["retained"] if reached else None,
+                "rate": row["rate"] if reached else None,
+            }
+        )
+    return {
+        "launch": result["launch"]["slug"],
+        "cart_open": result["launch"]["cart_open"],
+        "members_joined": ms["members_joined"],
+        "paying_members": paying,
+        "monthly_churn": ms["ltv"]["monthly_churn"],
+        "retention": months,
+    }
+
+
+def compare_retention(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Membership launches side by side: retention at months 1, 2, 3, 6 and 12, members joined
+    and monthly churn; ``comparable_months``: the months every one of them has reached."""
+    rows = [row for row in map(launch_retention, results) if row is not None]
+    comparable = [
+        k
+        for index, k in enumerate(RETENTION_MONTHS)
+        if rows and all(row["retention"][index]["reached"] for row in rows)
+    ]
+    return {"months": list(RETENTION_MONTHS), "comparable_months": comparable, "launches": rows}

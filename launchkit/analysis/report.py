@@ -134,6 +134,21 @@ LABELS: dict[str, dict[str, str]] = {
         "launches": "launches",
         "no_fit": "No fitted line: it takes at least three launches with an audience.",
         "provisional_short": "provisional",
+        "chart_retention": "Retention by month since joining",
+        "retention_all": "All members",
+        "months_since_joining": "Months since joining (first payment)",
+        "retained_pct": "Still members (%)",
+        "retention_title": "Membership retention by launch",
+        "members_joined": "Members joined",
+        "monthly_churn": "Monthly churn",
+        "month_n": "Month %d",
+        "not_reached": "not yet",
+        "retention_note": (
+            "Share of a launch's paying members still members k whole months after their first "
+            "payment. A month is shown once every member of the launch has reached it; "
+            "comparable across these launches: %s."
+        ),
+        "none_yet": "none yet",
         "fit": "Fitted line",
         "slope": "Change in conversion per 1,000 more subscribers",
         "generated": "Figures in",
@@ -262,6 +277,21 @@ LABELS: dict[str, dict[str, str]] = {
         "launches": "lancements",
         "no_fit": "Pas de droite ajustée : il faut au moins trois lancements avec une audience.",
         "provisional_short": "provisoire",
+        "chart_retention": "Rétention par mois depuis l'adhésion",
+        "retention_all": "Tous les membres",
+        "months_since_joining": "Mois depuis l'adhésion (premier paiement)",
+        "retained_pct": "Encore membres (%)",
+        "retention_title": "Rétention des membres par lancement",
+        "members_joined": "Membres inscrits",
+        "monthly_churn": "Churn mensuel",
+        "month_n": "Mois %d",
+        "not_reached": "pas encore",
+        "retention_note": (
+            "Part des membres payants d'un lancement encore membres k mois pleins après leur "
+            "premier paiement. Un mois s'affiche quand tous les membres du lancement l'ont "
+            "atteint ; comparables entre ces lancements : %s."
+        ),
+        "none_yet": "aucun pour l'instant",
         "fit": "Droite ajustée",
         "slope": "Variation de la conversion pour 1 000 abonnés de plus",
         "generated": "Montants en",
@@ -427,6 +457,11 @@ def report_charts(result: dict[str, Any], t: dict[str, str], fmt: Formatter) -> 
         found["refunds"] = charts.refund_chart(result["refunds"], t)
     if result["payment_plans"]["by_instalment"]:
         found["plans"] = charts.plan_chart(result["payment_plans"], t)
+    membership = result.get("membership")
+    if membership and membership["retention_curve"]:
+        found["retention"] = charts.retention_chart(
+            membership, t, fmt.decimal, lambda rate: fmt.pct(rate, 0)
+        )
     return found
 
 

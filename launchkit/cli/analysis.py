@@ -244,6 +244,28 @@ def compare(
         )
     else:
         say("No fitted line: it takes at least three launches with an audience.")
+    print_retention(result["membership_retention"])
+
+
+def print_retention(section: dict[str, Any]) -> None:
+    """Membership launches' retention side by side ("not yet" for a month not every member
+    has reached)."""
+    if not section["launches"]:
+        return
+    rows = [
+        (
+            r["launch"],
+            r["members_joined"],
+            percent(r["monthly_churn"], 1),
+            *(percent(m["rate"], 0) if m["reached"] else "not yet" for m in r["retention"]),
+        )
+        for r in section["launches"]
+    ]
+    months = [f"M{k}" for k in section["months"]]
+    title = "Membership retention, M<k> = k whole months after joining"
+    print_table(title, ["launch", "members", "churn/month", *months], rows)
+    comparable = ", ".join(str(k) for k in section["comparable_months"]) or "none yet"
+    say(f"Months every launch's members have reached (comparable): {comparable}.")
 
 
 def _price_cents(text: str | None) -> int | None:

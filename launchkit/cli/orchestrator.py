@@ -220,7 +220,25 @@ def demo(
 
     print_analysis(result["analysis"])
     say("")
+    print_membership_headline(result["membership"])
+    say("")
     print_demo_places(result)
+
+
+def print_membership_headline(club: dict[str, Any]) -> None:
+    """The membership launch in four figures, and where its report is."""
+    h = club["headline"]
+    churn = "n/a" if h["monthly_churn"] is None else f"{h['monthly_churn'] * 100:.1f}%"
+    kept = "not reached" if h["retention_12"] is None else f"{h['retention_12'] * 100:.0f}%"
+    opened = club["analysis"]["launch"]["cart_open"][:10]
+    say(f"{club['launch']}: membership launch, doors opened {opened}, a year of renewals")
+    say(
+        f"Members joined: {h['members_joined']:,}  paying now: {h['members_now']:,}  "
+        f"MRR now: {h['mrr_now_cents'] / 100:,.2f} {club['analysis']['currency']}  "
+        f"monthly churn: {churn}  "
+        f"12-month retention: {kept}"
+    )
+    say(f"Membership report (retention curve, cohorts): {club['report']}")
 
 
 def print_demo_places(result: dict[str, Any]) -> None:

@@ -44,40 +44,55 @@ def send_membership_emails(
     env: Any = None,
 ) -> int:
     """Send every membership email now due; returns how many were sent. A yearly renewal is
-    announced ``reminder_days`` before it (default: ``settings.renewal_reminder_days``)."""
+    announced ``reminder_days`` before it (default: ``settings.renewal_reminder_days``).
+
+    Runs after every Stripe event, so it reads in three queries (the memberships with their
+    orders, the facts not yet notified, the keys of the emails already sent) whatever the
+    number of members; only an email not sent yet is claimed (``_claim``) and sent."""
     if reminder_days is None:
         reminder_days = settings.renewal_reminder_days
     sent = 0
-    live = session.scalars(
-        select(Membership).where(Membership.status != MembershipStatus.INCOMPLETE)
-    ).all()
-    for m in live:
-        order = session.get(Order, m.order_id)
-        if order is None or not order.email:
-            continue  # waits for the event that brings the address
-        for template, key, extra in _due(session, m, order, now, reminder_days):
-            if _claim(session, m, key, now):
+    live = session.execute(
+        select(Membership, Order)
+        .join(Order, Order.id == Membership.order_id)
+        .where(Membership.status != MembershipStatus.INCOMPLETE, Order.email != "")
+        .order_by(Membership.id)
+    ).all()  # an order without its address waits for the event that brings it
+    pending: dict[int, list[MembershipEvent]] = {}
+    for fact in session.scalars(
+        select(MembershipEvent)
+        .where(
+            MembershipEvent.kind.in_(["failed", "trial_will_end"]),
+            MembershipEvent.notified_at.is_(None),
+        )
+        .order_by(MembershipEvent.id)
+    ):
+        pending.setdefault(fact.membership_id, []).append(fact)
+    done = set(session.scalars(select(MembershipEvent.key).where(MembershipEvent.kind == "email")))
+    for m, order in live:
+        for template, key, extra in _due(m, order, pending.get(m.id, []), now, reminder_days):
+            if key not in done and _claim(session, m, key, now):
                 _send(session, settings, messenger, env, (template, key), m, order, extra, now)
                 sent += 1
+    session.flush()
     return sent
 
 
 def _due(
-    session: Session, m: Membership, order: Order, now: datetime, reminder_days: int
+    m: Membership,
+    order: Order,
+    facts: list[MembershipEvent],
+    now: datetime,
+    reminder_days: int,
 ) -> list[tuple[str, str, dict[str, Any]]]:
-    """(template, claim key, variables) of the emails this membership calls for now."""
+    """(template, claim key, variables) of the emails this membership calls for now;
+    ``facts``: its failed payments and trial ends not notified yet (each calls for at most
+    one email: marked notified here)."""
     due: list[tuple[str, str, dict[str, Any]]] = []
     if m.status in ENTITLED:
         due.append(("welcome", f"email:welcome:{_ref(m)}", {}))
-    facts = session.scalars(
-        select(MembershipEvent).where(
-            MembershipEvent.membership_id == m.id,
-            MembershipEvent.kind.in_(["failed", "trial_will_end"]),
-            MembershipEvent.notified_at.is_(None),
-        )
-    ).all()
     for fact in facts:
-        fact.notified_at = now  # each fact calls for at most one email
+        fact.notified_at = now
         if fact.kind == "failed" and m.status == MembershipStatus.PAST_DUE:
             url = {"update_card_url": fact.update_url or ""}
             due.append(("failed-renewal", f"email:{fact.key}", url))
@@ -94,7 +109,6 @@ def _due(
     ):  # fmt: skip
         m.reminder_period_end = end
         due.append(("renewal-reminder", f"email:reminder:{_ref(m)}:{_stamp(end)}", {}))
-    session.flush()
     return due
 
 

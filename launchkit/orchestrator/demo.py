@@ -20,6 +20,7 @@ from launchkit.errors import AlreadyExists, InputError
 from launchkit.mailer import MboxMessenger
 from launchkit.models import Send, SendStatus
 from launchkit.orchestrator import Step
+from launchkit.orchestrator.club import MemberModel
 from launchkit.orchestrator.replay import Replay, SimClock
 from launchkit.orchestrator.simulate import BuyerModel, plan_browsing, plan_signups
 from launchkit.plan import PLAN_FILE, PlanInvalid, check_plan, load_plan
@@ -153,11 +154,14 @@ def run_demo(
     audience: int = 5000,
     model: BuyerModel | None = None,
     database_url: str | None = None,
+    member_model: MemberModel | None = None,
 ) -> dict[str, Any]:
-    """Run the whole simulated launch; returns the analysis and where everything is.
+    """Run the whole simulated launch, then the membership launch; returns the analysis and
+    where everything is.
 
-    ``model``: the buyer behaviour (default ``BuyerModel()``); ``database_url``: a database
-    for the demo workspace instead of its own SQLite file (an empty, migrated one).
+    ``model``: the buyer behaviour (default ``BuyerModel()``); ``member_model``: the members'
+    (default ``MemberModel()``); ``database_url``: a database for the demo workspace instead
+    of its own SQLite file (an empty, migrated one).
     """
     workspace = prepare_workspace(directory, audience, database_url=database_url)
     settings = demo_settings(workspace)
@@ -176,6 +180,7 @@ def run_demo(
         _simulate(replay, plan, audience, seed)
         replay.through = None
         replay.tick()
+        club = _club(workspace, settings, sessions, replay.clock.now, seed, member_model)
         with sessions.begin() as session:
             result = analysis.analyze_launch(session, plan.slug)
             messages = (
@@ -209,6 +214,53 @@ def run_demo(
         "outbox_files": sum(1 for _ in settings.outbox_dir.glob("*.eml")),
         "simulation": dict(replay.stats),
         "analysis": result,
+        "membership": club,
+    }
+
+
+def _club(
+    workspace: Path,
+    settings: Any,
+    sessions: Any,
+    until: datetime,
+    seed: int,
+    model: MemberModel | None,
+) -> dict[str, Any]:
+    """The membership launch: its doors opened in March 2026; a year of members up to ``until``
+    (the end of the course launch's replay), then its analysis and report."""
+    from launchkit.orchestrator import club
+
+    plan = club.club_plan(workspace)
+    replay = Replay(settings, sessions, plan, SimClock(club.CLUB_OPEN - timedelta(days=1)))
+    club.run_club(replay, until=until, model=model or club.MemberModel(), seed=seed)
+    with sessions.begin() as session:
+        result = analysis.analyze_launch(session, plan.slug, now=until)
+    return {
+        "launch": plan.slug,
+        "measured_at": until.isoformat(),
+        "report": str(workspace / "reports" / f"{plan.slug}.html"),
+        "simulation": dict(replay.stats),
+        "headline": membership_headline(result["membership"]),
+        "analysis": result,
+    }
+
+
+def membership_headline(ms: dict[str, Any] | None) -> dict[str, Any]:
+    """What the demo prints of the membership launch: members, MRR, churn, 12-month retention."""
+    if ms is None:  # no one joined
+        counts = ("members_joined", "paying_members", "members_now", "mrr_now_cents")
+        return {**dict.fromkeys(counts, 0), "monthly_churn": None, "retention_12": None,
+                "refunds_inside_guarantee": 0}  # fmt: skip
+    curve = {row["month"]: row for row in ms["retention_curve"]}
+    year = curve.get(12)
+    return {
+        "members_joined": ms["members_joined"],
+        "paying_members": ms["paying_members"],
+        "members_now": ms["members_now"],
+        "mrr_now_cents": ms["mrr_now"],
+        "monthly_churn": ms["ltv"]["monthly_churn"],
+        "retention_12": year["rate"] if year else None,
+        "refunds_inside_guarantee": ms["refunds_inside_guarantee"]["count"],
     }
 
 
