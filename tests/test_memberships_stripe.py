@@ -11,8 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from launchkit import checkout, memberships
-from launchkit.memberships.account import cancel_membership, refund_membership
-from launchkit.models import Membership, Order
+from launchkit.memberships.account import (
+    cancel_membership,
+    refund_any_order,
+    refund_membership,
+)
+from launchkit.models import Membership, Order, Payment
 from launchkit.stripe_events import checkout_session_completed, event
 from tests.fixtures.stripe import create_subscriber
 from tests.membership_data import create_membership_offer, member_metadata
@@ -81,7 +85,8 @@ def _invoice_events(client, sub: str, seen: set[str]) -> list[dict]:
     return found
 
 
-def test_localstripe_subscription_renewal_and_guarantee_refund(sessions, stripe_settings, now):
+def _paid_member(sessions, stripe_settings, now):
+    """A real localstripe subscription, paid twice (joined, renewed), its events handled."""
     with sessions.begin() as s:
         offer = create_membership_offer(s, now)
         meta = member_metadata(s, offer, "month", create_subscriber(s, now).id)
@@ -103,6 +108,11 @@ def test_localstripe_subscription_renewal_and_guarantee_refund(sessions, stripe_
     for index, item in enumerate(events):
         with sessions.begin() as s:
             checkout.handle_event(s, stripe_settings, item, now=now + timedelta(seconds=index))
+    return client, sub, sorted(seen)
+
+
+def test_localstripe_subscription_renewal_and_guarantee_refund(sessions, stripe_settings, now):
+    client, sub, _ = _paid_member(sessions, stripe_settings, now)
     with sessions.begin() as s:
         order = s.scalars(select(Order)).one()
         assert (order.instalments_paid, order.paid_cents) == (2, 5800)
@@ -191,3 +201,23 @@ def test_sales_page_offers_each_membership_price(
     charged = [(f["line_items[0][price_data][recurring][interval]"],
                 f["line_items[0][price_data][unit_amount]"]) for f in created]  # fmt: skip
     assert charged == [("year", "19000"), ("month", "2900")]  # the founding yearly price
+
+
+def test_refund_command_on_a_membership_ends_it(sessions, stripe_settings, now):
+    """`launchkit refund ORDER` on a membership order is the guarantee refund: the member is
+    not charged again; a refund of one payment (`--payment`) leaves the membership running."""
+    client, sub, invoices = _paid_member(sessions, stripe_settings, now)
+    with sessions.begin() as s:
+        order = s.scalars(select(Order)).one()
+        latest = (Payment.occurred_at.desc(), Payment.stripe_id.desc())
+        paid = select(Payment.stripe_id).where(Payment.order_id == order.id).order_by(*latest)
+        renewal = s.scalars(paid).first()
+        one = refund_any_order(s, client, order.id, now=now + timedelta(days=1), payment=renewal)
+        assert one.amount_cents == 2900
+        assert s.scalars(select(Membership)).one().status == "active"
+    assert client.v1.subscriptions.retrieve(sub["id"]).status == "active"
+    with sessions.begin() as s:
+        whole = refund_any_order(s, client, order.id, now=now + timedelta(days=2), reason="no")
+        assert whole.status == "succeeded" and whole.reason == "no"
+        assert s.scalars(select(Membership)).one().status == "ended"
+    assert client.v1.subscriptions.retrieve(sub["id"]).status == "canceled"

@@ -11,6 +11,7 @@ from launchkit.clock import format_local, parse_local_datetime, utcnow
 from launchkit.errors import InputError, PaymentError
 
 checkout = lazy_module("launchkit.checkout")
+account = lazy_module("launchkit.memberships.account")
 
 offer_app = typer.Typer(
     help="Offers: price, payment plans, guarantee, order bump.", no_args_is_help=True
@@ -202,7 +203,8 @@ def refund(
         ),
     ] = None,
 ) -> None:
-    """Refund an order through Stripe within its guarantee; a plan's remaining instalments stop.
+    """Refund an order through Stripe within its guarantee; a plan's remaining instalments stop,
+    a membership ends (its subscription is cancelled).
 
     Example: launchkit refund 42 --reason "not for me"
     """
@@ -211,7 +213,7 @@ def refund(
     client = checkout.make_client(settings)
     cents = checkout.parse_money(amount, what="--amount") if amount else None
     with runtime.transaction() as session:
-        result = checkout.refund_order(
+        result = account.refund_any_order(
             session, client, order, now=utcnow(), amount_cents=cents, reason=reason,
             force=force, tz=settings.tz, payment=payment,
         )  # fmt: skip

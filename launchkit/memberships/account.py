@@ -114,9 +114,23 @@ def cancel_membership(
 # --- the guarantee ----------------------------------------------------------------------------
 
 
+def refund_any_order(
+    session: Session, client: StripeClient, order_id: int | str, *, now: datetime,
+    force: bool = False, reason: str | None = None, **partial: Any,
+) -> Refund:  # fmt: skip
+    """``launchkit refund ORDER``: a membership's order refunded whole is the guarantee refund
+    (the membership ends and its subscription is cancelled, so nothing is charged again);
+    any other order, or a partial refund (``amount_cents``, ``payment``), is an order refund."""
+    order = get_order(session, order_id)
+    whole = partial.get("amount_cents") is None and partial.get("payment") is None
+    if whole and membership_for_order(session, order) is not None:
+        return refund_membership(session, client, order.id, now=now, force=force, reason=reason)
+    return refund_order(session, client, order.id, now=now, force=force, reason=reason, **partial)
+
+
 def refund_membership(
     session: Session, client: StripeClient, order_id: int | str, *, now: datetime,
-    force: bool = False,
+    force: bool = False, reason: str | None = None,
 ) -> Refund:  # fmt: skip
     """The guarantee: refund the membership's first payment (within the offer's guarantee days
     of it, unless ``force``) and end the membership at once (its subscription is cancelled)."""
@@ -131,7 +145,7 @@ def refund_membership(
     if first is None:
         raise InvalidTransition(f"Order {order.id} has no payment to refund.")
     refund = refund_order(session, client, order.id, now=now, force=force, payment=first.stripe_id,
-                          reason="membership guarantee")  # fmt: skip
+                          reason=reason or "membership guarantee")  # fmt: skip
     if refund.status == "succeeded" and m.stripe_subscription_id:
         end_subscription_now(client, m.stripe_subscription_id)
         order.subscription_cancelled_at = order.subscription_cancelled_at or now
