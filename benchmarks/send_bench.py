@@ -14,8 +14,9 @@ CPU time is printed):
 (b) launchkit: ``send_due`` through the SMTP backend with the ledger (claims committed before
     DATA, one commit per message after the 250), the sandboxed renderer, multipart HTML + text.
 
-Prints messages/s of each, the time to schedule (materialize the ledger for N subscribers),
-and ends with ``ratio: X.XX`` (launchkit rate / baseline rate).
+Prints messages/s of each, the CPU time per message of each side (this process; steadier
+than the wall clock on a shared machine), the time to schedule (materialize the ledger for N
+subscribers), and ends with ``ratio: X.XX`` (launchkit rate / baseline rate).
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def make_workspace(folder: Path, count: int, db: str | None):
 # --- (a) baseline ---------------------------------------------------------------------------
 
 
-def run_baseline(settings, sessions, port: int, count: int) -> float:
+def run_baseline(settings, sessions, port: int, count: int) -> tuple[float, float]:
     """The same email done by hand: plain Jinja2 + Markdown + the same layout, smtplib."""
     source = parse_email_file(settings.emails_dir / "bench" / EMAIL)
     env = jinja2.Environment(  # noqa: S701 (layout .html is autoescaped below)
@@ -207,6 +208,7 @@ def run_baseline(settings, sessions, port: int, count: int) -> float:
         "sender_name": settings.sender_name, "postal_address": settings.postal_address,
     }  # fmt: skip
     started = time.perf_counter()
+    cpu = time.process_time()
     smtp = smtplib.SMTP("127.0.0.1", port)
     for sid, address, first, last in people[:count]:
         ctx = {**base, "first_name": first, "last_name": last, "email": address,
@@ -229,7 +231,7 @@ def run_baseline(settings, sessions, port: int, count: int) -> float:
         )
         smtp.sendmail(settings.sender_email, [address], msg.encode("utf-8"))
     smtp.quit()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 # --- (b) launchkit ----------------------------------------------------------------------------
@@ -237,7 +239,7 @@ def run_baseline(settings, sessions, port: int, count: int) -> float:
 
 def run_launchkit(
     settings, engine, port: int, compose_ahead: int | None = None
-) -> tuple[float, sequences.SendReport]:
+) -> tuple[float, float, sequences.SendReport]:
     import dataclasses
 
     smtp_settings = dataclasses.replace(
@@ -252,8 +254,9 @@ def run_launchkit(
         return start_at + timedelta(seconds=time.monotonic() - origin)
 
     started = time.perf_counter()
+    cpu = time.process_time()
     report = sequences.send_due(engine, smtp_settings, clock=clock)
-    return time.perf_counter() - started, report
+    return time.perf_counter() - started, time.process_time() - cpu, report
 
 
 def main() -> None:
@@ -288,9 +291,11 @@ def main() -> None:
         )
         sink = Sink()
         try:
-            base_seconds = run_baseline(settings, sessions, sink.port, count)
+            base_seconds, base_cpu = run_baseline(settings, sessions, sink.port, count)
             base_count = sink.count
-            lk_seconds, report = run_launchkit(settings, engine, sink.port, args.compose_ahead)
+            lk_seconds, lk_cpu, report = run_launchkit(
+                settings, engine, sink.port, args.compose_ahead
+            )
             lk_count = sink.count - base_count
         finally:
             sink_cpu = sink.stop()
@@ -304,6 +309,9 @@ def main() -> None:
     print(f"sink CPU: {sink_cpu:.2f} s for {base_count + lk_count} messages")
     if lk_count != count or report.sent != count:
         print(f"WARNING: expected {count} messages from launchkit")
+    print(f"CPU per message: baseline {base_cpu / base_count * 1000:.3f} ms, launchkit "
+          f"{lk_cpu / max(report.sent, 1) * 1000:.3f} ms (this process), CPU ratio "
+          f"{(base_cpu / base_count) / (lk_cpu / max(report.sent, 1)):.2f}")  # fmt: skip
     print(f"ratio: {lk_rate / base_rate:.2f}")
 
 

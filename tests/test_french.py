@@ -8,12 +8,16 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from launchkit.config import Settings, load_settings, settings_for_test
 from launchkit.errors import ConfigError
 from launchkit.models import Order
 from launchkit.render import (
+    french,
     html_to_text,
     make_environment,
     parse_email_file,
@@ -198,6 +202,52 @@ def test_typography_never_touches_tags_entities_urls_or_adds_characters() -> Non
 
 
 # --- dates, money, numbers -------------------------------------------------------------------
+
+
+def _whole_text(text: str) -> str:
+    """typography_text as first written: the whole text at once, no line memo."""
+    parts = french._URL.split(text)
+    return "".join(p if i % 2 else french._typography(p) for i, p in enumerate(parts))
+
+
+def _whole_html(html: str) -> str:
+    out = []
+    for index, block in enumerate(french._RAW_TEXT.split(html)):
+        if index % 3 == 1:
+            out.append(block)
+        elif index % 3 == 0:
+            parts = french._TAGS_AND_ENTITIES.split(block)
+            out.append("".join(p if i % 2 else _whole_text(p) for i, p in enumerate(parts)))
+    return "".join(out)
+
+
+_TYPO_PIECES = st.sampled_from(
+    [" ", "\n", "\u00a0", "\u202f", ":", ";", "!", "?", "«", "»", "<", ">", "&", "#", "amp;",
+     "<p>", "</p>", "<a href=\"https://x.fr/a?b=c :\">", "</a>", "<br\n/>", '<a\ntitle="a :">',
+     "<style>", "</style>",
+     "<script>a ! b</script>", "https://x.fr/a?b=c", "www.x.fr", "mailto:", "a@b.fr", "Camille",
+     "é", "_", "-", ".", "\t", "\r", "(", ")"]
+)  # fmt: skip
+
+
+@hsettings(max_examples=3000, deadline=None)
+@given(pieces=st.lists(_TYPO_PIECES | st.text(max_size=3), max_size=40))
+def test_typography_line_by_line_equals_the_whole_text(pieces: list[str]) -> None:
+    """The line memo is exact: the same result as the whole text done at once, byte for byte,
+    for text full of marks, spaces, line breaks, tags split across lines, URLs and raw blocks
+    (and again on a second call, from the memo)."""
+    text = "".join(pieces)
+    for _ in range(2):
+        assert typography_text(text) == _whole_text(text)
+        assert typography_html(text) == _whole_html(text)
+
+
+def test_typography_of_every_starter_email_equals_the_whole_text() -> None:
+    for path in sorted(STARTER.rglob("*")):
+        if path.is_file() and path.suffix in (".md", ".html", ".txt"):
+            text = path.read_text(encoding="utf-8")
+            assert typography_text(text) == _whole_text(text), path
+            assert typography_html(text) == _whole_html(text), path
 
 
 def test_french_times_dates_and_money() -> None:

@@ -629,6 +629,39 @@ def test_markdown_parts_equal_a_plain_parse_byte_for_byte(body: str, name: str, 
         assert markdown_parts(text) == _plain_markdown_parts(text)
 
 
+_BLOCK_LINES = st.sampled_from(
+    ["Bonjour {n},", "{n}", "# {n}", "Titre", "===", "---", "***", "- {n}", "1. {n}", "2) x",
+     "> {n}", "    code {n}", "\tcode", "```", "~~~ py", "<div>", "</div>", "<!--", "-->",
+     "<b>{n}</b>", "[x]: https://e.example/x", '[x]: https://e.example/x "T', 'itre"', "[x]",
+     "[{n}]({u})", "| a | b |", "|---|---|", "| {n} | [x]({u}) |", "  indented", "\r", "",
+     " ", "\\", "*{n}", "{n}*", "`{n}", "{n}`", "<https://e.example/{n}>", "[a\n", "]"]
+)  # fmt: skip
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(_BLOCK_LINES, st.sampled_from(["\n", "\n\n", "\n\n\n"])), max_size=14),
+    st.sampled_from(["Camille", "", 'Zoé <b>"&\\*_[x](y)', "\u202fNoël\u00a0!", "- x", "# x"]),
+    st.text(max_size=8),
+)
+def test_body_parsed_by_parts_equals_a_plain_parse(
+    lines: list[tuple[str, str]], name: str, raw: str
+) -> None:
+    """The parts between blank lines parsed one by one (and kept) give the bytes of one plain
+    parse of the whole body, for bodies that mix paragraphs, headings, lists, quotes, code,
+    fences, tables, HTML blocks, link definitions and blank-line runs, personal values
+    escaped as templates escape them or raw."""
+    escaped = name.translate(_MD_SPECIALS)
+    link = "https://example.com/buy?t=" + escaped
+    text = "".join(
+        line.format(n=value, u=link) + end
+        for (line, end), value in zip(lines, [escaped, name, raw] * 5, strict=False)
+    )
+    for _ in range(2):  # the second time, every part comes from the memo
+        markdown_parts.cache_clear()
+        assert markdown_parts(text) == _plain_markdown_parts(text), text
+
+
 MEMBERSHIP_VALUES = {  # what launchkit.memberships.notify passes to its emails
     "amount": "29 €", "interval": "month", "period_end": "2026-12-31", "trial_end": "2026-12-10",
     "account_url": "https://e.example/account", "account_link": "https://e.example/account/t",

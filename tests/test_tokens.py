@@ -47,3 +47,22 @@ def test_rotation_keeps_old_tokens(tmp_path: Path) -> None:
     dropped = replace(old, secret_keys=("new-key",))
     with pytest.raises(TokenInvalid):
         read_token(dropped, Purpose.UNSUBSCRIBE, token)
+
+
+def test_short_payloads_signed_uncompressed_long_ones_compressed(tmp_path: Path) -> None:
+    """Send runs sign two short payloads per message: those skip zlib (a leading "." would
+    mark a compressed payload); a long repetitive one is compressed as itsdangerous would.
+    Both forms are read back, by ``read_token`` and by itsdangerous itself."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    from launchkit.tokens import COMPRESS_FROM
+
+    s = settings_for_test(tmp_path)
+    short = {"s": 1111111111111, "e": 1111111}
+    long = {"s": 1, "note": "a" * COMPRESS_FROM}
+    for payload, compressed in ((short, False), (long, True)):
+        token = make_token(s, Purpose.UNSUBSCRIBE, payload)
+        assert token.startswith(".") is compressed
+        assert read_token(s, Purpose.UNSUBSCRIBE, token) == payload
+        serializer = URLSafeTimedSerializer(s.secret_keys[0], salt="launchkit.unsubscribe")
+        assert serializer.loads(token) == payload

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -100,21 +101,75 @@ def _typography(text: str) -> str:
 def typography_text(text: str) -> str:
     """French spacing in plain text: the space before ``: ; ! ?`` and inside « » becomes a
     no-break one (URLs and e-mail addresses left alone; no character is ever added, so text
-    typed as ``Bravo!`` or subscriber data keeps its own spacing)."""
+    typed as ``Bravo!`` or subscriber data keeps its own spacing).
+
+    Worked out line by line, each line kept by its text (most lines of an email are the same
+    for every recipient). Exact: none of the patterns (``_URL``, ``_SPACE_BEFORE``,
+    ``_AFTER_OPEN``) can match across a line break (``\\n`` is in none of their character
+    classes, and ``\\b`` sees a line break and the start of a string alike), so the text is
+    the lines done one by one, joined again.
+    """
+    if "\n" not in text:
+        return _LINES_TEXT.get(text, _typography_text_line)
+    return "\n".join([_LINES_TEXT.get(line, _typography_text_line) for line in text.split("\n")])
+
+
+def _typography_text_line(text: str) -> str:
     parts = _URL.split(text)
     return "".join(p if i % 2 else _typography(p) for i, p in enumerate(parts))
 
 
 def typography_html(html: str) -> str:
-    """``typography_text`` on the text of an HTML fragment (never inside tags or entities)."""
+    """``typography_text`` on the text of an HTML fragment (never inside tags or entities).
+
+    Line by line too when no tag spans a line break and there is no ``<style>``/``<script>``
+    block: tags and entities then never hold a line break, so the text between them splits at
+    the same line breaks as the whole, and each line is what the whole gives for it.
+    """
+    if _RAW_TEXT.search(html) is None and _TAG_ACROSS_LINES.search(html) is None:
+        return "\n".join([_LINES_HTML.get(line, _typography_segments) for line in html.split("\n")])
+    return _typography_html_whole(html)
+
+
+def _typography_html_whole(html: str) -> str:
     out = []
     for index, block in enumerate(_RAW_TEXT.split(html)):
         if index % 3 == 1:
             out.append(block)
         elif index % 3 == 0:
-            parts = _TAGS_AND_ENTITIES.split(block)
-            out.append("".join(p if i % 2 else typography_text(p) for i, p in enumerate(parts)))
+            out.append(_typography_segments(block))
     return "".join(out)
+
+
+def _typography_segments(html: str) -> str:
+    parts = _TAGS_AND_ENTITIES.split(html)
+    return "".join(p if i % 2 else typography_text(p) for i, p in enumerate(parts))
+
+
+# a "<" with no ">" before the next line break: a tag might span lines
+_TAG_ACROSS_LINES = re.compile(r"<[^>\n]*\n")
+
+
+class _LineMemo:
+    """Results of a pure function of one line, kept by the line (bounded, thread-safe)."""
+
+    MAX = 20_000
+
+    def __init__(self) -> None:
+        self.found: dict[str, str] = {}
+
+    def get(self, line: str, compute: Callable[[str], str]) -> str:
+        found = self.found.get(line)
+        if found is None:
+            found = compute(line)
+            if len(self.found) >= self.MAX:
+                self.found = {}
+            self.found[line] = found
+        return found
+
+
+_LINES_TEXT = _LineMemo()
+_LINES_HTML = _LineMemo()
 
 
 # --- dates, times, numbers, money -----------------------------------------------------------

@@ -111,9 +111,61 @@ def markdown_to_html(text: str) -> str:
 def markdown_parts(text: str) -> tuple[str, str]:
     """(HTML, plain text) of a rendered Markdown body; cached, as many subscribers share one."""
     parser = _MARKDOWN if _HTML_BLOCK_START.search(text) else _MARKDOWN_INLINE_HTML
-    tokens = parser.parse(text)
+    tokens = _CHUNKS.tokens(parser, text) if "\n\n" in text else None
+    if tokens is None:
+        tokens = parser.parse(text)
     html = str(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))
     return html, _tokens_to_text(tokens)
+
+
+class _Chunks:
+    """Block tokens of the parts of a body between blank lines, kept by their text.
+
+    A body is the same for every subscriber but for a line or two (a first name, a personal
+    link): the parts between ``\\n\\n`` are parsed once each and their token lists put end to
+    end. Exact when every part, parsed alone, gives only paragraphs, headings and rules at the
+    top level and no link reference definition: such blocks all end at a blank line, so at
+    each split the parser of the whole body has nothing open and starts the next part as it
+    starts a document (no container, list or fence runs on, no definition reaches another
+    part). Any other part (list, quote, code, table, HTML block, definitions) and the whole
+    body is parsed at once. The renderer and the plain-text maker read neither the token
+    ``map`` (line numbers, the one field that differs) nor change the tokens.
+    """
+
+    MAX = 4096
+    LEAVES = frozenset(
+        ("paragraph_open", "paragraph_close", "heading_open", "heading_close", "hr", "inline")
+    )
+
+    def __init__(self) -> None:
+        self.found: dict[tuple[int, str], list[Token] | None] = {}
+
+    def tokens(self, parser: MarkdownIt, text: str) -> list[Token] | None:
+        """The body's block tokens from its parts, or None when it must be parsed at once."""
+        tokens: list[Token] = []
+        for chunk in text.split("\n\n"):
+            key = (id(parser), chunk)
+            if key in self.found:
+                part = self.found[key]
+            else:
+                part = self._parse(parser, chunk)
+                if len(self.found) >= self.MAX:
+                    self.found = {}
+                self.found[key] = part
+            if part is None:
+                return None
+            tokens += part
+        return tokens
+
+    def _parse(self, parser: MarkdownIt, chunk: str) -> list[Token] | None:
+        env: dict[str, Any] = {}
+        part = parser.parse(chunk, env)
+        if env.get("references") or not all(t.type in self.LEAVES and not t.hidden for t in part):
+            return None
+        return part
+
+
+_CHUNKS = _Chunks()
 
 
 def _mark_button(inline: Any) -> None:
