@@ -180,6 +180,7 @@ def test_analysis_counts_recovered_orders_and_promise(sessions, settings, now) -
         assert broken[1] == "other@example.fr"
     assert report["recovery"] == {
         "emails_sent": 2, "recovered_orders": 1, "recovered_revenue_cents": 49700,
+        "recovered_net_revenue_cents": 49700, "recovery_rate": 0.5,
     }  # fmt: skip
 
 
