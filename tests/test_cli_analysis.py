@@ -143,7 +143,8 @@ def test_selling_figures_in_text_html_and_csv(launched, sessions, tmp_path: Path
     r = launched("analyze", "spring", "--html", str(html), "--csv", str(out))
     assert r.exit_code == 0, r.stderr
     text = " ".join(r.stdout.split())
-    assert "Sales by price tier" in text and "Sales by coupon" in text
+    assert "Sales by price tier: the price paid in full at checkout" in text
+    assert "Sales by coupon: orders that used a code" in text
     assert "│ early │ 2 │ 2 │ 1,00 % │ 994,00 € │ 497,00 € │ 467,00 € │" in text.replace(
         "\xa0", " "
     ).replace("\u202f", " ")

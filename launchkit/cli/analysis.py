@@ -116,16 +116,16 @@ def print_selling(r: dict[str, Any]) -> None:
     """Tiers, coupons, recovery and tax: each only when the launch has some."""
     cur = r["currency"]
     if r.get("by_tier"):
-        say("Sales by price tier (the price paid in full at checkout; plans are 'full price'):")
+        say("Sales by price tier: the price paid in full at checkout (plans keep the full price).")
         rows = [[t["tier"] or "full price", *_group_cells(t, cur)] for t in r["by_tier"]]
-        print_table("Sales by price tier", ["tier", *GROUP_COLUMNS], rows)
+        print_table(None, ["tier", *GROUP_COLUMNS], rows)
     if r.get("by_coupon"):
-        say("Sales by coupon (orders that used a code; conversion over the whole audience):")
+        say("Sales by coupon: orders that used a code (conversion over the whole audience).")
         rows = [
             [c["coupon"], *_group_cells(c, cur), money(c["discount_cents"], cur)]
             for c in r["by_coupon"]
         ]
-        print_table("Sales by coupon", ["coupon", *GROUP_COLUMNS, "discount"], rows)
+        print_table(None, ["coupon", *GROUP_COLUMNS, "discount"], rows)
     recovery = r.get("recovery") or {}
     if recovery.get("emails_sent"):
         say(
@@ -138,8 +138,8 @@ def print_selling(r: dict[str, Any]) -> None:
     if r.get("tax_cents"):
         say(
             f"Revenue net of tax: {money(r['revenue_net_of_tax_cents'], cur)} "
-            f"(net {money(r['net_revenue_cents'], cur)} - tax kept "
-            f"{money(r['tax_cents'], cur)}, refunded tax excluded)."
+            f"(net {money(r['net_revenue_cents'], cur)} less the "
+            f"{money(r['tax_cents'], cur)} of tax kept after refunds)."
         )
 
 
