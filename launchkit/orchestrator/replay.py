@@ -152,8 +152,8 @@ class Replay:
     # --- buying -----------------------------------------------------------------------------
 
     def actions(self, events: list[SimEvent], offer: Offer) -> list[tuple[datetime, Any]]:
-        """The simulated buyers' events as (time, action) pairs for ``run_until``; an abandoned
-        checkout also gets a tick once its recovery email is due."""
+        """The simulated buyers' events as (time, action) pairs for ``run_until`` (a recovery
+        email goes out at the first tick after its delay, as from cron)."""
         kinds = {
             "purchase": lambda e: self.purchase(e, offer),
             "abandon": lambda e: self.abandon(e, offer),
@@ -162,13 +162,7 @@ class Replay:
             "refund_request": self.refund_request,
             "unsubscribe": self.unsubscribe,
         }
-        due = self.settings.checkout_recovery_delay + timedelta(minutes=1)
-        pairs = [(e.at, _bind(kinds[e.kind], e)) for e in events]
-        pairs += [(e.at + due, self._tick) for e in events if e.kind == "abandon"]
-        return pairs
-
-    def _tick(self) -> None:
-        self.tick(until=self.through)
+        return [(e.at, _bind(kinds[e.kind], e)) for e in events]
 
     def _start_checkout(self, event: SimEvent, offer: Offer) -> tuple[str, dict[str, str]] | None:
         """Open the sales page (through the coupon link for some) and post the checkout form:
