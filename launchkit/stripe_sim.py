@@ -48,6 +48,8 @@ class SimulatedStripe(stripe.HTTPXClient):
         self.cancelled: set[str] = set()
         self.purchases: list[Any] = []  # stripe_events.Purchase: their charges can be read
         self.seen: list[tuple[str, str]] = []  # (method, url) of every request
+        self.coupons: dict[str, dict[str, str]] = {}  # id -> fields
+        self.promotion_codes: dict[str, str] = {}  # promotion code id -> coupon id
 
     def request(
         self, method: str, url: str, headers: Any, post_data: Any = None, *, _usage: Any = None
@@ -76,6 +78,8 @@ class SimulatedStripe(stripe.HTTPXClient):
                 self.cancelled.add(sub)
             status = "canceled" if sub in self.cancelled else "active"
             return {"id": sub, "object": "subscription", "status": status}, 200
+        if path in ("coupons", "promotion_codes") and method == "POST":
+            return self._promotion(path, fields), 200
         if path.startswith("products"):
             return {
                 "id": f"prod_{secrets.token_hex(6)}",
@@ -109,6 +113,20 @@ class SimulatedStripe(stripe.HTTPXClient):
             "object": "checkout.session",
             "url": f"https://checkout.stripe.com/c/pay/{session_id}",
         }
+
+    def _promotion(self, path: str, fields: dict[str, str]) -> dict[str, Any]:
+        """A coupon (kept by its given id) or a promotion code of one."""
+        if path == "coupons":
+            self.coupons[fields["id"]] = fields
+            return {"id": fields["id"], "object": "coupon", "valid": True}
+        promo_id = f"promo_sim_{secrets.token_hex(6)}"
+        self.promotion_codes[promo_id] = fields.get("promotion[coupon]", "")
+        return {"id": promo_id, "object": "promotion_code", "code": fields.get("code")}
+
+    def percent_off(self, promotion_code: str | None) -> int:
+        """The percentage a promotion code takes off (0: none or unknown)."""
+        coupon = self.coupons.get(self.promotion_codes.get(promotion_code or "", ""), {})
+        return int(coupon.get("percent_off") or 0)
 
     def _refund(self, fields: dict[str, str]) -> dict[str, Any]:
         refund = {

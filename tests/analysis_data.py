@@ -22,11 +22,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from launchkit.models import (
+    CheckoutRecovery,
     Email,
     Launch,
     LaunchSequence,
     Offer,
     OfferPlan,
+    OfferTier,
     Order,
     Payment,
     Refund,
@@ -364,3 +366,32 @@ def _fix_sequences(session: Session) -> None:
                 f"(SELECT max(id) FROM {table}))"
             )
         )
+
+
+def add_selling(session: Session, launch_id: int) -> None:
+    """Selling facts on the small launch (figures worked out in tests/test_cli_analysis.py):
+    an early-bird tier bought by orders 1 and 2 (2 refunded), coupon AMI20 on orders 5 and 7,
+    VAT on orders 1, 2 (refunded in full) and 3 (two instalments paid), and recovery emails to
+    subscribers 1 (after buying), 3 (never bought) and 161 (bought 10 h later: recovered)."""
+    offer_id = session.scalar(sa.select(Offer.id).where(Offer.launch_id == launch_id))
+    session.execute(
+        sa.insert(OfferTier),
+        [{"offer_id": offer_id, "name": "early", "price_cents": 39700, "until": OPEN + 2 * D}],
+    )
+    facts = {
+        1: {"tier": "early", "tax_cents": 8283},
+        2: {"tier": "early", "tax_cents": 8283},
+        3: {"tax_cents": 2950},
+        5: {"coupon_code": "AMI20", "discount_cents": 9940},
+        7: {"coupon_code": "AMI20", "discount_cents": 9940},
+    }
+    for order_id, values in facts.items():
+        session.execute(sa.update(Order).where(Order.id == order_id).values(**values))
+    session.execute(
+        sa.insert(CheckoutRecovery),
+        [
+            {"subscriber_id": sub, "offer_id": offer_id, "claimed_at": at, "sent_at": at}
+            | {"started_at": at - H}
+            for sub, at in ((1, OPEN + 2 * H), (3, OPEN + 2 * D), (161, CLOSE - 20 * H))
+        ],
+    )

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from launchkit.models import Order
-from tests.analysis_data import build_small_launch, make_launch
+from tests.analysis_data import add_selling, build_small_launch, make_launch
 from tests.test_analysis import ROWS, _export, _order
 
 
@@ -102,6 +102,70 @@ def test_analyze_text_html_and_csv(launched, tmp_path: Path) -> None:
         "refund_days.csv",
         "by_cohort.csv",
     }
+
+
+def test_no_selling_section_without_selling_data(launched, tmp_path: Path) -> None:
+    html, out = tmp_path / "report.html", tmp_path / "csv"
+    r = launched("analyze", "spring", "--html", str(html), "--csv", str(out))
+    assert r.exit_code == 0, r.stderr
+    for words in ("price tier", "coupon", "Abandoned checkouts", "net of tax"):
+        assert words not in r.stdout
+    assert 'id="selling"' not in html.read_text(encoding="utf-8")
+    assert (out / "by_tier.csv").read_text(encoding="utf-8").splitlines() == [
+        "tier,orders,buyers,conversion_rate,share_of_orders,revenue_cents,refunded_cents,"
+        "net_revenue_cents"
+    ]
+
+
+def test_selling_figures_in_text_html_and_csv(launched, sessions, tmp_path: Path) -> None:
+    """Worked out by hand from tests/analysis_data.py ``ORDERS`` and ``add_selling``."""
+    with sessions.begin() as session:
+        add_selling(session, session.scalar(sa.select(Order.launch_id).where(Order.id == 1)))
+    data = json.loads(launched("analyze", "spring", "--json").stdout)
+    full = {"tier": None, "orders": 6, "buyers": 6, "revenue_cents": 292300,
+            "refunded_cents": 49700, "net_revenue_cents": 234950, "share_of_orders": 0.75,
+            "conversion_rate": 0.025}  # fmt: skip
+    early = {"tier": "early", "orders": 2, "buyers": 2, "revenue_cents": 99400,
+             "refunded_cents": 49700, "net_revenue_cents": 46700, "share_of_orders": 0.25,
+             "conversion_rate": 0.01}  # fmt: skip
+    assert data["by_tier"] == [full, early]
+    assert data["by_coupon"] == [
+        {"coupon": "AMI20", "orders": 2, "buyers": 2, "revenue_cents": 104400,
+         "refunded_cents": 0, "net_revenue_cents": 102750, "share_of_orders": 0.25,
+         "conversion_rate": 0.01, "discount_cents": 19880}
+    ]  # fmt: skip
+    assert (data["tax_cents"], data["revenue_net_of_tax_cents"]) == (14183, 281650 - 14183)
+    assert data["recovery"] == {
+        "emails_sent": 3, "recovered_orders": 1, "recovered_revenue_cents": 49700,
+        "recovered_net_revenue_cents": 49700, "recovery_rate": 1 / 3,
+    }  # fmt: skip
+    html, out = tmp_path / "report.html", tmp_path / "csv"
+    r = launched("analyze", "spring", "--html", str(html), "--csv", str(out))
+    assert r.exit_code == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "Sales by price tier: the price paid in full at checkout" in text
+    assert "Sales by coupon: orders that used a code" in text
+    assert "│ early │ 2 │ 2 │ 1,00 % │ 994,00 € │ 497,00 € │ 467,00 € │" in text.replace(
+        "\xa0", " "
+    ).replace("\u202f", " ")
+    assert "Abandoned checkouts: 3 recovery emails, 1 orders after one" in text
+    assert "Revenue net of tax: 2" in text
+    page = html.read_text(encoding="utf-8")
+    for words in ("Par palier de prix", "Par code promo", "Relance des paniers abandonnés",
+                  "TVA conservée", "AMI20", "Plein tarif"):  # fmt: skip
+        assert words in page, words
+    assert "2\u202f674,67\xa0€" in page  # net of tax
+    with (out / "by_coupon.csv").open(encoding="utf-8") as handle:
+        (row,) = csv.DictReader(handle)
+    assert (row["coupon"], row["net_revenue_cents"], row["discount_cents"]) == (
+        "AMI20", "102750", "19880"
+    )  # fmt: skip
+    with (out / "by_tier.csv").open(encoding="utf-8") as handle:
+        assert [r["tier"] for r in csv.DictReader(handle)] == ["", "early"]
+    with (out / "summary.csv").open(encoding="utf-8") as handle:
+        summary = next(csv.DictReader(handle))
+    assert (summary["tax_cents"], summary["revenue_net_of_tax_cents"]) == ("14183", "267467")
+    assert (summary["recovery_emails_sent"], summary["recovered_orders"]) == ("3", "1")
 
 
 def test_analyze_errors(sessions, cli) -> None:

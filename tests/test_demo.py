@@ -95,14 +95,26 @@ def test_demo_runs_a_whole_launch_and_matches_analyze(
 
         # every launch email sent is one whole message in the compressed mbox, none twice,
         # and none is an .eml file (the web app's confirmations and receipts are)
+        # (plus one abandoned-checkout email each, sent by the same tick, without a `sends` row)
         counts = _counts(sessions)
         archived = list(read_mbox_archive(Path(result["archive"])))
-        assert counts["sent"] == result["messages"] == len(archived) > 600 * 5
+        recoveries = result["recovery_emails"]
+        assert counts["sent"] == result["messages"] == len(archived) - recoveries > 600 * 5
         with sessions.begin() as session:
             sent_ids = set(
                 session.scalars(select(Send.message_id).where(Send.status == SendStatus.SENT))
             )
-        assert set(archive_message_ids(Path(result["archive"]))) == sent_ids
+        others = set(archive_message_ids(Path(result["archive"]))) - sent_ids
+        assert len(others) == recoveries and all("tx-checkout-recovery" in m for m in others)
+
+        # the selling features: an early-bird tier, a coupon, recovered checkouts, VAT
+        figures = result["analysis"]
+        assert {row["tier"] for row in figures["by_tier"]} == {None, "early"}
+        (coupon,) = figures["by_coupon"]
+        assert coupon["coupon"] == "AMI20" and coupon["orders"] == stats["coupon_purchases"] > 0
+        assert figures["recovery"]["emails_sent"] == recoveries > 0
+        assert 0 < figures["recovery"]["recovered_orders"] <= stats["checkouts_abandoned"]
+        assert 0 < figures["tax_cents"] <= figures["gross_revenue_cents"] / 6
         for raw in archived[:: len(archived) // 50]:
             parsed = email.message_from_bytes(raw, policy=policy.default)
             assert not parsed.defects and parsed.get_body(("plain",)) is not None

@@ -30,6 +30,7 @@ from launchkit.plan import PlanInvalid, check_plan, load_plan
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 CLOSE = datetime(2026, 12, 8, 22, 59, tzinfo=UTC)
+H = timedelta(hours=1)
 
 PLAN = """\
 [launch]
@@ -257,7 +258,7 @@ def test_rehearse_passes_on_the_starter_kit(ws: Settings, db_url: str) -> None:
     finally:
         engine.dispose()
     assert report["broken"] == [], report["broken"]
-    assert report["messages"] > 300 and len(report["checks"]) == 7
+    assert report["messages"] > 300 and len(report["checks"]) == 9
 
 
 def test_rehearse_lists_broken_promises(cli, ws: Settings) -> None:
@@ -276,6 +277,62 @@ def test_rehearse_lists_broken_promises(cli, ws: Settings) -> None:
     refund = broken["the refund window in the copy matches the offer's guarantee"]
     assert refund["email"] == "launch-fr/06-faq-guarantee" and "60 days" in refund["detail"]
     assert "@example.org" in refund["example"]
+
+
+def test_rehearse_reports_the_selling_promises_broken_on_purpose(
+    ws: Settings, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database where a recovery email went to a buyer and one after the close, and an order
+    got the early-bird price two days late; and a recovery sender that forgot its ledger
+    (``claim`` saves nothing, so every pass mails again): rehearse names each broken promise."""
+    from launchkit.models import CheckoutRecovery, Launch, Order, WebEvent
+    from launchkit.selling import recovery
+
+    plan_file = ws.workspace / "launch.toml"
+    tier = 'guarantee_days = 30\ntiers = ["early:397:until=2026-12-02 23:59"]'
+    plan_file.write_text(plan_file.read_text().replace("guarantee_days = 30", tier))
+    engine = make_engine(db_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        run_plan(sessions, _ctx(ws, START))
+        with sessions.begin() as s:
+            people = s.scalars(select(Subscriber).order_by(Subscriber.id)).all()
+            offer, launch = s.scalars(select(Offer)).one(), s.scalars(select(Launch)).one()
+            late = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)  # the tier ended 12-02 22:59 UTC
+            s.add(Order(launch_id=launch.id, offer_id=offer.id, subscriber_id=people[0].id,
+                        email=people[0].email, currency="EUR", total_cents=39700,
+                        paid_cents=39700, instalments_paid=1, status="paid", tier="early",
+                        created_at=late, paid_at=late, updated_at=late))  # fmt: skip
+            for person, at in ((people[0], late + timedelta(hours=2)), (people[1], CLOSE + H)):
+                s.add(CheckoutRecovery(subscriber_id=person.id, offer_id=offer.id,
+                                       started_at=at - H, claimed_at=at, sent_at=at))  # fmt: skip
+            started = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+            for person in people[2:5]:  # abandoned checkouts for the careless sender
+                s.add(WebEvent(kind="checkout_start", offer_id=offer.id,
+                               subscriber_id=person.id, occurred_at=started))  # fmt: skip
+            emails = [p.email for p in people]
+
+        def careless_claim(session, item, now):  # noqa: ANN001, ANN202
+            return CheckoutRecovery(subscriber_id=item.subscriber_id, offer_id=item.offer_id,
+                                    started_at=item.started_at, claimed_at=now)  # fmt: skip
+
+        monkeypatch.setattr(recovery, "claim", careless_claim)
+        report = rehearse_plan(ws, engine, load_plan(plan_file, ws), seed=3)
+    finally:
+        engine.dispose()
+    broken: dict[str, list[dict]] = {}
+    for item in report["broken"]:
+        broken.setdefault(item["promise"], []).append(item)
+    tier_late = broken["no order gets a tier price after that tier's deadline"]
+    assert [(b["email"], b["example"]) for b in tier_late] == [("tier/early", emails[0])]
+    to_buyer = broken["no abandoned-checkout email reaches someone who already bought"]
+    assert [b["example"] for b in to_buyer] == [emails[0]]
+    after = broken["no abandoned-checkout email goes out after the cart closed"]
+    assert [b["example"] for b in after] == [emails[1]]
+    twice = broken["no one gets two abandoned-checkout emails for the same offer"]
+    assert twice and all(int(b["detail"].split()[0]) >= 2 for b in twice)
+    assert {b["example"] for b in twice} & set(emails[2:5])  # (and the model's abandoners)
+    assert all(b["email"] == "recovery/atelier" for b in to_buyer + after + twice)
 
 
 def test_settings_replace_keeps_secrets_out_of_repr(ws: Settings) -> None:

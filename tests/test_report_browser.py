@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from launchkit.analysis import analyze_launch, compare_launches, render_compare, render_report
-from tests.analysis_data import OPEN, build_small_launch, make_launch
+from launchkit.models import Launch
+from tests.analysis_data import OPEN, add_selling, build_small_launch, make_launch
 from tests.test_analysis import with_checkout_outcomes
 
 CHROMIUM = os.environ.get("LAUNCHKIT_CHROMIUM", "/usr/bin/chromium")
@@ -116,6 +118,7 @@ def assert_fits(facts: dict[str, Any], width: int) -> None:
 
 def test_report_on_a_phone_and_a_desktop(session, page_browser, tmp_path) -> None:
     with_checkout_outcomes(session)
+    add_selling(session, session.scalar(sa.select(Launch.id).where(Launch.slug == "spring")))
     result = analyze_launch(session, "spring", now=OPEN + timedelta(days=2))
     assert result["provisional"] is True
     page = tmp_path / "report.html"
@@ -131,11 +134,12 @@ def test_report_on_a_phone_and_a_desktop(session, page_browser, tmp_path) -> Non
             assert chart["width"] >= 300, chart
             assert chart["plot"] >= 0.5 * chart["width"], chart
         tables = {table["header"] for table in facts["tables"]}
-        assert {"Source", "Tag", "E-mail"} <= tables
+        assert {"Source", "Tag", "E-mail", "Palier", "Code"} <= tables  # selling tables fit too
         body = page_browser.find_element("tag name", "body").text
         banner = page_browser.find_element("id", "provisional")
         assert banner.is_displayed() and banner.text.startswith("Provisoire")
         assert "95 fois sur 100" in body
+        assert "Relance des paniers abandonnés" in body and "TVA conservée" in body
         assert "à la demande du client" in body and "requested_by_customer" not in body
         assert "Cours photo est ouvert" in body and "{{" not in body
         tag_rows = page_browser.execute_script(

@@ -9,12 +9,14 @@ import dataclasses
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
 from launchkit import checkout, mailer, tokens
 from launchkit.analysis import analyze_launch
-from launchkit.models import CheckoutRecovery, Launch, Subscriber, WebEvent
+from launchkit.models import CheckoutRecovery, Launch, Offer, Subscriber, WebEvent
+from launchkit.selling import recovery
 from launchkit.selling.promises import recoveries_after_close
 from launchkit.selling.recovery import Abandoned, claim, recovery_pass, send_recoveries
 from launchkit.stripe_events import Purchase
@@ -180,6 +182,7 @@ def test_analysis_counts_recovered_orders_and_promise(sessions, settings, now) -
         assert broken[1] == "other@example.fr"
     assert report["recovery"] == {
         "emails_sent": 2, "recovered_orders": 1, "recovered_revenue_cents": 49700,
+        "recovered_net_revenue_cents": 49700, "recovery_rate": 0.5,
     }  # fmt: skip
 
 
@@ -210,3 +213,114 @@ def test_run_tick_sends_the_recovery_email(settings) -> None:
         engine.dispose()
     found = [p for p in _outbox(settings) if "checkout-recovery" in p.name]
     assert len(found) == 1
+
+
+# --- rehearse's promises: each check catches its promise broken on purpose ---------------------
+
+
+def _pushed_outbox(settings) -> tuple[Any, list[Path]]:  # noqa: ANN001
+    """A file outbox that lists every message it is handed (a resend is listed again)."""
+    from launchkit.orchestrator.replay import RecordingOutbox
+
+    pushed: list[Path] = []
+    return RecordingOutbox(settings.outbox_dir, pushed), pushed
+
+
+def _broken(sessions, settings, pushed=None) -> dict[str, list[dict]]:  # noqa: ANN001
+    from launchkit.orchestrator.promises import check_promises
+
+    with sessions.begin() as s:
+        report = check_promises(s, settings, s.scalars(select(Launch)).one(), pushed=pushed)
+    found: dict[str, list[dict]] = {}
+    for item in report["broken"]:
+        found.setdefault(item["promise"], []).append(item)
+    return found
+
+
+AFTER_CLOSE = "no abandoned-checkout email goes out after the cart closed"
+TO_BUYER = "no abandoned-checkout email reaches someone who already bought"
+TWICE = "no one gets two abandoned-checkout emails for the same offer"
+
+
+def test_promises_hold_for_a_recovered_buyer(sessions, settings, now) -> None:
+    """Emailed, then bought: recovered, no promise broken (the checks do not cry wolf)."""
+    with sessions.begin() as s:
+        offer = create_offer(s, now)
+        camille = create_subscriber(s, now)
+        _start(s, camille, offer.id, now)
+        meta = checkout.checkout_metadata(offer, s.get(Launch, offer.launch_id), 1, camille.id,
+                                          False)  # fmt: skip
+    messenger, pushed = _pushed_outbox(settings)
+    with sessions.begin() as s:
+        assert send_recoveries(s, settings, messenger, now=now + timedelta(hours=1))["sent"] == 1
+    with sessions.begin() as s:
+        deal = Purchase(meta, "camille@example.fr", 49700, "EUR")
+        ts = int((now + timedelta(hours=3)).timestamp())
+        checkout.handle_event(s, settings, deal.completed(ts), now=now, fetch=False)
+    with sessions.begin() as s:  # a later pass: she bought, nothing more goes out
+        assert send_recoveries(s, settings, messenger, now=now + timedelta(hours=5))["sent"] == 0
+    assert len(pushed) == 1
+    assert _broken(sessions, settings, pushed) == {}
+
+
+def test_promise_catches_a_recovery_email_to_a_buyer(sessions, settings, now) -> None:
+    with sessions.begin() as s:
+        offer = create_offer(s, now)
+        camille = create_subscriber(s, now)
+        _start(s, camille, offer.id, now)
+        meta = checkout.checkout_metadata(offer, s.get(Launch, offer.launch_id), 1, camille.id,
+                                          False)  # fmt: skip
+        deal = Purchase(meta, "camille@example.fr", 49700, "EUR")
+        ts = int((now + timedelta(minutes=20)).timestamp())
+        checkout.handle_event(s, settings, deal.completed(ts), now=now, fetch=False)
+        camille_id, offer_id = camille.id, offer.id
+    assert _broken(sessions, settings) == {}
+    # broken on purpose: the email goes out although she bought (a sender that skipped the
+    # buyer check), recorded in the ledger as the real sender would
+    messenger, pushed = _pushed_outbox(settings)
+    with sessions.begin() as s:
+        at = now + timedelta(hours=1)
+        recovery._send(s, settings, messenger, None, s.get(Subscriber, camille_id),
+                       s.get(Offer, offer_id), at)  # fmt: skip
+        s.add(CheckoutRecovery(subscriber_id=camille_id, offer_id=offer_id, started_at=now,
+                               claimed_at=at, sent_at=at))  # fmt: skip
+    (item,) = _broken(sessions, settings, pushed)[TO_BUYER]
+    assert item["email"] == "recovery/cours" and item["example"] == "camille@example.fr"
+    assert "bought" in item["detail"]
+
+
+def test_promise_catches_a_second_recovery_email(sessions, settings, now) -> None:
+    with sessions.begin() as s:
+        offer = create_offer(s, now)
+        camille = create_subscriber(s, now)
+        _start(s, camille, offer.id, now)
+        camille_id, offer_id = camille.id, offer.id
+    messenger, pushed = _pushed_outbox(settings)
+    with sessions.begin() as s:
+        send_recoveries(s, settings, messenger, now=now + timedelta(hours=1))
+    assert _broken(sessions, settings, pushed) == {}
+    # broken on purpose: a sender that forgot its ledger sends the same email again a day
+    # later; the file outbox keeps one file (same Message-ID), the pushes show two emails
+    with sessions.begin() as s:
+        recovery._send(s, settings, messenger, None, s.get(Subscriber, camille_id),
+                       s.get(Offer, offer_id), now + timedelta(days=1))  # fmt: skip
+    assert len(_outbox(settings)) == 1 and len(pushed) == 2
+    (item,) = _broken(sessions, settings, pushed)[TWICE]
+    assert item["example"] == "camille@example.fr" and item["detail"] == "2 recovery emails"
+
+
+def test_promise_catches_a_recovery_email_after_close_without_ledger(
+    sessions, settings, now
+) -> None:
+    with sessions.begin() as s:
+        offer = create_offer(s, now)
+        camille = create_subscriber(s, now)
+        close = s.get(Launch, offer.launch_id).cart_close
+        camille_id, offer_id = camille.id, offer.id
+    messenger, pushed = _pushed_outbox(settings)
+    with sessions.begin() as s:  # broken on purpose: sent after the close, no ledger row
+        recovery._send(s, settings, messenger, None, s.get(Subscriber, camille_id),
+                       s.get(Offer, offer_id), close + timedelta(hours=2))  # fmt: skip
+    (item,) = _broken(sessions, settings)[AFTER_CLOSE]  # found in the outbox files alone
+    assert item["example"] == "camille@example.fr" and "sent at" in item["detail"]
+    assert _broken(sessions, settings, pushed)[AFTER_CLOSE] == [item]

@@ -162,6 +162,37 @@ LABELS: dict[str, dict[str, str]] = {
         "unknown": "unknown",
         "points": "percentage points",
         "more_rows": "The 25 largest groups of %d; --csv writes them all.",
+        "selling_title": "Selling",
+        "by_tier": "By price tier",
+        "by_tier_note": (
+            "The price paid in full at checkout: an early-bird or last-chance tier, or the full "
+            "price (instalment plans keep the full price)."
+        ),
+        "tier": "Tier",
+        "full_price": "Full price",
+        "by_coupon": "By coupon",
+        "by_coupon_note": (
+            "Orders that used a code; conversion is the code's buyers in the audience over the "
+            "audience at cart open."
+        ),
+        "coupon": "Code",
+        "discount": "Discount",
+        "share": "Share of orders",
+        "recovery_title": "Abandoned-checkout recovery",
+        "recovery_note": (
+            "One email to each person who started a checkout and did not buy; an order counts as "
+            "recovered when its buyer got that email before buying."
+        ),
+        "recovery_emails": "Recovery emails",
+        "recovered_orders": "Recovered orders",
+        "recovery_rate": "Emailed people who bought",
+        "recovered_revenue": "Recovered, collected / net",
+        "tax_title": "Tax",
+        "tax_note": (
+            "Stripe Tax (VAT) collected on the payments, less the tax given back with refunds."
+        ),
+        "tax_kept": "Tax kept",
+        "net_of_tax": "Net revenue, net of tax",
     },
     "fr": {
         "report_title": "Bilan du lancement",
@@ -307,6 +338,38 @@ LABELS: dict[str, dict[str, str]] = {
         "unknown": "inconnu",
         "points": "points de pourcentage",
         "more_rows": "Les 25 plus grands groupes sur %d ; --csv les exporte tous.",
+        "selling_title": "Ventes",
+        "by_tier": "Par palier de prix",
+        "by_tier_note": (
+            "Le prix payé comptant au moment du paiement : un palier (lève-tôt, dernière chance) "
+            "ou le plein tarif (le paiement en plusieurs fois garde le plein tarif)."
+        ),
+        "tier": "Palier",
+        "full_price": "Plein tarif",
+        "by_coupon": "Par code promo",
+        "by_coupon_note": (
+            "Commandes passées avec un code ; la conversion rapporte les acheteurs de l'audience "
+            "qui l'ont utilisé à l'audience à l'ouverture."
+        ),
+        "coupon": "Code",
+        "discount": "Remise",
+        "share": "Part des commandes",
+        "recovery_title": "Relance des paniers abandonnés",
+        "recovery_note": (
+            "Un e-mail à chaque personne qui a commencé un paiement sans acheter ; une commande "
+            "est récupérée quand l'acheteur a reçu cet e-mail avant d'acheter."
+        ),
+        "recovery_emails": "E-mails de relance",
+        "recovered_orders": "Commandes récupérées",
+        "recovery_rate": "Personnes relancées qui ont acheté",
+        "recovered_revenue": "Récupéré, encaissé / net",
+        "tax_title": "Taxes",
+        "tax_note": (
+            "TVA collectée par Stripe Tax sur les paiements, moins la part rendue avec les "
+            "remboursements."
+        ),
+        "tax_kept": "TVA conservée",
+        "net_of_tax": "Net hors taxes",
     },
 }
 
@@ -557,6 +620,29 @@ CSV_TABLES = {
     "refund_days": lambda r: r["refunds"]["histogram"],
     "refund_reasons": lambda r: r["refunds"]["reasons"],
     "plan_instalments": lambda r: r["payment_plans"]["by_instalment"],
+    "by_tier": lambda r: r.get("by_tier") or [],
+    "by_coupon": lambda r: r.get("by_coupon") or [],
+}
+GROUP_COLUMNS = [
+    "orders",
+    "buyers",
+    "conversion_rate",
+    "share_of_orders",
+    "revenue_cents",
+    "refunded_cents",
+    "net_revenue_cents",
+]
+EMPTY_COLUMNS = {
+    "by_tier": ["tier", *GROUP_COLUMNS],
+    "by_coupon": ["coupon", *GROUP_COLUMNS, "discount_cents"],
+}
+SELLING_FIELDS = ("tax_cents", "revenue_net_of_tax_cents")
+RECOVERY_FIELDS = {  # summary.csv column: key of ``recovery``
+    "recovery_emails_sent": "emails_sent",
+    "recovered_orders": "recovered_orders",
+    "recovery_rate": "recovery_rate",
+    "recovered_revenue_cents": "recovered_revenue_cents",
+    "recovered_net_revenue_cents": "recovered_net_revenue_cents",
 }
 SUMMARY_FIELDS = (
     "currency",
@@ -584,6 +670,9 @@ def write_csv(result: dict[str, Any], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = [directory / "summary.csv"]
     summary = {"launch": result["launch"]["slug"], **{k: result[k] for k in SUMMARY_FIELDS}}
+    summary.update({k: result.get(k, 0) for k in SELLING_FIELDS})
+    recovery = result.get("recovery") or {}
+    summary.update({column: recovery.get(key, 0) for column, key in RECOVERY_FIELDS.items()})
     _write_rows(written[0], [summary], list(summary))
     for name, pick in CSV_TABLES.items():
         rows = pick(result)
@@ -595,6 +684,8 @@ def write_csv(result: dict[str, Any], directory: Path) -> list[Path]:
 
 
 def _empty_columns(name: str) -> list[str]:
+    if name in EMPTY_COLUMNS:
+        return EMPTY_COLUMNS[name]
     if name.startswith("by_"):
         key = name.removeprefix("by_")
         return [key, "audience", "buyers", "conversion_rate", "ci95_low", "ci95_high"]

@@ -98,6 +98,7 @@ def print_analysis(r: dict[str, Any]) -> None:
     if r.get("evergreen"):
         print_entrants(r["evergreen"], cur)
     print_funnel(r.get("click_funnel") or [])
+    print_selling(r)
 
 
 def print_entrants(e: dict[str, Any], currency: str) -> None:
@@ -142,6 +143,51 @@ def print_funnel(funnel: list[dict[str, Any]]) -> None:
     ]
     columns = ["email", "delivered", "clicked", "clicks", "sales page", "checkout", "bought"]
     print_table("Click funnel (people; after their click on the email)", columns, rows)
+
+
+GROUP_COLUMNS = ["orders", "buyers", "conversion", "collected", "refunded", "net"]
+
+
+def _group_cells(row: dict[str, Any], cur: str) -> list[Any]:
+    return [
+        row["orders"],
+        row["buyers"],
+        percent(row["conversion_rate"]),
+        money(row["revenue_cents"], cur),
+        money(row["refunded_cents"], cur),
+        money(row["net_revenue_cents"], cur),
+    ]
+
+
+def print_selling(r: dict[str, Any]) -> None:
+    """Tiers, coupons, recovery and tax: each only when the launch has some."""
+    cur = r["currency"]
+    if r.get("by_tier"):
+        say("Sales by price tier: the price paid in full at checkout (plans keep the full price).")
+        rows = [[t["tier"] or "full price", *_group_cells(t, cur)] for t in r["by_tier"]]
+        print_table(None, ["tier", *GROUP_COLUMNS], rows)
+    if r.get("by_coupon"):
+        say("Sales by coupon: orders that used a code (conversion over the whole audience).")
+        rows = [
+            [c["coupon"], *_group_cells(c, cur), money(c["discount_cents"], cur)]
+            for c in r["by_coupon"]
+        ]
+        print_table(None, ["coupon", *GROUP_COLUMNS, "discount"], rows)
+    recovery = r.get("recovery") or {}
+    if recovery.get("emails_sent"):
+        say(
+            f"Abandoned checkouts: {recovery['emails_sent']:,} recovery emails, "
+            f"{recovery['recovered_orders']:,} orders after one "
+            f"({percent(recovery['recovery_rate'], 1)} of the people emailed bought), "
+            f"{money(recovery['recovered_revenue_cents'], cur)} collected, "
+            f"{money(recovery['recovered_net_revenue_cents'], cur)} net."
+        )
+    if r.get("tax_cents"):
+        say(
+            f"Revenue net of tax: {money(r['revenue_net_of_tax_cents'], cur)} "
+            f"(net {money(r['net_revenue_cents'], cur)} less the "
+            f"{money(r['tax_cents'], cur)} of tax kept after refunds)."
+        )
 
 
 def analyze(

@@ -245,8 +245,10 @@ def print_demo_places(result: dict[str, Any]) -> None:
     """Where the demo put everything, and commands that work as typed."""
     quote = shlex.quote
     say(f"Workspace: {result['workspace']}")
+    recovery = result.get("recovery_emails", 0)
+    extra = f" (and {recovery:,} abandoned-checkout emails)" if recovery else ""
     say(
-        f"Launch emails sent: {result['messages']:,}, all in one compressed mbox "
+        f"Launch emails sent: {result['messages']:,}{extra}, all in one compressed mbox "
         f"({result['archive_bytes'] / 1e6:.1f} MB): {result['archive']}"
     )
     say(f"Web app emails (confirmations, receipts): {result['outbox_files']} .eml files in "

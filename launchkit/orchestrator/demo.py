@@ -18,11 +18,11 @@ from launchkit import analysis
 from launchkit.db import make_engine, make_sessionmaker
 from launchkit.errors import AlreadyExists, InputError
 from launchkit.mailer import MboxMessenger
-from launchkit.models import Send, SendStatus
+from launchkit.models import CheckoutRecovery, Send, SendStatus
 from launchkit.orchestrator import Step
 from launchkit.orchestrator.club import MemberModel
 from launchkit.orchestrator.replay import Replay, SimClock
-from launchkit.orchestrator.simulate import BuyerModel, plan_browsing, plan_signups
+from launchkit.orchestrator.simulate import COUPON, BuyerModel, plan_browsing, plan_signups
 from launchkit.plan import PLAN_FILE, PlanInvalid, check_plan, load_plan
 from launchkit.resources import starter_dir
 from launchkit.workspace import init_workspace
@@ -66,6 +66,8 @@ currency = "EUR"
 plans = ["3x177"]
 guarantee_days = 30
 bump = "Workbook:27"
+tiers = ["early:397:until=2026-12-02 23:59"]
+tax_behavior = "inclusive"
 
 [segments]
 francophones = "tag:fr"
@@ -144,6 +146,7 @@ def demo_settings(workspace: Path) -> Any:
         stripe_api_key="sk_test_launchkit_demo_offline",
         stripe_webhook_secret="whsec_launchkit_demo",  # noqa: S106 (simulated Stripe)
         email_backend="file",
+        stripe_automatic_tax=True,  # EU VAT through Stripe Tax, prices stated VAT included
     )
 
 
@@ -189,6 +192,8 @@ def run_demo(
                 )
                 or 0
             )
+            recovered = select(func.count()).where(CheckoutRecovery.sent_at.is_not(None))
+            recovery_emails = session.scalar(recovered) or 0
     finally:
         engine.dispose()
     report = workspace / "reports" / f"{plan.slug}.html"  # written by the analyze step
@@ -211,6 +216,7 @@ def run_demo(
         "archive": str(archive.path),
         "archive_bytes": archive.path.stat().st_size if archive.path.exists() else 0,
         "messages": messages,
+        "recovery_emails": recovery_emails,  # in the archive too (no `sends` row)
         "outbox_files": sum(1 for _ in settings.outbox_dir.glob("*.eml")),
         "simulation": dict(replay.stats),
         "analysis": result,
@@ -281,6 +287,7 @@ def _simulate(replay: Replay, plan: Any, audience: int, seed: int) -> None:
             for at, name, address, confirms in signups
         ],
     )
+    add_demo_coupon(replay)
     events, offer = replay.buyer_events()
     events += plan_browsing(
         replay.prospects(),
@@ -289,17 +296,20 @@ def _simulate(replay: Replay, plan: Any, audience: int, seed: int) -> None:
         cart_close=plan.cart_close,
         seed=seed,
     )
-    actions = {
-        "purchase": lambda e: replay.purchase(e, offer),
-        "browse": lambda e: replay.browse(e, offer),
-        "instalment": replay.instalment,
-        "instalment_failed": replay.instalment,
-        "refund_request": replay.refund_request,
-        "unsubscribe": replay.unsubscribe,
-    }
-    replay.run_until(
-        plan.cart_close + timedelta(days=95), [(e.at, _bind(actions[e.kind], e)) for e in events]
-    )
+    replay.run_until(plan.cart_close + timedelta(days=95), replay.actions(events, offer))
+
+
+def add_demo_coupon(replay: Replay) -> None:
+    """The code some buyers arrive with (a link from a partner): 20% off until cart close."""
+    from launchkit.selling.coupons import add_coupon
+
+    plan = replay.plan
+    with replay.sessions.begin() as session:
+        add_coupon(
+            session, replay.client, COUPON, percent=20, amount_off_cents=None,
+            currency=plan.offers[0].currency, until=plan.cart_close, max_uses=None,
+            offer_slug=None, now=replay.clock.now,
+        )  # fmt: skip
 
 
 def _bind(fn: Any, *args: Any) -> Any:

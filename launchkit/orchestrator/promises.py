@@ -68,10 +68,13 @@ PROMISES = {
     "deadline_wording": "every email's deadline wording matches the configured close time",
     "refund_window": "the refund window in the copy matches the offer's guarantee",
     "no_recovery_after_close": "no abandoned-checkout email goes out after the cart closed",
+    "no_recovery_to_buyer": "no abandoned-checkout email reaches someone who already bought",
+    "no_recovery_twice": "no one gets two abandoned-checkout emails for the same offer",
     "no_expired_tier": "no order gets a tier price after that tier's deadline",
     "evergreen_emails": "evergreen: no cart email reaches a person after their own cart close",
     "evergreen_checkout": "evergreen: no checkout or sale after a person's own deadline",
 }
+BUY_LINK = re.compile(r"/buy/([a-z0-9][a-z0-9_-]*)\?t=")
 
 
 def _launch_sends(session: Session, launch: Launch) -> list[Any]:
@@ -260,10 +263,38 @@ def check_refund_window(samples: dict[str, tuple[str, str]], offers: list[Offer]
     return broken
 
 
+def recovery_deliveries(paths: Iterable[Path]) -> list[Any]:
+    """The abandoned-checkout emails among these outbox files (one per path given, so a file
+    listed twice -- a message pushed twice -- counts twice): to, offer, date, Message-ID."""
+    from email.utils import parseaddr, parsedate_to_datetime
+
+    from launchkit.selling.promises import Delivery
+    from launchkit.selling.recovery import MESSAGE_KIND
+
+    found = []
+    for path in paths:
+        if MESSAGE_KIND not in path.name or not path.is_file():
+            continue
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        part = msg.get_body(preferencelist=("plain",))
+        link = BUY_LINK.search(part.get_content() if part is not None else "")
+        at = parsedate_to_datetime(str(msg["Date"]))
+        to = parseaddr(str(msg["To"]))[1]
+        found.append(Delivery(to, link[1] if link else "", at, str(msg["Message-ID"])))
+    return found
+
+
 def check_promises(
-    session: Session, settings: Settings, launch: Launch, extra_texts: dict[str, str] | None = None
+    session: Session,
+    settings: Settings,
+    launch: Launch,
+    extra_texts: dict[str, str] | None = None,
+    pushed: Iterable[Path] | None = None,
 ) -> dict[str, Any]:
-    """Run every check; returns {"checks": [...], "broken": [...]}."""
+    """Run every check; returns {"checks": [...], "broken": [...]}.
+
+    ``pushed``: the outbox files in the order the messenger was handed their messages (a
+    rehearsal records them; a file twice is a message sent twice); default: the outbox."""
     rows = _launch_sends(session, launch)
     samples: dict[str, tuple[str, str]] = {}
     for row in rows:
@@ -284,7 +315,7 @@ def check_promises(
         if launch.mode == "evergreen"
         else check_deadline_wording(deadline_samples, launch, settings),
         "refund_window": check_refund_window({**samples, **page_samples}, offers),
-        **_selling_checks(session, launch),
+        **_selling_checks(session, launch, recovery_deliveries(_outbox(settings, pushed))),
         **_evergreen_checks(session, settings, launch),
     }
     checks = [{"promise": PROMISES[k], "ok": not v, "broken": len(v)} for k, v in results.items()]
@@ -298,11 +329,22 @@ def _is_deadline(rows: list[Any], label: str) -> bool:
     )
 
 
-def _selling_checks(session: Session, launch: Launch) -> dict[str, list[Broken]]:
+def _outbox(settings: Settings, pushed: Iterable[Path] | None) -> Iterable[Path]:
+    if pushed is not None:
+        return pushed
+    outbox = Path(settings.outbox_dir)
+    return sorted(outbox.glob("*.eml")) if outbox.is_dir() else []
+
+
+def _selling_checks(
+    session: Session, launch: Launch, delivered: list[Any]
+) -> dict[str, list[Broken]]:
     from launchkit.selling import promises as selling
 
     found = {
-        "no_recovery_after_close": selling.recoveries_after_close(session, launch),
+        "no_recovery_after_close": selling.recoveries_after_close(session, launch, delivered),
+        "no_recovery_to_buyer": selling.recoveries_to_buyers(session, launch, delivered),
+        "no_recovery_twice": selling.recoveries_twice(session, launch, delivered),
         "no_expired_tier": selling.tiers_after_deadline(session, launch),
     }
     return {key: [Broken(PROMISES[key], *item) for item in items] for key, items in found.items()}

@@ -17,7 +17,7 @@ from launchkit.launches import get_launch
 from launchkit.models import Base, Offer
 from launchkit.orchestrator import Step
 from launchkit.orchestrator.promises import check_promises
-from launchkit.orchestrator.replay import Replay, SimClock
+from launchkit.orchestrator.replay import RecordingOutbox, Replay, SimClock
 from launchkit.orchestrator.simulate import BuyerModel
 from launchkit.plan import Plan
 
@@ -79,26 +79,17 @@ def _replay_and_check(settings: Settings, engine: Engine, plan: Plan, seed: int)
         return _replay_evergreen(settings, engine, plan, seed)
     sessions = make_sessionmaker(engine)
     replay = Replay(settings, sessions, plan, SimClock(_start(plan)), BuyerModel(), seed)
+    pushed: list[Path] = []  # every message the sender was handed, a resend counted again
+    replay.messenger = RecordingOutbox(settings.outbox_dir, pushed)
     replay.tick(until=Step.SCHEDULE_SEQUENCES)
     replay.run_until(plan.cart_open, [])
     pages = _sales_pages(replay, sessions)
-    events, offer = replay.buyer_events() if plan.offers else ([], None)
-    actions = {
-        "purchase": lambda e: replay.purchase(e, offer),
-        "instalment": replay.instalment,
-        "instalment_failed": replay.instalment,
-        "refund_request": replay.refund_request,
-        "unsubscribe": replay.unsubscribe,
-    }
-    launch_events = [
-        (e.at, _bind(actions[e.kind], e))
-        for e in events
-        if e.at <= plan.cart_close + timedelta(days=2)
-    ]
-    replay.run_until(plan.cart_close + timedelta(days=2), launch_events)
+    end = plan.cart_close + timedelta(days=2)
+    actions = replay.actions(*replay.buyer_events()) if plan.offers else []
+    replay.run_until(end, [(at, act) for at, act in actions if at <= end])
     with sessions.begin() as session:
         launch = get_launch(session, plan.slug)
-        checked = check_promises(session, settings, launch, extra_texts=pages)
+        checked = check_promises(session, settings, launch, extra_texts=pages, pushed=pushed)
     return {
         "launch": plan.slug,
         "messages": _count_outbox(settings.outbox_dir),
@@ -130,6 +121,8 @@ def _replay_evergreen(settings: Settings, engine: Engine, plan: Plan, seed: int)
 
     sessions = make_sessionmaker(engine)
     replay = Replay(settings, sessions, plan, SimClock(_start(plan)), BuyerModel(), seed)
+    pushed: list[Path] = []  # every message the sender was handed, a resend counted again
+    replay.messenger = RecordingOutbox(settings.outbox_dir, pushed)
     replay.tick(until=Step.SCHEDULE_SEQUENCES)
     events, offer, end = entrant_events(sessions, settings, plan, BuyerModel(), seed)
     with sessions.begin() as session:  # the entrants' rows, so the replay knows their times
@@ -138,7 +131,7 @@ def _replay_evergreen(settings: Settings, engine: Engine, plan: Plan, seed: int)
     replay.run_until(end, actions)
     with sessions.begin() as session:
         launch = get_launch(session, plan.slug)
-        checked = check_promises(session, settings, launch)
+        checked = check_promises(session, settings, launch, pushed=pushed)
     late = sum(1 for e in events if e.extra.get("late"))
     return {
         "launch": plan.slug,

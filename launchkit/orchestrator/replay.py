@@ -34,7 +34,13 @@ from launchkit.errors import PaymentError
 from launchkit.mailer import FileMessenger
 from launchkit.models import Link, Offer, Order, Send, SendStatus, Subscriber, SubscriberStatus
 from launchkit.orchestrator import RunContext, Step, run_plan
-from launchkit.orchestrator.simulate import BuyerModel, Prospect, SimEvent, plan_purchases
+from launchkit.orchestrator.simulate import (
+    COUPON,
+    BuyerModel,
+    Prospect,
+    SimEvent,
+    plan_purchases,
+)
 from launchkit.plan import Plan
 from launchkit.stripe_sim import SimulatedStripe, nested
 from launchkit.tokens import Purpose, make_token, unsubscribe_url
@@ -55,8 +61,8 @@ class SimClock:
         return self.now
 
 
-class _RecordingOutbox(FileMessenger):
-    """The web app's outbox in a replay: also notes where each message was written."""
+class RecordingOutbox(FileMessenger):
+    """A file outbox that also notes where each message it is handed goes (once per push)."""
 
     def __init__(self, outbox: Path, written: list[Path]):
         super().__init__(outbox)
@@ -91,7 +97,7 @@ class Replay:
         self.deals: dict[str, stripe_events.Purchase] = {}
 
     def _web_outbox(self, settings: Settings) -> FileMessenger:
-        return _RecordingOutbox(settings.outbox_dir, self.web_mail)
+        return RecordingOutbox(settings.outbox_dir, self.web_mail)
 
     @contextmanager
     def web_open(self) -> Iterator[None]:
@@ -172,7 +178,8 @@ class Replay:
         """Open the sales page as the subscriber would: through the tracked link of their
         latest email when there is one, else the direct link; (page, its checkout token)."""
         visitor = visitor_headers(event.email)
-        tracked = self.tracked_checkout(event.subscriber_id)
+        coupon = event.extra.get("coupon")  # a partner's link carrying the code, not an email's
+        tracked = None if coupon else self.tracked_checkout(event.subscriber_id)
         if tracked is not None:
             redirect = self.web.get(tracked, follow_redirects=False, headers=visitor)
             target = redirect.headers.get("location", "")
@@ -183,24 +190,37 @@ class Replay:
         if "deadline" in event.extra:  # evergreen: the person's own deadline
             payload["d"] = event.extra["deadline"]
         token = make_token(self.settings, Purpose.CHECKOUT, payload)
-        return self.web.get(f"/buy/{slug}?t={token}", headers=visitor), token
+        query = f"?t={token}" + (f"&coupon={COUPON}" if coupon else "")
+        return self.web.get(f"/buy/{slug}{query}", headers=visitor), token
 
     def browse(self, event: SimEvent, offer: Offer) -> None:
         """Click the latest launch email's link and look at the sales page, no purchase."""
         if self.tracked_checkout(event.subscriber_id) is not None:
             self.open_checkout(event, offer.slug)
 
-    def purchase(self, event: SimEvent, offer: Offer) -> None:
-        """Visit the sales page, start the checkout, then deliver Stripe's events.
+    def actions(self, events: list[SimEvent], offer: Offer) -> list[tuple[datetime, Any]]:
+        """The simulated buyers' events as (time, action) pairs for ``run_until`` (a recovery
+        email goes out at the first tick after its delay, as from cron)."""
+        kinds = {
+            "purchase": lambda e: self.purchase(e, offer),
+            "browse": lambda e: self.browse(e, offer),
+            "abandon": lambda e: self.abandon(e, offer),
+            "instalment": self.instalment,
+            "instalment_failed": self.instalment,
+            "refund_request": self.refund_request,
+            "unsubscribe": self.unsubscribe,
+        }
+        return [(e.at, _bind(kinds[e.kind], e)) for e in events]
 
-        The link is the one the emails carry (through its tracked link when there is one): in
-        an evergreen launch it also holds the person's own deadline."""
-        visitor = visitor_headers(event.email)
+    def _start_checkout(self, event: SimEvent, offer: Offer) -> tuple[str, dict[str, str]] | None:
+        """Open the sales page (``open_checkout``: the email's tracked link, or the coupon
+        link for some) and post the checkout form: the Checkout Session id and its fields, or
+        None when the checkout was refused."""
         page, token = self.open_checkout(event, offer.slug)
-        plan = "full" if event.plan == 1 else str(event.plan)
+        visitor = visitor_headers(event.email)
         fields = {
-            **dict(HIDDEN.findall(page.text)),  # the CSRF token
-            "plan": plan,
+            **dict(HIDDEN.findall(page.text)),  # the CSRF token (and the coupon)
+            "plan": "full" if event.plan == 1 else str(event.plan),
             "email": event.email,
             "t": token,
             **({"bump": "1"} if event.bump else {}),
@@ -212,13 +232,26 @@ class Replay:
         created = self.stripe.sessions.get(session_id)
         if created is None:
             self.stats["checkout_refused"] += 1
+            return None
+        return session_id, created
+
+    def abandon(self, event: SimEvent, offer: Offer) -> None:
+        """Start a checkout and leave it (Stripe's session simply expires)."""
+        if self._start_checkout(event, offer) is not None:
+            self.stats["checkouts_abandoned"] += 1
+
+    def purchase(self, event: SimEvent, offer: Offer) -> None:
+        """Visit the sales page, start the checkout, then deliver Stripe's events."""
+        started = self._start_checkout(event, offer)
+        if started is None:
             return
+        session_id, created = started
         metadata = nested(created, "metadata")
-        amount = _amount(offer, event.plan, event.bump)
+        terms = _terms(self.stripe, offer, created, event)
         deal = stripe_events.Purchase(
             metadata,
             event.email,
-            amount,
+            terms["amount"],
             offer.currency,
             instalments=event.plan,
             session_id=session_id,
@@ -226,13 +259,17 @@ class Replay:
         self.deals[event.email] = deal
         self.stripe.purchases.append(deal)  # its charges carry the simulated card fee
         now = self._ts()
+        completed = deal.completed(now)
+        completed["data"]["object"].update(terms["session"])
         if event.plan == 1:
-            self.post(deal.completed(now))
+            self.post(completed)
             self.post(deal.paid(now))
         else:
             self.post(deal.invoice(1, now))
-            self.post(deal.completed(now))
+            self.post(completed)
         self.stats["purchases"] += 1
+        self.stats["coupon_links"] += bool(event.extra.get("coupon"))
+        self.stats["coupon_purchases"] += "discounts" in terms["session"]
 
     def instalment(self, event: SimEvent) -> None:
         """A later instalment: paid, or failed (3 attempts, then Stripe cancels the plan)."""
@@ -426,11 +463,46 @@ class InProcessWeb:
         return self.request("POST", url, **options)
 
 
-def _amount(offer: Offer, instalments: int, bump: bool) -> int:
+def _amount(offer: Offer, instalments: int, bump: bool, tier_cents: int | None = None) -> int:
     if instalments == 1:
-        return offer.price_cents + ((offer.bump_cents or 0) if bump else 0)
+        price = offer.price_cents if tier_cents is None else tier_cents
+        return price + ((offer.bump_cents or 0) if bump else 0)
     plan = next(p for p in offer.plans if p.instalments == instalments)
     return plan.instalment_cents
+
+
+SIMULATED_VAT = (20, 120)  # French VAT, prices stated tax-inclusive: 20/120 of the amount
+
+
+def _terms(
+    stripe: SimulatedStripe, offer: Offer, created: dict[str, str], event: SimEvent
+) -> dict[str, Any]:
+    """What Stripe charges for the session: the tier's price (stated on the session), less the
+    promotion code's percentage, VAT included when Stripe Tax is on; and the session fields
+    that tell it (``total_details``, ``discounts``, ``automatic_tax``)."""
+    tier_cents = created.get("metadata[tier_cents]")
+    base = _amount(offer, event.plan, event.bump, int(tier_cents) if tier_cents else None)
+    promo = created.get("discounts[0][promotion_code]")
+    discount = round(base * stripe.percent_off(promo) / 100)
+    amount = base - discount
+    taxed = created.get("automatic_tax[enabled]") in ("true", "True")
+    rate, whole = SIMULATED_VAT
+    session: dict[str, Any] = {
+        "total_details": {
+            "amount_discount": discount,
+            "amount_shipping": 0,
+            "amount_tax": round(amount * rate / whole) if taxed else 0,
+        }
+    }
+    if promo and discount:
+        session["discounts"] = [{"promotion_code": promo}]
+    if taxed:
+        session["automatic_tax"] = {"enabled": True, "status": "complete"}
+    return {"amount": amount, "session": session}
+
+
+def _bind(fn: Any, *args: Any) -> Any:
+    return lambda: fn(*args)
 
 
 def _confirm_link(raw: bytes) -> str | None:

@@ -11,13 +11,19 @@ The model (all rates configurable in ``BuyerModel``):
   dunning with ``recovery`` (paid 3 days later), otherwise the plan defaults;
 - ``unsubscribe_rate`` of the list unsubscribes during the cart-open week (one-click);
 - ``refund_rate`` of buyers ask for a refund; ``refund_late_share`` of those ask after the
-  guarantee window (launchkit refuses them), the others inside it.
+  guarantee window (launchkit refuses them), the others inside it;
+- ``coupon_share`` of purchases come through a link carrying the coupon code ``COUPON``;
+- ``abandon_rate`` of the people who do not buy start a checkout and leave it; ``come_back`` of
+  those buy 3 to 48 hours later (after the recovery email), in full, before the cart closes.
+
+Coupons and abandoned checkouts draw from their own seeded generators, so turning them off (rate
+0) leaves every other event of a seed as it was.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 SOURCE_LIFT = {"webinar": 2.0, "magnet": 1.3, "import": 0.6, "instagram": 0.8, "youtube": 0.9}
@@ -38,6 +44,12 @@ class BuyerModel:
     unsubscribe_rate: float = 0.01
     confirm_rate: float = 0.8
     browse_share: float = 0.05  # prospects who click a launch email's link but do not buy
+    coupon_share: float = 0.15
+    abandon_rate: float = 0.02
+    come_back: float = 0.3
+
+
+COUPON = "AMI20"  # the code `launchkit demo` creates (20% off); unknown codes are ignored
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,8 @@ class SimEvent:
     """Something a simulated buyer does at a given time."""
 
     at: datetime
-    kind: str  # purchase | instalment | instalment_failed | refund_request | unsubscribe | browse
+    kind: str  # purchase | instalment | instalment_failed | refund_request | unsubscribe |
+    # abandon | browse
     email: str
     subscriber_id: int | None = None
     plan: int = 1
@@ -96,8 +109,10 @@ def plan_purchases(
     rng = random.Random(seed)
     mean_lift = sum(_lift(p.source) for p in prospects) / max(len(prospects), 1)
     events: list[SimEvent] = []
+    others: list[Prospect] = []
     for prospect in prospects:
         if rng.random() >= model.conversion * _lift(prospect.source) / mean_lift:
+            others.append(prospect)
             continue
         bought = _purchase_time(rng, model, cart_open, cart_close)
         plan = plan_instalments if plan_instalments > 1 and rng.random() < model.plan_share else 1
@@ -108,7 +123,40 @@ def plan_purchases(
         events += _instalments(rng, model, prospect, bought, plan)
         events += _refund(rng, model, prospect, bought, guarantee_days)
     events += _unsubscribes(rng, model, prospects, cart_open, cart_close)
+    events = _with_coupons(random.Random(seed + 3), model, events)
+    events += _abandons(random.Random(seed + 2), model, others, cart_open, cart_close)
     return sorted(events, key=lambda e: (e.at, e.email, e.kind))
+
+
+def _with_coupons(rng: random.Random, model: BuyerModel, events: list[SimEvent]) -> list[SimEvent]:
+    """Mark ``coupon_share`` of the purchases as coming through the coupon link."""
+    return [
+        replace(e, extra={**e.extra, "coupon": 1})
+        if e.kind == "purchase" and rng.random() < model.coupon_share
+        else e
+        for e in events
+    ]
+
+
+def _abandons(
+    rng: random.Random,
+    model: BuyerModel,
+    others: list[Prospect],
+    opens: datetime,
+    closes: datetime,
+) -> list[SimEvent]:
+    """Checkouts started and left by people who did not buy; some come back and buy."""
+    events = []
+    span = (closes - opens).total_seconds()
+    for p in others:
+        if rng.random() >= model.abandon_rate:
+            continue
+        left = opens + timedelta(seconds=rng.random() * span)
+        events.append(SimEvent(left, "abandon", p.email, p.subscriber_id))
+        back = left + timedelta(hours=3 + rng.random() * 45)
+        if rng.random() < model.come_back and back < closes - timedelta(minutes=5):
+            events.append(SimEvent(back, "purchase", p.email, p.subscriber_id))
+    return events
 
 
 def _instalments(

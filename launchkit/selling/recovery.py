@@ -32,6 +32,7 @@ from launchkit.models import (
 )
 
 TEMPLATE = "checkout-recovery"
+MESSAGE_KIND = f"tx-{TEMPLATE}"  # in the Message-ID (and outbox file name) of each email
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -134,36 +135,68 @@ def _magnet_or_404(request: Request, session: Any, slug: str) -> Magnet | Respon
     return magnet
 
 
-# --- opt-in ---------------------------------------------------------------------------------
+# --- opt-in (lead magnets, and launch waitlists through the same handlers) -----------------
 
 
-def _optin_response(
+@dataclass(frozen=True)
+class OptinForm:
+    """One double opt-in form: the list it fills (a magnet; a waitlist has its own) and what
+    differs between a lead magnet and a waitlist -- the page, its words, the confirmation email.
+
+    ``page`` is the template (it includes ``_optin_form.html``), ``words`` its own context;
+    ``email`` is the confirmation template and ``email_words`` its variables; the link in it
+    goes to ``confirm_prefix`` + token (``/confirm/`` or ``/w/LAUNCH/confirm/``)."""
+
+    magnet: Magnet
+    action: str
+    page: str
+    words: dict[str, Any]
+    email: str
+    email_words: dict[str, Any]
+    confirm_prefix: str = "/confirm/"
+
+
+FindForm = Callable[[Request, Any], "OptinForm | Response"]
+
+
+def magnet_form(request: Request, session: Any) -> OptinForm | Response:
+    """The opt-in form of ``/m/{slug}`` (404 for an unknown or archived magnet)."""
+    magnet = _magnet_or_404(request, session, request.path_params["slug"])
+    if isinstance(magnet, Response):
+        return magnet
+    return OptinForm(
+        magnet, f"/m/{magnet.slug}", "optin.html",
+        {"magnet": magnet, "page_title": magnet.title, **_describe(magnet.description)},
+        "confirm-optin", {"magnet_title": magnet.title},
+    )  # fmt: skip
+
+
+def optin_response(
     request: Request,
-    magnet: Magnet,
+    form: OptinForm,
     *,
     values: Mapping[str, str] | None = None,
     errors: Mapping[str, str] | None = None,
     top_error: str | None = None,
     status: int = 200,
 ) -> Response:
+    """The page of ``form``, blank or with what was typed and what is wrong with it."""
     state = state_of(request)
-    lang = magnets.page_language(state.settings, magnet)
+    lang = magnets.page_language(state.settings, form.magnet)
     t = page_strings(request, lang)
     token, cookie = csrf_token(request)
     messages = {field: t[f"err_{field}_{code}"] for field, code in (errors or {}).items()}
     context = {
-        "magnet": magnet,
         "values": values or {},
         "errors": messages,
         "top_error": t[top_error] if top_error else ("" if not errors else t["err_form"]),
         "csrf_field": CSRF_FIELD,
         "csrf_token": token,
-        "wording": magnets.consent_wording(state.settings, magnet).text,
-        "action": f"/m/{magnet.slug}",
-        "page_title": magnet.title,
-        **_describe(magnet.description),
+        "wording": magnets.consent_wording(state.settings, form.magnet).text,
+        "action": form.action,
+        **form.words,
     }
-    response = render_page(request, "optin.html", context, status=status, language=lang)
+    response = render_page(request, form.page, context, status=status, language=lang)
     set_csrf_cookie(request, response, cookie)
     return response
 
@@ -176,58 +209,70 @@ def _describe(description: str) -> dict[str, list[str]]:
     return {"paragraphs": paragraphs, "bullets": bullets}
 
 
-def optin_page(request: Request) -> Response:
-    """GET /m/{slug}: the opt-in page (counts a page view)."""
+def show_optin(request: Request, find: FindForm) -> Response:
+    """GET: the opt-in page of the form ``find`` gives (counts a page view)."""
     state = state_of(request)
     with state.transaction() as session:
-        magnet = _magnet_or_404(request, session, request.path_params["slug"])
-        if isinstance(magnet, Response):
-            return magnet
+        form = find(request, session)
+        if isinstance(form, Response):
+            return form
         magnets.record_event(
-            session, magnets.EVENT_VIEW, now=state.clock(), magnet_id=magnet.id,
+            session, magnets.EVENT_VIEW, now=state.clock(), magnet_id=form.magnet.id,
             ip=client_ip(request),
         )  # fmt: skip
-        return _optin_response(request, magnet)
+        return optin_response(request, form)
+
+
+async def submit_optin(request: Request, find: FindForm) -> Response:
+    """POST: validate, record a pending signup, email the confirmation link."""
+    if rate_limited(request):
+        return too_many_requests(request)
+    posted = await _read_form(request)
+    return await run_in_threadpool(_submit_optin, request, posted, find)
+
+
+def _submit_optin(request: Request, posted: dict[str, str], find: FindForm) -> Response:
+    state = state_of(request)
+    typed = {k: posted[k] for k in ("email", "first_name", "consent")}
+    with state.transaction() as session:
+        form = find(request, session)
+        if isinstance(form, Response):
+            return form
+        sent_page = f"/m/{form.magnet.slug}/sent"
+        if not csrf_ok(request, posted):
+            return optin_response(request, form, values=typed, top_error="err_csrf", status=400)
+        if magnets.is_bot(posted):
+            return RedirectResponse(sent_page, status_code=303)
+        data, errors = magnets.validate_signup(posted)
+        if data is None:
+            return optin_response(request, form, values=typed, errors=errors, status=400)
+        page = public_url(request, request.url.path, request.url.query)
+        visitor = magnets.Visitor(client_ip(request), request.headers.get("user-agent"), page)
+        result = magnets.signup(
+            session, state.settings, form.magnet, data, visitor, now=state.clock()
+        )
+        subscriber, consent = result.subscriber, result.consent
+        lang = magnets.page_language(state.settings, form.magnet)
+    confirm_url = result.confirm_url.replace("/confirm/", form.confirm_prefix, 1)
+    try:
+        _send(
+            state, form.email, subscriber, {**form.email_words, "confirm_url": confirm_url},
+            key=f"optin-confirm:{consent.id}", language=lang,
+        )  # fmt: skip
+    except LaunchkitError:
+        log.exception("%s email to subscriber %s failed", form.email, subscriber.id)
+        return error_page(request, 503, "server_title", "mail_failed")
+    return RedirectResponse(sent_page, status_code=303)
+
+
+def optin_page(request: Request) -> Response:
+    """GET /m/{slug}: the opt-in page (counts a page view)."""
+    return show_optin(request, magnet_form)
 
 
 async def optin_post(request: Request) -> Response:
     """POST /m/{slug}: validate, record a pending signup, email the confirmation link."""
-    if rate_limited(request):
-        return too_many_requests(request)
-    form = await _read_form(request)
-    return await run_in_threadpool(_optin_post, request, form)
-
-
-def _optin_post(request: Request, form: dict[str, str]) -> Response:
-    state = state_of(request)
-    slug = request.path_params["slug"]
-    typed = {"email": form["email"], "first_name": form["first_name"], "consent": form["consent"]}
-    with state.transaction() as session:
-        magnet = _magnet_or_404(request, session, slug)
-        if isinstance(magnet, Response):
-            return magnet
-        if not csrf_ok(request, form):
-            return _optin_response(request, magnet, values=typed, top_error="err_csrf", status=400)
-        if magnets.is_bot(form):
-            return RedirectResponse(f"/m/{slug}/sent", status_code=303)
-        data, errors = magnets.validate_signup(form)
-        if data is None:
-            return _optin_response(request, magnet, values=typed, errors=errors, status=400)
-        page = public_url(request, request.url.path, request.url.query)
-        visitor = magnets.Visitor(client_ip(request), request.headers.get("user-agent"), page)
-        result = magnets.signup(session, state.settings, magnet, data, visitor, now=state.clock())
-        subscriber, consent, title = result.subscriber, result.consent, magnet.title
-        lang = magnets.page_language(state.settings, magnet)
-    try:
-        _send(
-            state, "confirm-optin", subscriber,
-            {"magnet_title": title, "confirm_url": result.confirm_url},
-            key=f"optin-confirm:{consent.id}", language=lang,
-        )  # fmt: skip
-    except LaunchkitError:
-        log.exception("confirmation email to subscriber %s failed", subscriber.id)
-        return error_page(request, 503, "server_title", "mail_failed")
-    return RedirectResponse(f"/m/{slug}/sent", status_code=303)
+    return await submit_optin(request, magnet_form)
 
 
 def optin_sent(request: Request) -> Response:

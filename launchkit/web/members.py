@@ -11,29 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from launchkit import access, magnets, tokens, waitlists
-from launchkit.errors import LaunchkitError, NotFound
+from launchkit.errors import NotFound
 from launchkit.tokens import Purpose, TokenExpired, TokenInvalid
 from launchkit.web import (
-    CSRF_FIELD,
     client_ip,
-    csrf_ok,
-    csrf_token,
     error_page,
-    public_url,
-    rate_limited,
     render_page,
-    set_csrf_cookie,
     state_of,
     strings_for,
-    too_many_requests,
 )
-from launchkit.web.magnets import _read_form, _send, log
+from launchkit.web import magnets as magnet_web
 
 STRINGS = {
     "en": {
@@ -160,91 +152,34 @@ def _waitlist(request: Request, session: Any) -> waitlists.Waitlist | Response:
         return error_page(request, 404, "not_found_title", "not_found")
 
 
-def _waitlist_response(
-    request: Request,
-    found: waitlists.Waitlist,
-    *,
-    values: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None,
-    top_error: str | None = None,
-    status: int = 200,
-) -> Response:
+def waitlist_form(request: Request, session: Any) -> magnet_web.OptinForm | Response:
+    """The opt-in form of ``/w/{launch}``: the waitlist's own magnet, the launch's words."""
+    found = _waitlist(request, session)
+    if isinstance(found, Response):
+        return found
     state = state_of(request)
-    lang = magnets.page_language(state.settings, found.magnet)
-    t, m = strings_for(lang), _strings(lang)
-    token, cookie = csrf_token(request)
-    context = {
+    m = _strings(magnets.page_language(state.settings, found.magnet))
+    product, slug = found.launch.product, found.launch.slug
+    words = {
         "m": m,
-        "product": found.launch.product,
-        "lead": m["waitlist_lead"].replace("{product}", found.launch.product),
-        "values": values or {},
-        "errors": {field: t[f"err_{field}_{code}"] for field, code in (errors or {}).items()},
-        "top_error": t[top_error] if top_error else ("" if not errors else t["err_form"]),
-        "csrf_field": CSRF_FIELD,
-        "csrf_token": token,
-        "wording": magnets.consent_wording(state.settings, found.magnet).text,
-        "action": f"/w/{found.launch.slug}",
-        "page_title": found.launch.product,
+        "product": product,
+        "lead": m["waitlist_lead"].replace("{product}", product),
+        "page_title": product,
     }
-    response = render_page(request, "waitlist.html", context, status=status, language=lang)
-    set_csrf_cookie(request, response, cookie)
-    return response
+    return magnet_web.OptinForm(
+        found.magnet, f"/w/{slug}", "waitlist.html", words, "confirm-waitlist",
+        {"product": product}, confirm_prefix=f"/w/{slug}/confirm/",
+    )  # fmt: skip
 
 
 def waitlist_page(request: Request) -> Response:
     """GET /w/{launch}: the waitlist opt-in page (counts a page view)."""
-    state = state_of(request)
-    with state.transaction() as session:
-        found = _waitlist(request, session)
-        if isinstance(found, Response):
-            return found
-        magnets.record_event(
-            session, magnets.EVENT_VIEW, now=state.clock(), magnet_id=found.magnet.id,
-            ip=client_ip(request),
-        )  # fmt: skip
-        return _waitlist_response(request, found)
+    return magnet_web.show_optin(request, waitlist_form)
 
 
 async def waitlist_post(request: Request) -> Response:
     """POST /w/{launch}: record a pending signup and email the confirmation link."""
-    if rate_limited(request):
-        return too_many_requests(request)
-    form = await _read_form(request)
-    return await run_in_threadpool(_waitlist_post, request, form)
-
-
-def _waitlist_post(request: Request, form: dict[str, str]) -> Response:
-    state = state_of(request)
-    typed = {"email": form["email"], "first_name": form["first_name"], "consent": form["consent"]}
-    with state.transaction() as session:
-        found = _waitlist(request, session)
-        if isinstance(found, Response):
-            return found
-        slug, magnet = found.launch.slug, found.magnet
-        if not csrf_ok(request, form):
-            return _waitlist_response(
-                request, found, values=typed, top_error="err_csrf", status=400
-            )
-        if magnets.is_bot(form):
-            return RedirectResponse(f"/m/{magnet.slug}/sent", status_code=303)
-        data, errors = magnets.validate_signup(form)
-        if data is None:
-            return _waitlist_response(request, found, values=typed, errors=errors, status=400)
-        page = public_url(request, request.url.path, request.url.query)
-        visitor = magnets.Visitor(client_ip(request), request.headers.get("user-agent"), page)
-        result = magnets.signup(session, state.settings, magnet, data, visitor, now=state.clock())
-        subscriber, consent, product = result.subscriber, result.consent, found.launch.product
-        lang = magnets.page_language(state.settings, magnet)
-    confirm_url = result.confirm_url.replace("/confirm/", f"/w/{slug}/confirm/", 1)
-    try:
-        _send(
-            state, "confirm-waitlist", subscriber, {"product": product, "confirm_url": confirm_url},
-            key=f"optin-confirm:{consent.id}", language=lang,
-        )  # fmt: skip
-    except LaunchkitError:
-        log.exception("waitlist confirmation email to subscriber %s failed", subscriber.id)
-        return error_page(request, 503, "server_title", "mail_failed")
-    return RedirectResponse(f"/m/{magnet.slug}/sent", status_code=303)
+    return await magnet_web.submit_optin(request, waitlist_form)
 
 
 def waitlist_confirm_page(request: Request) -> Response:
