@@ -84,7 +84,8 @@ def run(
         return
     if tick:
         lines = [f"{r.step.value}: {r.message}" for r in results]
-        lines += [reminders.summary()] if reminders.sent or reminders.reminders else []
+        busy = reminders.sent or reminders.failed or reminders.reminders
+        lines += [reminders.summary()] if busy else []
         lines += _deliver_webhooks(runtime) if not dry_run else []
         say("; ".join(lines) or "nothing due")
         return

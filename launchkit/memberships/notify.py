@@ -93,7 +93,7 @@ def _due(
         due.append(("cancelled", f"email:cancelled:{_ref(m)}:{_stamp(m.current_period_end)}", {}))
     if m.status == MembershipStatus.ENDED and m.paid_at and not order.refunded_at:
         due.append(("win-back", f"email:win-back:{_ref(m)}", {}))
-    key = reminder_key(m, now, reminder_days)  # also sent on a schedule: launchkit.reminders
+    key = reminder_key(m, now, reminder_days)  # also sent on a schedule: .reminders
     if key is not None and m.reminder_period_end != m.current_period_end:
         m.reminder_period_end = m.current_period_end
         due.append(("renewal-reminder", key, {}))
