@@ -11,7 +11,6 @@ from launchkit.clock import format_local, parse_local_datetime, utcnow
 from launchkit.errors import InputError, PaymentError
 
 checkout = lazy_module("launchkit.checkout")
-account = lazy_module("launchkit.memberships.account")
 
 offer_app = typer.Typer(
     help="Offers: price, payment plans, guarantee, order bump.", no_args_is_help=True
@@ -208,12 +207,14 @@ def refund(
 
     Example: launchkit refund 42 --reason "not for me"
     """
+    from launchkit.memberships.account import refund_any_order
+
     runtime: Runtime = ctx.obj
     settings = runtime.settings
     client = checkout.make_client(settings)
     cents = checkout.parse_money(amount, what="--amount") if amount else None
     with runtime.transaction() as session:
-        result = account.refund_any_order(
+        result = refund_any_order(
             session, client, order, now=utcnow(), amount_cents=cents, reason=reason,
             force=force, tz=settings.tz, payment=payment,
         )  # fmt: skip

@@ -67,23 +67,25 @@ def run(
 
     Cron (every 5 minutes): */5 * * * * cd /path/to/workspace && launchkit run --tick
     """
-    from launchkit.orchestrator import RunContext, check_step_name, run_plan
+    from launchkit.orchestrator import RunContext, check_step_name, remind_members, run_plan
 
     runtime: Runtime = ctx.obj
     plan = _load_checked(runtime, path)
     moment = parse_local_datetime(now, runtime.settings.tz, what="--now") if now else utcnow()
     run_ctx = RunContext(runtime.settings, plan, moment, dry_run=dry_run)
     results = run_plan(runtime.sessions, run_ctx, until=check_step_name(until), only_due=tick)
+    reminders = remind_members(runtime.sessions, run_ctx)
     if as_json:
-        print_json(
-            [
-                {"step": r.step.value, "status": r.status, "message": r.message, "detail": r.detail}
-                for r in results
-            ]
-        )
+        steps = [
+            {"step": r.step.value, "status": r.status, "message": r.message, "detail": r.detail}
+            for r in results
+        ]
+        print_json([*steps, _reminders_json(reminders)])
         return
     if tick:
         lines = [f"{r.step.value}: {r.message}" for r in results]
+        busy = reminders.sent or reminders.failed or reminders.reminders
+        lines += [reminders.summary()] if busy else []
         lines += _deliver_webhooks(runtime) if not dry_run else []
         say("; ".join(lines) or "nothing due")
         return
@@ -92,6 +94,15 @@ def run(
         ["step", "status", "result"],
         [(r.step.value, r.status, r.message) for r in results],
     )
+    say(reminders.summary())
+
+
+def _reminders_json(report: Any) -> dict[str, Any]:
+    """The membership reminders of this run, shaped like a step's line."""
+    status = "dry_run" if report.dry_run else "done"
+    detail = {"sent": report.sent, "failed": report.failed, "reminders": report.reminders}
+    return {"step": "membership_reminders", "status": status, "message": report.summary(),
+            "detail": detail}  # fmt: skip
 
 
 def _deliver_webhooks(runtime: Runtime) -> list[str]:

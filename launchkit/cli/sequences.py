@@ -370,15 +370,34 @@ def send(
             options=options,
             progress=update,
         )
+    reminders = _send_reminders(runtime, clock(), launch, dry_run)
     problems = report.problems()
     if as_json:
-        print_json(report.as_dict())
+        print_json({**report.as_dict(), "membership_reminders": _reminders_dict(reminders)})
     else:
         say(report.summary())
+        say(reminders.summary())
+        for item in reminders.reminders:
+            say(f"  {item['email']} to {item['to']} (membership {item['membership']}, "
+                f"{item['date']})")  # fmt: skip
         if problems:
             err_console.print(f"Error: {'; '.join(problems)}.", markup=False)
     if problems:
         raise typer.Exit(1)
+
+
+def _send_reminders(runtime: Runtime, now: datetime, launch: str | None, dry_run: bool) -> Any:
+    """The renewal reminders and trial-ending emails due now (launchkit.memberships)."""
+    from launchkit.memberships.reminders import send_due_reminders
+
+    return send_due_reminders(
+        runtime.engine, runtime.settings, now=now, launch=launch, dry_run=dry_run
+    )
+
+
+def _reminders_dict(report: Any) -> dict[str, Any]:
+    return {"sent": report.sent, "failed": report.failed, "taken": report.taken,
+            "dry_run": report.dry_run, "reminders": report.reminders}  # fmt: skip
 
 
 class _SendProgress:

@@ -6,7 +6,9 @@ own cancellation, and the membership emails.
 - ``lifecycle``: dated facts from Stripe's events, the state derived from them in any order,
   ``membership_entitled``;
 - ``account``: the member's side (magic link, cancel at period end) and the guarantee refund;
-- ``notify``: welcome, renewal reminder, failed renewal, trial ending, cancellation, win-back.
+- ``notify``: welcome, renewal reminder, failed renewal, trial ending, cancellation, win-back;
+- ``reminders``: the time-based ones (renewal reminder, trial ending) due from stored facts and
+  sent by ``launchkit send`` / ``launchkit run`` on a schedule, once each.
 """
 
 from __future__ import annotations

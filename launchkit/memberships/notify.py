@@ -1,13 +1,15 @@
 """Membership emails: welcome, failed renewal (one per failed attempt, with the card-update
 link), trial ending, cancellation confirmation, win-back after churn, and the reminder before a
 yearly renewal. Each is claimed once (a unique ``membership_events`` key) before it is sent.
+The renewal reminder and trial ending are also sent on a schedule, under the same keys, by
+``launchkit.memberships.reminders`` (a yearly member may see no event before the renewal).
 
 Templates: ``emails/membership-{fr,en}/*.md`` (the workspace's copy first, then the starter's),
 in the member's language (as a subscriber, else the one they checked out in)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ from launchkit.checkout.offers import format_money
 from launchkit.config import Settings
 from launchkit.errors import InputError
 from launchkit.memberships.lifecycle import ENTITLED
+from launchkit.memberships.reminders import ref as _ref
+from launchkit.memberships.reminders import reminder_key
+from launchkit.memberships.reminders import stamp as _stamp
 from launchkit.models import (
     Membership,
     MembershipEvent,
@@ -72,7 +77,8 @@ def send_membership_emails(
     for m, order in live:
         for template, key, extra in _due(m, order, pending.get(m.id, []), now, reminder_days):
             if key not in done and _claim(session, m, key, now):
-                _send(session, settings, messenger, env, (template, key), m, order, extra, now)
+                send_member_email(session, settings, messenger, env, (template, key), m, order,
+                                  extra, now)  # fmt: skip
                 sent += 1
     session.flush()
     return sent
@@ -97,18 +103,15 @@ def _due(
             url = {"update_card_url": fact.update_url or ""}
             due.append(("failed-renewal", f"email:{fact.key}", url))
         if fact.kind == "trial_will_end" and m.status == MembershipStatus.TRIALING:
-            due.append(("trial-ending", f"email:{fact.key}", {}))
+            due.append(("trial-ending", f"email:trial-ending:{_ref(m)}:{_stamp(m.trial_end)}", {}))
     if m.status == MembershipStatus.CANCELLING:
         due.append(("cancelled", f"email:cancelled:{_ref(m)}:{_stamp(m.current_period_end)}", {}))
     if m.status == MembershipStatus.ENDED and m.paid_at and not order.refunded_at:
         due.append(("win-back", f"email:win-back:{_ref(m)}", {}))
-    end = m.current_period_end
-    if (
-        m.interval == "year" and m.status == MembershipStatus.ACTIVE and end is not None
-        and end - timedelta(days=reminder_days) <= now < end and m.reminder_period_end != end
-    ):  # fmt: skip
-        m.reminder_period_end = end
-        due.append(("renewal-reminder", f"email:reminder:{_ref(m)}:{_stamp(end)}", {}))
+    key = reminder_key(m, now, reminder_days)  # also sent on a schedule: .reminders
+    if key is not None and m.reminder_period_end != m.current_period_end:
+        m.reminder_period_end = m.current_period_end
+        due.append(("renewal-reminder", key, {}))
     return due
 
 
@@ -126,10 +129,11 @@ def _claim(session: Session, m: Membership, key: str, now: datetime) -> bool:
     return True
 
 
-def _send(
+def send_member_email(
     session: Session, settings: Settings, messenger: Any, env: Any, email: tuple[str, str],
     m: Membership, order: Order, extra: dict[str, Any], now: datetime,
 ) -> None:  # fmt: skip
+    """Send ``email`` = (template, key) to the member now, in their language."""
     template, key = email
     member = buyer_settings(session, settings, order)
     subscriber = session.get(Subscriber, order.subscriber_id) if order.subscriber_id else None
@@ -188,12 +192,3 @@ def membership_template(settings: Settings, template: str) -> Path:
         if path.is_file():
             return path
     raise InputError(f'There is no email "{folder}/{template}.md" in {settings.emails_dir}.')
-
-
-def _stamp(when: datetime | None) -> str:
-    return when.strftime("%Y%m%dT%H%M%S") if when else "none"
-
-
-def _ref(m: Membership) -> str:
-    """What names a membership in an email's key: its Stripe subscription when known."""
-    return m.stripe_subscription_id or f"membership-{m.id}"

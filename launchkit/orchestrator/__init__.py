@@ -186,6 +186,15 @@ def run_plan(
     return results
 
 
+def remind_members(sessions: sessionmaker[Session], ctx: RunContext) -> Any:
+    """Every due membership reminder of the workspace (any launch: a yearly member of an old
+    launch renews long after its cart closed); on each run, whatever the steps' state."""
+    from launchkit.memberships.reminders import send_due_reminders
+
+    engine = sessions.kw["bind"]
+    return send_due_reminders(engine, ctx.settings, ctx.messenger, now=ctx.now, dry_run=ctx.dry_run)
+
+
 def _run_step(
     sessions: sessionmaker[Session],
     ctx: RunContext,
