@@ -21,7 +21,13 @@ from launchkit.db import make_engine
 from launchkit.models import Subscriber, Suppression
 from launchkit.resources import starter_dir
 from tests.conftest import free_port
-from tests.fixtures.browser import clear_artifacts, screenshot, start_server, stop_server
+from tests.fixtures.browser import (
+    clear_artifacts,
+    screenshot,
+    serve_in_thread,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -213,9 +219,7 @@ def test_buy_form_posts_with_token_and_origin_in_chromium(
     """The sales page's own form passes /buy's CSRF and Origin checks in a real browser (its
     Referrer-Policy lets Chromium send the real Origin), and reaches Stripe Checkout."""
     import dataclasses
-    import threading
 
-    import uvicorn
     from selenium.webdriver.common.by import By
 
     from launchkit import checkout
@@ -232,11 +236,7 @@ def test_buy_form_posts_with_token_and_origin_in_chromium(
     app = create_app(dataclasses.replace(stripe_settings, base_url=base), clock=lambda: now)
     http = RecordingClient()
     app.state.stripe_client = checkout.make_client(stripe_settings, http_client=http)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        _wait(lambda: server.started, "the server")
+    with serve_in_thread(app, port):
         chrome.get(f"{base}/buy/cours")
         screenshot(chrome, f"{db}-buy")
         chrome.set_window_size(390, 844)
@@ -251,6 +251,3 @@ def test_buy_form_posts_with_token_and_origin_in_chromium(
         with sessions.begin() as s:
             kinds = s.scalars(sa.select(WebEvent.kind)).all()
         assert sorted(kinds) == ["checkout_start", "sales_view", "sales_view"]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

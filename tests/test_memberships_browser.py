@@ -16,7 +16,13 @@ from launchkit.memberships.account import account_token
 from launchkit.models import Membership
 from launchkit.stripe_events import checkout_session_completed
 from tests.conftest import free_port
-from tests.fixtures.browser import clear_artifacts, screenshot, start_server, stop_server
+from tests.fixtures.browser import (
+    clear_artifacts,
+    screenshot,
+    serve_in_thread,
+    start_server,
+    stop_server,
+)
 from tests.membership_data import create_membership_offer, member_metadata
 from tests.test_memberships_stripe import _invoice_events, _real_subscription
 
@@ -79,9 +85,7 @@ def test_sales_page_membership_choices_in_chromium(
     choices (the yearly one with its saving), nothing overflows, and choosing yearly posts the
     yearly price to the Checkout Session. Screenshots: salespage-membership-*."""
     import dataclasses
-    import threading
 
-    import uvicorn
     from selenium.webdriver.common.by import By
 
     from launchkit.web import create_app
@@ -97,11 +101,7 @@ def test_sales_page_membership_choices_in_chromium(
     app = create_app(dataclasses.replace(stripe_settings, base_url=base), clock=lambda: now)
     http = RecordingClient()
     app.state.stripe_client = checkout.make_client(stripe_settings, http_client=http)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        _wait(lambda: server.started, "the server")
+    with serve_in_thread(app, port):
         for width, name in ((1280, "desktop"), (390, "mobile")):
             chrome.set_window_size(width, 900)
             chrome.get(f"{base}/buy/club-offer")
@@ -120,9 +120,6 @@ def test_sales_page_membership_choices_in_chromium(
         chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         _wait(lambda: "/buy/club-offer" not in chrome.current_url, "the jump to Stripe")
         assert chrome.current_url.startswith("https://checkout.stripe.com/")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     [fields] = [f for _, url, _, f in http.requests if url.endswith("/v1/checkout/sessions")]
     assert fields["line_items[0][price_data][recurring][interval]"] == "year"
     assert fields["line_items[0][price_data][unit_amount]"] == "29000"

@@ -5,7 +5,6 @@ test-artifacts/screenshots/salespage-*.png)."""
 from __future__ import annotations
 
 import io
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from launchkit.resources import starter_dir
 from launchkit.salespage import parse_page
 from launchkit.web import CSRF_FIELD, create_app
 from tests.conftest import free_port
-from tests.fixtures.browser import clear_artifacts, screenshot
+from tests.fixtures.browser import clear_artifacts, screenshot, serve_in_thread
 from tests.fixtures.stripe import create_offer
 
 
@@ -151,7 +150,6 @@ def _wait(condition: Any, what: str, timeout: float = 10.0) -> None:
 def test_sales_page_layout_in_chromium(chrome: Any, settings: Any, sessions: Any, now: Any) -> None:
     import dataclasses
 
-    import uvicorn
     from selenium.webdriver.common.by import By
 
     db = "pg" if settings.database_url.startswith("postgresql") else "sqlite"
@@ -162,11 +160,7 @@ def test_sales_page_layout_in_chromium(chrome: Any, settings: Any, sessions: Any
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     app = create_app(dataclasses.replace(settings, base_url=base), clock=lambda: now)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        _wait(lambda: server.started, "the server")
+    with serve_in_thread(app, port):
         for width in (390, 1280):
             chrome.set_window_size(width, 844 if width < 600 else 900)
             chrome.get(f"{base}/buy/cours")
@@ -203,9 +197,6 @@ def test_sales_page_layout_in_chromium(chrome: Any, settings: Any, sessions: Any
                 "the buy button in view after the jump",
             )
             assert buy.is_displayed()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_starter_files_are_shipped_in_the_package() -> None:

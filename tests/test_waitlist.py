@@ -18,6 +18,7 @@ from launchkit.analysis import analyze_launch
 from launchkit.models import Launch, Offer, Order, Refund, Subscriber, SubscriberTag
 from launchkit.presales import cancel_presale
 from launchkit.stripe_events import Purchase
+from tests.fixtures.browser import serve_in_thread
 from tests.fixtures.stripe import create_subscriber, real_payment
 from tests.test_checkout import RecordingClient
 from tests.test_web import Web, confirm, csrf_of, link_in, make_web
@@ -180,10 +181,6 @@ def test_presale_cancel_needs_a_presale_offer(cli, sessions, now):
 @contextmanager
 def served(settings: Any, **overrides: Any) -> Iterator[str]:
     """The web app on a free loopback port (uvicorn in a thread, the real clock): its base URL."""
-    import threading
-    import time
-
-    import uvicorn
 
     from launchkit.web import create_app
     from tests.conftest import free_port
@@ -191,17 +188,10 @@ def served(settings: Any, **overrides: Any) -> Iterator[str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     app = create_app(dataclasses.replace(settings, base_url=base, **overrides))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     try:
-        yield base
+        with serve_in_thread(app, port):
+            yield base
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         app.state.lk.engine.dispose()
 
 
