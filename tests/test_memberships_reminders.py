@@ -269,6 +269,53 @@ def test_smtp_refusal_leaves_it_for_the_next_run(sessions, settings, smtp_env, s
     assert smtp_sink.count == 1
 
 
+def test_hard_bounce_suppresses_the_address_like_a_launch_email(
+    sessions, settings, smtp_env, smtp_sink, now
+):
+    """The server answers 550 to the renewal reminder: recorded bounced, never retried, and the
+    address goes on the suppression list with the subscriber marked bounced (status history
+    at the bounce's time), exactly as a launch email's hard bounce does."""
+    from launchkit.audience import is_suppressed
+    from launchkit.models import (
+        SubscriberStatus,
+        SubscriberStatusChange,
+        Suppression,
+        SuppressionReason,
+    )
+
+    m = _join(sessions, settings, now)
+    renewal = _at(m, m.period_end(1))
+    due = renewal - timedelta(days=5)
+    smtp_sink.fail_rcpt["camille@example.fr"] = (550, "5.1.1 No such user")
+    report = _send(smtp_env, settings, due)
+    assert (report["sent"], report["failed"]) == (0, 1)
+    assert smtp_sink.count == 0
+    key = f"email:reminder:{m.subscription}:{reminders.stamp(renewal)}"
+    with sessions.begin() as s:
+        row = s.scalars(select(MembershipEvent).where(MembershipEvent.key == key)).one()
+        assert (row.kind, row.notified_at) == (reminders.BOUNCED, None)
+        suppression = s.scalars(select(Suppression)).one()
+        assert (suppression.email, suppression.reason) == (
+            "camille@example.fr", SuppressionReason.BOUNCED,
+        )  # fmt: skip
+        assert "550" in (suppression.detail or "")
+        subscriber = s.scalars(select(Subscriber)).one()
+        assert subscriber.status == SubscriberStatus.BOUNCED
+        change = s.scalars(
+            select(SubscriberStatusChange).where(
+                SubscriberStatusChange.subscriber_id == subscriber.id,
+                SubscriberStatusChange.status == SubscriberStatus.BOUNCED,
+            )
+        ).one()
+        at = change.changed_at
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        assert timedelta(0) <= at - due.replace(second=0, microsecond=0) < timedelta(minutes=1)
+        assert is_suppressed(s, "camille@example.fr")
+    smtp_sink.fail_rcpt.clear()
+    assert _send(smtp_env, settings, due + reminders.LEASE + timedelta(minutes=2))["sent"] == 0
+    assert smtp_sink.count == 0
+
+
 def test_trial_ending_without_stripe_event(sessions, settings, smtp_env, smtp_sink, now):
     """Stripe's ``trial_will_end`` never came: the trial-ending email goes 3 days before, once;
     the event arriving afterwards sends nothing more."""

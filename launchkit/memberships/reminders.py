@@ -25,7 +25,14 @@ from sqlalchemy.orm import Session
 
 from launchkit.config import Settings
 from launchkit.errors import DeliveryError
-from launchkit.models import Launch, Membership, MembershipEvent, MembershipStatus, Order
+from launchkit.models import (
+    Launch,
+    Membership,
+    MembershipEvent,
+    MembershipStatus,
+    Order,
+    SuppressionReason,
+)
 
 TRIAL_NOTICE = timedelta(days=3)  # when Stripe sends customer.subscription.trial_will_end
 LEASE = timedelta(minutes=5)  # a claim not marked sent for this long belongs to a dead run
@@ -199,8 +206,8 @@ def _send_one(
             _compose_and_push(session, settings, messenger, env, reminder, now)
     except DeliveryError as e:
         report.failed += 1
-        if isinstance(e, PermanentFailure):  # refused for good: not retried every run
-            _settle(sessions.writes, reminder, kind=BOUNCED)
+        if isinstance(e, PermanentFailure):  # refused for good: not retried, never mailed again
+            _settle(sessions.writes, reminder, kind=BOUNCED, now=now, reason=str(e))
         elif not isinstance(e, InDoubt):  # never handed over: free the key for the next run
             _release(sessions.writes, reminder.key)
         return  # in doubt: the claim stays; a later run resends it with the same Message-ID
@@ -267,15 +274,21 @@ def _compose_and_push(
 
 
 def _settle(
-    sessions: Any, reminder: DueReminder, *, kind: str, now: datetime | None = None
+    sessions: Any, reminder: DueReminder, *, kind: str, now: datetime, reason: str = ""
 ) -> None:
-    """Mark the claim sent (``now``) or bounced: its key stays, so it never goes again."""
+    """Mark the claim sent or bounced: its key stays, so it never goes again. A bounce also
+    suppresses the address, as a launch email's bounce does (same transaction)."""
     with sessions.begin() as session:
         row = session.scalar(select(MembershipEvent).where(MembershipEvent.key == reminder.key))
         if row is not None:
-            row.kind, row.notified_at = kind, now
+            row.kind, row.notified_at = kind, (now if kind != BOUNCED else None)
+        if kind == BOUNCED:
+            from launchkit.sequences.audience_glue import suppress_address
+
+            suppress_address(session, reminder.email, SuppressionReason.BOUNCED, now, detail=reason)
+            return
         m = session.get(Membership, reminder.membership_id)
-        if m is not None and now is not None and reminder.template == "renewal-reminder":
+        if m is not None and reminder.template == "renewal-reminder":
             m.reminder_period_end = reminder.date
 
 
