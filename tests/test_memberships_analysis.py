@@ -113,12 +113,66 @@ def test_report_shows_the_retention_curve(club, now):
     assert "Months since joining (first payment)" in html and "Still members (%)" in html
 
 
+def _section_order(html: str) -> list[str]:
+    """The report's blocks in page order: ``membership``, ``cards`` and each section's h2."""
+    import re
+
+    found = re.finditer(r'<section id="membership">|<div class="cards">|<h2>([^<]*)</h2>', html)
+    names = []
+    for match in found:
+        if match.group(0).startswith("<section"):
+            names.append("membership")
+        elif match.group(0).startswith("<div"):
+            names.append("cards")
+        elif match.group(1) != "Membership":
+            names.append(match.group(1))
+    return names
+
+
+ONE_OFF_ORDER = ["cards", "Conversion by source", "Revenue", "Refunds"]
+
+
+def test_a_membership_launch_report_opens_with_the_membership_section(club, now):
+    """Only memberships sold: MRR, churn, retention and cohorts right after the headline, then
+    the one-off sections in their usual order."""
+    at = now.replace(year=2027, month=3, day=1)
+    with club.begin() as s:
+        result = analysis.analyze_launch(s, "club", now=at)
+    assert result["membership_only"] is True
+    order = _section_order(analysis.render_report(result, language="en"))
+    assert order[: len(ONE_OFF_ORDER) + 1] == ["membership", *ONE_OFF_ORDER]
+    assert order.count("membership") == 1
+
+
+def test_a_launch_selling_a_one_off_offer_too_keeps_membership_last(club, now):
+    """One one-off order beside the memberships: the report keeps its one-off order, the
+    membership section last; a launch without members has none."""
+    from launchkit.models import Order, OrderStatus
+
+    at = now.replace(year=2027, month=3, day=1)
+    with club.begin() as s:
+        offer = checkout.add_offer(s, "club", "atelier", product="Atelier", price_cents=9700,
+                                   plans=[], currency="EUR", now=now)  # fmt: skip
+        s.add(Order(launch_id=offer.launch_id, offer_id=offer.id, email="f@example.fr",
+                    currency="EUR", total_cents=9700, paid_cents=9700, status=OrderStatus.PAID,
+                    created_at=now, paid_at=now, updated_at=now))  # fmt: skip
+    with club.begin() as s:
+        result = analysis.analyze_launch(s, "club", now=at)
+    assert result["membership"] is not None and result["membership_only"] is False
+    order = _section_order(analysis.render_report(result, language="en"))
+    assert order[: len(ONE_OFF_ORDER)] == ONE_OFF_ORDER and order[-1] == "membership"
+    assert order.count("membership") == 1
+
+
 def test_one_off_launch_has_no_membership_section(sessions, now):
     from tests.fixtures.stripe import create_offer
 
     with sessions.begin() as s:
         create_offer(s, now)
-        assert analysis.analyze_launch(s, "spring", now=now)["membership"] is None
+        result = analysis.analyze_launch(s, "spring", now=now)
+    assert result["membership"] is None and result["membership_only"] is False
+    order = _section_order(analysis.render_report(result, language="en"))
+    assert order[: len(ONE_OFF_ORDER)] == ONE_OFF_ORDER and "membership" not in order
 
 
 def test_whole_months_compares_day_and_time():

@@ -23,6 +23,7 @@ from launchkit.analysis import analyze_launch, compare_launches, render_compare,
 from launchkit.models import Launch
 from tests.analysis_data import OPEN, add_selling, build_small_launch, make_launch
 from tests.test_analysis import with_checkout_outcomes
+from tests.test_memberships_analysis import club  # noqa: F401 (fixture)
 
 CHROMIUM = os.environ.get("LAUNCHKIT_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -229,3 +230,32 @@ def test_click_funnel_table_on_a_phone_and_a_desktop(session, page_browser, tmp_
             assert cells[6].split()[0] == str(row["bought"])
         body = page_browser.find_element("tag name", "body").text
         assert "Entonnoir des clics par e-mail" in body
+
+
+def test_membership_report_opens_with_memberships_on_a_phone_and_a_desktop(
+    club,
+    now,
+    page_browser,
+    tmp_path,  # noqa: F811
+) -> None:
+    """A launch that sold only memberships: the membership section (figures, retention chart,
+    cohort table) comes right after the headline, above the one-off cards, and fits both
+    widths."""
+    at = now.replace(year=2027, month=3, day=1)
+    with club.begin() as s:
+        result = analyze_launch(s, "club", now=at)
+    page = tmp_path / "report.html"
+    page.write_text(render_report(result, language="fr", timezone="Europe/Paris"), "utf-8")
+    for name, width in WIDTHS.items():
+        facts = show(page_browser, page, width)
+        save_screenshot(page_browser, width, f"report-membership-{name}")
+        assert_fits(facts, width)
+        tops = page_browser.execute_script(
+            "const top = (q) => document.querySelector(q).getBoundingClientRect().top;"
+            "return [top('header'), top('#membership'), top('.cards')];"
+        )
+        header, membership, cards = tops
+        assert header < membership < cards
+        charts = {chart["id"].split("-")[0] for chart in facts["charts"]}
+        assert "retention" in charts
+        assert {"Cohorte", "Source"} <= {table["header"] for table in facts["tables"]}

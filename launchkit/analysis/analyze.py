@@ -203,4 +203,18 @@ def analyze_launch(
         from launchkit.analysis.memberships import analyze_memberships
 
         result["membership"] = analyze_memberships(session, launch, now)
+        result["membership_only"] = result["membership"] is not None and _only_memberships(
+            session, data
+        )
     return result
+
+
+def _only_memberships(session: Session, data: LaunchData) -> bool:
+    """Every order of the launch bought a membership offer (none bought a one-off offer)."""
+    from launchkit.memberships.offers import is_membership
+    from launchkit.models import Offer
+
+    offers = data.orders["offer_id"]
+    if offers.empty or offers.isna().any():
+        return False
+    return all(is_membership(session, session.get(Offer, int(i))) for i in offers.unique())
