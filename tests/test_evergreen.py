@@ -356,7 +356,7 @@ def _expected_weeks(people, tz) -> dict[str, dict[str, int]]:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_entrants_by_week_matches_an_oracle(sessions, settings, seed) -> None:
+def test_entrants_by_week_matches_an_oracle(cli, sessions, settings, seed) -> None:
     import random
 
     from launchkit.analysis import analyze_launch
@@ -397,6 +397,35 @@ def test_entrants_by_week_matches_an_oracle(sessions, settings, seed) -> None:
     assert result["entrants"] == 60
     late = sum(1 for _, close, buys in people for at, _ in buys if at > close + timedelta(hours=1))
     assert result["late_orders"] == late
+    _headline_matches_the_oracle(cli, people)
+
+
+def _headline_matches_the_oracle(cli, people) -> None:
+    """The headline of ``analyze --json`` and ``status --json`` counts per person too:
+    audience = entrants, buyers in it = entrants who bought by their own close + 1 hour."""
+    import json
+
+    from launchkit.analysis.definitions import wilson_interval
+
+    in_time = sum(
+        1 for _, close, buys in people if any(at <= close + timedelta(hours=1) for at, _ in buys)
+    )
+    anyone = sum(1 for _, _, buys in people if buys)
+    late_only = anyone - in_time
+    low, high = wilson_interval(in_time, len(people))
+    out = cli("analyze", "always", "--json")
+    assert out.exit_code == 0, out.output
+    head = json.loads(out.output)
+    assert (head["audience_size"], head["buyers_in_audience"]) == (len(people), in_time)
+    assert (head["buyers"], head["buyers_on_list_outside_audience"]) == (anyone, late_only)
+    assert head["conversion_rate"] == pytest.approx(in_time / len(people))
+    assert head["conversion_ci95"] == [pytest.approx(low), pytest.approx(high)]
+    assert head["conversion_rate"] == pytest.approx(head["evergreen"]["conversion_rate"])
+    out = cli("status", "always", "--json", "--now", "2027-02-01 12:00")
+    assert out.exit_code == 0, out.output
+    status = json.loads(out.output)
+    assert (status["audience_size"], status["buyers_in_audience"]) == (len(people), in_time)
+    assert status["conversion_rate"] == pytest.approx(in_time / len(people))
 
 
 def test_cli_analyze_shows_entrants_by_week(cli, sessions, settings, tmp_path) -> None:

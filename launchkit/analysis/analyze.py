@@ -112,6 +112,7 @@ def _launch_info(launch: Launch, data: LaunchData) -> dict[str, Any]:
     return {
         "slug": launch.slug,
         "product": launch.product,
+        "mode": launch.mode,
         "prelaunch_start": iso_utc(launch.prelaunch_start),
         "cart_open": iso_utc(launch.cart_open),
         "cart_close": iso_utc(launch.cart_close),

@@ -7,10 +7,12 @@ This module imports neither pandas nor numpy, so `launchkit status` stays fast.
 - status at T: the status of the subscriber's latest change at or before T (``active`` when it
   has none: a subscriber is created active unless a change row says otherwise);
 - Audience(L): joined at or before cart open, active at cart open, address not suppressed at
-  cart open;
+  cart open; for an evergreen launch, its entrants (rows of ``evergreen_entries``), each with
+  their own cart;
 - counted orders: orders of L that are not ``pending``; ``pending_orders``: the others;
 - buyers: distinct persons among counted orders, split in / on the list outside / not on the
-  list;
+  list; an evergreen entrant is "in" only with an order created at or before their own cart
+  close + ``LATE_ORDER`` (the rule of the entrants-by-week table);
 - ``provisional``: the cart has not closed yet.
 """
 
@@ -28,7 +30,9 @@ from sqlalchemy.engine import Connection
 from launchkit.audience.addresses import normalize_email
 from launchkit.db import UTCDateTime
 from launchkit.errors import InputError
+from launchkit.evergreen import LATE_ORDER
 from launchkit.models import (
+    EvergreenEntry,
     Launch,
     Order,
     OrderStatus,
@@ -84,12 +88,42 @@ def audience_condition(cart_open: datetime) -> Any:
     )
 
 
+def is_evergreen(launch: Launch) -> bool:
+    """Each entrant of the launch has their own cart (launch mode ``evergreen``)."""
+    return launch.mode == "evergreen"
+
+
+def launch_audience(launch: Launch) -> Any:
+    """SQL condition on subscribers: in Audience(L) -- the audience at cart open, or the
+    entrants of an evergreen launch."""
+    if is_evergreen(launch):
+        entrants = sa.select(EvergreenEntry.subscriber_id).where(
+            EvergreenEntry.launch_id == launch.id
+        )
+        return Subscriber.id.in_(entrants)
+    return audience_condition(launch.cart_open)
+
+
+def entrant_deadlines(conn: Connection, launch_id: int) -> dict[int, datetime]:
+    """Subscriber id -> last moment an order of theirs counts (own cart close + LATE_ORDER)."""
+    stmt = sa.select(EvergreenEntry.subscriber_id, EvergreenEntry.cart_close_at).where(
+        EvergreenEntry.launch_id == launch_id
+    )
+    return {int(sid): close + LATE_ORDER for sid, close in conn.execute(stmt)}
+
+
 def audience_size(conn: Connection, cart_open: datetime, segment: Any = None) -> int:
-    """|Audience(L)| (intersected with a segment condition when given)."""
+    """|Audience at ``cart_open``| (intersected with a segment condition when given)."""
     where = audience_condition(cart_open)
     if segment is not None:
         where = sa.and_(where, segment)
     stmt = sa.select(sa.func.count()).select_from(Subscriber).where(where)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def launch_audience_size(conn: Connection, launch: Launch) -> int:
+    """|Audience(L)|: the audience at cart open, or the entrants of an evergreen launch."""
+    stmt = sa.select(sa.func.count()).select_from(Subscriber).where(launch_audience(launch))
     return int(conn.execute(stmt).scalar_one())
 
 
@@ -108,8 +142,9 @@ def order_people(
     conn: Connection, launch: Launch, segment: Any = None
 ) -> list[tuple[int, int | None, str, str | None, bool, bool]]:
     """Counted orders of ``launch`` with who bought them: (order id, subscriber id, order email,
-    subscriber email, in the audience, matches the segment) -- one query, flags computed in SQL."""
-    member = sa.and_(Subscriber.id.is_not(None), audience_condition(launch.cart_open))
+    subscriber email, in the audience, matches the segment) -- flags computed in SQL, except an
+    evergreen entrant's deadline (one more query, compared here)."""
+    member = sa.and_(Subscriber.id.is_not(None), launch_audience(launch))
     in_segment = sa.true() if segment is None else sa.and_(Subscriber.id.is_not(None), segment)
     stmt = (
         sa.select(
@@ -119,12 +154,22 @@ def order_people(
             Subscriber.email,
             sa.case((member, 1), else_=0),
             sa.case((in_segment, 1), else_=0),
+            Order.created_at,
         )
         .select_from(Order)
         .outerjoin(Subscriber, Subscriber.id == Order.subscriber_id)
         .where(Order.launch_id == launch.id, Order.status != OrderStatus.PENDING)
     )
-    return [(r[0], r[1], r[2] or "", r[3], bool(r[4]), bool(r[5])) for r in conn.execute(stmt)]
+    rows = conn.execute(stmt).all()
+    if is_evergreen(launch):
+        deadline = entrant_deadlines(conn, launch.id)
+        in_time = [bool(r[4]) and r[6] <= deadline[int(r[1])] for r in rows]
+    else:
+        in_time = [bool(r[4]) for r in rows]
+    return [
+        (r[0], r[1], r[2] or "", r[3], member, bool(r[5]))
+        for r, member in zip(rows, in_time, strict=True)
+    ]
 
 
 def person_key(subscriber_id: int | None, email: str) -> str:

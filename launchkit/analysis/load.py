@@ -94,9 +94,10 @@ def audience_filter(cart_open: datetime) -> Any:
     return definitions.audience_condition(cart_open)
 
 
-def load_audience(conn: Connection, cart_open: datetime, segment: Any = None) -> pd.DataFrame:
-    """Active subscribers at cart open: id, source and signup month (categorical)."""
-    where = audience_filter(cart_open)
+def load_audience(conn: Connection, launch: Launch, segment: Any = None) -> pd.DataFrame:
+    """Audience(L) (active subscribers at cart open; an evergreen launch's entrants): id, source
+    and signup month (categorical)."""
+    where = definitions.launch_audience(launch)
     if segment is not None:
         where = sa.and_(where, segment)
     stmt = sa.select(Subscriber.id, Subscriber.source, _cohort_expr(conn).label("cohort"))
@@ -314,7 +315,7 @@ def load_launch(session: Session, launch: Launch, segment: Any = None) -> Launch
     """Read everything about ``launch`` through the session's connection."""
     conn = session.connection()
     window = launch_window(launch)
-    audience = load_audience(conn, launch.cart_open, segment)
+    audience = load_audience(conn, launch, segment)
     offers = load_offers(conn, launch.id)
     return LaunchData(
         launch=launch,

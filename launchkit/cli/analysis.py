@@ -58,9 +58,12 @@ def print_analysis(r: dict[str, Any]) -> None:
         say(
             f"Provisional: the cart is open until {r['launch']['cart_close']}; figures will change."
         )
+    evergreen = r["launch"].get("mode") == "evergreen"
+    base = "Entrants" if evergreen else "Audience at cart open"
+    inside = "entrants in time" if evergreen else "in the audience"
     say(
-        f"Audience at cart open: {r['audience_size']:,}  buyers: {r['buyers']:,} "
-        f"({r['buyers_in_audience']:,} in the audience, "
+        f"{base}: {r['audience_size']:,}  buyers: {r['buyers']:,} "
+        f"({r['buyers_in_audience']:,} {inside}, "
         f"{r['buyers_on_list_outside_audience']:,} on the list outside it, "
         f"{r['buyers_not_on_list']:,} not on the list; {r['pending_orders']:,} checkouts unpaid)"
     )

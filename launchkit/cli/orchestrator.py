@@ -138,6 +138,13 @@ def status(
     _print_status(data)
 
 
+def _base(data: dict) -> str:
+    """What the conversion is measured on: the audience, or an evergreen launch's entrants."""
+    if data.get("mode") == "evergreen":
+        return f"{data['audience_size']} entrants"
+    return f"an audience of {data['audience_size']}"
+
+
 def _print_status(data: dict) -> None:
     ms = data["milestones"]
     nxt = ms["next"]
@@ -154,8 +161,8 @@ def _print_status(data: dict) -> None:
         ),
         (
             "buyers",
-            f"{data['buyers']} ({data['buyers_in_audience']} of an audience of "
-            f"{data['audience_size']}: {data['conversion_rate']:.2%} conversion)",
+            f"{data['buyers']} ({data['buyers_in_audience']} of {_base(data)}: "
+            f"{data['conversion_rate']:.2%} conversion)",
         ),
         ("refunds", str(data["refunds"])),
         ("next action", data["next_action"]),

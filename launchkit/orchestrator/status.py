@@ -102,7 +102,7 @@ def _orders(session: Session, launch: Launch) -> dict[str, Any]:
         )
         or 0
     )
-    audience = definitions.audience_size(conn, launch.cart_open)
+    audience = definitions.launch_audience_size(conn, launch)
     return {
         "audience_size": audience,
         **buyers.as_dict(),
@@ -163,6 +163,7 @@ def build_status(
     return {
         "launch": launch.slug,
         "product": launch.product,
+        "mode": launch.mode,
         "now": iso_utc(now),
         "phase": phase,
         "milestones": _milestones(launch, settings, now),
