@@ -233,10 +233,10 @@ def test_click_funnel_table_on_a_phone_and_a_desktop(session, page_browser, tmp_
 
 
 def test_membership_report_opens_with_memberships_on_a_phone_and_a_desktop(
-    club,
+    club,  # noqa: F811 (the fixture imported above)
     now,
     page_browser,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ) -> None:
     """A launch that sold only memberships: the membership section (figures, retention chart,
     cohort table) comes right after the headline, above the one-off cards, and fits both
