@@ -74,6 +74,18 @@ class OfferSpec:
 
 
 @dataclass(frozen=True)
+class CouponSpec:
+    """A ``[[coupons]]`` table: created in Stripe by the sync_offers step (#18)."""
+
+    code: str
+    percent: int | None = None
+    amount_cents: int | None = None
+    until: datetime | None = None
+    max_uses: int | None = None
+    offer: str | None = None
+
+
+@dataclass(frozen=True)
 class SequenceSpec:
     name: str
     segment: str | None = None
@@ -94,6 +106,7 @@ class Plan:
     offers: tuple[OfferSpec, ...] = ()
     sequences: tuple[SequenceSpec, ...] = ()
     segments: dict[str, str] = field(default_factory=dict)
+    coupons: tuple[CouponSpec, ...] = ()
     # evergreen (mode = "evergreen"): cart_open/cart_close above are `starts`/`until`, the
     # period in which entrants are taken; each person's cart is entry + these offsets
     mode: str = "fixed"
@@ -163,6 +176,7 @@ def load_plan(path: Path, settings: Settings) -> Plan:
         audience=tuple(_audience(reader, data.get("audience", []))),
         magnets=tuple(_magnets(reader, data.get("magnets", []))),
         offers=tuple(_offers(reader, data.get("offers", []), launch)),
+        coupons=tuple(_coupons(reader, data.get("coupons", []), data.get("offers", []))),
         sequences=tuple(_sequences(reader, data.get("sequences", []))),
         segments={str(k): str(v) for k, v in data.get("segments", {}).items()},
     )
@@ -311,6 +325,62 @@ def _selling(
     tax = item.get("tax_behavior")
     reader.attempt(f"{loc}.tax_behavior", check_tax_behavior, str(slug), tax)
     return tiers, tax
+
+
+def _coupons(reader: _Reader, raw: Any, raw_offers: Any) -> list[CouponSpec]:
+    """``[[coupons]]``: a code, exactly one of percent / amount, optional until, max_uses, offer."""
+    offers = {str(o.get("slug")) for o in raw_offers if isinstance(o, dict)} if isinstance(
+        raw_offers, list
+    ) else set()  # fmt: skip
+    out = []
+    for loc, item in _items(reader, raw, "coupons"):
+        before = len(reader.problems)
+        code = _coupon_code(reader, item, loc)
+        percent, amount = _coupon_value(reader, item, loc)
+        until = reader.text(item, "until", loc, required=False)
+        if until is not None:
+            raw = until.isoformat() if isinstance(until, datetime) else str(until)
+            until = reader.attempt(
+                f"{loc}.until", parse_local_datetime, raw, reader.settings.tz, what="until"
+            )
+        max_uses = item.get("max_uses")
+        if max_uses is not None and (not isinstance(max_uses, int) or max_uses < 1):
+            reader.problem(f"{loc}.max_uses", "must be a whole number >= 1")
+        offer = item.get("offer")
+        if offer is not None and str(offer) not in offers:
+            known = ", ".join(sorted(offers)) or "none"
+            reader.problem(f"{loc}.offer", f'"{offer}" is not one of the plan\'s offers ({known})')
+        if len(reader.problems) == before and code:
+            out.append(CouponSpec(code, percent, amount, until, max_uses, offer and str(offer)))
+    return out
+
+
+def _coupon_code(reader: _Reader, item: dict[str, Any], loc: str) -> str | None:
+    from launchkit.selling.coupons import CODE, normal_code
+
+    raw = reader.text(item, "code", loc)
+    if raw is None:
+        return None
+    code = normal_code(str(raw))
+    if not CODE.fullmatch(code):
+        reader.problem(f"{loc}.code", f'"{raw}": use 2-50 letters, digits, - or _')
+        return None
+    return code
+
+
+def _coupon_value(reader: _Reader, item: dict[str, Any], loc: str) -> tuple[int | None, int | None]:
+    from launchkit.checkout import parse_money
+
+    percent, amount = item.get("percent"), item.get("amount")
+    if (percent is None) == (amount is None):
+        reader.problem(loc, "give exactly one of percent and amount")
+        return None, None
+    if percent is not None:
+        if isinstance(percent, bool) or not isinstance(percent, int) or not 1 <= percent <= 100:
+            reader.problem(f"{loc}.percent", "must be a whole number between 1 and 100")
+            return None, None
+        return percent, None
+    return None, reader.attempt(f"{loc}.amount", parse_money, str(amount), what="amount")
 
 
 def _sequences(reader: _Reader, raw: Any) -> list[SequenceSpec]:

@@ -106,23 +106,53 @@ def sync_offers(session: Session, ctx: RunContext, launch: Launch) -> StepResult
             )
     slugs = [spec.slug for spec in ctx.plan.offers]
     if ctx.extra.get("offline"):
+        added = _plan_coupons(session, ctx, ctx.stripe_client)
         return StepResult(
-            Step.SYNC_OFFERS, "done", "offers saved (simulated Stripe)", {"offers": slugs}
-        )
+            Step.SYNC_OFFERS, "done", "offers saved (simulated Stripe)",
+            {"offers": slugs, "coupons_added": added},
+        )  # fmt: skip
     client = ctx.stripe_client
     if client is None and ctx.settings.stripe_api_key:
         client = checkout.make_client(ctx.settings)
     if client is None:
+        note = " and coupons" if ctx.plan.coupons else ""
         return StepResult(
             Step.SYNC_OFFERS,
             "skipped",
-            "offers saved; set STRIPE_API_KEY to sync them with Stripe",
+            f"offers saved; set STRIPE_API_KEY to sync them{note} with Stripe",
             {"offers": slugs},
         )
     checkout.sync_offers(session, client, now=ctx.now)
+    added = _plan_coupons(session, ctx, client)
+    coupons = f", {len(added)} coupon(s) added" if added else ""
     return StepResult(
-        Step.SYNC_OFFERS, "done", f"{len(slugs)} offer(s) synced with Stripe", {"offers": slugs}
-    )
+        Step.SYNC_OFFERS, "done", f"{len(slugs)} offer(s) synced with Stripe{coupons}",
+        {"offers": slugs, "coupons_added": added},
+    )  # fmt: skip
+
+
+def _plan_coupons(session: Session, ctx: RunContext, client: Any) -> list[str]:
+    """Create the plan's ``[[coupons]]`` not created yet; the codes added (#18)."""
+    from launchkit.selling.coupons import ensure_coupon
+
+    if client is None:
+        return []
+    return [
+        spec.code
+        for spec in ctx.plan.coupons
+        if ensure_coupon(
+            session,
+            client,
+            spec.code,
+            percent=spec.percent,
+            amount_off_cents=spec.amount_cents,
+            currency=ctx.settings.currency,
+            until=spec.until,
+            max_uses=spec.max_uses,
+            offer_slug=spec.offer,
+            now=ctx.now,
+        )  # fmt: skip
+    ]
 
 
 def schedule_sequences(session: Session, ctx: RunContext, launch: Launch) -> StepResult:

@@ -58,6 +58,57 @@ def add_coupon(
     return coupon
 
 
+class CouponClash(InputError):
+    "A coupon code already exists with other terms than the plan's."
+
+
+def ensure_coupon(
+    session: Session,
+    client: StripeClient,
+    code: str,
+    *,
+    percent: int | None,
+    amount_off_cents: int | None,
+    currency: str,
+    until: datetime | None,
+    max_uses: int | None,
+    offer_slug: str | None,
+    now: datetime,
+) -> bool:
+    """Create coupon ``code`` unless it exists with the same terms; True when created.
+
+    A code that exists with other terms raises CouponClash naming it (nothing is changed).
+    """
+    existing = session.scalar(select(Coupon).where(Coupon.code == normal_code(code)))
+    if existing is None:
+        add_coupon(
+            session, client, code, percent=percent, amount_off_cents=amount_off_cents,
+            currency=currency, until=until, max_uses=max_uses, offer_slug=offer_slug, now=now,
+        )  # fmt: skip
+        return True
+    offer = session.scalar(select(Offer).where(Offer.slug == offer_slug)) if offer_slug else None
+    wanted = (percent, amount_off_cents, _utc(until), max_uses, offer.id if offer else None)
+    found = (existing.percent_off, existing.amount_off_cents, _utc(existing.until),
+             existing.max_uses, existing.offer_id)  # fmt: skip
+    if wanted != found:
+        raise CouponClash(
+            f'Coupon "{existing.code}" already exists with other terms than the plan\'s; '
+            "give the plan's coupon another code (coupons cannot be changed once created)."
+        )
+    return False
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite gives naive UTC back: compare both as aware UTC, to the second."""
+    from datetime import UTC
+
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
 def _check(
     session: Session,
     code: str,
