@@ -22,7 +22,7 @@ from launchkit.models import CheckoutRecovery, Send, SendStatus
 from launchkit.orchestrator import Step
 from launchkit.orchestrator.club import MemberModel
 from launchkit.orchestrator.replay import Replay, SimClock
-from launchkit.orchestrator.simulate import COUPON, BuyerModel, plan_browsing, plan_signups
+from launchkit.orchestrator.simulate import BuyerModel, plan_browsing, plan_signups
 from launchkit.plan import PLAN_FILE, PlanInvalid, check_plan, load_plan
 from launchkit.resources import starter_dir
 from launchkit.workspace import init_workspace
@@ -68,6 +68,11 @@ guarantee_days = 30
 bump = "Workbook:27"
 tiers = ["early:397:until=2026-12-02 23:59"]
 tax_behavior = "inclusive"
+
+[[coupons]]
+code = "AMI20"
+percent = 20
+until = "2026-12-08 23:59"
 
 [segments]
 francophones = "tag:fr"
@@ -287,7 +292,6 @@ def _simulate(replay: Replay, plan: Any, audience: int, seed: int) -> None:
             for at, name, address, confirms in signups
         ],
     )
-    add_demo_coupon(replay)
     events, offer = replay.buyer_events()
     events += plan_browsing(
         replay.prospects(),
@@ -297,19 +301,6 @@ def _simulate(replay: Replay, plan: Any, audience: int, seed: int) -> None:
         seed=seed,
     )
     replay.run_until(plan.cart_close + timedelta(days=95), replay.actions(events, offer))
-
-
-def add_demo_coupon(replay: Replay) -> None:
-    """The code some buyers arrive with (a link from a partner): 20% off until cart close."""
-    from launchkit.selling.coupons import add_coupon
-
-    plan = replay.plan
-    with replay.sessions.begin() as session:
-        add_coupon(
-            session, replay.client, COUPON, percent=20, amount_off_cents=None,
-            currency=plan.offers[0].currency, until=plan.cart_close, max_uses=None,
-            offer_slug=None, now=replay.clock.now,
-        )  # fmt: skip
 
 
 def _bind(fn: Any, *args: Any) -> Any:

@@ -49,7 +49,7 @@ class BuyerModel:
     come_back: float = 0.3
 
 
-COUPON = "AMI20"  # the code `launchkit demo` creates (20% off); unknown codes are ignored
+COUPON = "AMI20"  # the code the demo plan declares (20% off); unknown codes are ignored
 
 
 @dataclass(frozen=True)
