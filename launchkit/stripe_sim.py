@@ -80,6 +80,8 @@ class SimulatedStripe(stripe.HTTPXClient):
             return {"id": sub, "object": "subscription", "status": status}, 200
         if path in ("coupons", "promotion_codes") and method == "POST":
             return self._promotion(path, fields), 200
+        if path == "products" and method == "GET":
+            return {"object": "list", "data": [], "has_more": False, "url": "/v1/products"}, 200
         if path.startswith("products"):
             return {
                 "id": f"prod_{secrets.token_hex(6)}",

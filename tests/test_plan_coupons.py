@@ -155,3 +155,47 @@ def test_run_refuses_a_code_that_exists_with_other_terms(stripe_settings: Settin
             assert s.scalar(select(Coupon.percent_off).where(Coupon.code == "AMI20")) == 20
     finally:
         engine.dispose()
+
+
+def test_rehearse_passes_with_plan_coupons(settings: Settings, db_url: str) -> None:
+    from launchkit.db import make_engine
+    from launchkit.orchestrator.rehearse import rehearse_plan
+
+    _plan(settings, COUPONS)
+    engine = make_engine(db_url)
+    try:
+        report = rehearse_plan(
+            settings, engine, load_plan(settings.workspace / "launch.toml", settings), seed=3
+        )
+    finally:
+        engine.dispose()
+    assert report["broken"] == [], report["broken"]
+
+
+def test_simulated_stripe_run_creates_plan_coupons_once(settings: Settings) -> None:
+    """The demo/rehearsal path: offline run against the simulated Stripe."""
+    from dataclasses import replace
+
+    from launchkit.orchestrator.replay import Replay, SimClock
+    from launchkit.orchestrator.simulate import BuyerModel
+
+    _plan(settings, COUPONS)
+    settings = replace(settings, stripe_api_key="sk_test_simulated", email_backend="file")
+    plan = load_plan(settings.workspace / "launch.toml", settings)
+    engine, sessions = _sessions(settings)
+    try:
+        replay = Replay(settings, sessions, plan, SimClock(START), BuyerModel(), 3)
+        replay.tick(until=Step.SYNC_OFFERS)
+        with sessions.begin() as s:  # a second pass of the step creates nothing
+            s.execute(LaunchStep.__table__.delete().where(LaunchStep.step == "sync_offers"))
+        replay.tick(until=Step.SYNC_OFFERS)
+        with sessions.begin() as s:
+            rows = s.execute(
+                select(Coupon.code, Coupon.offer_id.is_not(None), Coupon.stripe_promotion_code_id)
+                .order_by(Coupon.code)
+            ).all()  # fmt: skip
+    finally:
+        engine.dispose()
+    assert [(code, limited) for code, limited, _ in rows] == [("AMI20", True), ("MOINS50", False)]
+    assert set(replay.stripe.promotion_codes) == {promo for _, _, promo in rows}
+    assert replay.stripe.percent_off(rows[0][2]) == 20

@@ -106,6 +106,8 @@ def sync_offers(session: Session, ctx: RunContext, launch: Launch) -> StepResult
             )
     slugs = [spec.slug for spec in ctx.plan.offers]
     if ctx.extra.get("offline"):
+        if any(c.offer for c in ctx.plan.coupons):  # a coupon limited to an offer needs its product
+            checkout.sync_offers(session, ctx.stripe_client, now=ctx.now)
         added = _plan_coupons(session, ctx, ctx.stripe_client)
         return StepResult(
             Step.SYNC_OFFERS, "done", "offers saved (simulated Stripe)",
