@@ -98,6 +98,10 @@ def test_bad_plan_coupons_name_each_field(settings: Settings) -> None:
 
 
 def test_plan_check_cli_reports_coupon_problems_on_one_line(cli, settings: Settings) -> None:
+    _plan(settings, COUPONS)
+    result = cli("plan", "check")
+    assert result.exit_code == 0, result.output
+    assert "1 offer(s), 2 coupon(s), 2 sequence(s)." in result.stdout
     _plan(settings, '\n[[coupons]]\ncode = "AMI20"\npercent = 0\n')
     result = cli("plan", "check")
     assert result.exit_code == 1

@@ -46,7 +46,7 @@ def check(ctx: typer.Context, path: Annotated[Path | None, PLAN_ARG] = None) -> 
     say(
         f'{plan.path.name} is valid: launch "{plan.slug}", {len(plan.audience)} audience file(s), '
         f"{len(plan.magnets)} magnet(s), {len(plan.offers)} offer(s), "
-        f"{len(plan.sequences)} sequence(s)."
+        f"{len(plan.coupons)} coupon(s), {len(plan.sequences)} sequence(s)."
     )
 
 
