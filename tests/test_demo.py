@@ -155,17 +155,23 @@ def test_demo_runs_a_whole_launch_and_matches_analyze(
 
         _check_membership_launch(sessions, result["membership"])
 
-        # `launchkit run --tick` afterwards (cron keeps running): nothing left to do
-        files = len(list(Path(result["outbox"]).glob("*.eml")))
+        # `launchkit run --tick` afterwards (cron keeps running): nothing left to do for the
+        # launches; only the club's membership reminders that fall due by then go out, each
+        # once, and they are exactly what the run reports
+        before = set(Path(result["outbox"]).glob("*.eml"))
         env = {**cli_runner_env, "LAUNCHKIT_DATABASE_URL": db_url}
-        answer = CliRunner().invoke(
-            app,
-            ["-w", str(workspace), "run", "--tick", "--now", "2027-04-01 10:00", "--json"],
-            env=env,
-        )
+        tick = ["-w", str(workspace), "run", "--tick", "--now", "2027-04-01 10:00", "--json"]
+        answer = CliRunner().invoke(app, tick, env=env)
         assert answer.exit_code == 0, answer.output
         assert _counts(sessions) == counts
-        assert len(list(Path(result["outbox"]).glob("*.eml"))) == files
+        (reminders,) = [s for s in json.loads(answer.output) if s["step"] == "membership_reminders"]
+        added = set(Path(result["outbox"]).glob("*.eml")) - before
+        assert len(added) == reminders["detail"]["sent"]
+        kinds = (".member-renewal-reminder-", ".member-trial-ending-")
+        assert all(any(kind in path.name for kind in kinds) for path in added), added
+        again = CliRunner().invoke(app, tick, env=env)  # the same tick again: nothing new
+        assert again.exit_code == 0, again.output
+        assert set(Path(result["outbox"]).glob("*.eml")) == before | added
     finally:
         engine.dispose()
 
