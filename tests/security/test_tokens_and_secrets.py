@@ -73,6 +73,7 @@ def _genuine(web: Web) -> dict[Purpose, tuple[str, dict[str, Any]]]:
         Purpose.TEST: {"k": "unsubscribe"},  # `sequence test` links: refused on every route
         Purpose.MEMBERS: {"e": camille.email, "l": "fr"},  # /members magic link
         Purpose.ACCESS: {"e": camille.email, "p": 1},  # one product link on /members
+        Purpose.CLICK: {"l": 1, "s": camille.id},  # a tracked link of a launch email (/c/)
     }
     made = {p: tokens.make_token(web.settings, p, data) for p, data in payloads.items()}
     made[Purpose.CONFIRM] = confirm
