@@ -118,8 +118,10 @@ def test_more_injection_payloads_are_blocked_quickly(ws_settings: Settings) -> N
         elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu_start
         slowest = max(slowest, cpu)
         # CPU time is the render's own cost; wall time also counts other processes on a busy
-        # CI machine (a 1.6 s wall / 0.7 s CPU render was seen with 3 suites running at once)
-        assert cpu < 1.0, f"{payload} took {cpu:.2f} s of CPU"
+        # CI machine (a 1.6 s wall / 0.7 s CPU render was seen with 3 suites running at once;
+        # the slowest payload takes 0.5-0.65 s of CPU alone, 1.34 s with the other core busy:
+        # the bound is 2 s, while an unstopped payload here runs for minutes)
+        assert cpu < 2.0, f"{payload} took {cpu:.2f} s of CPU"
         assert elapsed < 3.0, f"{payload} took {elapsed:.2f} s"
     assert outcomes["blocked"] >= len(MORE_SSTI) - 4, outcomes
     print(f"ssti: {len(MORE_SSTI)} extra payloads, {outcomes}, slowest {slowest:.3f} s CPU")
