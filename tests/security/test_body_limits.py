@@ -266,7 +266,10 @@ def test_chunked_multipart_uploads_are_refused_before_reading(server: Server) ->
         f"4 x 150 MB chunked multipart: statuses {sorted(o.status or 0 for o in outcomes)}, "
         f"+{watch.grew / MB:.2f} MB, written {watch.written} bytes, files {watch.new_files}"
     )
-    assert sorted(o.status or 0 for o in outcomes) == [413, 415, 415, 415]
+    # the three routes refuse multipart before reading; the unsubscribe route reads it bounded
+    # and refuses at the file part (400) or at 64 KB (413), whichever the parser meets first:
+    # that depends on how the kernel groups the chunks, so either refusal is right
+    assert sorted(o.status or 0 for o in outcomes) in ([400, 415, 415, 415], [413, 415, 415, 415])
     assert all(o.sent_before_answer < 32 * MB for o in outcomes)
     assert watch.grew < 30 * MB and watch.written < 64 * 1024
     assert watch.new_files == set() and list(server.tmpdir.iterdir()) == []
