@@ -342,7 +342,7 @@ def send_access_emails(
     session: Session, settings: Settings, messenger: Any, *, now: datetime, env: Any = None
 ) -> int:
     """Send the access email once per order, after its first grant (claim, then send)."""
-    from launchkit.checkout.notifications import _email, buyer_settings
+    from launchkit.checkout.notifications import _email, buyer_settings, send_claimed
 
     due = session.scalars(
         select(Order)
@@ -352,13 +352,15 @@ def send_access_emails(
     ).all()
     sent = 0
     for order in due:
-        if not _claim_email(session, order.id, now):
-            continue
-        buyer = buyer_settings(session, settings, order)
-        titles = [o.product.title for o in owned_products(session, order.email)]
-        variables = {"members_url": members_url(buyer, order.email), "products": titles}
-        _email(buyer, messenger, env, "access", session, order, variables, now)
-        sent += 1
+
+        def access(order: Order = order) -> None:
+            buyer = buyer_settings(session, settings, order)
+            titles = [o.product.title for o in owned_products(session, order.email)]
+            variables = {"members_url": members_url(buyer, order.email), "products": titles}
+            _email(buyer, messenger, env, "access", session, order, variables, now)
+
+        claim = lambda order_id=order.id: _claim_email(session, order_id, now)  # noqa: E731
+        sent += send_claimed(session, messenger, order.email, claim, access, now=now)
     return sent
 
 

@@ -1,9 +1,15 @@
-"""Receipts and dunning emails: recorded as due with the event, sent once each (claim, then act)."""
+"""Receipts and dunning emails: recorded as due with the event, sent once each (claim, then act).
+
+Every email sent after a Stripe event (receipt, dunning, access, membership emails) goes through
+``send_claimed``: what happens to one of them never undoes or blocks the others of the run.
+"""
 
 from __future__ import annotations
 
 import calendar
 import dataclasses
+import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +20,10 @@ from launchkit.access import send_access_emails
 from launchkit.checkout.offers import format_money
 from launchkit.checkout.orders import ACCESS_STATUSES, LANGUAGES, _failed_invoice
 from launchkit.config import Settings
-from launchkit.models import Offer, Order, OrderStatus, Payment, Subscriber
+from launchkit.errors import LaunchkitError
+from launchkit.models import Offer, Order, OrderStatus, Payment, Subscriber, SuppressionReason
+
+log = logging.getLogger(__name__)
 
 
 def send_notifications(
@@ -31,12 +40,15 @@ def send_notifications(
         )
     ).all()
     for order in orders:
-        if _claim(session, Order, order.id, "receipt_sent_at", now):
+
+        def receipt(order: Order = order) -> None:
             buyer = buyer_settings(session, settings, order)
             variables = _receipt_vars(order, buyer)
             variables |= receipt_details(session, order, buyer, now=now)
             _email(buyer, messenger, env, "receipt", session, order, variables, now)
-            sent += 1
+
+        claim = _claimer(session, Order, order.id, "receipt_sent_at", now)
+        sent += send_claimed(session, messenger, order.email, claim, receipt, now=now)
     failed = session.scalars(
         select(Payment).where(Payment.status == "failed", Payment.notified_at.is_(None))
     ).all()
@@ -46,11 +58,14 @@ def send_notifications(
             continue
         if not order.email or _since_paid(session, payment):
             continue  # waits for the address; or the instalment came in after all
-        if _claim(session, Payment, payment.id, "notified_at", now):
+
+        def dunning(order: Order = order, payment: Payment = payment) -> None:
             buyer = buyer_settings(session, settings, order)
             variables = _dunning_vars(order, payment, buyer)
             _email(buyer, messenger, env, "dunning", session, order, variables, now, payment.id)
-            sent += 1
+
+        claim = _claimer(session, Payment, payment.id, "notified_at", now)
+        sent += send_claimed(session, messenger, order.email, claim, dunning, now=now)
     from launchkit.memberships.notify import send_membership_emails
 
     sent += send_access_emails(session, settings, messenger, now=now, env=env)
@@ -72,6 +87,57 @@ def _since_paid(session: Session, payment: Payment) -> bool:
     invoice = _failed_invoice(payment)
     paid = select(Payment.id).where(Payment.stripe_id == invoice, Payment.status == "paid")
     return session.scalar(paid) is not None
+
+
+def send_claimed(
+    session: Session,
+    messenger: Any,
+    to_email: str,
+    claim: Callable[[], bool],
+    send: Callable[[], None],
+    *,
+    now: datetime,
+) -> bool:
+    """Claim one email (``claim``: False when it is taken already) and send it (``send``:
+    render and push) in a savepoint of the caller's transaction; True when it was handed over.
+
+    A refusal for good (5xx) keeps the claim, so it is never tried again, and suppresses a
+    refused address as a launch email's bounce does; in doubt (the relay dropped after the
+    data: it may have arrived) keeps the claim too. A temporary failure (4xx, relay down) or an
+    email that does not render undoes the claim with the savepoint: the next event or run
+    tries again. Either way the run goes on with the next email and the caller's transaction
+    keeps the claims of the emails already sent, so none of them goes twice.
+    """
+    from launchkit import mailer
+
+    try:
+        with session.begin_nested():
+            if not claim():
+                return False
+            send()
+            return True
+    except mailer.PermanentFailure as e:
+        log.warning("email to %s refused for good, not retried: %s", to_email, e)
+        claim()
+        if e.recipient:
+            from launchkit.sequences.audience_glue import suppress_address
+
+            suppress_address(session, to_email, SuppressionReason.BOUNCED, now, detail=str(e))
+    except mailer.InDoubt as e:
+        log.warning("email to %s may have arrived, not sent again: %s", to_email, e)
+        claim()
+    except LaunchkitError as e:  # temporary failure, relay unusable, template error
+        log.warning("email to %s not sent, tried again on the next event or run: %s", to_email, e)
+        close = getattr(messenger, "close", None)
+        if close is not None:
+            close()  # the next email opens a fresh connection
+    return False
+
+
+def _claimer(
+    session: Session, model: Any, row_id: int, column: str, now: datetime
+) -> Callable[[], bool]:
+    return lambda: _claim(session, model, row_id, column, now)
 
 
 def _claim(session: Session, model: Any, row_id: int, column: str, now: datetime) -> bool:

@@ -9,6 +9,7 @@ in the member's language (as a subscriber, else the one they checked out in)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -74,14 +75,25 @@ def send_membership_emails(
     ):
         pending.setdefault(fact.membership_id, []).append(fact)
     done = set(session.scalars(select(MembershipEvent.key).where(MembershipEvent.kind == "email")))
+    from launchkit.checkout.notifications import send_claimed
+
     for m, order in live:
-        for template, key, extra in _due(m, order, pending.get(m.id, []), now, reminder_days):
-            if key not in done and _claim(session, m, key, now):
-                send_member_email(session, settings, messenger, env, (template, key), m, order,
-                                  extra, now)  # fmt: skip
-                sent += 1
+        for template, key, extra, mark in _due(m, order, pending.get(m.id, []), now, reminder_days):
+
+            def claim(m: Membership = m, key: str = key, mark: Callable[[], None] = mark) -> bool:
+                mark()  # undone with the claim when the email is to be tried again
+                return key not in done and _claim(session, m, key, now)
+
+            def send(m: Membership = m, order: Order = order, email: tuple[str, str] = (template,
+                     key), extra: dict[str, Any] = extra) -> None:  # fmt: skip
+                send_member_email(session, settings, messenger, env, email, m, order, extra, now)
+
+            sent += send_claimed(session, messenger, order.email, claim, send, now=now)
     session.flush()
     return sent
+
+
+Due = tuple[str, str, dict[str, Any], Callable[[], None]]
 
 
 def _due(
@@ -90,29 +102,50 @@ def _due(
     facts: list[MembershipEvent],
     now: datetime,
     reminder_days: int,
-) -> list[tuple[str, str, dict[str, Any]]]:
-    """(template, claim key, variables) of the emails this membership calls for now;
-    ``facts``: its failed payments and trial ends not notified yet (each calls for at most
-    one email: marked notified here)."""
-    due: list[tuple[str, str, dict[str, Any]]] = []
+) -> list[Due]:
+    """(template, claim key, variables, mark) of the emails this membership calls for now;
+    ``facts``: its failed payments and trial ends not notified yet. Each fact calls for at most
+    one email: a fact that calls for none is marked notified here, the others by their email's
+    ``mark``, run with its claim (so an email to try again leaves its fact pending)."""
+    due: list[Due] = []
     if m.status in ENTITLED:
-        due.append(("welcome", f"email:welcome:{_ref(m)}", {}))
+        due.append(("welcome", f"email:welcome:{_ref(m)}", {}, _nothing))
     for fact in facts:
-        fact.notified_at = now
         if fact.kind == "failed" and m.status == MembershipStatus.PAST_DUE:
             url = {"update_card_url": fact.update_url or ""}
-            due.append(("failed-renewal", f"email:{fact.key}", url))
-        if fact.kind == "trial_will_end" and m.status == MembershipStatus.TRIALING:
-            due.append(("trial-ending", f"email:trial-ending:{_ref(m)}:{_stamp(m.trial_end)}", {}))
+            due.append(("failed-renewal", f"email:{fact.key}", url, _notified(fact, now)))
+        elif fact.kind == "trial_will_end" and m.status == MembershipStatus.TRIALING:
+            key = f"email:trial-ending:{_ref(m)}:{_stamp(m.trial_end)}"
+            due.append(("trial-ending", key, {}, _notified(fact, now)))
+        else:
+            fact.notified_at = now
     if m.status == MembershipStatus.CANCELLING:
-        due.append(("cancelled", f"email:cancelled:{_ref(m)}:{_stamp(m.current_period_end)}", {}))
+        key = f"email:cancelled:{_ref(m)}:{_stamp(m.current_period_end)}"
+        due.append(("cancelled", key, {}, _nothing))
     if m.status == MembershipStatus.ENDED and m.paid_at and not order.refunded_at:
-        due.append(("win-back", f"email:win-back:{_ref(m)}", {}))
+        due.append(("win-back", f"email:win-back:{_ref(m)}", {}, _nothing))
     key = reminder_key(m, now, reminder_days)  # also sent on a schedule: .reminders
     if key is not None and m.reminder_period_end != m.current_period_end:
-        m.reminder_period_end = m.current_period_end
-        due.append(("renewal-reminder", key, {}))
+        due.append(("renewal-reminder", key, {}, _reminded(m)))
     return due
+
+
+def _nothing() -> None:
+    pass
+
+
+def _notified(fact: MembershipEvent, now: datetime) -> Callable[[], None]:
+    def mark() -> None:
+        fact.notified_at = now
+
+    return mark
+
+
+def _reminded(m: Membership) -> Callable[[], None]:
+    def mark() -> None:
+        m.reminder_period_end = m.current_period_end
+
+    return mark
 
 
 def _claim(session: Session, m: Membership, key: str, now: datetime) -> bool:

@@ -121,15 +121,35 @@ def send_recoveries(
             counts[reason] = counts.get(reason, 0) + 1
             continue
         assert subscriber is not None and offer is not None
-        row = claim(session, item, now)
-        if row is None:
-            counts["claimed_elsewhere"] = counts.get("claimed_elsewhere", 0) + 1
-            continue
-        _send(session, settings, messenger, env, subscriber, offer, now)
-        row.sent_at = now
-        counts["sent"] += 1
+        outcome = _send_claimed(session, settings, messenger, env, item, subscriber, offer, now)
+        counts[outcome] = counts.get(outcome, 0) + 1
     session.flush()
     return counts
+
+
+def _send_claimed(
+    session: Session, settings: Settings, messenger: Any, env: Any, item: Abandoned,
+    subscriber: Subscriber, offer: Offer, now: datetime,
+) -> str:  # fmt: skip
+    """Claim and send one recovery email (``checkout.notifications.send_claimed``: a relay's
+    refusal or a broken template never undoes the others); "sent", "failed" or
+    "claimed_elsewhere"."""
+    from launchkit.checkout.notifications import send_claimed
+
+    state: dict[str, Any] = {"row": None, "tried": False}
+
+    def take() -> bool:
+        state["row"] = claim(session, item, now)
+        return state["row"] is not None
+
+    def send() -> None:
+        state["tried"] = True
+        _send(session, settings, messenger, env, subscriber, offer, now)
+        state["row"].sent_at = now
+
+    if send_claimed(session, messenger, subscriber.email, take, send, now=now):
+        return "sent"
+    return "failed" if state["tried"] else "claimed_elsewhere"
 
 
 def recovery_url(settings: Settings, offer: Offer, subscriber_id: int) -> str:
