@@ -132,6 +132,88 @@ def test_concurrent_passes_send_once(sessions, settings, now) -> None:
         assert s.scalar(select(func.count(CheckoutRecovery.id))) == 6
 
 
+def _crowd(sessions, settings, now, offer_id: int, first: int, count: int) -> None:  # noqa: ANN001
+    """``count`` more people with an old checkout start: every other one buys, the others get
+    their recovery email now."""
+    with sessions.begin() as s:
+        offer = s.get(Offer, offer_id)
+        launch = s.get(Launch, offer.launch_id)
+        for i in range(first, first + count):
+            person = create_subscriber(s, now, f"p{i}@example.fr")
+            _start(s, person, offer_id, now)
+            if i % 2 == 0:
+                meta = checkout.checkout_metadata(offer, launch, 1, person.id, False)
+                deal = Purchase(meta, person.email, 49700, "EUR")
+                ts = int((now + timedelta(minutes=10)).timestamp())
+                checkout.handle_event(s, settings, deal.completed(ts), now=now, fetch=False)
+    assert _send(sessions, settings, now + timedelta(hours=1))["sent"] == count // 2
+
+
+def test_a_pass_asks_the_same_number_of_queries_for_5_or_50_old_starts(
+    sessions, engine, settings, now
+) -> None:
+    """Buyers and people already emailed cost a pass nothing per person (#18)."""
+    from sqlalchemy import event
+
+    with sessions.begin() as s:
+        offer_id = create_offer(s, now).id
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    def counted_pass(at) -> tuple[dict[str, int], int]:  # noqa: ANN001
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            return _send(sessions, settings, at), len(statements)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+
+    _crowd(sessions, settings, now, offer_id, 0, 6)
+    few, few_statements = counted_pass(now + timedelta(hours=2))
+    _crowd(sessions, settings, now, offer_id, 6, 44)
+    many, many_statements = counted_pass(now + timedelta(hours=3))
+    assert (few, many) == ({"sent": 0, "buyer": 3}, {"sent": 0, "buyer": 25})
+    assert many_statements == few_statements <= 6
+    assert len(_outbox(settings)) == 25  # the others got theirs once, in _crowd
+
+
+def test_an_address_refused_for_good_gets_no_second_offer_in_the_same_pass(
+    sessions, settings, now, smtp_sink
+) -> None:
+    """The reasons are decided for the whole pass up front; a refusal on the way (5xx:
+    the address is suppressed) still stops the same person's next offer."""
+    with sessions.begin() as s:
+        offer = create_offer(s, now)
+        other = checkout.add_offer(
+            s,
+            "spring",
+            "atelier",
+            product="Atelier",
+            price_cents=9700,
+            currency="EUR",
+            plans=[],
+            now=now,
+        )
+        gone = create_subscriber(s, now, "gone@example.org")
+        fine = create_subscriber(s, now, "fine@example.org")
+        for person in (gone, fine):
+            for offer_id in (offer.id, other.id):
+                _start(s, person, offer_id, now)
+    relay = dataclasses.replace(settings, email_backend="smtp", smtp_url=smtp_sink.url)
+    smtp_sink.fail_rcpt["gone@example.org"] = (550, "5.1.1 no such user")
+    counts = recovery_pass(sessions, relay, now=now + timedelta(hours=1))
+    assert counts == {"sent": 2, "failed": 1, "inactive": 1}
+    received = [address for m in smtp_sink.messages for address in m.rcpt_tos]
+    assert received == ["fine@example.org", "fine@example.org"]
+    with sessions.begin() as s:
+        person = s.scalars(select(Subscriber).where(Subscriber.email == "gone@example.org")).one()
+        assert person.status == "bounced"
+    later = recovery_pass(sessions, relay, now=now + timedelta(hours=2))
+    assert later == {"sent": 0, "inactive": 1}  # its second offer, never claimed
+
+
 def test_claim_is_unique_per_person_and_offer(sessions, now) -> None:
     with sessions.begin() as s:
         offer = create_offer(s, now)

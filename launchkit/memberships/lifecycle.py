@@ -261,7 +261,12 @@ def _wrap(base: Handler, record: Callable[..., Membership | None]) -> Handler:
             return None
         membership = record(session, order, obj, ctx)
         if membership is not None:
-            _settle(session, order, ctx.now)  # refund/dispute facts first, then the membership
+            # Refund/dispute facts first, then the membership: ``derive`` reads the
+            # ``refunded_at`` this settle computes. ``_apply`` settles the order again after us,
+            # and that one is not redundant either: ``derive`` changes what it reads (the
+            # membership's status, which decides access, and ``defaulted_at``), and only that
+            # second settle syncs access with the membership this event left.
+            _settle(session, order, ctx.now)
             derive(session, membership, ctx.now)
         return order
 

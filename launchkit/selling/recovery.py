@@ -44,40 +44,94 @@ class Abandoned:
     started_at: datetime
 
 
-def abandoned_checkouts(session: Session, settings: Settings, *, now: datetime) -> list[Abandoned]:
-    """Checkouts started at least ``checkout_recovery_delay`` ago, not yet recovered."""
+def _due_starts(settings: Settings, now: datetime) -> Any:
+    """(subscriber, offer, latest start) of starts older than the delay, with no recovery row."""
     latest = func.max(WebEvent.occurred_at)
-    rows = session.execute(
-        select(WebEvent.subscriber_id, WebEvent.offer_id, latest)
+    claimed = select(CheckoutRecovery.id).where(
+        CheckoutRecovery.subscriber_id == WebEvent.subscriber_id,
+        CheckoutRecovery.offer_id == WebEvent.offer_id,
+    )
+    return (
+        select(WebEvent.subscriber_id, WebEvent.offer_id, latest.label("started_at"))
         .where(
             WebEvent.kind == "checkout_start",
             WebEvent.subscriber_id.is_not(None),
             WebEvent.offer_id.is_not(None),
+            ~claimed.exists(),
         )
         .group_by(WebEvent.subscriber_id, WebEvent.offer_id)
         .having(latest <= now - settings.checkout_recovery_delay)
-        .order_by(WebEvent.subscriber_id, WebEvent.offer_id)
+    )
+
+
+def abandoned_checkouts(session: Session, settings: Settings, *, now: datetime) -> list[Abandoned]:
+    """Checkouts started at least ``checkout_recovery_delay`` ago, not yet recovered."""
+    due = _due_starts(settings, now).subquery()
+    rows = session.execute(select(due).order_by(due.c.subscriber_id, due.c.offer_id)).all()
+    return [Abandoned(s, o, at) for s, o, at in rows]
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """An abandoned checkout with what decides whether its email goes out."""
+
+    item: Abandoned
+    subscriber: Subscriber | None
+    offer: Offer | None
+    launch: Launch | None
+    suppressed: bool  # the subscriber's address is in the suppression list
+
+
+def candidates(session: Session, settings: Settings, *, now: datetime) -> list[Candidate]:
+    """The abandoned checkouts with their subscriber, offer and launch: one query, whatever
+    their number."""
+    due = _due_starts(settings, now).subquery()
+    suppressed = select(Suppression.id).where(Suppression.email == Subscriber.email).exists()
+    columns = (due.c.subscriber_id, due.c.offer_id, due.c.started_at)
+    rows = session.execute(
+        select(*columns, Subscriber, Offer, Launch, suppressed)
+        .select_from(due)
+        .outerjoin(Subscriber, Subscriber.id == due.c.subscriber_id)
+        .outerjoin(Offer, Offer.id == due.c.offer_id)
+        .outerjoin(Launch, Launch.id == Offer.launch_id)
+        .order_by(due.c.subscriber_id, due.c.offer_id)
     ).all()
-    done = set(session.execute(select(CheckoutRecovery.subscriber_id, CheckoutRecovery.offer_id)))
-    return [Abandoned(s, o, at) for s, o, at in rows if (s, o) not in done]
+    return [
+        Candidate(Abandoned(s, o, at), subscriber, offer, launch, bool(flag))
+        for s, o, at, subscriber, offer, launch, flag in rows
+    ]
 
 
-def skip_reason(
-    session: Session, item: Abandoned, now: datetime
-) -> tuple[str | None, Subscriber | None, Offer | None]:
-    """Why no recovery email goes out (None: it should), with the subscriber and offer."""
-    subscriber = session.get(Subscriber, item.subscriber_id)
-    offer = session.get(Offer, item.offer_id)
-    launch = session.get(Launch, offer.launch_id) if offer else None
-    if subscriber is None or offer is None or launch is None:
-        return "gone", subscriber, offer
+def skip_reasons(session: Session, found: list[Candidate], now: datetime) -> list[str | None]:
+    """Why no recovery email goes out for each candidate (None: it should), in order:
+    "gone", "cart_closed", "inactive" (not active, or suppressed), "buyer"."""
+    launches = {c.launch.id: c.launch for c in found if c.launch is not None}
+    open_ids = {i for i, launch in launches.items() if launch.cart_open <= now <= launch.cart_close}
+    buyers = _buyers(session, open_ids)  # only asked once the cart is open
+    return [_skip_reason(session, c, now, buyers) for c in found]
+
+
+def _skip_reason(
+    session: Session, found: Candidate, now: datetime, buyers: set[tuple[int, Any]]
+) -> str | None:
+    subscriber, launch = found.subscriber, found.launch
+    if subscriber is None or found.offer is None or launch is None:
+        return "gone"
     if now > launch.cart_close or now < launch.cart_open:
-        return "cart_closed", subscriber, offer
-    if subscriber.status != SubscriberStatus.ACTIVE or _suppressed(session, subscriber.email):
-        return "inactive", subscriber, offer
-    if is_buyer(session, launch.id, subscriber):
-        return "buyer", subscriber, offer
-    return None, subscriber, offer
+        return "cart_closed"
+    if subscriber.status != SubscriberStatus.ACTIVE or _is_suppressed(session, found):
+        return "inactive"
+    if (launch.id, subscriber.id) in buyers or (launch.id, subscriber.email) in buyers:
+        return "buyer"
+    return None
+
+
+def _is_suppressed(session: Session, found: Candidate) -> bool:
+    """The query matched the stored address; one not stored lowercased (never, as written by
+    ``audience.normalize_email``) is looked up lowercased, as a suppression is."""
+    assert found.subscriber is not None
+    email = found.subscriber.email
+    return found.suppressed or (email != email.lower() and _suppressed(session, email))
 
 
 def _suppressed(session: Session, email: str) -> bool:
@@ -85,14 +139,23 @@ def _suppressed(session: Session, email: str) -> bool:
     return found is not None
 
 
-def is_buyer(session: Session, launch_id: int, subscriber: Subscriber) -> bool:
-    """Any order of this person (by subscriber or address) for the launch that was paid."""
-    query = select(Order.id).where(
-        Order.launch_id == launch_id,
-        Order.status != OrderStatus.PENDING,
-        (Order.subscriber_id == subscriber.id) | (func.lower(Order.email) == subscriber.email),
-    )
-    return session.scalar(query.limit(1)) is not None
+def _buyers(session: Session, launch_ids: set[int]) -> set[tuple[int, Any]]:
+    """(launch, subscriber id) and (launch, lowercased address) of every paid order of these
+    launches, in one query: a person bought when either key matches theirs."""
+    if not launch_ids:
+        return set()
+    rows = session.execute(
+        select(Order.launch_id, Order.subscriber_id, func.lower(Order.email)).where(
+            Order.launch_id.in_(sorted(launch_ids)), Order.status != OrderStatus.PENDING
+        )
+    ).all()
+    keys: set[tuple[int, Any]] = set()
+    for launch_id, subscriber_id, email in rows:
+        if subscriber_id is not None:
+            keys.add((launch_id, subscriber_id))
+        if email is not None:
+            keys.add((launch_id, email))
+    return keys
 
 
 def claim(session: Session, item: Abandoned, now: datetime) -> CheckoutRecovery | None:
@@ -113,18 +176,36 @@ def claim(session: Session, item: Abandoned, now: datetime) -> CheckoutRecovery 
 def send_recoveries(
     session: Session, settings: Settings, messenger: Any, *, now: datetime, env: Any = None
 ) -> dict[str, int]:
-    """Send the due recovery emails; returns counts (``sent`` and each skip reason)."""
+    """Send the due recovery emails; returns counts (``sent`` and each skip reason).
+
+    The reasons are decided for all candidates at once (a few queries, however many old
+    checkout starts there are). Only a send can change one on the way: a relay refusing an
+    address for good suppresses it, so a person's next offer in the same pass is looked at
+    again (``_still_active``) before it goes out."""
     counts: dict[str, int] = {"sent": 0}
-    for item in abandoned_checkouts(session, settings, now=now):
-        reason, subscriber, offer = skip_reason(session, item, now)
+    found = candidates(session, settings, now=now)
+    tried: set[int] = set()
+    for candidate, reason in zip(found, skip_reasons(session, found, now), strict=True):
+        subscriber, offer = candidate.subscriber, candidate.offer
+        if reason is None and subscriber is not None and subscriber.id in tried:
+            reason = None if _still_active(session, subscriber) else "inactive"
         if reason is not None:
             counts[reason] = counts.get(reason, 0) + 1
             continue
         assert subscriber is not None and offer is not None
-        outcome = _send_claimed(session, settings, messenger, env, item, subscriber, offer, now)
+        tried.add(subscriber.id)
+        outcome = _send_claimed(
+            session, settings, messenger, env, candidate.item, subscriber, offer, now
+        )
         counts[outcome] = counts.get(outcome, 0) + 1
     session.flush()
     return counts
+
+
+def _still_active(session: Session, subscriber: Subscriber) -> bool:
+    return subscriber.status == SubscriberStatus.ACTIVE and not _suppressed(
+        session, subscriber.email
+    )
 
 
 def _send_claimed(
