@@ -105,6 +105,19 @@ def test_no_email_to_buyers_after_close_or_to_the_unsubscribed(sessions, setting
     assert _outbox(settings) == []
 
 
+def test_a_suppressed_address_stored_in_capitals_gets_nothing(sessions, settings, now) -> None:
+    """Suppressions are lowercased; an address stored otherwise (not through the importer) is
+    looked up lowercased too."""
+    from launchkit.models import Suppression
+
+    with sessions.begin() as s:
+        offer = create_offer(s, now)
+        _start(s, create_subscriber(s, now, "Camille@Example.fr"), offer.id, now)
+        s.add(Suppression(email="camille@example.fr", reason="complained", created_at=now))
+    assert _send(sessions, settings, now + timedelta(hours=1)) == {"sent": 0, "inactive": 1}
+    assert _outbox(settings) == []
+
+
 def test_concurrent_passes_send_once(sessions, settings, now) -> None:
     with sessions.begin() as s:
         offer = create_offer(s, now)

@@ -131,7 +131,7 @@ def _is_suppressed(session: Session, found: Candidate) -> bool:
     ``audience.normalize_email``) is looked up lowercased, as a suppression is."""
     assert found.subscriber is not None
     email = found.subscriber.email
-    return found.suppressed or (email != email.lower() and _suppressed(session, email))
+    return found.suppressed if email == email.lower() else _suppressed(session, email)
 
 
 def _suppressed(session: Session, email: str) -> bool:
