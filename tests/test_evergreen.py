@@ -772,6 +772,11 @@ def test_cli_update_offsets_and_switch_modes(cli, sessions, settings) -> None:
         'Error: --cart-close: "entry +4d" is not after --cart-open "entry +5d" (launch "always"):'
         " the cart must open before it closes.\n"
     )
+    pre = cli("launch", "update", "always", "--prelaunch-start", "2030-12-01 09:00")
+    assert pre.exit_code == 1
+    assert pre.stderr == (
+        "Error: --prelaunch-start: an evergreen launch's pre-launch starts at each entry.\n"
+    )
     both = cli("launch", "update", "always", "--fixed", "--evergreen")
     assert both.stderr == "Error: --evergreen and --fixed cannot be used together.\n"
     fixed = cli("launch", "update", "always", "--fixed", "--cart-open", "2030-12-01 09:00",
@@ -842,6 +847,13 @@ def test_launch_toml_new_offsets_apply_on_the_next_run(settings, sessions) -> No
             T0 + timedelta(days=12),
         )
         assert _due(s, "03-last")["ana@example.fr"] == T0 + timedelta(days=12, hours=-3)
+    later = RunContext(settings, plan, now + timedelta(days=1))  # the same plan: nothing moves
+    run_plan(sessions, later, until=Step.SCHEDULE_SEQUENCES)
+    with sessions.begin() as s:
+        assert _entry_dates(s)["ana@example.fr"] == (
+            T0 + timedelta(days=7),
+            T0 + timedelta(days=12),
+        )
 
 
 def test_preview_times_an_evergreen_launch_for_a_sample_entrant(sessions, settings, tmp_path):

@@ -206,6 +206,10 @@ def update(
             )
             is_evergreen = False
         if is_evergreen or evergreen_ or entry:
+            if prelaunch_start is not None:
+                raise InputError(
+                    "--prelaunch-start: an evergreen launch's pre-launch starts at each entry."
+                )
             change = evergreen.TimingUpdate(
                 product=product,
                 entry=entry,

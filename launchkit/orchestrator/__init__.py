@@ -136,6 +136,8 @@ def _sync_evergreen(
         "cart_close": plan.entry_cart_close or "",
     }
     switched = plan.mode != existing.mode
+    if not switched and _evergreen_unchanged(existing, plan, now):
+        return
     if switched:
         wanted = {**offsets, "check_magnet": False} if plan.mode == "evergreen" else None
         evergreen.switch_mode(
@@ -159,6 +161,22 @@ def _sync_evergreen(
             existing.cart_open = max(plan.cart_open, now)
         existing.cart_close, existing.product = plan.cart_close, plan.product
     sequences.reschedule_launch(session, settings, plan.slug)
+
+
+def _evergreen_unchanged(existing: Launch, plan: Plan, now: datetime) -> bool:
+    """The plan says what the evergreen launch already is (its start may have passed)."""
+    from launchkit import evergreen
+
+    entry = str(evergreen.parse_entry(plan.entry or "", where="launch.entry"))
+    wanted = (entry, plan.entry_cart_open, plan.entry_cart_close, plan.cart_close, plan.product)
+    held = (
+        existing.entry,
+        existing.entry_cart_open,
+        existing.entry_cart_close,
+        existing.cart_close,
+        existing.product,
+    )
+    return wanted == held and (existing.cart_open == plan.cart_open or existing.cart_open <= now)
 
 
 def step_states(session: Session, launch_id: int) -> dict[str, LaunchStep]:
