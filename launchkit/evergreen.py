@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from launchkit.errors import InputError, NotFound
+from launchkit.errors import InputError, InvalidTransition, NotFound
 from launchkit.models import Consent, EvergreenEntry, Launch, Magnet, SubscriberTag
 from launchkit.sequences.timing import SendAt, parse_send_at, resolve_time
 
@@ -92,17 +92,27 @@ def configure(
         found = session.scalar(sa.select(Magnet.id).where(Magnet.slug == parsed.value))
         if found is None:
             raise NotFound(f'--entry: magnet "{parsed.value}" does not exist.')
-    opens = parse_offset(cart_open, where="--cart-open")
-    closes = parse_offset(cart_close, where="--cart-close")
-    sample = datetime(2026, 1, 5, 12, tzinfo=UTC)
-    if resolve_time(closes, sample, tz) <= resolve_time(opens, sample, tz):
-        raise InputError(f'Launch "{launch.slug}": the cart must open before it closes.')
+    opens, closes = _check_offsets(launch, cart_open, cart_close, tz)
     launch.mode = EVERGREEN
     launch.entry = str(parsed)
     launch.entry_cart_open = opens.text
     launch.entry_cart_close = closes.text
     session.flush()
     return launch
+
+
+def _check_offsets(
+    launch: Launch, cart_open: str, cart_close: str, tz: ZoneInfo
+) -> tuple[SendAt, SendAt]:
+    opens = parse_offset(cart_open, where="--cart-open")
+    closes = parse_offset(cart_close, where="--cart-close")
+    sample = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    if resolve_time(closes, sample, tz) <= resolve_time(opens, sample, tz):
+        raise InputError(
+            f'--cart-close: "{closes.text}" is not after --cart-open "{opens.text}" '
+            f'(launch "{launch.slug}"): the cart must open before it closes.'
+        )
+    return opens, closes
 
 
 def create_evergreen_launch(
@@ -131,6 +141,183 @@ def create_evergreen_launch(
     return configure(
         session, launch, entry=entry, cart_open=cart_open, cart_close=cart_close, tz=tz
     )
+
+
+@dataclass(frozen=True)
+class OffsetsChange:
+    """What ``update_offsets`` did to the people already entered."""
+
+    moved: int  # got the new offsets (their unsent emails are rescheduled)
+    kept: int  # keep the dates they have (cart opened, or an email of the launch went out)
+
+
+def update_offsets(
+    session: Session,
+    launch: Launch,
+    *,
+    tz: ZoneInfo,
+    now: datetime,
+    entry: str | None = None,
+    cart_open: str | None = None,
+    cart_close: str | None = None,
+    check_magnet: bool = True,
+) -> OffsetsChange:
+    """Change an evergreen launch's entry rule and per-person cart offsets.
+
+    The rule never breaks a date already promised: any email can print the person's
+    ``cart_open``/``cart_close`` and carries their signed deadline, so a person keeps their
+    dates once an email of this launch went out to them, or once their cart has opened. Every
+    other entrant gets dates recomputed from their entry, unless the new cart would already be
+    open (no cart opens in the past); their queued emails are dropped here and re-added by the
+    scheduler at the new times. A new entry rule counts from ``now``: whoever entered by the
+    old rule is recorded first, then entries are taken by the new rule only from ``now`` on.
+    """
+    if not is_evergreen(launch):
+        raise InputError(f'--cart-open: launch "{launch.slug}" is not evergreen.')
+    opens, closes = _check_offsets(
+        launch,
+        cart_open or launch.entry_cart_open or "",
+        cart_close or launch.entry_cart_close or "",
+        tz,
+    )
+    same = (opens.text, closes.text) == (launch.entry_cart_open, launch.entry_cart_close)
+    if entry is not None and str(parse_entry(entry)) != launch.entry:
+        record_entries(session, launch, tz=tz, now=now)  # by the old rule, up to now
+        configure(
+            session,
+            launch,
+            entry=entry,
+            cart_open=launch.entry_cart_open or "",
+            cart_close=launch.entry_cart_close or "",
+            tz=tz,
+            check_magnet=check_magnet,
+        )
+        launch.cart_open = max(launch.cart_open, now)
+    if same:
+        return OffsetsChange(moved=0, kept=0)
+    launch.entry_cart_open, launch.entry_cart_close = opens.text, closes.text
+    return _move_entrants(session, launch, tz=tz, now=now)
+
+
+def _move_entrants(
+    session: Session, launch: Launch, *, tz: ZoneInfo, now: datetime
+) -> OffsetsChange:
+    from launchkit.launches import WENT_OUT
+    from launchkit.models import Email, LaunchSequence, Send, SendStatus
+
+    emails = sa.select(Email.id).join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+    emails = emails.where(LaunchSequence.launch_id == launch.id)
+    told = sa.select(Send.subscriber_id).where(Send.email_id.in_(emails), Send.status.in_(WENT_OUT))
+    entries = session.scalars(
+        sa.select(EvergreenEntry).where(EvergreenEntry.launch_id == launch.id)
+    ).all()
+    frozen = set(session.scalars(told.distinct()))
+    moved, kept = [], 0
+    for row in entries:
+        marks = person_milestones(launch, row.entered_at, tz)
+        if row.subscriber_id in frozen or min(row.cart_open_at, marks["cart_open"]) <= now:
+            kept += 1
+            continue
+        if (row.cart_open_at, row.cart_close_at) != (marks["cart_open"], marks["cart_close"]):
+            row.cart_open_at, row.cart_close_at = marks["cart_open"], marks["cart_close"]
+            moved.append(row.subscriber_id)
+    for chunk in range(0, len(moved), 500):
+        ids = moved[chunk : chunk + 500]
+        session.execute(
+            sa.delete(Send).where(
+                Send.email_id.in_(emails),
+                Send.subscriber_id.in_(ids),
+                Send.status == SendStatus.QUEUED,
+            )
+        )
+    session.flush()
+    return OffsetsChange(moved=len(moved), kept=kept)
+
+
+def switch_mode(
+    session: Session,
+    launch: Launch,
+    *,
+    flag: str,
+    tz: ZoneInfo,
+    now: datetime,
+    evergreen: dict[str, Any] | None = None,
+) -> None:
+    """Turn a launch evergreen (``evergreen``: entry, cart_open, cart_close offsets) or back
+    to fixed (the caller then sets its dates), only while nothing of it was sent or sold; its
+    queued emails are dropped for the scheduler to re-add under the new timing."""
+    from launchkit.launches import WENT_OUT
+    from launchkit.models import Email, LaunchSequence, Order, Send, SendStatus
+
+    emails = sa.select(Email.id).join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+    emails = emails.where(LaunchSequence.launch_id == launch.id)
+    orders = session.scalar(sa.select(sa.func.count(Order.id)).where(Order.launch_id == launch.id))
+    went = session.scalar(
+        sa.select(sa.func.count(Send.id)).where(
+            Send.email_id.in_(emails), Send.status.in_(WENT_OUT)
+        )
+    )
+    if orders or went:
+        raise InvalidTransition(
+            f'{flag}: launch "{launch.slug}" has {orders} order(s) and {went} email(s) sent; '
+            "it cannot switch between fixed and evergreen (create a new launch)."
+        )
+    session.execute(
+        sa.delete(Send).where(Send.email_id.in_(emails), Send.status == SendStatus.QUEUED)
+    )
+    if evergreen is not None:
+        configure(session, launch, tz=tz, **evergreen)
+        return
+    session.execute(sa.delete(EvergreenEntry).where(EvergreenEntry.launch_id == launch.id))
+    launch.mode, launch.entry = FIXED, None
+    launch.entry_cart_open = launch.entry_cart_close = None
+    session.flush()
+
+
+@dataclass(frozen=True)
+class TimingUpdate:
+    """``launch update`` on an evergreen launch, or a switch between fixed and evergreen."""
+
+    product: str | None = None
+    entry: str | None = None
+    cart_open: str | None = None  # an offset ("entry +7d"); a local date with ``to_fixed``
+    cart_close: str | None = None
+    until: datetime | None = None  # the last entry taken
+    to_evergreen: bool = False
+    to_fixed: bool = False
+
+
+def update_evergreen_launch(
+    session: Session, launch: Launch, change: TimingUpdate, *, tz: ZoneInfo, now: datetime
+) -> OffsetsChange:
+    """Apply ``change`` to an evergreen launch (or make a fixed one evergreen); the caller then
+    reschedules. A switch to fixed is ``switch_mode`` then ``launches.update_launch``."""
+    if change.product is not None:
+        launch.product = change.product.strip() or launch.product
+    if not is_evergreen(launch):
+        if not change.entry:
+            raise InputError("--evergreen needs --entry magnet:SLUG or --entry tag:TAG.")
+        offsets = {
+            "entry": change.entry,
+            "cart_open": change.cart_open or "",
+            "cart_close": change.cart_close or "",
+        }
+        switch_mode(session, launch, flag="--evergreen", tz=tz, now=now, evergreen=offsets)
+        launch.prelaunch_start, launch.cart_open = None, now
+        launch.cart_close = change.until or now + DEFAULT_PERIOD
+        launch.updated_at = now
+        return OffsetsChange(moved=0, kept=0)
+    if change.until is not None:
+        if change.until <= max(now, launch.cart_open):
+            raise InputError("--until: the last entry must be after now and after the start.")
+        launch.cart_close = change.until
+    result = update_offsets(
+        session, launch, tz=tz, now=now, entry=change.entry,
+        cart_open=change.cart_open, cart_close=change.cart_close,
+    )  # fmt: skip
+    launch.updated_at = now
+    session.flush()
+    return result
 
 
 def is_evergreen(launch: Launch) -> bool:

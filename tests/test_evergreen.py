@@ -6,11 +6,12 @@ Stripe client; delivery goes through the file outbox of the real sender.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from launchkit import audience, evergreen, sequences
 from launchkit.errors import InputError, NotFound
@@ -635,3 +636,237 @@ def test_two_schedulers_racing_add_each_row_once(sessions, settings, db_url) -> 
     with sessions.begin() as s:
         assert len(list(s.scalars(select(EvergreenEntry.id)))) == 50
         assert len(list(s.scalars(select(Send.id)))) == 150
+
+
+# --- launch update: new offsets never move a date already promised -------------------------
+
+
+def _entry_dates(session) -> dict[str, tuple[datetime, datetime]]:
+    rows = session.execute(
+        select(Subscriber.email, EvergreenEntry.cart_open_at, EvergreenEntry.cart_close_at).join(
+            Subscriber, Subscriber.id == EvergreenEntry.subscriber_id
+        )
+    )
+    return {email: (opens, closes) for email, opens, closes in rows}
+
+
+def test_new_offsets_move_only_people_not_yet_told_their_dates(engine, sessions, settings):
+    from tests.sendkit import FakeClock
+    from tests.test_sender import run
+
+    settings = tune(settings)
+    day = timedelta(days=1)
+    with sessions.begin() as s:
+        _launch(s, settings, now=T0 - 10 * day)
+        people = {n: _person(s, f"{n}@example.fr") for n in ("bo", "ana", "di", "cy", "eve")}
+        audience.add_tags(s, [people["bo"].id], ["webinar"], at=T0 - 9 * day)  # cart open
+        audience.add_tags(s, [people["ana"].id], ["webinar"], at=T0)  # will get the welcome
+    # bo's welcome and cart-open email, ana's welcome: they went out, with their dates in them
+    assert run(engine, settings, FakeClock(T0 + timedelta(minutes=5))).sent == 3
+    now = T0 + timedelta(hours=1)
+    with sessions.begin() as s:
+        # entered, not told yet: di's cart opens in 11 h (it would already be open at +5d)
+        audience.add_tags(s, [people["di"].id], ["webinar"], at=T0 - timedelta(days=6, hours=12))
+        audience.add_tags(s, [people["cy"].id], ["webinar"], at=T0 + timedelta(minutes=30))
+        launch = s.scalar(select(Launch).where(Launch.slug == "always"))
+        sequences.schedule_launch(s, settings, launch, now=now)
+        before = _entry_dates(s)
+        change = evergreen.TimingUpdate(cart_open="entry +5d", cart_close="entry +8d")
+        done = evergreen.update_evergreen_launch(s, launch, change, tz=settings.tz, now=now)
+        sequences.reschedule_launch(s, settings, "always")
+        after = _entry_dates(s)
+        welcome, last = _due(s, "01-welcome"), _due(s, "03-last")
+        deadlines = dict(
+            s.execute(
+                select(Subscriber.email, Send.deadline_at)
+                .join(Send, Send.subscriber_id == Subscriber.id)
+                .where(Send.deadline_at.is_not(None))
+            ).all()
+        )
+        sent = s.scalar(select(func.count(Send.id)).where(Send.status == "sent"))
+        assert (launch.entry_cart_open, launch.entry_cart_close) == ("entry +5d", "entry +8d")
+    assert (done.moved, done.kept) == (1, 3)
+    for name in ("bo", "ana", "di"):
+        assert after[f"{name}@example.fr"] == before[f"{name}@example.fr"], name
+    cy_entry = T0 + timedelta(minutes=30)
+    assert after["cy@example.fr"] == (cy_entry + 5 * day, cy_entry + 8 * day)
+    assert welcome["cy@example.fr"] == cy_entry  # the entry does not move
+    assert last["cy@example.fr"] == cy_entry + 8 * day - timedelta(hours=3)
+    assert deadlines["cy@example.fr"] == cy_entry + 8 * day
+    assert last["ana@example.fr"] == T0 + 10 * day - timedelta(hours=3)
+    assert deadlines["ana@example.fr"] == T0 + 10 * day
+    assert last["di@example.fr"] == T0 + timedelta(days=3, hours=9)  # entry +10d -3h
+    assert sent == 3
+    # a later entrant gets the new offsets
+    with sessions.begin() as s:
+        audience.add_tags(s, [people["eve"].id], ["webinar"], at=T0 + timedelta(hours=2))
+        launch = s.scalar(select(Launch).where(Launch.slug == "always"))
+        sequences.schedule_launch(s, settings, launch, now=T0 + timedelta(hours=3))
+        eve = _entry_dates(s)["eve@example.fr"]
+    assert eve == (T0 + timedelta(hours=2) + 5 * day, T0 + timedelta(hours=2) + 8 * day)
+
+
+def test_a_new_entry_rule_takes_entrants_from_now_on(sessions, settings) -> None:
+    settings = tune(settings)
+    with sessions.begin() as s:
+        launch = _launch(s, settings, now=T0 - timedelta(days=10))
+        old, late, past, new = (_person(s, f"{n}@example.fr") for n in ("old", "late", "p", "n"))
+        audience.add_tags(s, [old.id], ["webinar"], at=T0 - timedelta(days=2))
+        audience.add_tags(s, [late.id], ["webinar"], at=T0 - timedelta(hours=1))  # not recorded
+        audience.add_tags(s, [past.id], ["live"], at=T0 - timedelta(days=1))  # before the change
+        evergreen.record_entries(s, launch, tz=settings.tz, now=T0 - timedelta(hours=2))
+        change = evergreen.TimingUpdate(entry="tag:live")
+        evergreen.update_evergreen_launch(s, launch, change, tz=settings.tz, now=T0)
+        audience.add_tags(s, [new.id], ["live"], at=T0 + timedelta(hours=1))
+        evergreen.record_entries(s, launch, tz=settings.tz, now=T0 + timedelta(hours=2))
+        assert launch.entry == "tag:live" and launch.cart_open == T0
+        assert set(_entry_dates(s)) == {"old@example.fr", "late@example.fr", "n@example.fr"}
+
+
+def test_update_refuses_nonsense_naming_the_flag(sessions, settings) -> None:
+    from launchkit.errors import InvalidTransition
+    from launchkit.models import Order
+
+    settings = tune(settings)
+    with sessions.begin() as s:
+        launch = _launch(s, settings)
+        cases = [
+            ({"cart_close": "entry +5d"}, '--cart-close: "entry +5d" is not after --cart-open'),
+            ({"cart_open": "entry -1d"}, '--cart-open: "entry -1d" must be a time after'),
+            ({"entry": "webinar"}, '--entry: "webinar" must be "magnet:SLUG"'),
+        ]
+        for kw, message in cases:
+            with pytest.raises(InputError, match=re.escape(message)):
+                evergreen.update_evergreen_launch(
+                    s, launch, evergreen.TimingUpdate(**kw), tz=settings.tz, now=T0
+                )
+        assert (launch.entry, launch.entry_cart_open) == ("tag:webinar", "entry +7d")
+        s.add(Order(launch_id=launch.id, email="a@example.fr", currency="EUR", total_cents=100,
+                    paid_cents=100, status="paid", created_at=T0, updated_at=T0))  # fmt: skip
+        s.flush()
+        with pytest.raises(InvalidTransition, match='^--fixed: launch "always" has 1 order'):
+            evergreen.switch_mode(s, launch, flag="--fixed", tz=settings.tz, now=T0)
+        assert launch.mode == "evergreen"
+
+
+def test_cli_update_offsets_and_switch_modes(cli, sessions, settings) -> None:
+    write_sequence(settings, "always", FILES)
+    made = cli("launch", "create", "always", "--product", "Cours", "--evergreen", "--entry",
+               "tag:webinar", "--cart-open", "entry +7d", "--cart-close", "entry +10d")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert cli("sequence", "attach", "always", "always").exit_code == 0
+    with sessions.begin() as s:
+        _person(s, "ana@example.fr")
+    assert cli("audience", "tag", "ana@example.fr", "webinar").exit_code == 0
+    assert cli("schedule", "always", "--json").exit_code == 0
+    ok = cli("launch", "update", "always", "--cart-open", "entry +5d", "--cart-close", "entry +8d")
+    assert ok.exit_code == 0, ok.output
+    assert ok.output == (
+        'Updated launch "always". 1 entrant(s) moved to the new offsets, 0 kept their dates.\n'
+    )
+    shown = cli("launch", "show", "always")
+    assert "each person's cart entry +5d to entry +8d" in shown.output
+    bad = cli("launch", "update", "always", "--cart-close", "entry +4d")
+    assert bad.exit_code == 1
+    assert bad.stderr == (
+        'Error: --cart-close: "entry +4d" is not after --cart-open "entry +5d" (launch "always"):'
+        " the cart must open before it closes.\n"
+    )
+    pre = cli("launch", "update", "always", "--prelaunch-start", "2030-12-01 09:00")
+    assert pre.exit_code == 1
+    assert pre.stderr == (
+        "Error: --prelaunch-start: an evergreen launch's pre-launch starts at each entry.\n"
+    )
+    both = cli("launch", "update", "always", "--fixed", "--evergreen")
+    assert both.stderr == "Error: --evergreen and --fixed cannot be used together.\n"
+    fixed = cli("launch", "update", "always", "--fixed", "--cart-open", "2030-12-01 09:00",
+                "--cart-close", "2030-12-08 23:59")  # fmt: skip
+    assert fixed.exit_code == 1  # its welcome is timed from the entry: nothing changed
+    assert fixed.stderr == (
+        'Error: always/01-welcome: "entry" timing is for evergreen launches '
+        "(launch create --evergreen).\n"
+    )
+    with sessions.begin() as s:
+        assert s.scalar(select(Launch.mode)) == "evergreen"
+
+
+def test_cli_switch_between_fixed_and_evergreen_while_nothing_sold(cli, sessions, settings):
+    files = {k: v for k, v in FILES.items() if k != "01-welcome.md"}
+    write_sequence(settings, "cart", files)
+    made = cli("launch", "create", "spring", "--product", "Cours", "--cart-open",
+               "2030-12-01 09:00", "--cart-close", "2030-12-08 23:59")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    with sessions.begin() as s:
+        _person(s, "ana@example.fr")
+    assert cli("sequence", "attach", "spring", "cart").exit_code == 0
+    assert cli("schedule", "spring", "--json").exit_code == 0
+    with sessions.begin() as s:
+        assert s.scalar(select(func.count(Send.id))) == 2  # ana, at the fixed dates
+    to_evergreen = cli("launch", "update", "spring", "--evergreen", "--entry", "tag:webinar",
+                       "--cart-open", "entry +7d", "--cart-close", "entry +10d")  # fmt: skip
+    assert to_evergreen.exit_code == 0, to_evergreen.output
+    with sessions.begin() as s:
+        launch = s.scalar(select(Launch))
+        assert (launch.mode, launch.entry, launch.entry_cart_close) == (
+            "evergreen", "tag:webinar", "entry +10d",
+        )  # fmt: skip
+        assert s.scalar(select(func.count(Send.id))) == 0  # nobody entered yet
+    back = cli("launch", "update", "spring", "--fixed", "--cart-open", "2030-12-01 09:00",
+               "--cart-close", "2030-12-08 23:59")  # fmt: skip
+    assert back.exit_code == 0, back.output
+    with sessions.begin() as s:
+        assert (s.scalar(select(Launch.mode)), s.scalar(select(Launch.entry))) == ("fixed", None)
+        due = set(s.scalars(select(Send.due_at)))
+    assert len(due) == 2 and min(due).year == 2030
+    missing = cli("launch", "update", "spring", "--evergreen", "--cart-open", "entry +7d")
+    assert missing.stderr == "Error: --evergreen needs --entry magnet:SLUG or --entry tag:TAG.\n"
+
+
+def test_launch_toml_new_offsets_apply_on_the_next_run(settings, sessions) -> None:
+    from launchkit.orchestrator import RunContext, Step, run_plan
+    from launchkit.plan import load_plan
+
+    settings = tune(settings)
+    write_sequence(settings, "always", FILES)
+    path = settings.workspace / "launch.toml"
+    path.write_text(PLAN.format(entry="tag:webinar", close="entry +10d"))
+    with sessions.begin() as s:
+        ana = _person(s, "ana@example.fr")
+        audience.add_tags(s, [ana.id], ["webinar"], at=T0)
+    plan = load_plan(path, settings)
+    now = T0 + timedelta(minutes=10)
+    run_plan(sessions, RunContext(settings, plan, now), until=Step.SCHEDULE_SEQUENCES)
+    path.write_text(PLAN.format(entry="tag:webinar", close="entry +12d"))
+    plan = load_plan(path, settings)
+    run_plan(sessions, RunContext(settings, plan, now), until=Step.SCHEDULE_SEQUENCES)
+    with sessions.begin() as s:
+        launch = s.scalar(select(Launch).where(Launch.slug == "always"))
+        assert launch.entry_cart_close == "entry +12d"
+        assert _entry_dates(s)["ana@example.fr"] == (
+            T0 + timedelta(days=7),
+            T0 + timedelta(days=12),
+        )
+        assert _due(s, "03-last")["ana@example.fr"] == T0 + timedelta(days=12, hours=-3)
+    later = RunContext(settings, plan, now + timedelta(days=1))  # the same plan: nothing moves
+    run_plan(sessions, later, until=Step.SCHEDULE_SEQUENCES)
+    with sessions.begin() as s:
+        assert _entry_dates(s)["ana@example.fr"] == (
+            T0 + timedelta(days=7),
+            T0 + timedelta(days=12),
+        )
+
+
+def test_preview_times_an_evergreen_launch_for_a_sample_entrant(sessions, settings, tmp_path):
+    settings = tune(settings, base_url="https://atelier.example")
+    with sessions.begin() as s:
+        launch = _launch(s, settings)  # entries taken from T0 - 1 day
+        start = launch.cart_open
+        items = sequences.preview_launch(s, settings, "always", tmp_path / "p", now=T0)
+    assert [i.problems for i in items] == [[], [], []]
+    assert [i.send_time for i in items] == [
+        start,
+        datetime(2026, 11, 8, 8, 0, tzinfo=UTC),  # 09:00 Paris on the day the cart opens
+        start + timedelta(days=10, hours=-3),
+    ]
+    last = items[2].html_path.read_text(encoding="utf-8")
+    assert "11 novembre" in last  # the sample entrant's own close, not the period's end

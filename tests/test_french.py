@@ -42,6 +42,7 @@ from launchkit.web import STRINGS, make_page_environment, strings_for
 UNSUB = "https://example.com/u/tok-123"
 STARTER = starter_dir("emails")
 FORMS = {"vous": "fr", "tu": "fr", "en": "en"}
+KINDS = ("launch", "evergreen", "transactional")  # starter folders: KIND-fr, KIND-fr-tu, KIND-en
 PRODUCTS = ("Atelier", "Oasis", "Hygge Studio")
 
 ELISION_MISTAKES = re.compile(
@@ -55,7 +56,7 @@ URLS = re.compile(r"(https?|mailto):\S+")
 
 def _folders(form: str) -> list[str]:
     language = FORMS[form]
-    return [email_folder(kind, language, form) for kind in ("launch", "transactional")]
+    return [email_folder(kind, language, form) for kind in KINDS]
 
 
 EMAILS = [
@@ -134,7 +135,7 @@ def test_starter_email_reads_like_french(ws: Settings, form: str, name: str, pro
 
 
 def test_every_french_email_exists_in_both_forms() -> None:
-    for kind in ("launch", "transactional"):
+    for kind in KINDS:
         vous = sorted(p.name for p in (STARTER / f"{kind}-fr").glob("*.md"))
         tu = sorted(p.name for p in (STARTER / f"{kind}-fr-tu").glob("*.md"))
         english = sorted(p.name for p in (STARTER / f"{kind}-en").glob("*.md"))

@@ -553,6 +553,9 @@ STARTER_FILES = sorted(
         "launch-fr",
         "launch-fr-tu",
         "launch-en",
+        "evergreen-fr",
+        "evergreen-fr-tu",
+        "evergreen-en",
         "transactional-fr",
         "transactional-fr-tu",
         "transactional-en",
@@ -565,6 +568,8 @@ def test_starter_kit_is_complete() -> None:
     assert len([f for f in STARTER_FILES if f.startswith("launch-fr/")]) >= 10
     assert len([f for f in STARTER_FILES if f.startswith("launch-fr-tu/")]) >= 10
     assert len([f for f in STARTER_FILES if f.startswith("launch-en/")]) >= 10
+    for folder in ("evergreen-fr", "evergreen-fr-tu", "evergreen-en"):  # the deadline funnel
+        assert len([f for f in STARTER_FILES if f.startswith(f"{folder}/")]) == 4
     for lang in ("fr", "fr-tu", "en"):
         for name in ("confirm-optin", "magnet-delivery", "receipt", "dunning"):
             assert f"transactional-{lang}/{name}.md" in STARTER_FILES

@@ -5,7 +5,8 @@ tests only (``-L``: no DNS blocklists, no network) over one mbox holding all the
 the whole check costs one Perl start-up. A message fails above ``MAX_SCORE`` and the failure
 prints the rules it hit.
 
-Scored: the launch folders in both French address forms and English, every transactional
+Scored: the launch folders and the evergreen (deadline funnel) folders in both French address
+forms and English, every transactional
 email of each form (``transactional-fr``, ``transactional-fr-tu``, ``transactional-en``) and
 every membership email (``membership-fr``, ``membership-en``).
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from launchkit import mailer, sequences
+from launchkit import evergreen, mailer, sequences
 from launchkit.config import load_settings
 from launchkit.db import make_engine, make_sessionmaker
 from launchkit.render import make_environment, sample_context
@@ -32,6 +33,7 @@ from tests.sendkit import CART_OPEN, populate
 pytestmark = pytest.mark.deliverability
 
 MAX_SCORE = 0.5
+EVERGREEN_FOLDERS = ("evergreen-fr", "evergreen-fr-tu", "evergreen-en")
 FORMS = (("fr", "vous"), ("fr", "tu"), ("en", "vous"))  # (language, address form)
 GTUBE = (
     b"From: a@example.com\r\nTo: b@example.com\r\nSubject: test\r\n"
@@ -42,7 +44,8 @@ _RULE_LINE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z0-9_]+)\s", re.MULTILINE)
 
 
 def _launch_messages(settings, out: Path) -> dict[str, bytes]:
-    """The ``.eml`` of every launch email (FR and EN), built by the sender's composer."""
+    """The ``.eml`` of every launch email (FR and EN), built by the sender's composer: the
+    fixed launch's folders, and the evergreen folders previewed on an evergreen launch."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     populate(sessions, settings, 1, now=CART_OPEN - timedelta(days=30), sequence="launch-fr")
@@ -50,9 +53,20 @@ def _launch_messages(settings, out: Path) -> dict[str, bytes]:
         for folder in ("launch-fr-tu", "launch-en"):
             sequences.attach_sequence(session, settings, "spring", folder, now=CART_OPEN)
     with sessions.begin() as session:
+        evergreen.create_evergreen_launch(
+            session, "toujours", product="Atelier Aquarelle", entry="tag:atelier",
+            cart_open="entry +7d", cart_close="entry +10d", currency="EUR", tz=settings.tz,
+            now=CART_OPEN,
+        )  # fmt: skip
+        for folder in EVERGREEN_FOLDERS:
+            sequences.attach_sequence(session, settings, "toujours", folder, now=CART_OPEN)
+    with sessions.begin() as session:
         items = sequences.preview_launch(session, settings, "spring", out, now=CART_OPEN)
+        items += sequences.preview_launch(
+            session, settings, "toujours", out / "evergreen", now=CART_OPEN
+        )
     engine.dispose()
-    assert len(items) == 30 and all(i.eml_path for i in items), [i.problems for i in items]
+    assert len(items) == 30 + 12 and all(i.eml_path for i in items), [i.problems for i in items]
     return {item.label: item.eml_path.read_bytes() for item in items if item.eml_path}
 
 
@@ -164,7 +178,7 @@ def test_every_starter_email_scores_at_most_half_a_point(
     starter_messages: dict[str, bytes], tmp_path: Path
 ) -> None:
     assert shutil.which("spamassassin"), "install Debian's spamassassin package (see .ci/run)"
-    assert len(starter_messages) == 30 + 3 * 7 + 2 * 7
+    assert len(starter_messages) == 30 + 12 + 3 * 7 + 2 * 7
     hits = _score_all({**starter_messages, "gtube": GTUBE}, tmp_path)
     assert any(r == "GTUBE" and p >= 100 for p, r in hits.pop("gtube"))  # SpamAssassin ran
     assert all(any(r == "HTML_MESSAGE" for _, r in rules) for rules in hits.values())

@@ -157,9 +157,25 @@ def update(
     ctx: typer.Context,
     slug: Annotated[str, typer.Argument(help="Launch slug.")],
     product: Annotated[str | None, typer.Option(help="New product name.")] = None,
-    cart_open: Annotated[str | None, typer.Option(help=TIME_HELP)] = None,
-    cart_close: Annotated[str | None, typer.Option(help=TIME_HELP)] = None,
+    cart_open: Annotated[
+        str | None, typer.Option(help=TIME_HELP + " Evergreen: 'entry +7d'.")
+    ] = None,
+    cart_close: Annotated[
+        str | None, typer.Option(help=TIME_HELP + " Evergreen: 'entry +10d'.")
+    ] = None,
     prelaunch_start: Annotated[str | None, typer.Option(help=TIME_HELP)] = None,
+    entry: Annotated[
+        str | None, typer.Option(help="Evergreen entry: magnet:SLUG or tag:TAG.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Evergreen: last entry taken. " + TIME_HELP)
+    ] = None,
+    evergreen_: Annotated[
+        bool, typer.Option("--evergreen", help="Make a fixed launch evergreen (nothing sold).")
+    ] = False,
+    fixed: Annotated[
+        bool, typer.Option("--fixed", help="Make an evergreen launch fixed (nothing sold).")
+    ] = False,
     force: Annotated[
         bool,
         typer.Option("--force", help="Move a milestone whose emails already went out."),
@@ -168,24 +184,58 @@ def update(
     """Change a launch's milestones; emails not yet sent move with them.
 
     Refused for a time in the past, and (without --force) once an email timed from the
-    milestone went out.
+    milestone went out. Evergreen: new offsets apply to people not yet told their dates (no
+    email of the launch sent, cart not open); the others keep theirs.
 
     Example: launchkit launch update spring --cart-close "2026-12-09 23:59"
+
+    Evergreen: launchkit launch update always --cart-open "entry +5d" --cart-close "entry +8d"
     """
     runtime: Runtime = ctx.obj
+    if evergreen_ and fixed:
+        raise InputError("--evergreen and --fixed cannot be used together.")
     with runtime.transaction() as session:
-        launch = launches.update_launch(
-            session,
-            slug,
-            now=utcnow(),
-            product=product,
-            cart_open=_parse(runtime, cart_open, "--cart-open"),
-            cart_close=_parse(runtime, cart_close, "--cart-close"),
-            prelaunch_start=_parse(runtime, prelaunch_start, "--prelaunch-start"),
-            force=force,
-        )
+        launch = launches.get_launch(session, slug)
+        is_evergreen = launch.mode == "evergreen"
+        note = ""
+        if fixed and is_evergreen:
+            if not (cart_open and cart_close):
+                raise InputError("--fixed needs --cart-open and --cart-close dates.")
+            evergreen.switch_mode(
+                session, launch, flag="--fixed", tz=runtime.settings.tz, now=utcnow()
+            )
+            is_evergreen = False
+        if is_evergreen or evergreen_ or entry:
+            if prelaunch_start is not None:
+                raise InputError(
+                    "--prelaunch-start: an evergreen launch's pre-launch starts at each entry."
+                )
+            change = evergreen.TimingUpdate(
+                product=product,
+                entry=entry,
+                cart_open=cart_open,
+                cart_close=cart_close,
+                until=_parse(runtime, until, "--until"),
+            )
+            done = evergreen.update_evergreen_launch(
+                session, launch, change, tz=runtime.settings.tz, now=utcnow()
+            )
+            note = (
+                f" {done.moved} entrant(s) moved to the new offsets, {done.kept} kept their dates."
+            )
+        else:
+            launches.update_launch(
+                session,
+                slug,
+                now=utcnow(),
+                product=product,
+                cart_open=_parse(runtime, cart_open, "--cart-open"),
+                cart_close=_parse(runtime, cart_close, "--cart-close"),
+                prelaunch_start=_parse(runtime, prelaunch_start, "--prelaunch-start"),
+                force=force,
+            )
         sequences.reschedule_launch(session, runtime.settings, launch.slug)
-        say(f'Updated launch "{launch.slug}".')
+        say(f'Updated launch "{launch.slug}".{note}')
 
 
 @app.command("delete")

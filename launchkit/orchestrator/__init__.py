@@ -97,6 +97,9 @@ def ensure_launch(session: Session, plan: Plan, settings: Settings, now: datetim
                 cart_close=plan.entry_cart_close or "", tz=settings.tz, check_magnet=False,
             )  # fmt: skip
         return launch
+    if plan.mode == "evergreen" or existing.mode == "evergreen":
+        _sync_evergreen(session, existing, plan, settings, now)
+        return existing
     changed = (existing.cart_open, existing.cart_close, existing.prelaunch_start) != (
         plan.cart_open,
         plan.cart_close,
@@ -117,6 +120,63 @@ def ensure_launch(session: Session, plan: Plan, settings: Settings, now: datetim
 
             sequences.reschedule_launch(session, settings, plan.slug)
     return existing
+
+
+def _sync_evergreen(
+    session: Session, existing: Launch, plan: Plan, settings: Settings, now: datetime
+) -> None:
+    """Bring an evergreen launch (or one switching mode) in line with the plan: its entry and
+    offsets (``evergreen.update_offsets``: people already told their dates keep them), the end
+    of its entry period, and its start while no entry was taken yet."""
+    from launchkit import evergreen, sequences
+
+    offsets = {
+        "entry": plan.entry or "",
+        "cart_open": plan.entry_cart_open or "",
+        "cart_close": plan.entry_cart_close or "",
+    }
+    switched = plan.mode != existing.mode
+    if not switched and _evergreen_unchanged(existing, plan, now):
+        return
+    if switched:
+        wanted = {**offsets, "check_magnet": False} if plan.mode == "evergreen" else None
+        evergreen.switch_mode(
+            session, existing, flag="launch.mode", tz=settings.tz, now=now, evergreen=wanted
+        )
+    if plan.mode == "fixed":
+        launches.update_launch(
+            session,
+            plan.slug,
+            now=now,
+            product=plan.product,
+            cart_open=plan.cart_open,
+            cart_close=plan.cart_close,
+            prelaunch_start=plan.prelaunch_start,
+        )
+    else:
+        evergreen.update_offsets(
+            session, existing, tz=settings.tz, now=now, check_magnet=False, **offsets
+        )
+        if switched or existing.cart_open > now or plan.cart_open > now:
+            existing.cart_open = max(plan.cart_open, now)
+        existing.cart_close, existing.product = plan.cart_close, plan.product
+    sequences.reschedule_launch(session, settings, plan.slug)
+
+
+def _evergreen_unchanged(existing: Launch, plan: Plan, now: datetime) -> bool:
+    """The plan says what the evergreen launch already is (its start may have passed)."""
+    from launchkit import evergreen
+
+    entry = str(evergreen.parse_entry(plan.entry or "", where="launch.entry"))
+    wanted = (entry, plan.entry_cart_open, plan.entry_cart_close, plan.cart_close, plan.product)
+    held = (
+        existing.entry,
+        existing.entry_cart_open,
+        existing.entry_cart_close,
+        existing.cart_close,
+        existing.product,
+    )
+    return wanted == held and (existing.cart_open == plan.cart_open or existing.cart_open <= now)
 
 
 def step_states(session: Session, launch_id: int) -> dict[str, LaunchStep]:

@@ -22,7 +22,7 @@ from launchkit.clock import format_local
 from launchkit.config import Settings
 from launchkit.errors import DeliveryError, InputError, LaunchkitError, NotFound
 from launchkit.launches import get_launch, milestones
-from launchkit.models import Email, Subscriber
+from launchkit.models import Email, Launch, Subscriber
 from launchkit.sequences.compose import Composer, EmailInfo
 from launchkit.sequences.context import SAMPLE, load_launch_data
 from launchkit.sequences.schedule import launch_sequences, load_sources
@@ -61,6 +61,28 @@ def _sample_row(session: Session, as_email: str | None) -> dict[str, Any]:
     }
 
 
+def sample_milestones(settings: Settings, launch: Launch) -> dict[str, datetime | None]:
+    """What previews time emails from: the launch's milestones, or for an evergreen launch
+    those of a sample person entering when its entry period starts."""
+    from launchkit import evergreen
+
+    if not evergreen.is_evergreen(launch):
+        return milestones(launch)
+    return dict(evergreen.person_milestones(launch, launch.cart_open, settings.tz))
+
+
+def _sample_person(
+    session: Session, settings: Settings, launch_slug: str, as_email: str | None
+) -> dict[str, Any]:
+    """The sample row; in an evergreen launch it carries that sample person's own cart."""
+    row = _sample_row(session, as_email)
+    launch = get_launch(session, launch_slug)
+    if launch.mode == "evergreen":
+        marks = sample_milestones(settings, launch)
+        row.update(cart_open_at=marks["cart_open"], cart_close_at=marks["cart_close"])
+    return row
+
+
 def launch_emails(
     session: Session, settings: Settings, launch_slug: str
 ) -> tuple[Composer, list[tuple[EmailInfo, datetime | None]]]:
@@ -73,7 +95,7 @@ def launch_emails(
             f"`launchkit sequence attach {launch.slug} SEQUENCE`."
         )
     data = load_launch_data(session, launch)
-    marks, window = milestones(launch), Window.parse(settings.send_window)
+    marks, window = sample_milestones(settings, launch), Window.parse(settings.send_window)
     items: list[tuple[EmailInfo, datetime | None]] = []
     for seq in sequences:
         ids = dict(
@@ -118,7 +140,7 @@ def preview_launch(
     from launchkit import render
 
     composer, items = launch_emails(session, settings, launch_slug)
-    row = _sample_row(session, as_email)
+    row = _sample_person(session, settings, launch_slug, as_email)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for number, (info, when) in enumerate(items, start=1):
@@ -218,7 +240,7 @@ def send_test(
     if not recipients:
         raise InputError("Give at least one --to address.")
     composer, items = launch_emails(session, settings, launch_slug)
-    row = _sample_row(session, as_email)
+    row = _sample_person(session, settings, launch_slug, as_email)
     messenger = (messenger_factory or mailer.messenger_from_settings)(settings)
     subjects = []
     nonce = uuid.uuid4().hex[:12]
