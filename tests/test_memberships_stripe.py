@@ -10,13 +10,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from launchkit import checkout, memberships
+from launchkit import access, checkout, memberships
 from launchkit.memberships.account import (
     cancel_membership,
     refund_any_order,
     refund_membership,
 )
-from launchkit.models import Membership, Order, Payment
+from launchkit.models import AccessGrant, Membership, Order, Payment
 from launchkit.stripe_events import checkout_session_completed, event
 from tests.fixtures.stripe import create_subscriber
 from tests.membership_data import create_membership_offer, member_metadata
@@ -90,6 +90,9 @@ def _paid_member(sessions, stripe_settings, now):
     with sessions.begin() as s:
         offer = create_membership_offer(s, now)
         meta = member_metadata(s, offer, "month", create_subscriber(s, now).id)
+        access.add_product(s, stripe_settings, "lessons", title="Lessons",
+                           url="https://school.example/club", now=now)  # fmt: skip
+        access.grant_product(s, offer.slug, "lessons", now=now)
     client = checkout.make_client(stripe_settings)
     sub = _real_subscription(client, meta, "camille@example.fr")
     t = int(now.timestamp())
@@ -121,6 +124,8 @@ def test_localstripe_subscription_renewal_and_guarantee_refund(sessions, stripe_
         assert refund.status == "succeeded" and refund.amount_cents == 2900
         m = s.scalars(select(Membership)).one()
         assert m.status == "ended" and not memberships.membership_entitled(m)
+        grants = s.scalars(select(AccessGrant).where(AccessGrant.order_id == order.id)).all()
+        assert grants and not any(g.active for g in grants)  # revoked now, not at a later event
     assert client.v1.subscriptions.retrieve(sub["id"]).status == "canceled"
 
 

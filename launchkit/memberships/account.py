@@ -153,6 +153,7 @@ def refund_membership(
         _fact(session, m, f"ended:{sub}", "ended", now, status="canceled")  # same key as Stripe's
         _settle(session, order, now)
         derive(session, m, now)
+        _settle(session, order, now)  # access follows the ended membership, as after an event
     return refund
 
 
