@@ -241,15 +241,7 @@ def analyze(session: Session, ctx: RunContext, launch: Launch) -> StepResult:
     reports.mkdir(exist_ok=True)
     html = reports / f"{launch.slug}.html"
     result = analysis.analyze_launch(session, launch.slug, now=ctx.now)
-    html.write_text(
-        analysis.render_report(
-            result,
-            language=ctx.settings.language,
-            timezone=ctx.settings.timezone,
-            templates_dir=ctx.settings.templates_dir,
-            settings=ctx.settings,
-        )
-    )
+    html.write_text(analysis.render_workspace_report(result, ctx.settings))
     summary = {
         k: result[k]
         for k in ("audience_size", "buyers", "conversion_rate", "net_revenue_cents", "refund_rate")
