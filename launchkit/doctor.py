@@ -11,7 +11,6 @@ from __future__ import annotations
 import html as html_lib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 from launchkit.config import Settings, parse_duration, parse_send_window
 from launchkit.errors import LaunchkitError
 from launchkit.findings import Finding, Level
+from launchkit.hosts import is_loopback
 from launchkit.models import Launch, LaunchSequence, Offer, Send, SendStatus, Subscriber
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ PLACEHOLDER_NAMES = {"", "my launch", "mon lancement", "your name", "votre nom"}
 PLACEHOLDER_DOMAINS = {"example.com", "example.org", "example.net", "localhost"}
 PLACEHOLDER_TLDS = (".invalid", ".test", ".example", ".localhost")
 PLACEHOLDER_ADDRESS_WORDS = ("exemple", "example", "your address", "votre adresse")
-LOOPBACK_HOSTS = {"localhost"}
 DELIVERED = (SendStatus.SENT, SendStatus.DELIVERED_UNCONFIRMED)
 
 
@@ -104,21 +103,12 @@ def check_sender_domain(
 # --- web ------------------------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_base_url(session: Session, settings: Settings, now: datetime) -> list[Finding]:
     """Links in emails: one-click unsubscribe (RFC 8058) needs https."""
     parts = urlsplit(settings.base_url)
     if parts.scheme == "https" and parts.hostname:
         return _ok("base_url", settings.base_url)
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         return [
             Finding(
                 "base_url",

@@ -17,7 +17,6 @@ import base64
 import enum
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from launchkit.db import make_sessionmaker
 from launchkit.errors import InputError, NotFound
+from launchkit.hosts import is_loopback
 from launchkit.models import Webhook, WebhookDelivery
 
 EVENTS = ("access.granted", "access.revoked", "order.paid")
@@ -62,18 +62,9 @@ def check_url(url: str) -> str:
     parts = urlsplit(url.strip())
     if parts.scheme == "https" and parts.hostname:
         return url.strip()
-    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         return url.strip()
     raise InputError(f'Webhook URL "{url}" must be https:// (http:// only to localhost).')
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_events(events: Iterable[str]) -> list[str]:

@@ -17,7 +17,6 @@ import base64
 import binascii
 import gzip
 import hashlib
-import ipaddress
 import os
 import re
 import smtplib
@@ -35,6 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from launchkit.config import Settings
 from launchkit.errors import ConfigError, DeliveryError, InputError
 from launchkit.files import make_private_dir, private_opener
+from launchkit.hosts import is_loopback
 from launchkit.render import (
     EmailSource,
     check_header_value,
@@ -624,7 +624,7 @@ def parse_smtp_url(url: str) -> SMTPConfig:
         verify=query.get("verify", "true").lower() not in ("false", "0", "no"),
         helo=query.get("helo"),
     )
-    if config.username and config.tls == "none" and not _is_loopback(config.host):
+    if config.username and config.tls == "none" and not is_loopback(config.host):
         raise ConfigError(
             f'SMTP URL "{shown}" would send the password unencrypted; use tls=starttls or smtps://.'
         )
@@ -636,15 +636,6 @@ def _float_param(value: str, shown: str) -> float:
         return float(value)
     except ValueError:
         raise ConfigError(f'SMTP URL "{shown}": timeout must be a number of seconds.') from None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _reply_text(reply: bytes | str) -> str:
@@ -966,7 +957,7 @@ def relay_host(settings: Settings) -> str | None:
 def is_real_relay(settings: Settings) -> bool:
     """True when mail leaves through an SMTP server that is not on this machine."""
     host = relay_host(settings)
-    return host is not None and not _is_loopback(host)
+    return host is not None and not is_loopback(host)
 
 
 def check_relay_links(settings: Settings) -> None:
@@ -976,7 +967,7 @@ def check_relay_links(settings: Settings) -> None:
     needs https. The file backend and loopback SMTP sinks (tests, local relays) are allowed.
     """
     host = relay_host(settings)
-    if host is None or _is_loopback(host):
+    if host is None or is_loopback(host):
         return
     problem = public_url_problem(settings.base_url)
     if problem:
@@ -992,7 +983,7 @@ def public_url_problem(url: str) -> str | None:
     if parts.scheme != "https":
         return "is not https"
     host = (parts.hostname or "").rstrip(".")
-    if not host or host.endswith(".localhost") or _is_loopback(host):
+    if not host or host.endswith(".localhost") or is_loopback(host):
         return "points at this machine (loopback)"
     return None
 

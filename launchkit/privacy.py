@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -195,14 +195,27 @@ def _by_subscriber(session: Session, model: Any, subscriber_id: int) -> list[Any
     return list(session.scalars(query.order_by(*model.__table__.primary_key.columns)))
 
 
-def export_person(session: Session, raw_email: str) -> dict[str, Any]:
-    """Everything held on the person with this address, as JSON-ready data."""
+class _Person(NamedTuple):
+    email: str
+    subscriber: Subscriber | None
+    orders: list[Order]
+    suppressions: list[Suppression]
+
+
+def _find_person(session: Session, raw_email: str) -> _Person:
+    """What is held on this address; NotFound when there is nothing."""
     email = _normalize(raw_email)
     subscriber = session.scalar(sa.select(Subscriber).where(Subscriber.email == email))
     orders = _orders(session, email, subscriber)
     suppressions = _suppressions(session, email)
     if subscriber is None and not orders and not suppressions:
         raise NotFound(f"No subscriber or order with the address {email}")
+    return _Person(email, subscriber, orders, suppressions)
+
+
+def export_person(session: Session, raw_email: str) -> dict[str, Any]:
+    """Everything held on the person with this address, as JSON-ready data."""
+    email, subscriber, orders, suppressions = _find_person(session, raw_email)
     data: dict[str, Any] = {"email": email, "subscriber": None}
     if subscriber is not None:
         data["subscriber"] = _subscriber_data(session, subscriber)
@@ -275,12 +288,7 @@ def erase_person(session: Session, raw_email: str, *, now: datetime) -> dict[str
 
     Runs in the caller's transaction. Erasing an address already erased changes nothing.
     """
-    email = _normalize(raw_email)
-    subscriber = session.scalar(sa.select(Subscriber).where(Subscriber.email == email))
-    orders = _orders(session, email, subscriber)
-    suppressions = _suppressions(session, email)
-    if subscriber is None and not orders and not suppressions:
-        raise NotFound(f"No subscriber or order with the address {email}")
+    email, subscriber, orders, suppressions = _find_person(session, raw_email)
     names = [email]
     if subscriber is not None:
         names += [n for n in (subscriber.first_name, subscriber.last_name) if len(n.strip()) > 2]

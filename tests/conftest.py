@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from launchkit.cli import app
-from launchkit.config import Settings, load_settings
+from launchkit.config import Settings, load_settings, settings_for_test
 from launchkit.db import make_engine, make_sessionmaker, upgrade_database
 from launchkit.workspace import init_workspace
 
@@ -44,6 +44,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def email_settings(folder: Path) -> Settings:
+    """Settings of a database-less workspace in ``folder``: an empty emails/ and a French sender."""
+    (folder / "emails").mkdir()
+    return settings_for_test(
+        folder,
+        sender_name="Atelier Élodie",
+        sender_email="hello@atelier.example",
+        postal_address="12 rue des Lilas\n75011 Paris",
+    )
 
 
 def _pg_admin_url() -> str:

@@ -1,8 +1,10 @@
-"""Helpers shared by the sender tests: a fake clock, a tiny sequence, a populated launch."""
+"""Helpers shared by the sender tests: a fake clock, a tiny sequence, a populated launch (in the
+database, or through the CLI in a workspace)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from launchkit import sequences
 from launchkit.config import Settings
 from launchkit.launches import create_launch
 from launchkit.models import Send, Subscriber, SubscriberTag
+from tests.conftest import Cli
 
 CART_OPEN = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 CART_CLOSE = datetime(2026, 12, 8, 20, 0, tzinfo=UTC)
@@ -116,6 +119,33 @@ def status_counts(sessions: sessionmaker[Session]) -> dict[str, int]:
     for row in ledger(sessions):
         counts[row.status] = counts.get(row.status, 0) + 1
     return counts
+
+
+SPRING = (
+    "launch", "create", "spring", "--product", "Atelier Photo",
+    "--prelaunch-start", "2026-11-24 09:00", "--cart-open", "2026-12-01 10:00",
+    "--cart-close", "2026-12-08 23:59",
+)  # fmt: skip
+ANA_AND_BOB = "email,first_name\nana@example.com,Ana\nbob@example.com,Bob\n"
+
+
+def ready_workspace(
+    cli: Cli,
+    workspace_env: dict[str, str],
+    *,
+    launch: Sequence[str] = SPRING,
+    people: str = ANA_AND_BOB,
+) -> Path:
+    """The CLI workspace with the ``MINI`` sequence, ``launch`` created and ``people`` imported."""
+    ws = Path(workspace_env["LAUNCHKIT_HOME"])
+    write_mini_sequence(ws)
+    r = cli(*launch)
+    assert r.exit_code == 0, r.stderr
+    csv = ws / "people.csv"
+    csv.write_text(people)
+    r = cli("audience", "import", str(csv))
+    assert r.exit_code == 0, r.stderr
+    return ws
 
 
 def write_mini_sequence(workspace: Path) -> None:

@@ -5,32 +5,19 @@ from __future__ import annotations
 import email
 import json
 from email import policy
-from pathlib import Path
 
 import pytest
 
-from tests.sendkit import write_mini_sequence
-
-LAUNCH = [
-    "launch", "create", "spring", "--product", "Atelier Photo",
-    "--prelaunch-start", "2026-11-24 09:00", "--cart-open", "2026-12-01 10:00",
-    "--cart-close", "2026-12-08 23:59",
-]  # fmt: skip
+from tests.sendkit import ready_workspace
 
 
 @pytest.fixture
 def ready(cli, workspace_env):
-    ws = Path(workspace_env["LAUNCHKIT_HOME"])
-    write_mini_sequence(ws)
-    assert cli(*LAUNCH).exit_code == 0
-    csv = ws / "people.csv"
-    csv.write_text(
+    people = (
         "email,first_name,timezone\nana@example.com,Ana,Europe/Paris\n"
         "bob@example.com,Bob,America/New_York\n"
     )
-    r = cli("audience", "import", str(csv))
-    assert r.exit_code == 0, r.stderr
-    return ws
+    return ready_workspace(cli, workspace_env, people=people)
 
 
 def test_attach_list_and_schedule(cli, ready):

@@ -9,23 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli
-from tests.sendkit import write_mini_sequence
-
-LAUNCH = [
-    "launch", "create", "spring", "--product", "Atelier Photo",
-    "--prelaunch-start", "2026-11-24 09:00", "--cart-open", "2026-12-01 10:00",
-    "--cart-close", "2026-12-08 23:59",
-]  # fmt: skip
+from tests.sendkit import ready_workspace
 
 
 @pytest.fixture
 def ready(cli, workspace_env):
-    ws = Path(workspace_env["LAUNCHKIT_HOME"])
-    write_mini_sequence(ws)
-    assert cli(*LAUNCH).exit_code == 0
-    csv = ws / "people.csv"
-    csv.write_text("email,first_name\nana@example.com,Ana\nbob@example.com,Bob\n")
-    assert cli("audience", "import", str(csv)).exit_code == 0
+    ws = ready_workspace(cli, workspace_env)
     assert cli("sequence", "attach", "spring", "mini").exit_code == 0
     return ws
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from launchkit.models import Consent, Launch, LaunchSequence, Offer, Order, Send, Subscriber
-from tests.sendkit import write_mini_sequence
+from tests.sendkit import ready_workspace
 
 LAUNCH = [
     "launch", "create", "spring", "--product", "Atelier Photo",
@@ -23,12 +22,7 @@ AFTER_OPEN = "2027-03-08 10:05"
 
 @pytest.fixture
 def ready(cli, workspace_env):
-    ws = Path(workspace_env["LAUNCHKIT_HOME"])
-    write_mini_sequence(ws)
-    assert cli(*LAUNCH).exit_code == 0
-    csv = ws / "people.csv"
-    csv.write_text("email,first_name\nana@example.com,Ana\nbob@example.com,Bob\n")
-    assert cli("audience", "import", str(csv)).exit_code == 0
+    ws = ready_workspace(cli, workspace_env, launch=LAUNCH)
     r = cli("offer", "add", "spring", "cours", "--product", "Cours", "--price", "497",
             "--plan", "3x177", "--guarantee-days", "30")  # fmt: skip
     assert r.exit_code == 0, r.stderr

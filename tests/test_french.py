@@ -13,7 +13,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from launchkit.config import Settings, load_settings, settings_for_test
+from launchkit.config import Settings, load_settings
 from launchkit.errors import ConfigError
 from launchkit.models import Order
 from launchkit.render import (
@@ -38,6 +38,7 @@ from launchkit.render.french import (
 )
 from launchkit.resources import starter_dir
 from launchkit.web import STRINGS, make_page_environment, strings_for
+from tests.conftest import email_settings
 
 UNSUB = "https://example.com/u/tok-123"
 STARTER = starter_dir("emails")
@@ -69,13 +70,7 @@ EMAILS = [
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Settings:
-    (tmp_path / "emails").mkdir()
-    return settings_for_test(
-        tmp_path,
-        sender_name="Atelier Élodie",
-        sender_email="hello@atelier.example",
-        postal_address="12 rue des Lilas\n75011 Paris",
-    )
+    return email_settings(tmp_path)
 
 
 def _render(settings: Settings, name: str, language: str, product: str) -> tuple[str, str, str]:

@@ -15,11 +15,9 @@ from starlette.testclient import TestClient
 from launchkit import checkout
 from launchkit.memberships.account import account_token
 from launchkit.models import Membership
-from launchkit.stripe_events import checkout_session_completed
 from launchkit.web import create_app
-from tests.membership_data import create_membership_offer, member_metadata
 from tests.test_checkout_events import Outbox
-from tests.test_memberships_stripe import _invoice_events, _real_subscription
+from tests.test_memberships_stripe import _joined_member
 
 EMAIL = "camille@example.fr"
 
@@ -31,18 +29,8 @@ def csrf_of(html: str) -> str:
 @pytest.fixture
 def member(sessions, stripe_settings, now):
     """One paying member with a real localstripe subscription; the app, its outbox, its clock."""
-    with sessions.begin() as s:
-        offer = create_membership_offer(s, now)
-        meta = member_metadata(s, offer, "month", None)
     client = checkout.make_client(stripe_settings)
-    sub = _real_subscription(client, meta, EMAIL)
-    joined = checkout_session_completed(
-        created=int(now.timestamp()), mode="subscription", metadata=meta, email=EMAIL,
-        amount_total=2900, currency="eur", subscription=sub["id"],
-    )  # fmt: skip
-    for index, item in enumerate([joined, *_invoice_events(client, sub["id"], set())]):
-        with sessions.begin() as s:
-            checkout.handle_event(s, stripe_settings, item, now=now + timedelta(seconds=index))
+    sub = _joined_member(sessions, stripe_settings, client, now)
     outbox = Outbox()
     clock = {"now": now + timedelta(days=2)}
     app = create_app(

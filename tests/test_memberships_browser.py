@@ -4,7 +4,7 @@ both databases. Screenshots land in test-artifacts/screenshots/ (account-*)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ from sqlalchemy import select
 from launchkit import checkout
 from launchkit.memberships.account import account_token
 from launchkit.models import Membership
-from launchkit.stripe_events import checkout_session_completed
 from tests.conftest import free_port
 from tests.fixtures.browser import (
     clear_artifacts,
@@ -23,8 +22,8 @@ from tests.fixtures.browser import (
     start_server,
     stop_server,
 )
-from tests.membership_data import create_membership_offer, member_metadata
-from tests.test_memberships_stripe import _invoice_events, _real_subscription
+from tests.membership_data import create_membership_offer
+from tests.test_memberships_stripe import _joined_member
 
 pytestmark = pytest.mark.browser
 EMAIL = "camille@example.fr"
@@ -38,17 +37,7 @@ def test_account_pages_in_chromium(
 
     db = "pg" if db_url.startswith("postgresql") else "sqlite"
     clear_artifacts(f"account-{db}")
-    with sessions.begin() as s:
-        meta = member_metadata(s, create_membership_offer(s, now), "month", None)
-    client = checkout.make_client(stripe_settings)
-    sub = _real_subscription(client, meta, EMAIL)
-    joined = checkout_session_completed(
-        created=int(now.timestamp()), mode="subscription", metadata=meta, email=EMAIL,
-        amount_total=2900, currency="eur", subscription=sub["id"],
-    )  # fmt: skip
-    for index, item in enumerate([joined, *_invoice_events(client, sub["id"], set())]):
-        with sessions.begin() as s:
-            checkout.handle_event(s, stripe_settings, item, now=now + timedelta(seconds=index))
+    _joined_member(sessions, stripe_settings, checkout.make_client(stripe_settings), now)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**workspace_env, "LAUNCHKIT_BASE_URL": base, "LAUNCHKIT_EMAIL_BACKEND": "file"}

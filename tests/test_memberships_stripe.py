@@ -85,6 +85,22 @@ def _invoice_events(client, sub: str, seen: set[str]) -> list[dict]:
     return found
 
 
+def _joined_member(sessions, stripe_settings, client, now) -> dict:
+    """camille@example.fr joins "club" monthly: a real localstripe subscription whose checkout
+    and first paid invoice are handled; the subscription."""
+    with sessions.begin() as s:
+        meta = member_metadata(s, create_membership_offer(s, now), "month", None)
+    sub = _real_subscription(client, meta, "camille@example.fr")
+    joined = checkout_session_completed(
+        created=int(now.timestamp()), mode="subscription", metadata=meta,
+        email="camille@example.fr", amount_total=2900, currency="eur", subscription=sub["id"],
+    )  # fmt: skip
+    for index, item in enumerate([joined, *_invoice_events(client, sub["id"], set())]):
+        with sessions.begin() as s:
+            checkout.handle_event(s, stripe_settings, item, now=now + timedelta(seconds=index))
+    return sub
+
+
 def _paid_member(sessions, stripe_settings, now):
     """A real localstripe subscription, paid twice (joined, renewed), its events handled."""
     with sessions.begin() as s:
@@ -130,21 +146,9 @@ def test_localstripe_subscription_renewal_and_guarantee_refund(sessions, stripe_
 
 
 def test_member_cancels_at_period_end_through_the_adapter(sessions, stripe_settings, now):
-    with sessions.begin() as s:
-        offer = create_membership_offer(s, now)
-        meta = member_metadata(s, offer, "month", None)
     http = RecordingClient()
     client = checkout.make_client(stripe_settings, http_client=http)
-    sub = _real_subscription(client, meta, "camille@example.fr")
-    t = int(now.timestamp())
-    joined = checkout_session_completed(
-        created=t, mode="subscription", metadata=meta, email="camille@example.fr",
-        amount_total=2900, currency="eur", subscription=sub["id"],
-    )  # fmt: skip
-    events = [joined, *_invoice_events(client, sub["id"], set())]
-    for index, item in enumerate(events):
-        with sessions.begin() as s:
-            checkout.handle_event(s, stripe_settings, item, now=now + timedelta(seconds=index))
+    sub = _joined_member(sessions, stripe_settings, client, now)
     with sessions.begin() as s:
         m_id = s.scalars(select(Membership)).one().id
         with pytest.raises(Exception, match="does not exist"):

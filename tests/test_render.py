@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from launchkit import render as render_package
-from launchkit.config import Settings, settings_for_test
+from launchkit.config import Settings
 from launchkit.errors import InputError
 from launchkit.render import (
     _MD_SPECIALS,
@@ -33,6 +33,7 @@ from launchkit.render import (
 from launchkit.render import text as markdown_text
 from launchkit.render.french import folder_language
 from launchkit.resources import starter_dir
+from tests.conftest import email_settings
 
 UNSUB = "https://example.com/u/tok-123"
 SCALE = float(os.environ.get("LAUNCHKIT_TEST_SCALE", "1"))
@@ -40,13 +41,7 @@ SCALE = float(os.environ.get("LAUNCHKIT_TEST_SCALE", "1"))
 
 @pytest.fixture
 def ws_settings(tmp_path: Path) -> Settings:
-    (tmp_path / "emails").mkdir()
-    return settings_for_test(
-        tmp_path,
-        sender_name="Atelier Élodie",
-        sender_email="hello@atelier.example",
-        postal_address="12 rue des Lilas\n75011 Paris",
-    )
+    return email_settings(tmp_path)
 
 
 def write_email(settings: Settings, name: str, body: str, **front: str) -> Path:

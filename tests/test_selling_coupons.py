@@ -48,11 +48,8 @@ def _client(settings, http: RecordingClient) -> Any:
 
 
 def _add(session, client, now, code="early20", **kwargs: Any) -> Coupon:
-    params: dict[str, Any] = {
-        "percent": 20, "amount_off_cents": None, "currency": "EUR", "until": None,
-        "max_uses": None, "offer_slug": None, **kwargs,
-    }  # fmt: skip
-    return coupons.add_coupon(session, client, code, now=now, **params)
+    terms = coupons.CouponTerms(**{"percent": 20, "currency": "EUR", **kwargs})
+    return coupons.add_coupon(session, client, code, terms, now=now)
 
 
 def _start(session, settings, client, now, **kwargs: Any) -> dict[str, str]:

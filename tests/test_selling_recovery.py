@@ -31,6 +31,23 @@ def _start(session, subscriber: Subscriber, offer_id: int, at) -> None:  # noqa:
     session.flush()
 
 
+def _camille_starts(session, now: datetime) -> tuple[Offer, Subscriber]:  # noqa: ANN001
+    """Offer "cours" and camille@example.fr, who opened its checkout at ``now``."""
+    offer = create_offer(session, now)
+    camille = create_subscriber(session, now)
+    _start(session, camille, offer.id, now)
+    return offer, camille
+
+
+def _pays(session, settings, offer: Offer, buyer: Subscriber, at, now) -> None:  # noqa: ANN001
+    """``buyer`` pays ``offer`` in full at ``at`` (the checkout.session.completed event)."""
+    launch = session.get(Launch, offer.launch_id)
+    meta = checkout.checkout_metadata(offer, launch, 1, buyer.id, False)
+    deal = Purchase(meta, buyer.email, 49700, "EUR")
+    event = deal.completed(int(at.timestamp()))
+    checkout.handle_event(session, settings, event, now=now, fetch=False)
+
+
 def _outbox(settings) -> list[Path]:  # noqa: ANN001
     return sorted(Path(settings.outbox_dir).glob("*.eml")) if settings.outbox_dir.exists() else []
 
@@ -41,9 +58,7 @@ def _send(sessions, settings, at) -> dict[str, int]:  # noqa: ANN001
 
 def test_one_email_after_the_delay_then_never_again(sessions, settings, now) -> None:
     with sessions.begin() as s:
-        offer = create_offer(s, now)
-        camille = create_subscriber(s, now)
-        _start(s, camille, offer.id, now)
+        offer, camille = _camille_starts(s, now)
         offer_id, camille_id = offer.id, camille.id
     assert _send(sessions, settings, now + timedelta(minutes=59)) == {"sent": 0}
     assert _send(sessions, settings, now + timedelta(hours=1)) == {"sent": 1}
@@ -64,9 +79,7 @@ def test_recovery_link_prefills_the_address(sessions, settings, now) -> None:
     import re
 
     with sessions.begin() as s:
-        offer = create_offer(s, now)
-        camille = create_subscriber(s, now)
-        _start(s, camille, offer.id, now)
+        offer, camille = _camille_starts(s, now)
         camille_id = camille.id
     _send(sessions, settings, now + timedelta(hours=1))
     (message,) = _outbox(settings)
@@ -93,10 +106,7 @@ def test_no_email_to_buyers_after_close_or_to_the_unsubscribed(sessions, setting
             (late, launch.cart_close - timedelta(minutes=30)),
         ):
             _start(s, person, offer.id, at)
-        meta = checkout.checkout_metadata(offer, launch, 1, buyer.id, False)
-        deal = Purchase(meta, "buyer@example.fr", 49700, "EUR")
-        ts = int((now + timedelta(minutes=10)).timestamp())
-        checkout.handle_event(s, settings, deal.completed(ts), now=now, fetch=False)
+        _pays(s, settings, offer, buyer, now + timedelta(minutes=10), now)
         close = launch.cart_close
     counts = _send(sessions, settings, now + timedelta(hours=2))
     assert counts == {"sent": 0, "buyer": 1, "inactive": 1}
@@ -256,15 +266,12 @@ def test_analysis_counts_recovered_orders_and_promise(sessions, settings, now) -
         other = create_subscriber(s, now - timedelta(days=3), "other@example.fr")
         _start(s, camille, offer.id, now)
         _start(s, other, offer.id, now)
-        meta = checkout.checkout_metadata(offer, s.get(Launch, offer.launch_id), 1, camille.id,
-                                          False)  # fmt: skip
-        other_id = other.id
+        offer_id, camille_id, other_id = offer.id, camille.id, other.id
     delayed = dataclasses.replace(settings, checkout_recovery_delay=timedelta(minutes=30))
     assert _send(sessions, delayed, now + timedelta(minutes=30))["sent"] == 2
     with sessions.begin() as s:
-        deal = Purchase(meta, "camille@example.fr", 49700, "EUR")  # bought 2 h after the email
-        ts = int((now + timedelta(hours=2)).timestamp())
-        checkout.handle_event(s, settings, deal.completed(ts), now=now, fetch=False)
+        camille = s.get(Subscriber, camille_id)  # bought 2 h after the email
+        _pays(s, settings, s.get(Offer, offer_id), camille, now + timedelta(hours=2), now)
         report = analyze_launch(s, "spring")
         launch = s.scalars(select(Launch)).one()
         assert recoveries_after_close(s, launch) == []
@@ -340,18 +347,14 @@ TWICE = "no one gets two abandoned-checkout emails for the same offer"
 def test_promises_hold_for_a_recovered_buyer(sessions, settings, now) -> None:
     """Emailed, then bought: recovered, no promise broken (the checks do not cry wolf)."""
     with sessions.begin() as s:
-        offer = create_offer(s, now)
-        camille = create_subscriber(s, now)
-        _start(s, camille, offer.id, now)
-        meta = checkout.checkout_metadata(offer, s.get(Launch, offer.launch_id), 1, camille.id,
-                                          False)  # fmt: skip
+        offer, camille = _camille_starts(s, now)
+        offer_id, camille_id = offer.id, camille.id
     messenger, pushed = _pushed_outbox(settings)
     with sessions.begin() as s:
         assert send_recoveries(s, settings, messenger, now=now + timedelta(hours=1))["sent"] == 1
     with sessions.begin() as s:
-        deal = Purchase(meta, "camille@example.fr", 49700, "EUR")
-        ts = int((now + timedelta(hours=3)).timestamp())
-        checkout.handle_event(s, settings, deal.completed(ts), now=now, fetch=False)
+        camille = s.get(Subscriber, camille_id)
+        _pays(s, settings, s.get(Offer, offer_id), camille, now + timedelta(hours=3), now)
     with sessions.begin() as s:  # a later pass: she bought, nothing more goes out
         assert send_recoveries(s, settings, messenger, now=now + timedelta(hours=5))["sent"] == 0
     assert len(pushed) == 1
@@ -360,14 +363,8 @@ def test_promises_hold_for_a_recovered_buyer(sessions, settings, now) -> None:
 
 def test_promise_catches_a_recovery_email_to_a_buyer(sessions, settings, now) -> None:
     with sessions.begin() as s:
-        offer = create_offer(s, now)
-        camille = create_subscriber(s, now)
-        _start(s, camille, offer.id, now)
-        meta = checkout.checkout_metadata(offer, s.get(Launch, offer.launch_id), 1, camille.id,
-                                          False)  # fmt: skip
-        deal = Purchase(meta, "camille@example.fr", 49700, "EUR")
-        ts = int((now + timedelta(minutes=20)).timestamp())
-        checkout.handle_event(s, settings, deal.completed(ts), now=now, fetch=False)
+        offer, camille = _camille_starts(s, now)
+        _pays(s, settings, offer, camille, now + timedelta(minutes=20), now)
         camille_id, offer_id = camille.id, offer.id
     assert _broken(sessions, settings) == {}
     # broken on purpose: the email goes out although she bought (a sender that skipped the
@@ -386,9 +383,7 @@ def test_promise_catches_a_recovery_email_to_a_buyer(sessions, settings, now) ->
 
 def test_promise_catches_a_second_recovery_email(sessions, settings, now) -> None:
     with sessions.begin() as s:
-        offer = create_offer(s, now)
-        camille = create_subscriber(s, now)
-        _start(s, camille, offer.id, now)
+        offer, camille = _camille_starts(s, now)
         camille_id, offer_id = camille.id, offer.id
     messenger, pushed = _pushed_outbox(settings)
     with sessions.begin() as s:

@@ -7,7 +7,8 @@ Public API (the CLI is a thin layer over these):
 - ``forecast_launch(session, audience=, price_cents=None, from_launches=None, seed=0,
   now=None) -> dict`` (``now`` decides which carts have closed; without it, all count)
 - ``import_payments(session, path, launch=, now=) -> dict``
-- ``render_report(result, language=, templates_dir=) -> str`` and ``render_compare(...)``
+- ``render_report(result, language=, templates_dir=) -> str`` and ``render_compare(...)``;
+  ``render_workspace_report(result, settings) -> str`` takes those from the workspace settings
 - ``write_csv(result, directory) -> list[Path]``
 - ``wilson_interval(successes, trials) -> (low, high) | None``
 """
@@ -33,6 +34,7 @@ _LAZY = {
     "to_minor_units": "payments_import",
     "render_compare": "report",
     "render_report": "report",
+    "render_workspace_report": "report",
     "write_csv": "report",
 }
 
@@ -48,6 +50,7 @@ __all__ = [
     "load_launch",
     "render_compare",
     "render_report",
+    "render_workspace_report",
     "to_minor_units",
     "wilson_interval",
     "write_csv",

@@ -597,6 +597,17 @@ def render_report(
     )
 
 
+def render_workspace_report(result: dict[str, Any], settings: Settings) -> str:
+    """``render_report`` in the workspace's language, timezone, templates and sender."""
+    return render_report(
+        result,
+        language=settings.language,
+        timezone=settings.timezone,
+        templates_dir=settings.templates_dir,
+        settings=settings,
+    )
+
+
 def render_compare(
     result: dict[str, Any], *, language: str = "en", templates_dir: Path | None = None
 ) -> str:

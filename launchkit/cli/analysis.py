@@ -219,17 +219,7 @@ def analyze(
             tz=runtime.settings.tz,
         )  # fmt: skip
     if html is not None:
-        settings = runtime.settings
-        _write(
-            html,
-            analysis.render_report(
-                result,
-                language=settings.language,
-                timezone=settings.timezone,
-                templates_dir=settings.templates_dir,
-                settings=settings,
-            ),
-        )
+        _write(html, analysis.render_workspace_report(result, runtime.settings))
     if csv_dir is not None:
         analysis.write_csv(result, csv_dir)
     if as_json:

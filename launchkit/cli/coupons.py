@@ -52,11 +52,15 @@ def coupon_add(
     amount = checkout.parse_money(amount_off, what="--amount-off") if amount_off else None
     client = checkout.make_client(settings)
     with runtime.transaction() as session:
-        coupon = coupons.add_coupon(
-            session, client, code, percent=percent, amount_off_cents=amount,
-            currency=currency or settings.currency, until=ends, max_uses=max_uses,
-            offer_slug=offer, now=utcnow(),
-        )  # fmt: skip
+        terms = coupons.CouponTerms(
+            percent=percent,
+            amount_off_cents=amount,
+            currency=currency or settings.currency,
+            until=ends,
+            max_uses=max_uses,
+            offer_slug=offer,
+        )
+        coupon = coupons.add_coupon(session, client, code, terms, now=utcnow())
         value = _value(coupon.percent_off, coupon.amount_off_cents, coupon.currency, lang)
         link = f"{settings.base_url.rstrip('/')}/buy/OFFER?coupon={coupon.code}"
         say(f'Added coupon "{coupon.code}" ({value}); prefilled by a link like {link}')

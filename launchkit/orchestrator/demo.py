@@ -204,15 +204,7 @@ def run_demo(
     report = workspace / "reports" / f"{plan.slug}.html"  # written by the analyze step
     if not report.exists():
         report.parent.mkdir(exist_ok=True)
-        report.write_text(
-            analysis.render_report(
-                result,
-                language=settings.language,
-                timezone=settings.timezone,
-                templates_dir=settings.templates_dir,
-                settings=settings,
-            )
-        )
+        report.write_text(analysis.render_workspace_report(result, settings))
     return {
         "workspace": str(workspace),
         "launch": plan.slug,

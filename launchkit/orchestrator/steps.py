@@ -135,26 +135,23 @@ def sync_offers(session: Session, ctx: RunContext, launch: Launch) -> StepResult
 
 def _plan_coupons(session: Session, ctx: RunContext, client: Any) -> list[str]:
     """Create the plan's ``[[coupons]]`` not created yet; the codes added (#18)."""
-    from launchkit.selling.coupons import ensure_coupon
+    from launchkit.selling.coupons import CouponTerms, ensure_coupon
 
     if client is None:
         return []
-    return [
-        spec.code
-        for spec in ctx.plan.coupons
-        if ensure_coupon(
-            session,
-            client,
-            spec.code,
+    added = []
+    for spec in ctx.plan.coupons:
+        terms = CouponTerms(
             percent=spec.percent,
             amount_off_cents=spec.amount_cents,
             currency=ctx.settings.currency,
             until=spec.until,
             max_uses=spec.max_uses,
             offer_slug=spec.offer,
-            now=ctx.now,
-        )  # fmt: skip
-    ]
+        )
+        if ensure_coupon(session, client, spec.code, terms, now=ctx.now):
+            added.append(spec.code)
+    return added
 
 
 def schedule_sequences(session: Session, ctx: RunContext, launch: Launch) -> StepResult:
@@ -244,15 +241,7 @@ def analyze(session: Session, ctx: RunContext, launch: Launch) -> StepResult:
     reports.mkdir(exist_ok=True)
     html = reports / f"{launch.slug}.html"
     result = analysis.analyze_launch(session, launch.slug, now=ctx.now)
-    html.write_text(
-        analysis.render_report(
-            result,
-            language=ctx.settings.language,
-            timezone=ctx.settings.timezone,
-            templates_dir=ctx.settings.templates_dir,
-            settings=ctx.settings,
-        )
-    )
+    html.write_text(analysis.render_workspace_report(result, ctx.settings))
     summary = {
         k: result[k]
         for k in ("audience_size", "buyers", "conversion_rate", "net_revenue_cents", "refund_rate")

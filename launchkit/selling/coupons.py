@@ -9,6 +9,7 @@ from ``/buy/OFFER?coupon=CODE``. The code's deadline and use limit are Stripe's 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,28 +28,35 @@ def normal_code(code: str) -> str:
     return (code or "").strip().upper()
 
 
+@dataclass(frozen=True, kw_only=True)
+class CouponTerms:
+    """What a coupon takes off (``percent`` or ``amount_off_cents``) and its limits."""
+
+    percent: int | None = None
+    amount_off_cents: int | None = None
+    currency: str
+    until: datetime | None = None
+    max_uses: int | None = None
+    offer_slug: str | None = None
+
+
 def add_coupon(
-    session: Session,
-    client: StripeClient,
-    code: str,
-    *,
-    percent: int | None,
-    amount_off_cents: int | None,
-    currency: str,
-    until: datetime | None,
-    max_uses: int | None,
-    offer_slug: str | None,
-    now: datetime,
+    session: Session, client: StripeClient, code: str, terms: CouponTerms, *, now: datetime
 ) -> Coupon:
     """Create coupon ``code`` in Stripe (Coupon + PromotionCode) and record it."""
     code = normal_code(code)
-    _check(session, code, percent, amount_off_cents, until, max_uses, now)
-    offer = _offer(session, offer_slug)
+    _check(session, code, terms, now)
+    offer = _offer(session, terms.offer_slug)
     coupon = Coupon(
-        code=code, percent_off=percent, amount_off_cents=amount_off_cents,
-        currency=(offer.currency if offer else currency).upper(), until=until,
-        max_uses=max_uses, offer_id=offer.id if offer else None, created_at=now,
-    )  # fmt: skip
+        code=code,
+        percent_off=terms.percent,
+        amount_off_cents=terms.amount_off_cents,
+        currency=(offer.currency if offer else terms.currency).upper(),
+        until=terms.until,
+        max_uses=terms.max_uses,
+        offer_id=offer.id if offer else None,
+        created_at=now,
+    )
     coupon_id, promo_id = create_promotion_code(
         client, coupon=_stripe_coupon(coupon, offer), code=code, extra=_promotion(coupon)
     )
@@ -63,17 +71,7 @@ class CouponClash(InputError):
 
 
 def ensure_coupon(
-    session: Session,
-    client: StripeClient,
-    code: str,
-    *,
-    percent: int | None,
-    amount_off_cents: int | None,
-    currency: str,
-    until: datetime | None,
-    max_uses: int | None,
-    offer_slug: str | None,
-    now: datetime,
+    session: Session, client: StripeClient, code: str, terms: CouponTerms, *, now: datetime
 ) -> bool:
     """Create coupon ``code`` unless it exists with the same terms; True when created.
 
@@ -81,13 +79,12 @@ def ensure_coupon(
     """
     existing = session.scalar(select(Coupon).where(Coupon.code == normal_code(code)))
     if existing is None:
-        add_coupon(
-            session, client, code, percent=percent, amount_off_cents=amount_off_cents,
-            currency=currency, until=until, max_uses=max_uses, offer_slug=offer_slug, now=now,
-        )  # fmt: skip
+        add_coupon(session, client, code, terms, now=now)
         return True
-    offer = session.scalar(select(Offer).where(Offer.slug == offer_slug)) if offer_slug else None
-    wanted = (percent, amount_off_cents, _utc(until), max_uses, offer.id if offer else None)
+    slug = terms.offer_slug
+    offer = session.scalar(select(Offer).where(Offer.slug == slug)) if slug else None
+    offer_id = offer.id if offer else None
+    wanted = (terms.percent, terms.amount_off_cents, _utc(terms.until), terms.max_uses, offer_id)
     found = (existing.percent_off, existing.amount_off_cents, _utc(existing.until),
              existing.max_uses, existing.offer_id)  # fmt: skip
     if wanted != found:
@@ -109,20 +106,13 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
-def _check(
-    session: Session,
-    code: str,
-    percent: int | None,
-    amount: int | None,
-    until: datetime | None,
-    max_uses: int | None,
-    now: datetime,
-) -> None:
+def _check(session: Session, code: str, terms: CouponTerms, now: datetime) -> None:
+    percent, until, max_uses = terms.percent, terms.until, terms.max_uses
     if not CODE.fullmatch(code):
         raise InputError(f'Coupon "{code}": use 2-50 letters, digits, - or _.')
     if session.scalar(select(Coupon.id).where(Coupon.code == code)) is not None:
         raise AlreadyExists(f'Coupon "{code}" already exists.')
-    if (percent is None) == (amount is None):
+    if (percent is None) == (terms.amount_off_cents is None):
         raise InputError(f'Coupon "{code}": give exactly one of --percent and --amount-off.')
     if percent is not None and not 1 <= percent <= 100:
         raise InputError(f'Coupon "{code}": --percent must be between 1 and 100.')

@@ -68,8 +68,13 @@ def _now_ts(state: WebState) -> float:
     return state.clock().timestamp()
 
 
-def _read(state: WebState, purpose: Purpose, token: str) -> dict[str, Any]:
-    return tokens.read_token(state.settings, purpose, token, now_ts=_now_ts(state))
+def _read_link(request: Request, purpose: Purpose) -> dict[str, Any] | Response:
+    """The payload of the link's ``{token}``, or the page saying it is tampered with or expired."""
+    state, token = state_of(request), request.path_params["token"]
+    try:
+        return tokens.read_token(state.settings, purpose, token, now_ts=_now_ts(state))
+    except (TokenExpired, TokenInvalid) as e:
+        return _token_error(request, purpose, token, e)
 
 
 def _expired_payload(state: WebState, purpose: Purpose, token: str) -> dict[str, Any] | None:
@@ -323,12 +328,10 @@ def _signup_again_action(state: WebState, payload: Mapping[str, Any]) -> dict[st
 def confirm_page(request: Request) -> Response:
     """GET (and HEAD) /confirm/{token}: a page whose form confirms by POST, submitted by its
     script where scripts run. Link scanners that fetch the URL change nothing."""
-    state = state_of(request)
-    token = request.path_params["token"]
-    try:
-        payload = _read(state, Purpose.CONFIRM, token)
-    except (TokenExpired, TokenInvalid) as e:
-        return _token_error(request, Purpose.CONFIRM, token, e)
+    payload = _read_link(request, Purpose.CONFIRM)
+    if isinstance(payload, Response):
+        return payload
+    state, token = state_of(request), request.path_params["token"]
     with state.sessions() as session:  # read only
         subscriber = session.get(Subscriber, magnets._int(payload.get("s")))
         magnet = session.get(Magnet, magnets._int(payload.get("m")))
@@ -347,12 +350,10 @@ def confirm_page(request: Request) -> Response:
 
 def confirm(request: Request) -> Response:
     """POST /confirm/{token}: activate, tag, send the delivery email once, show the download."""
+    payload = _read_link(request, Purpose.CONFIRM)
+    if isinstance(payload, Response):
+        return payload
     state = state_of(request)
-    token = request.path_params["token"]
-    try:
-        payload = _read(state, Purpose.CONFIRM, token)
-    except (TokenExpired, TokenInvalid) as e:
-        return _token_error(request, Purpose.CONFIRM, token, e)
     try:
         with state.transaction() as session:
             result = magnets.confirm_signup(
@@ -389,12 +390,10 @@ def _send_delivery(state: WebState, magnet: Magnet, subscriber: Subscriber, url:
 
 def download(request: Request) -> Response:
     """GET /d/{token}: serve the file (attachment) or redirect to the magnet URL; counted."""
+    payload = _read_link(request, Purpose.DOWNLOAD)
+    if isinstance(payload, Response):
+        return payload
     state = state_of(request)
-    token = request.path_params["token"]
-    try:
-        payload = _read(state, Purpose.DOWNLOAD, token)
-    except (TokenExpired, TokenInvalid) as e:
-        return _token_error(request, Purpose.DOWNLOAD, token, e)
     try:
         with state.transaction() as session:
             found = magnets.resolve_download(
@@ -460,12 +459,10 @@ def _resend_capped(request: Request, lang: str, retry_after: timedelta) -> Respo
 
 def unsubscribe_page(request: Request) -> Response:
     """GET /u/{token}: a page with a confirm button. A GET never unsubscribes."""
-    state = state_of(request)
-    token = request.path_params["token"]
-    try:
-        payload = _read(state, Purpose.UNSUBSCRIBE, token)
-    except (TokenExpired, TokenInvalid) as e:
-        return _token_error(request, Purpose.UNSUBSCRIBE, token, e)
+    payload = _read_link(request, Purpose.UNSUBSCRIBE)
+    if isinstance(payload, Response):
+        return payload
+    state, token = state_of(request), request.path_params["token"]
     with state.transaction() as session:
         subscriber = session.get(Subscriber, magnets._int(payload.get("s")))
         if subscriber is None:
@@ -499,12 +496,10 @@ async def unsubscribe_post(request: Request) -> Response:
 
 
 def _unsubscribe_post(request: Request, form: dict[str, str], one_click: bool) -> Response:
+    payload = _read_link(request, Purpose.UNSUBSCRIBE)
+    if isinstance(payload, Response):
+        return payload
     state = state_of(request)
-    token = request.path_params["token"]
-    try:
-        payload = _read(state, Purpose.UNSUBSCRIBE, token)
-    except (TokenExpired, TokenInvalid) as e:
-        return _token_error(request, Purpose.UNSUBSCRIBE, token, e)
     if not one_click and not csrf_ok(request, form):
         return error_page(request, 400, "invalid_title", "err_csrf")
     reason = None

@@ -42,6 +42,7 @@ from launchkit.models import (
 from launchkit.stripe_events import Purchase, encode, payment_intent_succeeded, sign_payload
 from launchkit.web import create_app
 from tests.conftest import free_port
+from tests.fixtures.browser import stop_server
 from tests.fixtures.stripe import (
     WEBHOOK_SECRET,
     create_offer,
@@ -405,16 +406,6 @@ def _serve(tmp_path: Path, env: dict[str, str], mode: str) -> tuple[subprocess.P
     raise AssertionError("the web process did not start")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.mark.parametrize("mode", ["before", "after"])
 def test_web_process_killed_around_its_commit_then_redelivered(
     tmp_path, sessions, stripe_settings, workspace_env, now, mode
@@ -440,7 +431,7 @@ def test_web_process_killed_around_its_commit_then_redelivered(
                 assert proc.wait(timeout=10) == -9
                 killed += 1
             finally:
-                _stop(proc)
+                stop_server(proc)
             with sessions.begin() as s:
                 stored = s.get(StripeEvent, event["id"])
                 assert (stored is not None) == (mode == "after")

@@ -25,12 +25,12 @@ from sqlalchemy import insert, select, update
 
 from launchkit import audience, mailer
 from launchkit.audience.addresses import _CELL_TRIGGERS
-from launchkit.config import Settings, settings_for_test
+from launchkit.config import Settings
 from launchkit.errors import LaunchkitError
 from launchkit.models import Subscriber, SubscriberTag
 from launchkit.render import make_environment, parse_email_file, render_email, sample_context
 from tests.analysis_data import build_small_launch
-from tests.conftest import NOW
+from tests.conftest import NOW, email_settings
 from tests.test_render import LEAK_MARKERS, SSTI_PAYLOADS
 
 pytestmark = pytest.mark.security
@@ -78,14 +78,7 @@ MORE_SSTI = [
 
 @pytest.fixture(scope="module")
 def ws_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    folder = tmp_path_factory.mktemp("ws")
-    (folder / "emails").mkdir()
-    return settings_for_test(
-        folder,
-        sender_name="Atelier Élodie",
-        sender_email="hello@atelier.example",
-        postal_address="12 rue des Lilas\n75011 Paris",
-    )
+    return email_settings(tmp_path_factory.mktemp("ws"))
 
 
 def _write(settings: Settings, name: str, body: str, subject: str = "Hello") -> Path:
