@@ -207,6 +207,11 @@ def _move_entrants(
 
     emails = sa.select(Email.id).join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
     emails = emails.where(LaunchSequence.launch_id == launch.id)
+    # Lock the queued rows first (PostgreSQL): a sender claiming one now waits for this
+    # transaction and then finds it moved or gone; one claimed before is "sending", so told.
+    # SQLite serialises writers: a claim committed after this read makes the update's write fail.
+    queued = sa.select(Send.id).where(Send.email_id.in_(emails), Send.status == SendStatus.QUEUED)
+    session.execute(queued.with_for_update()).all()
     told = sa.select(Send.subscriber_id).where(Send.email_id.in_(emails), Send.status.in_(WENT_OUT))
     entries = session.scalars(
         sa.select(EvergreenEntry).where(EvergreenEntry.launch_id == launch.id)

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import func, select, text
 
 from launchkit import audience, evergreen, sequences
 from launchkit.errors import InputError, NotFound
@@ -704,6 +705,42 @@ def test_new_offsets_move_only_people_not_yet_told_their_dates(engine, sessions,
         sequences.schedule_launch(s, settings, launch, now=T0 + timedelta(hours=3))
         eve = _entry_dates(s)["eve@example.fr"]
     assert eve == (T0 + timedelta(hours=2) + 5 * day, T0 + timedelta(hours=2) + 8 * day)
+
+
+def test_offsets_update_holds_the_queued_rows_a_sender_would_claim(
+    engine, sessions, settings, db_url
+):
+    """PostgreSQL: while an offsets update is open, a sender's claim of a queued row of the
+    launch waits for it (the update locks the queued rows before it reads who was told, so a
+    claim cannot slip in between and compose an email with the dates being changed)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers: a claim made meanwhile makes the update fail")
+    settings = tune(settings)
+    with sessions.begin() as s:
+        _launch(s, settings, now=T0 - timedelta(days=1))
+        cy = _person(s, "cy@example.fr")
+        audience.add_tags(s, [cy.id], ["webinar"], at=T0 + timedelta(minutes=30))
+        launch = s.scalar(select(Launch).where(Launch.slug == "always"))
+        sequences.schedule_launch(s, settings, launch, now=T0 + timedelta(hours=1))
+        queued = s.scalar(select(Send.id).where(Send.status == "queued").limit(1))
+    update = sessions()
+    try:
+        launch = update.scalar(select(Launch).where(Launch.slug == "always"))
+        change = evergreen.TimingUpdate(cart_open="entry +5d", cart_close="entry +8d")
+        now = T0 + timedelta(hours=1)
+        evergreen.update_evergreen_launch(update, launch, change, tz=settings.tz, now=now)
+        with engine.connect() as sender:
+            sender.execute(text("SET lock_timeout = '300ms'"))
+            with pytest.raises(sa_exc.OperationalError, match="lock"):
+                sender.execute(
+                    text(
+                        "UPDATE sends SET status = 'sending' WHERE id = :id AND status = 'queued'"
+                    ),
+                    {"id": queued},
+                )
+    finally:
+        update.rollback()
+        update.close()
 
 
 def test_a_new_entry_rule_takes_entrants_from_now_on(sessions, settings) -> None:
