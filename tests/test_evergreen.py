@@ -816,6 +816,8 @@ def test_cli_update_offsets_and_switch_modes(cli, sessions, settings) -> None:
     )
     both = cli("launch", "update", "always", "--fixed", "--evergreen")
     assert both.stderr == "Error: --evergreen and --fixed cannot be used together.\n"
+    forced = cli("launch", "update", "always", "--cart-open", "entry +6d", "--force")
+    assert forced.exit_code == 1 and forced.stderr.startswith("Error: --force: an evergreen")
     fixed = cli("launch", "update", "always", "--fixed", "--cart-open", "2030-12-01 09:00",
                 "--cart-close", "2030-12-08 23:59")  # fmt: skip
     assert fixed.exit_code == 1  # its welcome is timed from the entry: nothing changed
@@ -839,6 +841,8 @@ def test_cli_switch_between_fixed_and_evergreen_while_nothing_sold(cli, sessions
     assert cli("schedule", "spring", "--json").exit_code == 0
     with sessions.begin() as s:
         assert s.scalar(select(func.count(Send.id))) == 2  # ana, at the fixed dates
+    until = cli("launch", "update", "spring", "--until", "2031-01-01 00:00")
+    assert until.stderr == "Error: --until: only an evergreen launch has a last entry.\n"
     to_evergreen = cli("launch", "update", "spring", "--evergreen", "--entry", "tag:webinar",
                        "--cart-open", "entry +7d", "--cart-close", "entry +10d")  # fmt: skip
     assert to_evergreen.exit_code == 0, to_evergreen.output

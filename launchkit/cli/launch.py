@@ -210,6 +210,11 @@ def update(
                 raise InputError(
                     "--prelaunch-start: an evergreen launch's pre-launch starts at each entry."
                 )
+            if force:
+                raise InputError(
+                    "--force: an evergreen launch never moves dates already told; "
+                    "new offsets reach the people not yet told theirs."
+                )
             change = evergreen.TimingUpdate(
                 product=product,
                 entry=entry,
@@ -224,6 +229,8 @@ def update(
                 f" {done.moved} entrant(s) moved to the new offsets, {done.kept} kept their dates."
             )
         else:
+            if until is not None:
+                raise InputError("--until: only an evergreen launch has a last entry.")
             launches.update_launch(
                 session,
                 slug,
