@@ -371,3 +371,86 @@ def test_analyze_click_funnel_text_json_and_csv(sessions, cli, tmp_path: Path) -
     assert [(r["email_id"], r["clicked"], r["bought"]) for r in rows] == [
         (str(row["email_id"]), str(row["clicked"]), str(row["bought"])) for row in funnel
     ]
+
+
+def test_segment_keeps_the_unlinked_order_of_a_segment_buyer(cli, workspace_env, tmp_path) -> None:
+    """Ana bought once before she was on the list (the order is linked to no subscriber, her
+    address typed " Ana@Example.com "), was imported with the tag `hot`, then bought again
+    (linked). Both orders are Ana's (docs: Person), so `--segment tag:hot` counts both."""
+    import time
+
+    from starlette.testclient import TestClient
+
+    from launchkit.config import load_settings
+    from launchkit.stripe_events import Purchase, encode, sign_payload
+    from launchkit.web import create_app
+
+    secret = "whsec_regression_segment_person"
+    env = {**workspace_env, "STRIPE_WEBHOOK_SECRET": secret}
+    for args in (
+        (
+            "launch",
+            "create",
+            "juin",
+            "--product",
+            "Cours",
+            "--cart-open",
+            "2026-06-01T09:00:00+00:00",
+            "--cart-close",
+            "2026-06-08T09:00:00+00:00",
+        ),
+        (
+            "offer",
+            "add",
+            "juin",
+            "cours",
+            "--product",
+            "Cours",
+            "--price",
+            "300",
+            "--currency",
+            "EUR",
+        ),
+    ):
+        assert cli(*args).exit_code == 0
+    meta = {"launch": "juin", "offer": "cours", "plan": "full", "instalments": "1"}
+    app = create_app(load_settings(Path(env["LAUNCHKIT_HOME"]), env=env))
+
+    def buy(email: str, at: datetime) -> None:
+        purchase = Purchase(
+            metadata=meta | {"subscriber": ""}, email=email, amount=30000, currency="eur"
+        )
+        with TestClient(app) as web:
+            for event in (
+                purchase.completed(int(at.timestamp())),
+                purchase.paid(int(at.timestamp())),
+            ):
+                body = encode(event)
+                signature = sign_payload(body, secret, int(time.time()))
+                answer = web.post(
+                    "/stripe/webhook", content=body, headers={"Stripe-Signature": signature}
+                )
+                assert answer.status_code == 200, answer.text
+
+    buy(" Ana@Example.com ", datetime(2026, 6, 2, 10, tzinfo=UTC))
+    people = tmp_path / "list.csv"
+    people.write_text(
+        "email,tags,signed_up_at\n"
+        "ana@example.com,hot,2026-05-01T10:00:00+00:00\n"
+        "bea@example.com,hot,2026-05-02T10:00:00+00:00\n",
+        encoding="utf-8",
+    )
+    assert cli("audience", "import", str(people)).exit_code == 0
+    buy("ana@example.com", datetime(2026, 6, 5, 10, tzinfo=UTC))
+    now = ("--now", "2026-07-01T00:00:00+00:00")
+    whole = json.loads(cli("analyze", "juin", "--json", *now).stdout)
+    r = cli("analyze", "juin", "--json", "--segment", "tag:hot", *now)
+    assert r.exit_code == 0, r.stderr
+    hot = json.loads(r.stdout)
+    for data in (whole, hot):
+        assert (data["audience_size"], data["buyers"], data["buyers_in_audience"]) == (2, 1, 1)
+        assert (data["orders"], data["gross_revenue_cents"]) == (2, 60000)
+        assert data["mix"]["pay_in_full"]["orders"] == 2
+        assert data["average_order_cents"] == 30000
+        assert data["timing"]["share_first_24h"] == 0.0
+        assert [d["orders"] for d in data["timing"]["per_day"]] == [1, 0, 0, 1]

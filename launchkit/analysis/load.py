@@ -134,6 +134,9 @@ def load_orders(conn: Connection, launch: Launch, segment: Any = None) -> pd.Dat
             "in_segment": pd.Series([row[5] for row in people], dtype="bool"),
         }
     )
+    # the segment is a property of the person: an unlinked order counted as a linked buyer's
+    # (person_keys) is in the segment when that buyer's subscriber is
+    who["in_segment"] = who.groupby("person")["in_segment"].transform("max").astype("bool")
     frame["id"] = frame["id"].astype("int64")
     return frame.merge(who, on="id", how="left")
 
