@@ -49,6 +49,7 @@ OFFERS = {  # slug -> currency, price, plan (n, each) or None, guarantee days
     "cours": ("EUR", 30000, (3, 11000), 14),
     "cours-us": ("USD", 35000, None, 30),
 }
+TIER = ("early", 25000)  # a dated price of "cours" (its date only matters to the checkout)
 SOURCES = ["webinar", "podcast", "ads"]
 TAGS = ["magnet:guide", "magnet:quiz", "vip", "fr"]
 
@@ -102,6 +103,7 @@ class Sale:
     deleted_at: datetime | None = None  # subscription deleted by Stripe
     use_meta_id: bool = False  # metadata carries the subscriber id (else linked by address)
     disputed_at: datetime | None = None
+    tier: tuple[str, int] | None = None  # bought at a dated tier price (name, cents)
     phase: int = 1  # 1: posted before the third import, 2: after it
 
     @property
@@ -116,6 +118,8 @@ class Sale:
     instalment_sale: bool = False
 
     def each(self) -> int:
+        if self.tier:
+            return self.tier[1]
         return OFFERS[self.offer][2][1] if self.plan > 1 else OFFERS[self.offer][1]
 
     def total(self) -> int:
@@ -208,6 +212,9 @@ def generate(seed: int, people: int = 60) -> World:
         extra = {"hot"} | set(r.sample(TAGS, 1))
         if not p.changes:
             p.tags |= extra
+            if p.joined > OPEN and r.random() < 0.5:  # this export knows an earlier signup
+                p.joined = OPEN - 3 * D - timedelta(minutes=r.randrange(600))
+                row["signed_up_at"] = _stamp(p.joined)
             if r.random() < 0.3:
                 at = _between(r, max(p.joined, OPEN) + H, CLOSE - H)
                 kind = r.choice(["unsubscribed", "bounced"])
@@ -232,6 +239,7 @@ def generate(seed: int, people: int = 60) -> World:
             }
         )
     w.imports.append(second)
+    w.imports.append(_mailchimp_unsubscribed(w, r))
     _sales(w, r)
     # after the cart closed: a buyer and a non-buyer unsubscribe, two addresses bounce
     active = [p for p in w.people.values() if not p.changes]
@@ -245,6 +253,36 @@ def generate(seed: int, people: int = 60) -> World:
         "podcast": lambda p: p.source == "podcast",
     }
     return w
+
+
+def _mailchimp_unsubscribed(w: World, r: random.Random) -> list[dict[str, str]]:
+    """Mailchimp's unsubscribed export, imported during the cart: two left during the cart, one
+    between pre-launch start and cart open, one before pre-launch start (UNSUB_TIME, UTC)."""
+    still = [p for p in w.people.values() if not p.changes and p.joined < PRE - 2 * D]
+    rows = []
+    for p, (a, b) in zip(
+        r.sample(still, 4),
+        [(OPEN + H, CLOSE), (OPEN + H, CLOSE), (PRE, OPEN - H), (PRE - 2 * D, PRE - H)],
+        strict=True,
+    ):
+        at = _between(r, max(a, p.joined + H), b)
+        p.changes.append((at, "unsubscribed", "unsubscribed"))
+        when = at.strftime("%Y-%m-%d %H:%M:%S")
+        rows.append(
+            {
+                "Email Address": p.email,
+                "First Name": "",
+                "Last Name": "",
+                "Source": p.source,
+                "OPTIN_TIME": p.joined.strftime("%Y-%m-%d %H:%M:%S"),
+                "CONFIRM_TIME": "",
+                "LAST_CHANGED": when,
+                "UNSUB_TIME": when,
+                "UNSUB_REASON": "N/A (Unsubscribed by admin)",
+                "TAGS": "",
+            }
+        )
+    return rows
 
 
 def _sales(w: World, r: random.Random) -> None:
@@ -320,6 +358,7 @@ def _sales(w: World, r: random.Random) -> None:
             s.refunds.append(Refund(5000, at + 20 * D))
         elif kind == "listed":
             s.refunds.append(Refund(7500, at + 4 * D, listed=True, reason="requested_by_customer"))
+            s.refunds.append(Refund(2500, at + 9 * D, listed=True, reason="duplicate"))
         elif kind == "dispute":
             s.disputed_at = at + 6 * D
         elif kind == "twice":
@@ -343,7 +382,7 @@ def _sales(w: World, r: random.Random) -> None:
             }
         ]
     )
-    sale("cours", None, "Convert@Exemple.fr", OPEN + 2 * H)
+    sale("cours", None, "Convert@Exemple.fr", OPEN + 2 * H, tier=TIER)
     sale("cours", late, late.email, CLOSE - 5 * H, phase=2)
 
 
@@ -436,7 +475,35 @@ def truth(w: World, currency: str, segment: str | None = None) -> dict[str, Any]
         [] if segment else rows("segment", lambda p: [n for n, f in w.segments.items() if f(p)])
     )
     t.update(_money(sales, len(audience)))
+    t["by_coupon"], t["tax_cents"] = [], 0
+    t["revenue_net_of_tax_cents"] = t["net_revenue_cents"]
+    if currency == "EUR":  # the offer with a tier
+        t["by_tier"] = _tiers(sales, who, inside, len(audience))
     return t
+
+
+def _tiers(sales: list[Sale], who: Callable, inside: set, audience: int) -> list[dict[str, Any]]:
+    groups: dict[str, list[Sale]] = {}
+    for s in sales:
+        groups.setdefault(s.tier[0] if s.tier else "", []).append(s)
+    rows = []
+    for name, group in sorted(groups.items()):
+        paid = sum(s.each() * len({n for n, _ in s.paid}) for s in group)
+        refunded = sum(x.amount for s in group for x in s.refunds)
+        buyers = {who(s) or norm(s.email) for s in group}
+        rows.append(
+            {
+                "tier": name or None,
+                "orders": len(group),
+                "buyers": len(buyers),
+                "revenue_cents": paid,
+                "refunded_cents": refunded,
+                "net_revenue_cents": paid - refunded,
+                "share_of_orders": len(group) / len(sales),
+                "conversion_rate": len(buyers & inside) / audience if audience else 0.0,
+            }
+        )
+    return rows
 
 
 def _money(sales: list[Sale], audience: int) -> dict[str, Any]:
@@ -646,6 +713,8 @@ def drive(w: World, run: Run, post: Post, folder: Path, clock: Callable[[], int]
     )
     for slug, (cur, price, plan, days) in OFFERS.items():
         extra = ["--plan", f"{plan[0]}x{plan[1] // 100}"] if plan else []
+        if slug == "cours":
+            extra += ["--tier", f"{TIER[0]}:{TIER[1] // 100}:until=2026-10-06 09:00"]
         run(
             "offer",
             "add",
@@ -703,6 +772,8 @@ def _events(s: Sale, ids: dict[str, int]) -> list[dict[str, Any]]:
         "bump": "0",
         "subscriber": str(ids[s.person]) if s.use_meta_id and s.person else "",
     }
+    if s.tier:
+        meta |= {"tier": s.tier[0], "tier_cents": str(s.tier[1])}
     p = Purchase(
         metadata=meta,
         email=s.email,
@@ -720,26 +791,28 @@ def _events(s: Sale, ids: dict[str, int]) -> list[dict[str, Any]]:
             break
         attempts[n] = attempts.get(n, 0) + 1
         out.append(p.invoice(n, _ts(at), paid=(n, at) in s.paid, attempt=attempts[n]))
+        if (n, at) in s.paid:  # Stripe sends invoice.payment_succeeded too (another event id)
+            twin = json.loads(json.dumps(out[-1]))
+            twin["type"], twin["id"] = "invoice.payment_succeeded", f"{out[-1]['id']}_twin"
+            out.append(twin)
     level = 0
+    listed: list[dict[str, Any]] = []  # the charge's refunds so far, newest first
     for x in sorted(s.refunds, key=lambda x: x.at):
         level += x.amount
         e = p.refunded(_ts(x.at), amount_refunded=level, number=x.number)
         if x.listed:
-            e["data"]["object"]["refunds"] = {
-                "object": "list",
-                "data": [
-                    {
-                        "id": f"re_{s.ref}_{level}",
-                        "object": "refund",
-                        "amount": x.amount,
-                        "created": _ts(x.at),
-                        "currency": s.currency.lower(),
-                        "reason": x.reason,
-                        "status": "succeeded",
-                        "payment_intent": p.instalment_pi(x.number),
-                    }
-                ],
+            item = {
+                "id": f"re_{s.ref}_{level}",
+                "object": "refund",
+                "amount": x.amount,
+                "created": _ts(x.at),
+                "currency": s.currency.lower(),
+                "reason": x.reason,
+                "status": "succeeded",
+                "payment_intent": p.instalment_pi(x.number),
             }
+            listed.insert(0, item)
+            e["data"]["object"]["refunds"] = {"object": "list", "data": list(listed)}
         out.append(e)
     if s.deleted_at:
         out.append(p.cancelled(_ts(s.deleted_at)))
@@ -766,7 +839,7 @@ def leaves(value: Any, path: str = "") -> dict[str, Any]:
             label = next(
                 (
                     str(row[k])
-                    for k in ("source", "cohort", "tag", "magnet", "segment", "reason")
+                    for k in ("source", "cohort", "tag", "magnet", "segment", "reason", "tier")
                     if k in row
                 ),
                 str(i),

@@ -47,6 +47,11 @@ def test_every_figure_of_the_audit_scenario(workspace_env, tmp_path: Path, seed:
             run("analyze", scenario.SLUG, "--json", "--now", scenario.NOW.isoformat(), *args)
         )
 
+    mixed = cli("analyze", scenario.SLUG, "--json")  # EUR and USD orders: pick one
+    assert mixed.exit_code == 1
+    assert mixed.stderr.strip() == (
+        f"Error: Launch {scenario.SLUG} has orders in EUR and USD; pick one with --currency"
+    )
     compared, report = scenario.check(world, analyze)
     assert compared > 1000
     assert not report, f"{len(report)} of {compared} figures differ:\n" + "\n".join(report)
