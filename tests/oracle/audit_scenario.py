@@ -557,7 +557,9 @@ def _money(sales: list[Sale], audience: int) -> dict[str, Any]:
                 reasons[key] = reasons.get(key, 0) + 1
         else:  # Dashboard refunds known by their cumulative level: one row per level
             reasons["unspecified"] = reasons.get("unspecified", 0) + len(s.refunds)
-    window = max(windows) if windows else 0
+    # the window shown: the largest of the refunded orders' offers, else of the launch's offers
+    # (the code's reading: the docs define "inside the guarantee" per order, not this key)
+    window = max(windows) if windows else max(o[3] for o in OFFERS.values())
     last = max([window, *[int(max(d, 0)) for d in days]])
     t["refunds"] = {
         "count": len(refunded_sales),
@@ -571,16 +573,12 @@ def _money(sales: list[Sale], audience: int) -> dict[str, Any]:
         "median_days": round(statistics.median(days), 2) if days else None,
         "histogram": [
             {"day": i, "refunds": sum(int(max(d, 0)) == i for d in days)} for i in range(last + 1)
-        ]
-        if days
-        else None,
+        ],
         "reasons": sorted(
             ({"reason": k, "count": v} for k, v in reasons.items()),
             key=lambda x: (-x["count"], x["reason"]),
         ),
     }
-    if not days:
-        del t["refunds"]["histogram"]
     t["payment_plans"] = _plans(plans, full)
     t["timing"] = _timing(sales)
     return t

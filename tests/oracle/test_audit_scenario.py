@@ -20,7 +20,7 @@ from tests.conftest import Cli
 from tests.oracle import audit_scenario as scenario
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_every_figure_of_the_audit_scenario(workspace_env, tmp_path: Path, seed: int) -> None:
     env = {**workspace_env, "STRIPE_WEBHOOK_SECRET": scenario.SECRET}
     cli = Cli(env)
