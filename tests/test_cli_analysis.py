@@ -371,3 +371,63 @@ def test_analyze_click_funnel_text_json_and_csv(sessions, cli, tmp_path: Path) -
     assert [(r["email_id"], r["clicked"], r["bought"]) for r in rows] == [
         (str(row["email_id"]), str(row["clicked"]), str(row["bought"])) for row in funnel
     ]
+
+
+def test_an_unlinked_order_stands_where_its_buyer_stands(cli, workspace_env, tmp_path) -> None:
+    """Ana bought at the early price before she was on the list (the order is linked to no
+    subscriber, her address typed " Ana@Example.com "), was imported with the tag `hot`, then
+    bought again at the full price (linked). Both orders are Ana's (docs: Person), and Ana is in
+    the audience and in `tag:hot`: `--segment tag:hot` counts both orders, and the early tier's
+    row converts 1 of the 2 people in the audience."""
+    import time
+
+    from starlette.testclient import TestClient
+
+    from launchkit.config import load_settings
+    from launchkit.stripe_events import Purchase, encode, sign_payload
+    from launchkit.web import create_app
+
+    secret = "whsec_regression_segment_person"
+    env = {**workspace_env, "STRIPE_WEBHOOK_SECRET": secret}
+    dates = ("--cart-open", "2026-06-01T09:00:00+00:00", "--cart-close", "2026-06-08T09:00:00Z")
+    assert cli("launch", "create", "juin", "--product", "Cours", *dates).exit_code == 0
+    price = ("--price", "300", "--tier", "early:250:until=2026-06-03 09:00")
+    assert cli("offer", "add", "juin", "cours", "--product", "Cours", *price).exit_code == 0
+    app = create_app(load_settings(Path(env["LAUNCHKIT_HOME"]), env=env))
+
+    def buy(email: str, at: datetime, cents: int, tier: dict[str, str]) -> None:
+        meta = {"launch": "juin", "offer": "cours", "plan": "full", "instalments": "1"}
+        purchase = Purchase(meta | tier, email=email, amount=cents, currency="eur")
+        with TestClient(app) as web:
+            for event in (
+                purchase.completed(int(at.timestamp())),
+                purchase.paid(int(at.timestamp())),
+            ):
+                body = encode(event)
+                signed = {"Stripe-Signature": sign_payload(body, secret, int(time.time()))}
+                answer = web.post("/stripe/webhook", content=body, headers=signed)
+                assert answer.status_code == 200, answer.text
+
+    early = {"tier": "early", "tier_cents": "25000"}
+    buy(" Ana@Example.com ", datetime(2026, 6, 2, 10, tzinfo=UTC), 25000, early)
+    people = tmp_path / "list.csv"
+    people.write_text(
+        "email,tags,signed_up_at\n"
+        "ana@example.com,hot,2026-05-01T10:00:00+00:00\n"
+        "bea@example.com,hot,2026-05-02T10:00:00+00:00\n",
+        encoding="utf-8",
+    )
+    assert cli("audience", "import", str(people)).exit_code == 0
+    buy("ana@example.com", datetime(2026, 6, 5, 10, tzinfo=UTC), 30000, {})
+    now = ("--now", "2026-07-01T00:00:00+00:00")
+    whole = json.loads(cli("analyze", "juin", "--json", *now).stdout)
+    r = cli("analyze", "juin", "--json", "--segment", "tag:hot", *now)
+    assert r.exit_code == 0, r.stderr
+    for data in (whole, json.loads(r.stdout)):
+        assert (data["audience_size"], data["buyers"], data["buyers_in_audience"]) == (2, 1, 1)
+        assert (data["orders"], data["gross_revenue_cents"]) == (2, 55000)
+        assert (data["average_order_cents"], data["mix"]["pay_in_full"]["orders"]) == (27500, 2)
+        assert [d["orders"] for d in data["timing"]["per_day"]] == [1, 0, 0, 1]
+        tiers = {row["tier"]: row for row in data["by_tier"]}
+        assert (tiers["early"]["orders"], tiers["early"]["buyers"]) == (1, 1)
+        assert tiers["early"]["conversion_rate"] == tiers[None]["conversion_rate"] == 0.5

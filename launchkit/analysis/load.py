@@ -134,6 +134,10 @@ def load_orders(conn: Connection, launch: Launch, segment: Any = None) -> pd.Dat
             "in_segment": pd.Series([row[5] for row in people], dtype="bool"),
         }
     )
+    # where a buyer stands is the person's, not the order row's: an unlinked order counted as a
+    # linked buyer's (person_keys) is in the audience and the segment when that buyer is
+    for flag in ("in_audience", "in_segment"):
+        who[flag] = who.groupby("person")[flag].transform("max").astype("bool")
     frame["id"] = frame["id"].astype("int64")
     return frame.merge(who, on="id", how="left")
 
