@@ -88,3 +88,20 @@ def test_commands_still_load_their_library_when_run(tmp_path: Path) -> None:
     proc, _ = imported_modules(*lk, "list", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert '"spring"' in proc.stdout
+
+
+def test_a_deferred_package_and_its_submodules_stay_one_module() -> None:
+    """After the CLI defers ``launchkit.checkout``, importing one of its submodules directly
+    (as library code does inside functions) gives the one module the package uses: an error
+    the library raises is the class the caller catches."""
+    code = (
+        "import launchkit.cli, launchkit.cli.checkout as cli_checkout\n"
+        "from launchkit.checkout.offers import CartClosed\n"
+        "from launchkit import checkout\n"
+        "print(checkout.CartClosed is CartClosed, cli_checkout.checkout.CartClosed is CartClosed)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "True"]
