@@ -345,6 +345,33 @@ def test_status_counts_by_the_same_definitions(launched) -> None:
     assert during["provisional"] is True
 
 
+def test_status_never_adds_two_currencies(launched, sessions) -> None:
+    """Orders in EUR and USD: status counts one currency (the launch's by default, or
+    --currency) as `analyze --currency` does, and lists the other apart."""
+    with sessions.begin() as session:
+        first = session.scalar(
+            sa.select(Order.id).where(Order.paid_cents > 0).order_by(Order.id).limit(1)
+        )
+        session.execute(sa.update(Order).where(Order.id == first).values(currency="usd"))
+    now = ("--now", "2026-12-20 10:00")
+    keys = ("buyers", "buyers_in_audience", "orders", "conversion_rate", "pending_orders")
+    for currency in ("EUR", "USD"):
+        analyzed = json.loads(
+            launched("analyze", "spring", "--json", "--currency", currency, *now).stdout
+        )
+        picked = ("--currency", currency) if currency == "USD" else ()
+        r = launched("status", "spring", "--json", *picked, *now)
+        assert r.exit_code == 0, r.stderr
+        status = json.loads(r.stdout)
+        assert status["currency"] == currency
+        assert {k: status[k] for k in keys} == {k: analyzed[k] for k in keys}, currency
+        assert status["collected_cents"] == analyzed["gross_revenue_cents"]
+        other = "USD" if currency == "EUR" else "EUR"
+        assert list(status["other_currencies"]) == [other]
+    text = launched("status", "spring", *now).stdout
+    assert "also in USD" in text and "--currency USD" in text
+
+
 def test_analyze_click_funnel_text_json_and_csv(sessions, cli, tmp_path: Path) -> None:
     from tests.test_click_funnel import generate_launch
 

@@ -118,9 +118,15 @@ def status(
     ctx: typer.Context,
     launch: Annotated[str | None, typer.Argument(help="Launch slug (default: the latest).")] = None,
     now: Annotated[str | None, typer.Option(help="Pretend it is this local time.")] = None,
+    currency: Annotated[
+        str | None,
+        typer.Option(help="Orders and money in this currency (default: the orders' own)."),
+    ] = None,
     as_json: Annotated[bool, JSON_OPT] = False,
 ) -> None:
     """Where the launch stands: milestones, emails, buyers, conversion, refunds, next action.
+
+    Orders in another currency are counted apart, never added (see --currency).
 
     Example: launchkit status hiver-2026
     """
@@ -130,7 +136,7 @@ def status(
     moment = parse_local_datetime(now, runtime.settings.tz, what="--now") if now else utcnow()
     with runtime.transaction() as session:
         data = launch_status(
-            session, runtime.settings, launch or latest_launch_slug(session), moment
+            session, runtime.settings, launch or latest_launch_slug(session), moment, currency
         )
     if as_json:
         print_json(data)
@@ -165,8 +171,10 @@ def _print_status(data: dict) -> None:
             f"{data['conversion_rate']:.2%} conversion)",
         ),
         ("refunds", str(data["refunds"])),
-        ("next action", data["next_action"]),
     ]
+    for cur, other in data.get("other_currencies", {}).items():
+        rows.append((f"also in {cur}", f"{other['orders']} order(s): see --currency {cur}"))
+    rows.append(("next action", data["next_action"]))
     print_table(f"{data['launch']}: {data['product']}", ["", ""], rows)
 
 

@@ -302,11 +302,13 @@ def _run_self_managed(
     return result
 
 
-def launch_status(session: Session, settings: Settings, slug: str, now: datetime) -> dict[str, Any]:
+def launch_status(
+    session: Session, settings: Settings, slug: str, now: datetime, currency: str | None = None
+) -> dict[str, Any]:
     """Where a launch stands: milestones, emails, buyers, conversion, refunds, next action."""
     from launchkit.orchestrator.status import build_status
 
-    return build_status(session, settings, launches.get_launch(session, slug), now)
+    return build_status(session, settings, launches.get_launch(session, slug), now, currency)
 
 
 def latest_launch_slug(session: Session) -> str:

@@ -82,37 +82,59 @@ def _next_email(session: Session, launch_id: int, now: datetime) -> dict[str, An
     return {"step": row[0], "subject": row[1], "at": iso_utc(row[2]), "recipients": row[3]}
 
 
-def _orders(session: Session, launch: Launch) -> dict[str, Any]:
-    """Orders, buyers and audience of the launch, by the analysis definitions."""
+def _orders(session: Session, launch: Launch, currency: str | None) -> dict[str, Any]:
+    """Orders, buyers and audience of the launch in one currency, by the analysis definitions
+    (``currency``, else the orders' only one, else the launch's); the other currencies' orders
+    and money apart, never added to it."""
     conn = session.connection()
-    people = definitions.order_people(conn, launch)
+    money = _money_by_currency(session, launch.id)
+    chosen = (currency or (next(iter(money)) if len(money) == 1 else launch.currency)).upper()
+    ids = set(
+        session.scalars(
+            select(Order.id).where(
+                Order.launch_id == launch.id, func.upper(Order.currency) == chosen
+            )
+        )
+    )
+    people = [row for row in definitions.order_people(conn, launch) if row[0] in ids]
     keys = definitions.person_keys((row[1], row[2], row[3]) for row in people)
     buyers = definitions.count_buyers(zip(keys, [row[4] for row in people], strict=True))
-    row = session.execute(
-        select(
-            func.coalesce(func.sum(Order.paid_cents), 0),
-            func.coalesce(func.sum(Order.refunded_cents), 0),
-        ).where(Order.launch_id == launch.id, Order.status.in_(COUNTED_ORDERS))
-    ).one()
-    refunds = (
-        session.scalar(
-            select(func.count())
-            .select_from(Order)
-            .where(Order.launch_id == launch.id, Order.refunded_cents > 0)
-        )
-        or 0
-    )
     audience = definitions.launch_audience_size(conn, launch)
+    mine = money.pop(chosen, {"orders": 0, "collected_cents": 0, "refunded_cents": 0, "refunds": 0})
     return {
+        "currency": chosen,
         "audience_size": audience,
         **buyers.as_dict(),
         "orders": len(people),
-        "pending_orders": sum(definitions.pending_orders(conn, launch.id).values()),
-        "collected_cents": int(row[0]),
-        "refunded_cents": int(row[1]),
-        "refunds": refunds,
+        "pending_orders": definitions.pending_orders(conn, launch.id).get(chosen, 0),
+        "collected_cents": mine["collected_cents"],
+        "refunded_cents": mine["refunded_cents"],
+        "refunds": mine["refunds"],
         "conversion_rate": definitions.conversion_rate(buyers.in_audience, audience),
+        "other_currencies": money,
     }
+
+
+def _money_by_currency(session: Session, launch_id: int) -> dict[str, dict[str, int]]:
+    """Counted orders, money collected and refunded, and refunded orders, per currency."""
+    currency = func.upper(Order.currency)
+    rows = session.execute(
+        select(
+            currency,
+            func.count(),
+            func.coalesce(func.sum(Order.paid_cents), 0),
+            func.coalesce(func.sum(Order.refunded_cents), 0),
+            func.count().filter(Order.refunded_cents > 0),
+        )
+        .where(Order.launch_id == launch_id, Order.status.in_(COUNTED_ORDERS))
+        .group_by(currency)
+        .order_by(currency)
+    ).all()
+    return {
+        str(cur): {"orders": int(n), "collected_cents": int(paid), "refunded_cents": int(back),
+                   "refunds": int(refunds)}
+        for cur, n, paid, back, refunds in rows
+    }  # fmt: skip
 
 
 def _next_action(
@@ -143,15 +165,17 @@ def _next_action(
 
 
 def build_status(
-    session: Session, settings: Settings, launch: Launch, now: datetime
+    session: Session, settings: Settings, launch: Launch, now: datetime, currency: str | None = None
 ) -> dict[str, Any]:
-    """Milestones passed and next, emails sent/due/failed, buyers, conversion, next action."""
+    """Milestones passed and next, emails sent/due/failed, buyers, conversion, next action;
+    orders and money in one currency (``currency``, else the orders' only one, else the
+    launch's), the others under ``other_currencies``."""
     steps = {
         row.step: row.status
         for row in session.scalars(select(LaunchStep).where(LaunchStep.launch_id == launch.id))
     }
     sends = _send_counts(session, launch.id, now)
-    orders = _orders(session, launch)
+    orders = _orders(session, launch, currency)
     next_email = _next_email(session, launch.id, now)
     phase = (
         "prelaunch"
@@ -172,6 +196,5 @@ def build_status(
         "next_email": next_email,
         **orders,
         "provisional": definitions.is_provisional(launch, now),
-        "currency": launch.currency,
         "next_action": _next_action(launch, sends, steps, next_email, now),
     }
