@@ -55,3 +55,23 @@ def test_every_figure_of_the_audit_scenario(workspace_env, tmp_path: Path, seed:
     compared, report = scenario.check(world, analyze)
     assert compared > 1000
     assert not report, f"{len(report)} of {compared} figures differ:\n" + "\n".join(report)
+    status_keys = ("audience_size", "buyers", "buyers_in_audience", "buyers_not_on_list",
+                   "orders", "pending_orders", "conversion_rate")  # fmt: skip
+    for currency in ("EUR", "USD"):
+        status = json.loads(
+            run(
+                "status",
+                scenario.SLUG,
+                "--json",
+                "--currency",
+                currency,
+                "--now",
+                scenario.NOW.isoformat(),
+            )  # fmt: skip
+        )
+        wanted = scenario.truth(world, currency, None)
+        shared = [k for k in status_keys if k in wanted]
+        assert len(shared) >= 5, shared
+        assert {k: status[k] for k in shared} == {k: wanted[k] for k in shared}, currency
+        assert status["collected_cents"] == wanted["gross_revenue_cents"], currency
+        assert list(status["other_currencies"]) == [{"EUR": "USD", "USD": "EUR"}[currency]]
