@@ -106,20 +106,20 @@ def ensure_launch(session: Session, plan: Plan, settings: Settings, now: datetim
         plan.prelaunch_start,
     )
     if changed or existing.product != plan.product:
-        launches.update_launch(
-            session,
-            plan.slug,
-            now=now,
-            product=plan.product,
-            cart_open=plan.cart_open,
-            cart_close=plan.cart_close,
-            prelaunch_start=plan.prelaunch_start,
-        )
+        _update_fixed(session, plan, now)
         if changed:
             from launchkit import sequences
 
             sequences.reschedule_launch(session, settings, plan.slug)
     return existing
+
+
+def _update_fixed(session: Session, plan: Plan, now: datetime) -> None:
+    """The plan's product and dates on its fixed launch."""
+    launches.update_launch(
+        session, plan.slug, now=now, product=plan.product, cart_open=plan.cart_open,
+        cart_close=plan.cart_close, prelaunch_start=plan.prelaunch_start,
+    )  # fmt: skip
 
 
 def _sync_evergreen(
@@ -144,15 +144,7 @@ def _sync_evergreen(
             session, existing, flag="launch.mode", tz=settings.tz, now=now, evergreen=wanted
         )
     if plan.mode == "fixed":
-        launches.update_launch(
-            session,
-            plan.slug,
-            now=now,
-            product=plan.product,
-            cart_open=plan.cart_open,
-            cart_close=plan.cart_close,
-            prelaunch_start=plan.prelaunch_start,
-        )
+        _update_fixed(session, plan, now)
     else:
         evergreen.update_offsets(
             session, existing, tz=settings.tz, now=now, check_magnet=False, **offsets
