@@ -203,10 +203,9 @@ def _move_entrants(
     session: Session, launch: Launch, *, tz: ZoneInfo, now: datetime
 ) -> OffsetsChange:
     from launchkit.launches import WENT_OUT
-    from launchkit.models import Email, LaunchSequence, Send, SendStatus
+    from launchkit.models import Send, SendStatus
 
-    emails = sa.select(Email.id).join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
-    emails = emails.where(LaunchSequence.launch_id == launch.id)
+    emails = _launch_email_ids(launch)
     # Lock the queued rows first (PostgreSQL): a sender claiming one now waits for this
     # transaction and then finds it moved or gone; one claimed before is "sending", so told.
     # SQLite serialises writers: a claim committed after this read makes the update's write fail.
@@ -239,6 +238,14 @@ def _move_entrants(
     return OffsetsChange(moved=len(moved), kept=kept)
 
 
+def _launch_email_ids(launch: Launch) -> Any:
+    """The ids of the launch's emails (a subquery)."""
+    from launchkit.models import Email, LaunchSequence
+
+    query = sa.select(Email.id).join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
+    return query.where(LaunchSequence.launch_id == launch.id)
+
+
 def switch_mode(
     session: Session,
     launch: Launch,
@@ -252,10 +259,9 @@ def switch_mode(
     to fixed (the caller then sets its dates), only while nothing of it was sent or sold; its
     queued emails are dropped for the scheduler to re-add under the new timing."""
     from launchkit.launches import WENT_OUT
-    from launchkit.models import Email, LaunchSequence, Order, Send, SendStatus
+    from launchkit.models import Order, Send, SendStatus
 
-    emails = sa.select(Email.id).join(LaunchSequence, LaunchSequence.id == Email.sequence_id)
-    emails = emails.where(LaunchSequence.launch_id == launch.id)
+    emails = _launch_email_ids(launch)
     orders = session.scalar(sa.select(sa.func.count(Order.id)).where(Order.launch_id == launch.id))
     went = session.scalar(
         sa.select(sa.func.count(Send.id)).where(
@@ -285,11 +291,9 @@ class TimingUpdate:
 
     product: str | None = None
     entry: str | None = None
-    cart_open: str | None = None  # an offset ("entry +7d"); a local date with ``to_fixed``
+    cart_open: str | None = None  # an offset ("entry +7d")
     cart_close: str | None = None
     until: datetime | None = None  # the last entry taken
-    to_evergreen: bool = False
-    to_fixed: bool = False
 
 
 def update_evergreen_launch(

@@ -586,7 +586,9 @@ def test_rehearse_an_evergreen_plan_keeps_its_promises(settings, sessions, db_ur
     assert "evergreen: no checkout or sale after a person's own deadline" in names
 
 
-def test_cli_schedule_and_send_on_an_evergreen_launch(cli, sessions, settings) -> None:
+def _cli_evergreen_launch(cli, sessions, settings) -> None:
+    """Launch "always" made with the CLI (tag:webinar, cart entry +7d to +10d), its sequence
+    attached, Ana on the list (not tagged yet)."""
     write_sequence(settings, "always", FILES)
     made = cli("launch", "create", "always", "--product", "Cours", "--evergreen", "--entry",
                "tag:webinar", "--cart-open", "entry +7d", "--cart-close", "entry +10d")  # fmt: skip
@@ -594,6 +596,10 @@ def test_cli_schedule_and_send_on_an_evergreen_launch(cli, sessions, settings) -
     assert cli("sequence", "attach", "always", "always").exit_code == 0
     with sessions.begin() as s:
         _person(s, "ana@example.fr")
+
+
+def test_cli_schedule_and_send_on_an_evergreen_launch(cli, sessions, settings) -> None:
+    _cli_evergreen_launch(cli, sessions, settings)
     tagged = cli("audience", "tag", "ana@example.fr", "webinar")
     assert tagged.exit_code == 0, tagged.output
     shown = cli("schedule", "always", "--json")
@@ -787,13 +793,7 @@ def test_update_refuses_nonsense_naming_the_flag(sessions, settings) -> None:
 
 
 def test_cli_update_offsets_and_switch_modes(cli, sessions, settings) -> None:
-    write_sequence(settings, "always", FILES)
-    made = cli("launch", "create", "always", "--product", "Cours", "--evergreen", "--entry",
-               "tag:webinar", "--cart-open", "entry +7d", "--cart-close", "entry +10d")  # fmt: skip
-    assert made.exit_code == 0, made.output
-    assert cli("sequence", "attach", "always", "always").exit_code == 0
-    with sessions.begin() as s:
-        _person(s, "ana@example.fr")
+    _cli_evergreen_launch(cli, sessions, settings)
     assert cli("audience", "tag", "ana@example.fr", "webinar").exit_code == 0
     assert cli("schedule", "always", "--json").exit_code == 0
     ok = cli("launch", "update", "always", "--cart-open", "entry +5d", "--cart-close", "entry +8d")

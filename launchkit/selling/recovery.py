@@ -86,7 +86,8 @@ def candidates(session: Session, settings: Settings, *, now: datetime) -> list[C
     """The abandoned checkouts with their subscriber, offer and launch: one query, whatever
     their number."""
     due = _due_starts(settings, now).subquery()
-    suppressed = select(Suppression.id).where(Suppression.email == Subscriber.email).exists()
+    address = func.lower(Subscriber.email)  # suppressions are kept lowercased
+    suppressed = select(Suppression.id).where(Suppression.email == address).exists()
     columns = (due.c.subscriber_id, due.c.offer_id, due.c.started_at)
     rows = session.execute(
         select(*columns, Subscriber, Offer, Launch, suppressed)
@@ -119,19 +120,11 @@ def _skip_reason(
         return "gone"
     if now > launch.cart_close or now < launch.cart_open:
         return "cart_closed"
-    if subscriber.status != SubscriberStatus.ACTIVE or _is_suppressed(session, found):
+    if subscriber.status != SubscriberStatus.ACTIVE or found.suppressed:
         return "inactive"
     if (launch.id, subscriber.id) in buyers or (launch.id, subscriber.email) in buyers:
         return "buyer"
     return None
-
-
-def _is_suppressed(session: Session, found: Candidate) -> bool:
-    """The query matched the stored address; one not stored lowercased (never, as written by
-    ``audience.normalize_email``) is looked up lowercased, as a suppression is."""
-    assert found.subscriber is not None
-    email = found.subscriber.email
-    return found.suppressed if email == email.lower() else _suppressed(session, email)
 
 
 def _suppressed(session: Session, email: str) -> bool:
