@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 
 from launchkit import checkout
@@ -57,9 +58,13 @@ def test_account_pages_in_chromium(
             assert button.is_displayed() and button.rect["width"] <= width
             screenshot(chrome, f"account-{db}-2-member-{name}")
         chrome.find_element(By.CSS_SELECTOR, ".membership button").click()
-        notices = chrome.find_elements(By.CSS_SELECTOR, ".notice")
-        body = chrome.find_element(By.TAG_NAME, "body").text
-        assert notices and "fin de la période" in notices[0].text, body
+        # the POST answers with a new page: wait for it, not for the one being left
+        WebDriverWait(chrome, 15).until(
+            lambda c: (
+                c.find_elements(By.CSS_SELECTOR, ".notice")
+                and "fin de la période" in c.find_element(By.CSS_SELECTOR, ".notice").text
+            )
+        )
         screenshot(chrome, f"account-{db}-3-cancelled-mobile")
     finally:
         stop_server(server)
