@@ -4,7 +4,9 @@ Usage: python benchmarks/send_bench.py [--subscribers 100000] [--db URL]
 
 Both sides send one email to N subscribers over SMTP to the same loopback sink, a minimal
 raw-socket SMTP responder running in its own process (so the sink is not the bottleneck; its
-CPU time is printed):
+CPU time is printed). Like the relays senders use (Postfix, Amazon SES, Mailgun...), the sink
+offers PIPELINING (RFC 2920): launchkit sends MAIL FROM, RCPT TO and DATA in one write,
+smtplib's ``sendmail`` one by one. ``--no-pipelining``: a sink that does not offer it.
 
 (a) baseline: the same email by hand, per subscriber: subject, preheader and Markdown body
     rendered with a plain ``jinja2.Environment``, the body converted with markdown-it and put
@@ -57,8 +59,10 @@ EMAIL = "04-cart-open.md"
 
 
 class _SinkProtocol(asyncio.Protocol):
-    def __init__(self, counter: mp.Value):  # type: ignore[valid-type]
+    def __init__(self, counter: mp.Value, pipelining: bool):  # type: ignore[valid-type]
         self.counter = counter
+        self.ehlo = b"250-sink\r\n250-8BITMIME\r\n" + (b"250-PIPELINING\r\n" * pipelining)
+        self.ehlo += b"250 SIZE 50000000\r\n"
         self.buf = b""
         self.in_data = False
 
@@ -85,7 +89,7 @@ class _SinkProtocol(asyncio.Protocol):
             line, self.buf = self.buf[:end], self.buf[end + 2 :]
             verb = line[:4].upper()
             if verb == b"EHLO":
-                out.append(b"250-sink\r\n250-8BITMIME\r\n250 SIZE 50000000\r\n")
+                out.append(self.ehlo)
             elif verb == b"DATA":
                 out.append(b"354 go ahead\r\n")
                 self.in_data = True
@@ -101,10 +105,14 @@ class _SinkProtocol(asyncio.Protocol):
             self.transport.write(b"".join(out))  # type: ignore[attr-defined]
 
 
-def _run_sink(port: int, counter: mp.Value, stop: mp.Event, cpu: mp.Queue) -> None:  # type: ignore[valid-type]
+def _run_sink(
+    port: int, counter: mp.Value, stop: mp.Event, cpu: mp.Queue, pipelining: bool
+) -> None:  # type: ignore[valid-type]
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _SinkProtocol(counter), "127.0.0.1", port)
+        server = await loop.create_server(
+            lambda: _SinkProtocol(counter, pipelining), "127.0.0.1", port
+        )
         while not stop.is_set():  # type: ignore[attr-defined]
             await asyncio.sleep(0.05)
         server.close()
@@ -121,13 +129,14 @@ def _free_port() -> int:
 
 
 class Sink:
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = True) -> None:
         self.port = _free_port()
         self.counter = mp.Value("q", 0)
         self.stop_event = mp.Event()
         self.cpu: mp.Queue = mp.Queue()
         self.proc = mp.Process(
-            target=_run_sink, args=(self.port, self.counter, self.stop_event, self.cpu)
+            target=_run_sink,
+            args=(self.port, self.counter, self.stop_event, self.cpu, pipelining),
         )
         self.proc.start()
         for _ in range(200):
@@ -267,6 +276,9 @@ def main() -> None:
         "--compose-ahead", type=int, default=None, help="(code before #20 only) helper process"
     )
     parser.add_argument(
+        "--no-pipelining", action="store_true", help="a sink that does not offer PIPELINING"
+    )
+    parser.add_argument(
         "--no-track-clicks", action="store_true", help="direct links (email.track_clicks = false)"
     )
     args = parser.parse_args()
@@ -289,7 +301,7 @@ def main() -> None:
         print(
             f"schedule per run: {again.added} rows added in {time.perf_counter() - started:.3f} s"
         )
-        sink = Sink()
+        sink = Sink(pipelining=not args.no_pipelining)
         try:
             base_seconds, base_cpu = run_baseline(settings, sessions, sink.port, count)
             base_count = sink.count

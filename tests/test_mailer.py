@@ -7,6 +7,8 @@ import gzip
 import os
 import re
 import smtplib
+import socket
+import threading
 import traceback
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -46,6 +48,13 @@ DATE = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 UNSUB = "https://atelier.example/u/InRva2VuIg.abc-_123"
 SCALE = float(os.environ.get("LAUNCHKIT_TEST_SCALE", "1"))  # 8.5 = the 10,000 of issue 8
 FORBIDDEN = ["\r", "\n", "\x00", "\u2028", "\u2029", "\x85"]
+
+
+@pytest.fixture(params=[True, False], ids=["pipelining", "stepwise"])
+def envelope_sink(request: pytest.FixtureRequest, smtp_sink: SmtpSink) -> SmtpSink:
+    """The sink, offering PIPELINING (MAIL, RCPT and DATA in one write) or not."""
+    smtp_sink.pipelining = request.param
+    return smtp_sink
 
 
 def outgoing(**overrides: Any) -> OutgoingMessage:
@@ -369,8 +378,8 @@ def test_outbox_names_are_safe(tmp_path: Path) -> None:
 # --- SMTP backend --------------------------------------------------------------------------
 
 
-def test_smtp_delivers_many_messages_on_one_connection(smtp_sink: SmtpSink) -> None:
-    messenger = SMTPMessenger(smtp_sink.url)
+def test_smtp_delivers_many_messages_on_one_connection(envelope_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(envelope_sink.url)
     sent = []
     for sub in range(30):
         msg = outgoing(
@@ -380,8 +389,8 @@ def test_smtp_delivers_many_messages_on_one_connection(smtp_sink: SmtpSink) -> N
         messenger.push(msg, build_message(msg, date=DATE))
         sent.append(msg)
     messenger.close()
-    received = smtp_sink.wait_for(30)
-    assert messenger.connections == 1 and smtp_sink.connections == 1
+    received = envelope_sink.wait_for(30)
+    assert messenger.connections == 1 and envelope_sink.connections == 1
     for msg, got in zip(sent, received, strict=True):
         assert got.envelope_from == "hello@atelier.example"
         assert got.rcpt_tos == [msg.to_email]
@@ -400,6 +409,24 @@ def test_smtp_dot_lines_survive_transparency(smtp_sink: SmtpSink) -> None:
     assert_headers(smtp_sink.wait_for(1)[0].raw, msg)
 
 
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=st.lists(
+        st.sampled_from([".", "..", ". x", ".\r", "x.", "", " .", "...."]), min_size=1, max_size=8
+    )
+)
+def test_smtp_dot_stuffing_round_trips_byte_for_byte(smtp_sink: SmtpSink, lines: list[str]) -> None:
+    """Lines that start with dots arrive exactly as sent (the server removes the stuffing)."""
+    raw = b"Subject: dots\r\n\r\n" + "\r\n".join(lines).encode() + b"\r\n"
+    messenger = SMTPMessenger(smtp_sink.url)
+    before = smtp_sink.count
+    messenger.push(outgoing(), raw)
+    messenger.close()
+    assert smtp_sink.wait_for(before + 1)[-1].raw == raw
+
+
 def test_smtp_reconnects_after_a_drop(smtp_sink: SmtpSink) -> None:
     messenger = SMTPMessenger(smtp_sink.url)
     msg = outgoing()
@@ -413,83 +440,83 @@ def test_smtp_reconnects_after_a_drop(smtp_sink: SmtpSink) -> None:
     assert smtp_sink.count == 2 and messenger.connections == 2
 
 
-def test_smtp_start_then_finish_and_an_abandoned_transaction(smtp_sink: SmtpSink) -> None:
+def test_smtp_start_then_finish_and_an_abandoned_transaction(envelope_sink: SmtpSink) -> None:
     """``start`` stops at the 354 (the server holds nothing); ``close`` then abandons the
     message (the connection is dropped mid-DATA, the server discards it); a drop after the
     data is ``InDoubt``, a drop before it a plain ``TemporaryFailure``."""
-    messenger = SMTPMessenger(smtp_sink.url)
+    messenger = SMTPMessenger(envelope_sink.url)
     msg = outgoing()
     raw = build_message(msg, date=DATE)
     messenger.start(msg)
-    assert smtp_sink.count == 0
+    assert envelope_sink.count == 0
     messenger.close()
     messenger.start(msg)
     messenger.finish(raw)
-    assert smtp_sink.wait_for(1) and smtp_sink.count == 1
-    smtp_sink.drop_after_data(1, deliver=True)
+    assert envelope_sink.wait_for(1) and envelope_sink.count == 1
+    envelope_sink.drop_after_data(1, deliver=True)
     messenger.start(msg)
     with pytest.raises(InDoubt):
         messenger.finish(raw)
-    assert smtp_sink.count == 2
-    smtp_sink.fail_next(1, 421, stage="RCPT")
+    assert envelope_sink.count == 2
+    envelope_sink.fail_next(1, 421, stage="RCPT")
     with pytest.raises(TemporaryFailure) as info:
         messenger.push(msg, raw)
     assert not isinstance(info.value, InDoubt)
     messenger.close()
-    assert smtp_sink.count == 2
+    assert envelope_sink.count == 2
 
 
 def test_smtp_reconnects_silently_when_an_idle_connection_was_closed(
-    smtp_sink: SmtpSink,
+    envelope_sink: SmtpSink,
 ) -> None:
-    messenger = SMTPMessenger(smtp_sink.url)
+    messenger = SMTPMessenger(envelope_sink.url)
     msg = outgoing()
     messenger.push(msg, build_message(msg, date=DATE))
-    smtp_sink.disconnect_all()
+    envelope_sink.disconnect_all()
     messenger.push(msg, build_message(msg, date=DATE))  # nothing was sent yet: safe to retry
-    assert smtp_sink.count == 2 and messenger.connections == 2
+    assert envelope_sink.count == 2 and messenger.connections == 2
 
 
 @pytest.mark.parametrize("code", [421, 451, 452])
-def test_smtp_4xx_is_a_temporary_failure(smtp_sink: SmtpSink, code: int) -> None:
-    messenger = SMTPMessenger(smtp_sink.url)
+def test_smtp_4xx_is_a_temporary_failure(envelope_sink: SmtpSink, code: int) -> None:
+    messenger = SMTPMessenger(envelope_sink.url)
     msg = outgoing()
     raw = build_message(msg, date=DATE)
-    smtp_sink.fail_next(1, code)
+    envelope_sink.fail_next(1, code)
     with pytest.raises(TemporaryFailure) as info:
         messenger.push(msg, raw)
     assert info.value.code == code
     assert f"answered {code} " in str(info.value) and "zoe@example.com" in str(info.value)
     messenger.push(msg, raw)  # the server recovered
-    assert smtp_sink.count == 1
+    assert envelope_sink.count == 1
 
 
-def test_smtp_4xx_on_rcpt_is_temporary(smtp_sink: SmtpSink) -> None:
-    messenger = SMTPMessenger(smtp_sink.url)
-    smtp_sink.fail_next(1, 450, "4.2.1 Mailbox busy", stage="RCPT")
+def test_smtp_4xx_on_rcpt_is_temporary(envelope_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(envelope_sink.url)
+    envelope_sink.fail_next(1, 450, "4.2.1 Mailbox busy", stage="RCPT")
     with pytest.raises(TemporaryFailure, match="450 4.2.1 Mailbox busy to RCPT TO"):
         messenger.push(outgoing(), build_message(outgoing(), date=DATE))
 
 
-def test_smtp_550_on_rcpt_is_a_permanent_failure(smtp_sink: SmtpSink) -> None:
-    messenger = SMTPMessenger(smtp_sink.url)
-    smtp_sink.fail_rcpt["gone@example.com"] = (550, "5.1.1 No such user")
+def test_smtp_550_on_rcpt_is_a_permanent_failure(envelope_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(envelope_sink.url)
+    envelope_sink.fail_rcpt["gone@example.com"] = (550, "5.1.1 No such user")
     bad = outgoing(to_email="gone@example.com")
     with pytest.raises(PermanentFailure) as info:
         messenger.push(bad, build_message(bad, date=DATE))
     assert info.value.code == 550 and info.value.recipient is True
     good = outgoing()
     messenger.push(good, build_message(good, date=DATE))  # same connection still usable
-    assert smtp_sink.count == 1 and messenger.connections == 1
+    assert envelope_sink.count == 1 and messenger.connections == 1
 
 
-def test_smtp_content_rejection_is_not_the_address_fault(smtp_sink: SmtpSink) -> None:
-    messenger = SMTPMessenger(smtp_sink.url)
-    smtp_sink.fail_next(1, 554, "5.7.1 Message rejected as spam")
+def test_smtp_content_rejection_is_not_the_address_fault(envelope_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(envelope_sink.url)
+    envelope_sink.fail_next(1, 554, "5.7.1 Message rejected as spam")
     with pytest.raises(PermanentFailure) as info:
         messenger.push(outgoing(), build_message(outgoing(), date=DATE))
     assert info.value.code == 554 and info.value.recipient is False
-    smtp_sink.fail_next(1, 550, "5.2.2 Mailbox full")
+    envelope_sink.fail_next(1, 550, "5.2.2 Mailbox full")
     with pytest.raises(PermanentFailure) as info:
         messenger.push(outgoing(), build_message(outgoing(), date=DATE))
     assert info.value.recipient is True
@@ -752,16 +779,16 @@ def test_hostile_subscriber_end_to_end_over_smtp(
     assert parsed["Bcc"] is None
 
 
-def test_smtp_sender_refused_is_not_the_address_fault(smtp_sink: SmtpSink) -> None:
-    messenger = SMTPMessenger(smtp_sink.url)
-    smtp_sink.fail_next(1, 553, "5.7.1 Sender address rejected", stage="MAIL")
+def test_smtp_sender_refused_is_not_the_address_fault(envelope_sink: SmtpSink) -> None:
+    messenger = SMTPMessenger(envelope_sink.url)
+    envelope_sink.fail_next(1, 553, "5.7.1 Sender address rejected", stage="MAIL")
     with pytest.raises(PermanentFailure, match="553 5.7.1 Sender address rejected to MAIL FROM"):
         messenger.push(outgoing(), build_message(outgoing(), date=DATE))
-    smtp_sink.fail_next(1, 451, stage="MAIL")
+    envelope_sink.fail_next(1, 451, stage="MAIL")
     with pytest.raises(TemporaryFailure):
         messenger.push(outgoing(), build_message(outgoing(), date=DATE))
     messenger.push(outgoing(), build_message(outgoing(), date=DATE))
-    assert smtp_sink.count == 1 and messenger.connections == 1
+    assert envelope_sink.count == 1 and messenger.connections == 1
 
 
 def test_lost_250_resend_carries_the_same_message_id(smtp_sink: SmtpSink) -> None:
@@ -775,3 +802,109 @@ def test_lost_250_resend_carries_the_same_message_id(smtp_sink: SmtpSink) -> Non
     messenger.push(msg, build_message(msg, date=DATE + timedelta(minutes=5)))
     first, second = smtp_sink.wait_for(2)
     assert first["Message-ID"] == second["Message-ID"] == msg.message_id
+
+
+class ScriptedRelay:
+    """A raw-socket SMTP server for one connection: it answers MAIL, RCPT and DATA with
+    ``replies`` only once all three commands arrived (or after ``wait`` seconds), and records
+    what came before its first reply and what came after the envelope."""
+
+    def __init__(self, *, pipelining: bool, replies: tuple[bytes, ...], wait: float):
+        self.pipelining, self.replies, self.wait = pipelining, replies, wait
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"smtp://127.0.0.1:{self.server.getsockname()[1]}?timeout=5"
+        self.before_first_reply = b""
+        self.after_envelope = b""
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.server.accept()
+        with conn, self.server:
+            conn.settimeout(5)
+            conn.sendall(b"220 relay ESMTP\r\n")
+            self.buffer = b""
+            self._line(conn)  # EHLO
+            offer = b"250-PIPELINING\r\n" if self.pipelining else b""
+            conn.sendall(b"250-relay\r\n" + offer + b"250 8BITMIME\r\n")
+            self._wait_for_lines(conn, 3)
+            self.before_first_reply = self.buffer
+            for reply in self.replies:
+                self._line(conn)
+                conn.sendall(reply + b"\r\n")
+            self.after_envelope = self._rest(conn)
+
+    def _line(self, conn: socket.socket) -> bytes:
+        while b"\r\n" not in self.buffer:
+            chunk = conn.recv(4096)
+            if not chunk:
+                raise ConnectionError("the client left")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def _wait_for_lines(self, conn: socket.socket, count: int) -> None:
+        conn.settimeout(self.wait)
+        try:
+            while self.buffer.count(b"\r\n") < count:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                self.buffer += chunk
+        except TimeoutError:
+            pass
+        conn.settimeout(5)
+
+    def _rest(self, conn: socket.socket) -> bytes:
+        """Whatever the client sends after the envelope, until it closes (or 1 s of silence)."""
+        conn.settimeout(1)
+        data = self.buffer
+        try:
+            while chunk := conn.recv(4096):
+                data += chunk
+                if data.endswith(b"\r\n.\r\n"):
+                    conn.sendall(b"250 OK queued\r\n")
+        except (TimeoutError, OSError):
+            pass
+        return data
+
+
+def test_smtp_pipelines_the_envelope_when_the_server_offers_it() -> None:
+    """MAIL FROM, RCPT TO and DATA leave in one write before any reply (RFC 2920)."""
+    relay = ScriptedRelay(pipelining=True, replies=(b"250 OK", b"250 OK", b"354 go"), wait=5)
+    messenger = SMTPMessenger(relay.url)
+    msg = outgoing()
+    messenger.push(msg, build_message(msg, date=DATE))
+    messenger.close()
+    relay.thread.join(10)
+    assert relay.before_first_reply == (
+        b"MAIL FROM:<hello@atelier.example>\r\nRCPT TO:<zoe@example.com>\r\nDATA\r\n"
+    )
+    assert relay.after_envelope.startswith(b"From: ")
+    assert relay.after_envelope.lower().endswith(b"\r\n.\r\nquit\r\n")
+
+
+def test_smtp_waits_for_each_reply_when_pipelining_is_not_offered() -> None:
+    relay = ScriptedRelay(pipelining=False, replies=(b"250 OK", b"250 OK", b"354 go"), wait=0.3)
+    messenger = SMTPMessenger(relay.url)
+    msg = outgoing()
+    messenger.push(msg, build_message(msg, date=DATE))
+    messenger.close()
+    relay.thread.join(10)
+    assert relay.before_first_reply.lower() == b"mail from:<hello@atelier.example>\r\n"
+
+
+def test_smtp_a_354_after_a_refused_recipient_gets_no_data() -> None:
+    """A server that accepts DATA though it refused the only recipient: the client drops the
+    connection instead of sending the message (or RSET, which would become its data)."""
+    relay = ScriptedRelay(
+        pipelining=True, replies=(b"250 OK", b"550 5.1.1 No such user", b"354 go"), wait=5
+    )
+    messenger = SMTPMessenger(relay.url)
+    msg = outgoing()
+    with pytest.raises(PermanentFailure) as info:
+        messenger.push(msg, build_message(msg, date=DATE))
+    assert info.value.recipient is True and "to RCPT TO" in str(info.value)
+    relay.thread.join(10)
+    assert relay.after_envelope == b""
+    messenger.close()
