@@ -693,3 +693,33 @@ def test_starter_kit_markdown_equals_a_plain_parse(
     for body in bodies * 2:  # the second time, the inline runs come from the cache
         markdown_parts.cache_clear()
         assert markdown_parts(body) == _plain_markdown_parts(body)
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_starter_preheader_padding_inlines_like_the_entity_loop(
+    tmp_path: Path, language: str
+) -> None:
+    """The layout writes its preheader padding as characters; once inlined, the email is byte
+    for byte the one the former ``{% for %}`` loop of ``&#847;&zwnj;&nbsp;`` gave."""
+    starter = (starter_dir("emails") / "base.html").read_text(encoding="utf-8")
+    padding = "\u034f\u200c\u00a0" * 40
+    assert starter.count(padding) == 1
+    loop = "{% for _ in range(40) %}&#847;&zwnj;&nbsp;{% endfor %}"
+    source = parse_email_file(starter_dir("emails") / f"launch-{language}" / "04-cart-open.md")
+    pages = []
+    for layout in (starter, starter.replace(padding, loop)):
+        workspace = tmp_path / str(len(pages))
+        workspace.mkdir()
+        settings = email_settings(workspace)
+        (settings.emails_dir / "base.html").write_text(layout, encoding="utf-8")
+        rendered = render_email(
+            make_environment(settings),
+            source,
+            sample_context(language),
+            settings=settings,
+            unsubscribe_url=UNSUB,
+            language=language,
+        )
+        pages.append(rendered.html)
+    assert pages[0] == pages[1]
+    assert "\u034f\u200c&nbsp;" * 40 + "</span>" in pages[0]
