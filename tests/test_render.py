@@ -723,3 +723,29 @@ def test_starter_preheader_padding_inlines_like_the_entity_loop(
         pages.append(rendered.html)
     assert pages[0] == pages[1]
     assert "\u034f\u200c&nbsp;" * 40 + "</span>" in pages[0]
+
+
+def test_sandbox_context_is_the_one_jinja_builds(ws_settings: Settings) -> None:
+    """The sandbox's templates build their context from a plain-dict merge of the globals:
+    the same variables, in the same order, the same ``globals_keys`` as Jinja's own."""
+    from jinja2.runtime import new_context
+
+    env = make_environment(ws_settings)
+    env.globals["shadowed"] = "environment"
+    template = env.from_string(
+        "{{ shadowed }} {{ own }} {{ first_name }} {{ range(2) | list }}",
+        globals={"shadowed": "template", "own": 1},
+    )
+    values = {"first_name": "Zoé", "own": 2}
+    for vars in (values, {}, None):
+        ours = template.new_context(vars)
+        jinjas = new_context(env, template.name, template.blocks, vars, False, template.globals)
+        assert list(ours.parent.items()) == list(jinjas.parent.items())
+        assert ours.globals_keys == jinjas.globals_keys == {*env.globals, "own"}
+        assert ours.vars == jinjas.vars == {} and ours.blocks == jinjas.blocks
+        assert ours.name == jinjas.name
+    shared = template.new_context(values, shared=True)
+    assert shared.parent is values and shared.globals_keys == {*env.globals, "own"}
+    assert template.render(values) == "template 2 Zoé [0, 1]"
+    with pytest.raises(TypeError):  # as in Jinja: variable names are strings
+        template.new_context({1: "x"})
