@@ -749,3 +749,23 @@ def test_sandbox_context_is_the_one_jinja_builds(ws_settings: Settings) -> None:
     assert template.render(values) == "template 2 Zoé [0, 1]"
     with pytest.raises(TypeError):  # as in Jinja: variable names are strings
         template.new_context({1: "x"})
+
+
+_TIDY_PIECES = st.sampled_from(["\n", "\r", "\r\n", " ", "\t", "a", "-- ", "\u00a0"])
+
+
+@given(st.lists(_TIDY_PIECES, max_size=40).map("".join))
+@settings(max_examples=500, deadline=None)
+def test_blank_line_runs_are_found_as_with_the_counted_pattern(text: str) -> None:
+    """``\\n\\n\\n+`` (literal start, fast scan) finds exactly the runs ``\\n{3,}`` finds, and
+    the tidied plain text is the one the counted pattern gives."""
+    from launchkit.render import _tidy_text
+    from launchkit.render.text import BLANK_LINES
+
+    counted = re.compile(r"\n{3,}")
+    assert [m.span() for m in BLANK_LINES.finditer(text)] == [
+        m.span() for m in counted.finditer(text)
+    ]
+    unified = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = [line.rstrip() if line != "-- " else line for line in unified.split("\n")]
+    assert _tidy_text(text) == counted.sub("\n\n", "\n".join(lines)).strip("\n") + "\n"
