@@ -610,6 +610,9 @@ _BODIES = (
     "{raw}\n\n{raw}\n\n> {raw}\n",
     '[x]\n\n{n} [x] [{n}]\n\n[x]: {u} "T"\n',
     "Hi {n}  \nthere <b>{n}</b> ![{n}](https://i.example/p.png)\n\n<div>\n{n}\n</div>\n",
+    # parts whose text ends with ". " or "- " (the next paragraph follows without a blank
+    # line), empty parts, rules between parts
+    "{n}.&#32;\n\n[x]({u})\n\n\n\n# {n} -&#32;\n\n---\n\n{n}\n\n\n",
 )
 
 
@@ -634,7 +637,8 @@ _BLOCK_LINES = st.sampled_from(
      "> {n}", "    code {n}", "\tcode", "```", "~~~ py", "<div>", "</div>", "<!--", "-->",
      "<b>{n}</b>", "[x]: https://e.example/x", '[x]: https://e.example/x "T', 'itre"', "[x]",
      "[{n}]({u})", "| a | b |", "|---|---|", "| {n} | [x]({u}) |", "  indented", "\r", "",
-     " ", "\\", "*{n}", "{n}*", "`{n}", "{n}`", "<https://e.example/{n}>", "[a\n", "]"]
+     " ", "\\", "*{n}", "{n}*", "`{n}", "{n}`", "<https://e.example/{n}>", "[a\n", "]",
+     "{n}.&#32;", "- x -&#32;"]
 )  # fmt: skip
 
 
