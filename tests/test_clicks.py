@@ -8,6 +8,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from email import policy
 
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
@@ -206,3 +209,98 @@ def test_rewrite_links_exactly_the_hrefs_and_text_urls() -> None:
         "A (https://t.example/c/1). Short: https://t.example/c/2, "
         "longer https://t.example/c/3! mail mailto:x@example.com\n"
     )
+
+
+# the pattern before it started with its shared `<` (kept here as the reference)
+_REFERENCE_A_HREF = re.compile(r'<!--.*?-->|(<a(?: [^\s"\'>/=]+="[^"]*")*? href=")([^"]*)(")', re.S)
+
+
+def _reference_rewrite_html(page: str, resolve) -> str:
+    """The HTML half of ``rewrite_links`` as written with the reference pattern."""
+    done: dict[str, str | None] = {}
+
+    def in_html(match: re.Match[str]) -> str:
+        if match[1] is None:
+            return match[0]
+        url = html.unescape(match[2])
+        if url not in done:
+            web = url[:8].lower().startswith(("http://", "https://"))
+            done[url] = resolve(url) if web else None
+        new = done[url]
+        return match[0] if new is None else f"{match[1]}{html.escape(new)}{match[3]}"
+
+    return _REFERENCE_A_HREF.sub(in_html, page)
+
+
+_URLS = st.sampled_from(
+    [
+        "https://a.example/",
+        "HTTP://b.example/x?a=1&amp;b=2",
+        "https://c.example/&quot;q",
+        "mailto:x@example.com",
+        "ftp://d.example/",
+        "",
+        "https://e.example/<!--",
+    ]
+)
+_ATTRIBUTES = st.lists(
+    st.sampled_from(
+        [
+            'class="button"',
+            'title="a > b href=&quot;q&quot;"',
+            'download=""',
+            "data-x='y'",
+            'style="color:red"',
+            "disabled",
+            'x-href="https://f.example/"',
+            'href=""',
+        ]
+    ),
+    max_size=3,
+).map(lambda attrs: "".join(" " + a for a in attrs))
+_PIECES = st.one_of(
+    st.sampled_from(
+        [
+            "text",
+            "<p>",
+            "</a>",
+            "<!--",
+            "-->",
+            "<!-- x -->",
+            "<!->",
+            "->",
+            "--",
+            '<!-- -> <a href="https://h.example/"> -->',
+            "<",
+            "<a",
+            "<a>",
+            "<a ",
+            '&lt;a href="https://g.example/"&gt;',
+            '"',
+            ' href="',
+            "<br/>",
+            '<ahref="x">',
+        ]
+    ),
+    st.builds(
+        lambda tag, attrs, url, space: f'<{tag}{attrs}{space}href="{url}">',
+        st.sampled_from(["a", "A", "abbr", "area", "a", "a"]),
+        _ATTRIBUTES,
+        _URLS,
+        st.sampled_from([" ", " ", "  ", "\n"]),
+    ),
+)
+
+
+@given(st.lists(_PIECES, max_size=25), st.sets(st.integers(0, 6)))
+@hypothesis_settings(max_examples=400, deadline=None)
+def test_rewrite_links_html_matches_the_reference_pattern(pieces, kept) -> None:
+    """Exactly the replacements of the reference pattern, on HTML with comments (closed,
+    unclosed, holding anchors), <a> tags with various attributes, <abbr>, <area>, stray `<`."""
+    from launchkit.clicks import rewrite_links
+
+    def resolve(url: str) -> str | None:  # some links stay direct
+        return None if len(url) % 7 in kept else f"https://t.example/c/{len(url)}?a=1&b=<2>"
+
+    page = "".join(pieces)
+    assert rewrite_links(page, "", resolve)[0] == _reference_rewrite_html(page, resolve)

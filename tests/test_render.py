@@ -610,6 +610,9 @@ _BODIES = (
     "{raw}\n\n{raw}\n\n> {raw}\n",
     '[x]\n\n{n} [x] [{n}]\n\n[x]: {u} "T"\n',
     "Hi {n}  \nthere <b>{n}</b> ![{n}](https://i.example/p.png)\n\n<div>\n{n}\n</div>\n",
+    # parts whose text ends with ". " or "- " (the next paragraph follows without a blank
+    # line), empty parts, rules between parts
+    "{n}.&#32;\n\n[x]({u})\n\n\n\n# {n} -&#32;\n\n---\n\n{n}\n\n\n",
 )
 
 
@@ -634,7 +637,8 @@ _BLOCK_LINES = st.sampled_from(
      "> {n}", "    code {n}", "\tcode", "```", "~~~ py", "<div>", "</div>", "<!--", "-->",
      "<b>{n}</b>", "[x]: https://e.example/x", '[x]: https://e.example/x "T', 'itre"', "[x]",
      "[{n}]({u})", "| a | b |", "|---|---|", "| {n} | [x]({u}) |", "  indented", "\r", "",
-     " ", "\\", "*{n}", "{n}*", "`{n}", "{n}`", "<https://e.example/{n}>", "[a\n", "]"]
+     " ", "\\", "*{n}", "{n}*", "`{n}", "{n}`", "<https://e.example/{n}>", "[a\n", "]",
+     "{n}.&#32;", "- x -&#32;"]
 )  # fmt: skip
 
 
@@ -693,3 +697,79 @@ def test_starter_kit_markdown_equals_a_plain_parse(
     for body in bodies * 2:  # the second time, the inline runs come from the cache
         markdown_parts.cache_clear()
         assert markdown_parts(body) == _plain_markdown_parts(body)
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_starter_preheader_padding_inlines_like_the_entity_loop(
+    tmp_path: Path, language: str
+) -> None:
+    """The layout writes its preheader padding as characters; once inlined, the email is byte
+    for byte the one the former ``{% for %}`` loop of ``&#847;&zwnj;&nbsp;`` gave."""
+    starter = (starter_dir("emails") / "base.html").read_text(encoding="utf-8")
+    padding = "\u034f\u200c\u00a0" * 40
+    assert starter.count(padding) == 1
+    loop = "{% for _ in range(40) %}&#847;&zwnj;&nbsp;{% endfor %}"
+    source = parse_email_file(starter_dir("emails") / f"launch-{language}" / "04-cart-open.md")
+    pages = []
+    for layout in (starter, starter.replace(padding, loop)):
+        workspace = tmp_path / str(len(pages))
+        workspace.mkdir()
+        settings = email_settings(workspace)
+        (settings.emails_dir / "base.html").write_text(layout, encoding="utf-8")
+        rendered = render_email(
+            make_environment(settings),
+            source,
+            sample_context(language),
+            settings=settings,
+            unsubscribe_url=UNSUB,
+            language=language,
+        )
+        pages.append(rendered.html)
+    assert pages[0] == pages[1]
+    assert "\u034f\u200c&nbsp;" * 40 + "</span>" in pages[0]
+
+
+def test_sandbox_context_is_the_one_jinja_builds(ws_settings: Settings) -> None:
+    """The sandbox's templates build their context from a plain-dict merge of the globals:
+    the same variables, in the same order, the same ``globals_keys`` as Jinja's own."""
+    from jinja2.runtime import new_context
+
+    env = make_environment(ws_settings)
+    env.globals["shadowed"] = "environment"
+    template = env.from_string(
+        "{{ shadowed }} {{ own }} {{ first_name }} {{ range(2) | list }}",
+        globals={"shadowed": "template", "own": 1},
+    )
+    values = {"first_name": "Zoé", "own": 2}
+    for vars in (values, {}, None):
+        ours = template.new_context(vars)
+        jinjas = new_context(env, template.name, template.blocks, vars, False, template.globals)
+        assert list(ours.parent.items()) == list(jinjas.parent.items())
+        assert ours.globals_keys == jinjas.globals_keys == {*env.globals, "own"}
+        assert ours.vars == jinjas.vars == {} and ours.blocks == jinjas.blocks
+        assert ours.name == jinjas.name
+    shared = template.new_context(values, shared=True)
+    assert shared.parent is values and shared.globals_keys == {*env.globals, "own"}
+    assert template.render(values) == "template 2 Zoé [0, 1]"
+    with pytest.raises(TypeError):  # as in Jinja: variable names are strings
+        template.new_context({1: "x"})
+
+
+_TIDY_PIECES = st.sampled_from(["\n", "\r", "\r\n", " ", "\t", "a", "-- ", "\u00a0"])
+
+
+@given(st.lists(_TIDY_PIECES, max_size=40).map("".join))
+@settings(max_examples=500, deadline=None)
+def test_blank_line_runs_are_found_as_with_the_counted_pattern(text: str) -> None:
+    """``\\n\\n\\n+`` (literal start, fast scan) finds exactly the runs ``\\n{3,}`` finds, and
+    the tidied plain text is the one the counted pattern gives."""
+    from launchkit.render import _tidy_text
+    from launchkit.render.text import BLANK_LINES
+
+    counted = re.compile(r"\n{3,}")
+    assert [m.span() for m in BLANK_LINES.finditer(text)] == [
+        m.span() for m in counted.finditer(text)
+    ]
+    unified = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = [line.rstrip() if line != "-- " else line for line in unified.split("\n")]
+    assert _tidy_text(text) == counted.sub("\n\n", "\n".join(lines)).strip("\n") + "\n"

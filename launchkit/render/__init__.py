@@ -36,7 +36,7 @@ from launchkit.render.sandbox import (
     LaunchkitSandbox,
     SecurityError,
 )
-from launchkit.render.text import html_to_text, markdown_parts, markdown_to_html
+from launchkit.render.text import BLANK_LINES, html_to_text, markdown_parts, markdown_to_html
 from launchkit.resources import starter_dir
 
 SUBJECT_MAX = 80
@@ -503,7 +503,7 @@ def _inline_css(html: str, source: EmailSource) -> str:
 def _tidy_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = [line.rstrip() if line != "-- " else line for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
+    return BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n") + "\n"
 
 
 # --- lint ---------------------------------------------------------------------------------

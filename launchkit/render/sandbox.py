@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextvars
 import re
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import jinja2
 from jinja2 import nodes
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 MAX_RANGE = 10_000  # items in one range()
@@ -51,20 +52,6 @@ class _Budget:
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("lk_budget", default=None)
 
 
-@contextmanager
-def _render_budget() -> Iterator[_Budget]:
-    current = _BUDGET.get()
-    if current is not None:  # nested render (include, layout): share the outer budget
-        yield current
-        return
-    budget = _Budget()
-    token = _BUDGET.set(budget)
-    try:
-        yield budget
-    finally:
-        _BUDGET.reset(token)
-
-
 def _budget() -> _Budget:
     return _BUDGET.get() or _Budget()
 
@@ -73,8 +60,49 @@ class _LimitedTemplate(jinja2.Template):
     """A template whose every render runs under a fresh resource budget."""
 
     def render(self, *args: Any, **kwargs: Any) -> str:
-        with _render_budget():
+        # set by hand rather than with a context manager, 1 µs less on each of 5 renders
+        if _BUDGET.get() is not None:  # nested render (include, layout): share the outer budget
             return super().render(*args, **kwargs)
+        token = _BUDGET.set(_Budget())
+        try:
+            return super().render(*args, **kwargs)
+        finally:
+            _BUDGET.reset(token)
+
+    def new_context(
+        self,
+        vars: dict[str, Any] | None = None,  # noqa: A002 (Jinja's name)
+        shared: bool = False,
+        locals: Mapping[str, Any] | None = None,  # noqa: A002 (Jinja's name)
+    ) -> Context:
+        """Jinja's ``new_context`` with the template's globals read as one plain dict.
+
+        Jinja copies the globals out of their ``ChainMap`` (template globals, then the
+        environment's) with Python-level lookups, then reads its keys a second time for
+        ``globals_keys``: 5 times per email. The same dict, built here with ``dict.update``.
+        """
+        chain = self.globals
+        if (
+            shared
+            or locals
+            or type(chain) is not ChainMap
+            or self.environment.context_class is not Context
+        ):
+            return super().new_context(vars, shared, locals)
+        merged = _merged(chain)
+        context = Context(self.environment, dict(merged, **(vars or {})), self.name, self.blocks)
+        context.globals_keys = set(merged)
+        return context
+
+
+def _merged(chain: ChainMap[str, Any]) -> dict[str, Any]:
+    """``dict(chain)``, exactly: a ChainMap lists its keys from its last map to its first
+    (``dict.fromkeys`` over the reversed maps) and takes each value from the first map that
+    has the key, which is what updating a dict with the maps in reverse order gives."""
+    merged: dict[str, Any] = {}
+    for mapping in reversed(chain.maps):
+        merged.update(mapping)
+    return merged
 
 
 def _limited_range(*args: int) -> range:
@@ -93,8 +121,13 @@ def _limited_iter(iterable: Iterable[Any]) -> Iterator[Any]:
         yield item
 
 
+# a tuple, not ``str | bytes | list | tuple``: the same test, without building the union type
+# on each of the ~25 outputs of an email
+_SIZED = (str, bytes, list, tuple)
+
+
 def _checked_size(value: Any) -> Any:
-    if isinstance(value, str | bytes | list | tuple):
+    if isinstance(value, _SIZED):
         if len(value) > MAX_VALUE:
             raise SecurityError(f"a value of {len(value):,} items is over the limit")
         if isinstance(value, str):

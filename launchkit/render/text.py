@@ -100,6 +100,9 @@ _MARKDOWN = _parser()
 # the same parser minus the (slow) HTML block rule, for bodies with no line starting with "<"
 _MARKDOWN_INLINE_HTML = _parser("html_block")
 _HTML_BLOCK_START = re.compile(r"^ {0,3}<", re.MULTILINE)
+# three or more line breaks in a row, the same matches as ``\n{3,}``: written with a literal
+# start, ``re`` finds the runs with a fast scan instead of trying the pattern at every character
+BLANK_LINES = re.compile(r"\n\n\n+")
 
 
 def markdown_to_html(text: str) -> str:
@@ -110,12 +113,71 @@ def markdown_to_html(text: str) -> str:
 @functools.lru_cache(maxsize=512)
 def markdown_parts(text: str) -> tuple[str, str]:
     """(HTML, plain text) of a rendered Markdown body; cached, as many subscribers share one."""
-    parser = _MARKDOWN if _HTML_BLOCK_START.search(text) else _MARKDOWN_INLINE_HTML
-    tokens = _CHUNKS.tokens(parser, text) if "\n\n" in text else None
-    if tokens is None:
-        tokens = parser.parse(text)
+    # a body without "<" has no HTML block: the "<" test is the quick half of the search
+    has_html = "<" in text and _HTML_BLOCK_START.search(text)
+    parser = _MARKDOWN if has_html else _MARKDOWN_INLINE_HTML
+    parts = _CHUNKS.parts(parser, text) if "\n\n" in text else None
+    if parts is not None:
+        return "".join([part.html() for part in parts]), _parts_text(parts)
+    tokens = parser.parse(text)
     html = str(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))
     return html, _tokens_to_text(tokens)
+
+
+class _Part:
+    """The block tokens of one part of a body (see ``_Chunks``), with its HTML and the
+    pieces of its plain text, each made once.
+
+    Exact: the renderer writes each token from the token alone, but for an opening tag, which
+    looks at the next token (always in the same part: a part's tags are balanced), and for a
+    token after a hidden one (no token of a part is hidden); so the HTML of the body is the
+    HTML of its parts end to end. The plain text too, see ``_parts_text``.
+    """
+
+    __slots__ = ("tokens", "_html", "_pieces")
+
+    def __init__(self, tokens: list[Token]) -> None:
+        self.tokens = tokens
+        self._html: str | None = None
+        self._pieces: list[str] | None = None
+
+    def html(self) -> str:
+        if self._html is None:
+            self._html = str(_MARKDOWN.renderer.render(self.tokens, _MARKDOWN.options, {}))
+        return self._html
+
+    def pieces(self) -> list[str]:
+        """What ``_TokenText`` writes for the part alone (never changed once made)."""
+        if self._pieces is None:
+            maker = _TokenText()
+            for token in self.tokens:
+                maker.block(token)
+            self._pieces = maker.out
+        return self._pieces
+
+
+def _parts_text(parts: list[_Part]) -> str:
+    """``_tokens_to_text`` of the parts' tokens end to end, from the pieces of each part.
+
+    Exact: for the tokens of a part (paragraphs, headings, rules: no list, no quote),
+    ``_TokenText`` keeps no state but its output, read in one place: a paragraph or heading
+    starts with a blank line unless the text so far ends with ". " or "- ". A part's pieces,
+    made alone, start with that blank line when the part starts with a paragraph or heading;
+    it is left out when the text of the parts before ends so.
+    """
+    out: list[str] = []
+    for part in parts:
+        pieces = part.pieces()
+        if out and out[-1].endswith((". ", "- ")) and _opens_with_text(part):
+            out += pieces[1:]
+        else:
+            out += pieces
+    return _finish_text(out)
+
+
+def _opens_with_text(part: _Part) -> bool:
+    """Whether the part starts with a paragraph or a heading (an empty part does not)."""
+    return bool(part.tokens) and part.tokens[0].type in ("paragraph_open", "heading_open")
 
 
 class _Chunks:
@@ -138,11 +200,11 @@ class _Chunks:
     )
 
     def __init__(self) -> None:
-        self.found: dict[tuple[int, str], list[Token] | None] = {}
+        self.found: dict[tuple[int, str], _Part | None] = {}
 
-    def tokens(self, parser: MarkdownIt, text: str) -> list[Token] | None:
-        """The body's block tokens from its parts, or None when it must be parsed at once."""
-        tokens: list[Token] = []
+    def parts(self, parser: MarkdownIt, text: str) -> list[_Part] | None:
+        """The body's parts in order, or None when it must be parsed at once."""
+        parts: list[_Part] = []
         for chunk in text.split("\n\n"):
             key = (id(parser), chunk)
             if key in self.found:
@@ -154,15 +216,15 @@ class _Chunks:
                 self.found[key] = part
             if part is None:
                 return None
-            tokens += part
-        return tokens
+            parts.append(part)
+        return parts
 
-    def _parse(self, parser: MarkdownIt, chunk: str) -> list[Token] | None:
+    def _parse(self, parser: MarkdownIt, chunk: str) -> _Part | None:
         env: dict[str, Any] = {}
-        part = parser.parse(chunk, env)
-        if env.get("references") or not all(t.type in self.LEAVES and not t.hidden for t in part):
+        tokens = parser.parse(chunk, env)
+        if env.get("references") or not all(t.type in self.LEAVES and not t.hidden for t in tokens):
             return None
-        return part
+        return _Part(tokens)
 
 
 _CHUNKS = _Chunks()
@@ -277,7 +339,7 @@ class _TextMaker(HTMLParser):
     def text(self) -> str:
         joined = "".join(self.parts)
         lines = [line.rstrip() for line in joined.split("\n")]
-        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+        return BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
 
 
 class _TokenText:
@@ -366,8 +428,13 @@ def _tokens_to_text(tokens: list[Any]) -> str:
     maker = _TokenText()
     for token in tokens:
         maker.block(token)
-    lines = [line.rstrip() for line in "".join(maker.out).split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+    return _finish_text(maker.out)
+
+
+def _finish_text(pieces: list[str]) -> str:
+    """The plain text of ``_TokenText`` pieces: no trailing spaces, at most one blank line."""
+    lines = [line.rstrip() for line in "".join(pieces).split("\n")]
+    return BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
 
 
 def html_to_text(html: str) -> str:
