@@ -2,6 +2,8 @@
 
 Usage: python benchmarks/send_bench.py [--subscribers 100000] [--db URL]
 
+With a PostgreSQL ``--db``, the run uses a fresh database on that server, dropped at the end.
+
 Both sides send one email to N subscribers over SMTP to the same loopback sink, a minimal
 raw-socket SMTP responder running in its own process (so the sink is not the bottleneck; its
 CPU time is printed). Like the relays senders use (Postfix, Amazon SES, Mailgun...), the sink
@@ -33,6 +35,8 @@ import socket
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -282,9 +286,38 @@ def main() -> None:
         "--no-track-clicks", action="store_true", help="direct links (email.track_clicks = false)"
     )
     args = parser.parse_args()
+    db, drop_database = throwaway_database(args.db)
+    try:
+        run_bench(args, db)
+    finally:
+        drop_database()
+
+
+def throwaway_database(url: str | None) -> tuple[str | None, Callable[[], None]]:
+    """A fresh database on the server of a PostgreSQL ``url`` (dropped afterwards), so runs
+    never meet each other's rows; SQLite (None) gets a file in the run's temporary folder."""
+    if url is None or not url.startswith("postgresql"):
+        return url, lambda: None
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    name = f"lk_send_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+    return make_url(url).set(database=name).render_as_string(hide_password=False), drop
+
+
+def run_bench(args: argparse.Namespace, db: str | None) -> None:
     count = args.subscribers
     with tempfile.TemporaryDirectory() as tmp:
-        settings, engine, sessions = make_workspace(Path(tmp), count, args.db)
+        settings, engine, sessions = make_workspace(Path(tmp), count, db)
         if args.no_track_clicks:
             import dataclasses
 
