@@ -588,6 +588,26 @@ def test_starter_emails_render_and_lint_clean(ws_settings: Settings, name: str) 
         assert url.startswith(("https://", "mailto:")), url
 
 
+_DANGLING = re.compile(r"[\s\u00a0\u202f][.,]|\S {2,}\S")  # "Le prix. ." "Prix : ." "Or  in"
+
+
+@pytest.mark.parametrize(
+    "name", [f for f in STARTER_FILES if f.startswith(("launch-", "evergreen-"))]
+)
+def test_starter_emails_read_well_before_any_offer_exists(ws_settings: Settings, name: str) -> None:
+    """No price yet (no offer): the price sentences are left out, none is left half-written."""
+    language = folder_language(name.split("/")[0])
+    assert language is not None
+    context = sample_context(language) | {"price": "", "plans": []}
+    context["offer"] = context["offer"] | {"price": "", "price_now": ""}
+    rendered = render_email(
+        make_environment(ws_settings), parse_email_file(STARTER / name), context,
+        settings=ws_settings, unsubscribe_url=UNSUB, language=language,
+    )  # fmt: skip
+    dangling = [line for line in rendered.text.splitlines() if _DANGLING.search(line)]
+    assert dangling == []
+
+
 # --- the inline-run cache gives the bytes of a plain markdown-it parse ----------------------
 
 _PLAIN_MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable("table")
