@@ -28,10 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchdb import throwaway_database  # noqa: E402
 
 from launchkit import magnets  # noqa: E402
 from launchkit.db import make_engine, make_sessionmaker  # noqa: E402
@@ -52,23 +53,13 @@ def make_database(kind: str, folder: Path) -> tuple[str, Callable[[], None]]:
     """A database URL for the run and a function that drops it."""
     if kind == "sqlite":
         return f"sqlite:///{folder / 'bench.db'}", lambda: None
-    name = f"lk_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-    return url, drop
+    return throwaway_database(PG_ADMIN)
 
 
 def prepare_workspace(folder: Path, url: str) -> Path:
     ws = folder / "ws"
-    settings = init_workspace(ws, name="Bench", database_url=url, env={})
+    sender = {"name": "Bench", "email": "bench@example.com", "postal_address": "1 rue Bench, Paris"}
+    settings = init_workspace(ws, name="Bench", database_url=url, env={}, sender=sender)
     engine = make_engine(url)
     with make_sessionmaker(engine).begin() as session:
         magnets.add_magnet(

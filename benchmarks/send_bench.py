@@ -35,8 +35,6 @@ import socket
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,6 +44,8 @@ from sqlalchemy import insert
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchdb import throwaway_database  # noqa: E402
 
 from launchkit import sequences  # noqa: E402
 from launchkit.db import make_engine, make_sessionmaker  # noqa: E402
@@ -286,32 +286,13 @@ def main() -> None:
         "--no-track-clicks", action="store_true", help="direct links (email.track_clicks = false)"
     )
     args = parser.parse_args()
-    db, drop_database = throwaway_database(args.db)
+    db, drop_database = args.db, lambda: None
+    if db is not None and db.startswith("postgresql"):  # a fresh database on that server
+        db, drop_database = throwaway_database(db)
     try:
         run_bench(args, db)
     finally:
         drop_database()
-
-
-def throwaway_database(url: str | None) -> tuple[str | None, Callable[[], None]]:
-    """A fresh database on the server of a PostgreSQL ``url`` (dropped afterwards), so runs
-    never meet each other's rows; SQLite (None) gets a file in the run's temporary folder."""
-    if url is None or not url.startswith("postgresql"):
-        return url, lambda: None
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    name = f"lk_send_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-    return make_url(url).set(database=name).render_as_string(hide_password=False), drop
 
 
 def run_bench(args: argparse.Namespace, db: str | None) -> None:
